@@ -1,0 +1,3 @@
+"""smdown: deep-ensemble downscaling of coarse satellite soil moisture to 30 m."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,233 @@
+"""Raster I/O: the one module that reads and writes stacks (rasterio lives here only).
+
+A *stack* is a dated raster cube (days x rows x cols, float32, NaN nodata) with its grid;
+band descriptions hold the dates (YYYY-MM-DD). A static raster is a stack of one band
+without dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.warp import reproject, transform_bounds
+from rasterio.warp import transform as transform_points
+from rasterio.windows import Window
+
+from smdown.grid import Grid
+
+
+class InputError(Exception):
+    """A bad input: the message names the file or config key and what is wrong."""
+
+
+@dataclass
+class Stack:
+    """A raster cube (bands x rows x cols, float32, NaN nodata) on a grid; dates or None (static)."""
+
+    data: np.ndarray
+    grid: Grid
+    dates: list[str] | None = None
+
+    @property
+    def is_static(self) -> bool:
+        return self.dates is None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _parse_date(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip()[:10]).isoformat()
+    except ValueError:
+        return None
+
+
+def _grid_of(src) -> Grid:
+    return Grid(src.crs.to_string(), src.transform, src.height, src.width)
+
+
+def read_grid(path: str | os.PathLike) -> Grid:
+    """The grid of a raster file (checked like read_stack)."""
+    with _open(path) as src:
+        return _grid_of(src)
+
+
+def read_dates(path: str | os.PathLike) -> list[str]:
+    """The band dates of a dynamic raster, checked."""
+    with _open(path) as src:
+        return _band_dates(src, path)
+
+
+@contextmanager
+def _open(path: str | os.PathLike):
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: input file not found")
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as err:
+        raise InputError(f"{path}: not a readable raster ({err})") from err
+    with src:
+        if src.crs is None:
+            raise InputError(f"{path}: raster has no CRS (georeference it, e.g. gdal_edit.py -a_srs EPSG:xxxx)")
+        if src.transform.b != 0 or src.transform.d != 0 or src.transform.e >= 0:
+            raise InputError(f"{path}: raster is not north-up (rotated or flipped transform)")
+        yield src
+
+
+def _band_dates(src, path) -> list[str]:
+    dates = [_parse_date(d) for d in src.descriptions]
+    bad = [i + 1 for i, d in enumerate(dates) if d is None]
+    if bad:
+        raise InputError(
+            f"{path}: band descriptions must be dates YYYY-MM-DD for a dynamic raster; "
+            f"band(s) {bad[:5]} have {[src.descriptions[i - 1] for i in bad[:5]]}"
+        )
+    if len(set(dates)) != len(dates):
+        raise InputError(f"{path}: band dates are not unique")
+    if dates != sorted(dates):
+        raise InputError(f"{path}: band dates are not in increasing order")
+    return dates
+
+
+def _as_float(data: np.ndarray, nodata) -> np.ndarray:
+    data = data.astype(np.float32, copy=False)
+    if nodata is not None and not np.isnan(nodata):
+        data = np.where(data == nodata, np.float32(np.nan), data)
+    return data
+
+
+def read_stack(path: str | os.PathLike, static: bool = False) -> Stack:
+    """Read a whole raster as a stack; a static raster must have one band."""
+    with _open(path) as src:
+        if static:
+            if src.count != 1:
+                raise InputError(f"{path}: a static predictor must have one band, found {src.count}")
+            dates = None
+        else:
+            dates = _band_dates(src, path)
+        data = _as_float(src.read(), src.nodata)
+        return Stack(data, _grid_of(src), dates)
+
+
+def read_window(path: str | os.PathLike, row: int, col: int, height: int, width: int) -> np.ndarray:
+    """Read a window (all bands) of a raster on our grids; pixels outside the raster are NaN."""
+    with rasterio.open(path) as src:
+        window = Window(col, row, width, height)
+        return _as_float(src.read(window=window, boundless=True, fill_value=np.nan), src.nodata)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _profile(grid: Grid, count: int) -> dict:
+    blocksize = 256 if min(grid.height, grid.width) >= 256 else None
+    profile = dict(
+        driver="GTiff",
+        dtype="float32",
+        nodata=np.nan,
+        crs=CRS.from_user_input(grid.crs),
+        transform=grid.transform,
+        height=grid.height,
+        width=grid.width,
+        count=count,
+        compress="deflate",
+        predictor=3,
+        interleave="band",
+        BIGTIFF="IF_SAFER",
+    )
+    if blocksize:
+        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+    return profile
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+
+
+@contextmanager
+def open_writer(path: str | os.PathLike, grid: Grid, dates: list[str] | None, count: int | None = None) -> Iterator:
+    """Open a raster for windowed writes under a temporary name; renamed into place on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = len(dates) if dates is not None else (count or 1)
+    tmp = _temporary(path)
+    try:
+        with rasterio.open(tmp, "w", **_profile(grid, count)) as dst:
+            if dates is not None:
+                dst.descriptions = tuple(dates)
+            yield dst
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_window(dst, data: np.ndarray, row: int, col: int) -> None:
+    """Write a (bands, rows, cols) array into an open writer at (row, col)."""
+    window = Window(col, row, data.shape[-1], data.shape[-2])
+    dst.write(data.astype(np.float32, copy=False), window=window)
+
+
+def write_stack(path: str | os.PathLike, stack: Stack) -> None:
+    """Write a stack as a tiled, compressed float32 GeoTIFF with dated bands, atomically."""
+    data = stack.data if stack.data.ndim == 3 else stack.data[np.newaxis]
+    with open_writer(path, stack.grid, stack.dates, count=data.shape[0]) as dst:
+        dst.write(data.astype(np.float32, copy=False))
+
+
+# ---------------------------------------------------------------- warping
+
+
+RESAMPLING = {"cubic": Resampling.cubic, "nearest": Resampling.nearest, "mode": Resampling.mode,
+              "average": Resampling.average, "bilinear": Resampling.bilinear}
+
+
+def warp(stack: Stack, grid: Grid, method: str = "cubic") -> Stack:
+    """Warp a stack onto a grid with GDAL's warper (NaN is nodata on both sides)."""
+    out = np.full((stack.data.shape[0], grid.height, grid.width), np.nan, dtype=np.float32)
+    reproject(
+        source=np.ascontiguousarray(stack.data, dtype=np.float32),
+        destination=out,
+        src_transform=stack.grid.transform,
+        src_crs=CRS.from_user_input(stack.grid.crs),
+        src_nodata=np.nan,
+        dst_transform=grid.transform,
+        dst_crs=CRS.from_user_input(grid.crs),
+        dst_nodata=np.nan,
+        resampling=RESAMPLING[method],
+    )
+    return Stack(out, grid, stack.dates)
+
+
+def overlaps(path: str | os.PathLike, grid: Grid) -> bool:
+    """Whether a raster's footprint overlaps a grid (compared in the grid's CRS)."""
+    src_grid = read_grid(path)
+    left, bottom, right, top = transform_bounds(src_grid.crs, grid.crs, *src_grid.bounds, densify_pts=21)
+    g_left, g_bottom, g_right, g_top = grid.bounds
+    return left < g_right and right > g_left and bottom < g_top and top > g_bottom
+
+
+def lonlat_to(crs: str, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """Project lon/lat (EPSG:4326) points into a CRS."""
+    xs, ys = transform_points("EPSG:4326", crs, np.atleast_1d(lon), np.atleast_1d(lat))
+    return np.asarray(xs), np.asarray(ys)
+
+
+def to_lonlat(crs: str, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Unproject points of a CRS to lon/lat (EPSG:4326)."""
+    lons, lats = transform_points(crs, "EPSG:4326", np.atleast_1d(x), np.atleast_1d(y))
+    return np.asarray(lons), np.asarray(lats)
