@@ -42,7 +42,7 @@ class Grid:
 
     def window(self, row: int, col: int, height: int, width: int) -> Grid:
         """The sub-grid starting at (row, col)."""
-        return Grid(self.crs, self.transform * Affine.translation(col, row), height, width)
+        return Grid(self.crs, self.transform @ Affine.translation(col, row), height, width)
 
 
 def nest_factor(coarse_res: float, nominal_res: float) -> int:
@@ -55,7 +55,7 @@ def nest_factor(coarse_res: float, nominal_res: float) -> int:
 
 def nested_grid(coarse: Grid, factor: int) -> Grid:
     """The grid that splits every coarse cell into factor x factor pixels."""
-    transform = coarse.transform * Affine.scale(1.0 / factor)
+    transform = coarse.transform @ Affine.scale(1.0 / factor)
     return Grid(coarse.crs, transform, coarse.height * factor, coarse.width * factor)
 
 

@@ -65,6 +65,11 @@ def read_grid(path: str | os.PathLike) -> Grid:
         return _grid_of(src)
 
 
+def band_count(path: str | os.PathLike) -> int:
+    with _open(path) as src:
+        return src.count
+
+
 def read_dates(path: str | os.PathLike) -> list[str]:
     """The band dates of a dynamic raster, checked."""
     with _open(path) as src:
@@ -231,3 +236,16 @@ def to_lonlat(crs: str, x, y) -> tuple[np.ndarray, np.ndarray]:
     """Unproject points of a CRS to lon/lat (EPSG:4326)."""
     lons, lats = transform_points(crs, "EPSG:4326", np.atleast_1d(x), np.atleast_1d(y))
     return np.asarray(lons), np.asarray(lats)
+
+
+def pixel_size_m(grid: Grid) -> tuple[float, float]:
+    """Pixel width and height in metres (degrees converted at the grid's centre latitude)."""
+    crs = CRS.from_user_input(grid.crs)
+    width, height = grid.transform.a, -grid.transform.e
+    if crs.is_geographic:
+        left, bottom, right, top = grid.bounds
+        lat = np.deg2rad((bottom + top) / 2)
+        metres_per_degree = 111_320.0
+        return width * metres_per_degree * float(np.cos(lat)), height * metres_per_degree
+    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+    return width * factor, height * factor

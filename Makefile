@@ -1,0 +1,34 @@
+# Two commands for a new user: `make run` (the demo) and `make test` (the tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: run test lint bench-resample bench-predict figure clean
+
+$(BIN)/snakemake: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+run: $(BIN)/snakemake
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores 1 --report results/demo/report.html
+
+test: $(BIN)/snakemake
+	$(BIN)/pytest
+
+lint: $(BIN)/snakemake
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
+	$(BIN)/ruff check .
+
+bench-resample: $(BIN)/snakemake
+	$(BIN)/python -m smdown.bench resample
+
+bench-predict: $(BIN)/snakemake
+	$(BIN)/python -m smdown.bench predict
+
+clean:
+	rm -rf results/demo resources/demo .snakemake

@@ -1,0 +1,220 @@
+"""acquire: real sources -> the data contract files (see docs/acquire.md).
+
+    from smdown.acquire import acquire
+    paths = acquire(config, "resources/central_valley")   # {name: Path}
+
+Sources: SMAP L4 SPL4SMGP (Earthdata) -> coarse_surface, coarse_rootzone, precipitation;
+Sentinel-2 L2A (STAC) -> ndvi, ndwi; Copernicus DEM GLO-30 (STAC) -> dem; SoilGrids / POLARIS ->
+sand, clay (+ _rootzone); optional Sentinel-1 (STAC) -> s1_vv, s1_vh; optional ISMN -> stations.
+Every error is an smdown.io.InputError with a message naming the key, URL or file.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+
+from smdown.acquire.dem import acquire_dem
+from smdown.acquire.http import Downloader
+from smdown.acquire.ismn import acquire_ismn
+from smdown.acquire.region import Region, make_region
+from smdown.acquire.sentinel1 import acquire_sentinel1
+from smdown.acquire.sentinel2 import acquire_sentinel2
+from smdown.acquire.smap import acquire_smap
+from smdown.acquire.soil import acquire_soil
+from smdown.io import InputError
+
+log = logging.getLogger("smdown.acquire")
+
+# The defaults of every acquire.* key (the JSON schema mirrors them).
+DEFAULTS: dict = {
+    "bbox": None,  # [west, south, east, north], degrees (required)
+    "start": None,  # YYYY-MM-DD (required)
+    "end": None,  # YYYY-MM-DD inclusive (required)
+    "cache_dir": "resources/acquire/cache",
+    "http": {"retries": 5, "backoff": 1.0, "timeout": 60.0},
+    "earthdata": {
+        "login": "auto",
+        "edl_url": "https://urs.earthdata.nasa.gov",
+        "cmr_url": "https://cmr.earthdata.nasa.gov/search/",
+    },
+    "smap": {"short_name": "SPL4SMGP", "version": "008", "keep_granules": False},
+    "sentinel2": {
+        "catalog": "https://earth-search.aws.element84.com/v1",
+        "collection": "sentinel-2-l2a",
+        "max_cloud": 80.0,
+        "scl_keep": [4, 5, 6, 7],
+        "res": 30.0,
+        "resampling": "average",
+        "block": 2048,
+    },
+    "dem": {
+        "catalog": "https://earth-search.aws.element84.com/v1",
+        "collection": "cop-dem-glo-30",
+        "asset": "data",
+        "res": 30.0,
+        "resampling": "bilinear",
+        "block": 2048,
+    },
+    "soil": {
+        "source": "soilgrids",
+        "url": "https://files.isric.org/soilgrids/latest/data/{property}/{property}_{depth}_mean.vrt",
+        "polaris_url": "http://hydrology.cee.duke.edu/POLARIS/PROPERTIES/v1.0/{property}/mean/{depth}/"
+        "lat{lat0}{lat1}_lon{lon0}{lon1}.tif",
+        "res": None,
+        "scale": None,
+        "nodata": None,
+        "resampling": "bilinear",
+        "block": 2048,
+    },
+    "sentinel1": {
+        "enabled": False,
+        "catalog": "https://planetarycomputer.microsoft.com/api/stac/v1",
+        "collection": "sentinel-1-rtc",
+        "assets": {"vv": "vv", "vh": "vh"},
+        "units": "linear",
+        "sign": "planetary_computer",
+        "token_url": "https://planetarycomputer.microsoft.com/api/sas/v1/token",
+        "res": 30.0,
+        "resampling": "average",
+        "block": 2048,
+    },
+    "ismn": {"path": None, "url": None, "min_rootzone_depths": 2},
+}
+
+# Contract file names written by acquire() into its outdir.
+FILES = {
+    "coarse_surface": "coarse_surface.tif",
+    "coarse_rootzone": "coarse_rootzone.tif",
+    "precipitation": "precipitation.tif",
+    "ndvi": "ndvi.tif",
+    "ndwi": "ndwi.tif",
+    "dem": "dem.tif",
+    "sand": "sand.tif",
+    "clay": "clay.tif",
+    "sand_rootzone": "sand_rootzone.tif",
+    "clay_rootzone": "clay_rootzone.tif",
+    "s1_vv": "s1_vv.tif",
+    "s1_vh": "s1_vh.tif",
+    "stations": "stations.csv",
+}
+
+
+def _merge(base: dict, extra: dict, key: str) -> dict:
+    out = copy.deepcopy(base)
+    for name, value in (extra or {}).items():
+        if name not in base:
+            raise InputError(f"{key}.{name}: unknown key (known: {', '.join(sorted(base))})")
+        if isinstance(base[name], dict) and name not in ("assets",):
+            if not isinstance(value, dict):
+                raise InputError(f"{key}.{name}: expected a mapping, got {value!r}")
+            out[name] = _merge(base[name], value, f"{key}.{name}")
+        else:
+            out[name] = value
+    return out
+
+
+def settings(config: dict) -> dict:
+    """The acquire settings: config['acquire'] over DEFAULTS (unknown keys are errors)."""
+    return _merge(DEFAULTS, config.get("acquire") or {}, "acquire")
+
+
+def region_of(cfg: dict) -> Region:
+    for key in ("bbox", "start", "end"):
+        if cfg.get(key) is None:
+            raise InputError(f"acquire.{key}: required for a run that acquires real data")
+    return make_region(cfg["bbox"], cfg["start"], cfg["end"])
+
+
+def downloader(cfg: dict) -> Downloader:
+    http = cfg["http"]
+    return Downloader(cfg["cache_dir"], retries=http["retries"], backoff=http["backoff"], timeout=http["timeout"])
+
+
+def outputs_for(cfg: dict, outdir: str | os.PathLike) -> dict[str, Path]:
+    """The contract files acquire() writes for these settings."""
+    outdir = Path(outdir)
+    names = [n for n in FILES if not n.startswith("s1_") and n != "stations"]
+    if cfg["sentinel1"]["enabled"]:
+        names += ["s1_vv", "s1_vh"]
+    if cfg["ismn"]["path"] or cfg["ismn"]["url"]:
+        names.append("stations")
+    return {name: outdir / FILES[name] for name in names}
+
+
+def run_source(source: str, cfg: dict, out: dict[str, str | os.PathLike], http: Downloader | None = None) -> dict[str, Path]:
+    """Run one source ('smap', 'sentinel2', 'dem', 'soil', 'sentinel1', 'ismn') writing the given outputs."""
+    region = region_of(cfg)
+    http = http or downloader(cfg)
+    if source == "smap":
+        return acquire_smap(region, cfg, http, out["coarse_surface"], out["coarse_rootzone"], out["precipitation"])
+    if source == "sentinel2":
+        return acquire_sentinel2(region, cfg, http, out["ndvi"], out["ndwi"])
+    if source == "dem":
+        return acquire_dem(region, cfg, http, out["dem"])
+    if source == "soil":
+        return acquire_soil(region, cfg, http, {k: v for k, v in out.items() if k.startswith(("sand", "clay"))})
+    if source == "sentinel1":
+        return acquire_sentinel1(region, cfg, http, out["s1_vv"], out["s1_vh"])
+    if source == "ismn":
+        return acquire_ismn(region, cfg, http, out["stations"])
+    raise InputError(f"unknown acquire source {source!r}")
+
+
+SOURCES = {
+    "smap": ("coarse_surface", "coarse_rootzone", "precipitation"),
+    "sentinel2": ("ndvi", "ndwi"),
+    "dem": ("dem",),
+    "soil": ("sand", "clay", "sand_rootzone", "clay_rootzone"),
+    "sentinel1": ("s1_vv", "s1_vh"),
+    "ismn": ("stations",),
+}
+
+
+def acquire(config: dict, outdir: str | os.PathLike) -> dict[str, Path]:
+    """Download every configured source and write the contract files into outdir; {name: path}."""
+    cfg = settings(config)
+    region_of(cfg)
+    http = downloader(cfg)
+    targets = outputs_for(cfg, outdir)
+    written: dict[str, Path] = {}
+    for source, names in SOURCES.items():
+        out = {n: targets[n] for n in names if n in targets}
+        if out:
+            log.info("acquire: %s", source)
+            written.update(run_source(source, cfg, out, http))
+    return written
+
+
+def contract_inputs(paths: dict[str, str | os.PathLike]) -> dict:
+    """The config `inputs:` mapping for written files (predictors: precipitation, ndvi, ndwi, dem, sand, clay, s1_*)."""
+    inputs: dict = {"coarse": {"surface": str(paths["coarse_surface"])}, "predictors": {}}
+    if "coarse_rootzone" in paths:
+        inputs["coarse"]["rootzone"] = str(paths["coarse_rootzone"])
+    for name in ("precipitation", "ndvi", "ndwi", "dem", "sand", "clay", "s1_vv", "s1_vh"):
+        if name in paths:
+            inputs["predictors"][name] = str(paths[name])
+    if "stations" in paths:
+        inputs["stations"] = str(paths["stations"])
+    return inputs
+
+
+def run_script(snakemake, source: str) -> None:
+    """Entry for workflow/scripts/acquire_<source>.py: log to snakemake.log[0], write snakemake.output."""
+    handler = logging.FileHandler(snakemake.log[0]) if snakemake.log else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        cfg = settings(snakemake.config)
+        named = dict(snakemake.output.items())
+        out = {name: named[name] for name in SOURCES[source] if name in named}
+        run_source(source, cfg, out)
+    except InputError as err:
+        log.error("%s", err)
+        raise
+    finally:
+        log.removeHandler(handler)
+        handler.close()

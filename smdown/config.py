@@ -1,0 +1,181 @@
+"""The run configuration: schema validation with defaults, and the run's input files."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from smdown import io
+from smdown.grid import nest_factor
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+LAYERS = ("surface", "rootzone")
+DEMO_PREDICTORS = ("precipitation", "ndvi", "ndwi", "dem", "sand", "clay")
+
+
+class ConfigError(Exception):
+    """A bad configuration value; the message names the key."""
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "(top level)"
+
+
+def validate(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
+    """Validate a config against the schema, filling defaults; raises ConfigError naming the key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    config = copy.deepcopy(config)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        error = errors[0]
+        if error.validator == "additionalProperties":
+            unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            where = _key_path(error)
+            keys = ", ".join(f"'{k}'" for k in unknown)
+            raise ConfigError(f"config key {where}: unknown key(s) {keys}; allowed: {sorted(error.schema['properties'])}")
+        raise ConfigError(f"config key '{_key_path(error)}': {error.message}")
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: dict) -> None:
+    scales = config["scales"]
+    missing = [s for s in config["training_scales"] if s not in scales]
+    if missing:
+        raise ConfigError(f"config key 'training_scales': {missing} not among 'scales' {scales}")
+    if min(config["training_scales"]) <= min(scales):
+        raise ConfigError("config key 'training_scales': must be coarser than the prediction scale (the finest of 'scales')")
+    patch = config["samples"]["patch"]
+    if patch % 2 == 0:
+        raise ConfigError(f"config key 'samples.patch': must be odd, got {patch}")
+    if len(config["models"]["cnn_filters"]) != (patch - 1) // 2:
+        raise ConfigError(
+            f"config key 'models.cnn_filters': needs (samples.patch - 1) / 2 = {(patch - 1) // 2} layers for a "
+            f"{patch}x{patch} patch, got {len(config['models']['cnn_filters'])}"
+        )
+    lo, hi = config["predict"]["valid_range"]
+    if lo >= hi:
+        raise ConfigError(f"config key 'predict.valid_range': lower bound {lo} must be below upper bound {hi}")
+    if config["source"] == "local" and "inputs" not in config:
+        raise ConfigError("config key 'inputs': required when source is 'local'")
+
+
+@dataclass
+class Inputs:
+    """The data-contract files of a run."""
+
+    coarse: dict[str, str]
+    predictors: dict[str, str]
+    static: list[str]
+    stations: str | None = None
+    truth: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[str]:
+        return [layer for layer in LAYERS if layer in self.coarse]
+
+    @property
+    def dynamic(self) -> list[str]:
+        return [name for name in self.predictors if name not in self.static]
+
+
+def source_of(config: dict) -> str:
+    if config["source"] != "auto":
+        return config["source"]
+    return "local" if "inputs" in config else "demo"
+
+
+def resource_dir(config: dict) -> str:
+    return "resources/demo" if source_of(config) == "demo" else f"resources/{config['run']}"
+
+
+def inputs_of(config: dict) -> Inputs:
+    """The contract files of the run: the user's `inputs`, or the demo / acquired files under resources/."""
+    source = source_of(config)
+    static = list(config["static"])
+    if source == "local":
+        given = config["inputs"]
+        return Inputs(
+            coarse=dict(given["coarse"]),
+            predictors=dict(given["predictors"]),
+            static=[s for s in static if s in given["predictors"]],
+            stations=given.get("stations"),
+            truth=dict(given.get("truth", {})),
+        )
+    base = resource_dir(config)
+    names = list(DEMO_PREDICTORS) + list(config.get("acquire", {}).get("extra_predictors", []))
+    truth = {layer: f"{base}/truth_{layer}.tif" for layer in LAYERS} if source == "demo" else {}
+    return Inputs(
+        coarse={layer: f"{base}/coarse_{layer}.tif" for layer in LAYERS},
+        predictors={name: f"{base}/{name}.tif" for name in names},
+        static=[s for s in static if s in names],
+        stations=f"{base}/stations.csv",
+        truth=truth,
+    )
+
+
+def check_inputs(inputs: Inputs) -> None:
+    """Check the contract files before any job runs; raises io.InputError naming the file."""
+    dates = {}
+    for layer, path in inputs.coarse.items():
+        dates[layer] = io.read_dates(path)
+    if len({tuple(d) for d in dates.values()}) > 1:
+        (l1, d1), (l2, d2) = list(dates.items())[:2]
+        raise io.InputError(
+            f"{inputs.coarse[l2]}: coarse layers have different dates ({l1}: {len(d1)} days {d1[0]}..{d1[-1]}; "
+            f"{l2}: {len(d2)} days {d2[0]}..{d2[-1]})"
+        )
+    coarse_grid = io.read_grid(inputs.coarse["surface"])
+    coarse_dates = dates["surface"]
+    for name, path in inputs.predictors.items():
+        if name in inputs.static:
+            bands = io.band_count(path)
+            if bands != 1:
+                raise io.InputError(f"{path}: static predictor '{name}' must have one band, found {bands}")
+        else:
+            predictor_dates = io.read_dates(path)
+            if predictor_dates[-1] < coarse_dates[0] or predictor_dates[0] > coarse_dates[-1]:
+                raise io.InputError(
+                    f"{path}: predictor '{name}' dates {predictor_dates[0]}..{predictor_dates[-1]} do not overlap "
+                    f"the coarse dates {coarse_dates[0]}..{coarse_dates[-1]}"
+                )
+        if not io.overlaps(path, coarse_grid):
+            raise io.InputError(f"{path}: predictor '{name}' does not overlap the coarse grid of {inputs.coarse['surface']}")
+    for layer, path in inputs.truth.items():
+        if not Path(path).exists():
+            raise io.InputError(f"{path}: truth file for layer '{layer}' not found")
+    if inputs.stations and not Path(inputs.stations).exists():
+        raise io.InputError(f"{inputs.stations}: stations file not found")
+
+
+def scale_factors(config: dict, coarse_res: float) -> dict[str, int]:
+    """Scale name (nominal metres as text) -> integer factor in the coarse cell."""
+    return {scale_name(s): nest_factor(coarse_res, s) for s in config["scales"]}
+
+
+def scale_name(scale: float) -> str:
+    return f"{scale:g}"
+
+
+def load(path: str | Path) -> dict:
+    """Read and validate a YAML config file."""
+    return validate(yaml.safe_load(Path(path).read_text()) or {})

@@ -1,0 +1,460 @@
+"""Evaluation of a run's 30 m outputs against truth, stations and the coarse input.
+
+References (column ``reference`` of metrics.csv):
+
+- ``truth``: a fine-scale truth raster (synthetic experiments), on the test cells x test dates of
+  ``samples/split.json`` only, read one test cell at a time (memory bounded by one cell's series).
+- ``stations``: in-situ series against the 30 m pixel holding each station, pooled over stations.
+  Stations are never used in training. A station outside the region, or without a finite
+  observation on a date of the run, is logged and skipped. anomaly_r is NaN here (one pixel per
+  station gives no within-cell pattern).
+- ``coarse``: the 30 m output block-averaged back to the coarse grid against the coarse input,
+  all cells and dates (the consistency / mass-conservation check). anomaly_r is NaN here.
+
+All rasters are read through ``smdown.io``; metrics are streamed (``smdown.metrics.Accumulator``).
+Skipped methods, stations and references are reported through the ``smdown.evaluate`` logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smdown import io
+from smdown.grid import Grid, block_mean
+from smdown.metrics import Accumulator
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("surface", "rootzone")
+MEMBERS = ("dnn", "cnn", "lstm")
+METHODS = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic")
+COLUMNS = ["layer", "method", "reference", "r", "bias", "rmse", "ubrmse", "n", "anomaly_r", "kge"]
+PAIR_COLUMNS = ["layer", "method", "reference", "pred", "ref"]
+STATION_COLUMNS = ["station", "lon", "lat", "date", "surface", "rootzone"]
+
+PathLike = str | os.PathLike
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def method_paths(downscaled_dir: PathLike, layer: str, methods: Sequence[str] = METHODS) -> dict[str, Path]:
+    """The existing ``downscaled/<layer>/<method>.tif`` files; missing ones are logged and left out."""
+    paths = {}
+    for method in methods:
+        path = Path(downscaled_dir) / layer / f"{method}.tif"
+        if path.exists():
+            paths[method] = path
+        else:
+            log.warning("%s: %s has no output (%s missing); skipped", layer, method, path)
+    return paths
+
+
+def read_split(split: PathLike | Mapping | None) -> dict:
+    """samples/split.json as a dict with cells as (row, col) tuples and dates as strings."""
+    if split is None:
+        return {}
+    if not isinstance(split, Mapping):
+        with open(split) as f:
+            split = json.load(f)
+    out = dict(split)
+    for key in ("train_cells", "val_cells", "test_cells"):
+        if key in out:
+            out[key] = [(int(rc[0]), int(rc[1])) for rc in out[key]]
+    for key in ("train_dates", "val_dates", "test_dates"):
+        if key in out:
+            out[key] = [str(d)[:10] for d in out[key]]
+    return out
+
+
+def read_stations(stations: PathLike | pd.DataFrame) -> pd.DataFrame:
+    """stations.csv (station,lon,lat,date,surface,rootzone) with dates as YYYY-MM-DD; missing layers are NaN."""
+    df = stations.copy() if isinstance(stations, pd.DataFrame) else pd.read_csv(stations)
+    missing = [c for c in ("station", "lon", "lat", "date") if c not in df.columns]
+    if missing:
+        raise io.InputError(f"stations: missing column(s) {missing}; expected {STATION_COLUMNS}")
+    for layer in LAYERS:
+        if layer not in df.columns:
+            df[layer] = np.nan
+        df[layer] = pd.to_numeric(df[layer], errors="coerce")
+    df["station"] = df["station"].astype(str)
+    df["date"] = pd.to_datetime(df["date"]).dt.strftime("%Y-%m-%d")
+    return df
+
+
+def read_histories(models_dir: PathLike, layer: str, models: Sequence[str] = MEMBERS) -> dict[str, pd.DataFrame]:
+    """``models/<layer>/<model>_history.csv`` (epoch,loss,val_loss) of the models that have one."""
+    out = {}
+    for model in models:
+        path = Path(models_dir) / layer / f"{model}_history.csv"
+        if path.exists():
+            out[model] = pd.read_csv(path)
+    return out
+
+
+def nest(fine: Grid, coarse: Grid) -> int:
+    """The factor by which the fine grid nests in the coarse one (checked)."""
+    factor = int(round(coarse.res / fine.res))
+    ok = (
+        factor >= 1
+        and fine.shape == (coarse.height * factor, coarse.width * factor)
+        and np.isclose(fine.transform.c, coarse.transform.c, atol=fine.res * 1e-3)
+        and np.isclose(fine.transform.f, coarse.transform.f, atol=fine.res * 1e-3)
+    )
+    if not ok:
+        raise io.InputError(
+            f"the fine grid ({fine.height}x{fine.width} at {fine.res:.3f}) does not nest in the coarse grid "
+            f"({coarse.height}x{coarse.width} at {coarse.res:.3f})"
+        )
+    return factor
+
+
+def _read(path: PathLike, row: int, col: int, height: int, width: int, bands: np.ndarray) -> np.ndarray:
+    """Bands (0-based) of a window. The one place that reads pixels here (all bands, then a selection)."""
+    return io.read_window(path, row, col, height, width)[bands]
+
+
+def _aligned(path: PathLike, dates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Band indices in ``path`` of those of ``dates`` it has, and their positions in ``dates``."""
+    index = {d: i for i, d in enumerate(io.read_dates(path))}
+    pos = np.array([i for i, d in enumerate(dates) if d in index], dtype=int)
+    bands = np.array([index[dates[i]] for i in pos], dtype=int)
+    return bands, pos
+
+
+def _read_dated(path, row, col, height, width, dates, aligned=None) -> np.ndarray:
+    """A window on the given dates; dates the file lacks are NaN."""
+    bands, pos = aligned if aligned is not None else _aligned(path, dates)
+    out = np.full((len(dates), height, width), np.nan, dtype=np.float32)
+    if bands.size:
+        out[pos] = _read(path, row, col, height, width, bands)
+    return out
+
+
+def _row(layer: str, method: str, reference: str, metrics: Mapping) -> dict:
+    return {"layer": layer, "method": method, "reference": reference, **metrics}
+
+
+# ---------------------------------------------------------------- references
+
+
+class _Sampler:
+    """Keeps about ``max_pairs`` (pred, ref) pairs per method, drawn uniformly and seeded per block."""
+
+    def __init__(self, total: int, max_pairs: int, seed: int) -> None:
+        self.rate = 0.0 if max_pairs <= 0 or total <= 0 else min(1.0, max_pairs / total)
+        self.seed = seed
+        self.rows: list[pd.DataFrame] = []
+
+    def mask(self, shape, block: int) -> np.ndarray | None:
+        if self.rate <= 0:
+            return None
+        return np.random.default_rng([self.seed, block]).random(shape) < self.rate
+
+    def add(self, layer, method, reference, pred, ref, mask) -> None:
+        if mask is None:
+            return
+        keep = mask & np.isfinite(pred) & np.isfinite(ref)
+        if keep.any():
+            self.rows.append(pd.DataFrame({"layer": layer, "method": method, "reference": reference,
+                                           "pred": pred[keep].astype(float), "ref": ref[keep].astype(float)}))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.concat(self.rows, ignore_index=True) if self.rows else pd.DataFrame(columns=PAIR_COLUMNS)
+
+
+def evaluate_truth(
+    paths: Mapping[str, PathLike],
+    truth_path: PathLike,
+    factor: int,
+    cells: Sequence[tuple[int, int]],
+    dates: Sequence[str],
+    layer: str = "",
+    sampler: _Sampler | None = None,
+) -> list[dict]:
+    """Metric rows of each method against truth on the given coarse cells x dates, one cell at a time."""
+    truth_aligned = _aligned(truth_path, dates)
+    dates = [dates[i] for i in truth_aligned[1]]
+    truth_aligned = (truth_aligned[0], np.arange(len(dates)))
+    aligned = {m: _aligned(p, dates) for m, p in paths.items()}
+    acc = {m: Accumulator(factor) for m in paths}
+    if dates:
+        for i, (row, col) in enumerate(cells):
+            window = (row * factor, col * factor, factor, factor)
+            ref = _read_dated(truth_path, *window, dates, truth_aligned)
+            mask = sampler.mask(ref.shape, i) if sampler else None
+            for method, path in paths.items():
+                pred = _read_dated(path, *window, dates, aligned[method])
+                acc[method].update(pred, ref)
+                if sampler:
+                    sampler.add(layer, method, "truth", pred, ref, mask)
+    return [_row(layer, m, "truth", a.result()) for m, a in acc.items()]
+
+
+def _cell_windows(height: int, width: int, bands: int, factor: int, max_pixels: int) -> Iterator[tuple[int, ...]]:
+    """Windows of whole coarse cells (row, col, rows, cols) whose fine stacks hold at most ~max_pixels values."""
+    side = max(1, int(np.sqrt(max_pixels / max(1, bands * factor * factor))))
+    for row in range(0, height, side):
+        for col in range(0, width, side):
+            yield row, col, min(side, height - row), min(side, width - col)
+
+
+def evaluate_coarse(
+    paths: Mapping[str, PathLike],
+    coarse_path: PathLike,
+    factor: int,
+    layer: str = "",
+    max_pixels: int = 20_000_000,
+    sampler: _Sampler | None = None,
+) -> list[dict]:
+    """Metric rows of each method's block mean against the coarse input, all cells and dates."""
+    coarse = io.read_grid(coarse_path)
+    dates = io.read_dates(coarse_path)
+    all_bands = (np.arange(len(dates)), np.arange(len(dates)))
+    aligned = {m: _aligned(p, dates) for m, p in paths.items()}
+    acc = {m: Accumulator(None) for m in paths}
+    windows = _cell_windows(coarse.height, coarse.width, len(dates), factor, max_pixels)
+    for i, (row, col, h, w) in enumerate(windows):
+        ref = _read_dated(coarse_path, row, col, h, w, dates, all_bands)
+        mask = sampler.mask(ref.shape, i) if sampler else None
+        for method, path in paths.items():
+            fine = _read_dated(path, row * factor, col * factor, h * factor, w * factor, dates, aligned[method])
+            pred = block_mean(fine, factor)
+            acc[method].update(pred, ref)
+            if sampler:
+                sampler.add(layer, method, "coarse", pred, ref, mask)
+    return [_row(layer, m, "coarse", a.result()) for m, a in acc.items()]
+
+
+def locate(grid: Grid, lon, lat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column (of the nearest pixel, i.e. the one holding the point) and an inside flag on a grid."""
+    x, y = io.lonlat_to(grid.crs, np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
+    cols, rows = ~grid.transform @ (x, y)
+    rows = np.floor(np.asarray(rows, dtype=float))
+    cols = np.floor(np.asarray(cols, dtype=float))
+    inside = np.isfinite(rows) & np.isfinite(cols) & (rows >= 0) & (rows < grid.height) & (cols >= 0)
+    inside &= cols < grid.width
+    return np.where(inside, rows, -1).astype(int), np.where(inside, cols, -1).astype(int), inside
+
+
+def station_series(
+    paths: Mapping[str, PathLike],
+    stations: PathLike | pd.DataFrame,
+    layer: str,
+    coarse_path: PathLike | None = None,
+    std_path: PathLike | None = None,
+) -> pd.DataFrame:
+    """Per station and date: ``observed``, ``coarse`` (the input's cell), each method and ``ensemble_std``.
+
+    Rows are the station's dates with a finite observation of ``layer`` that the run has. Stations
+    outside the region or without such a date are logged and left out. Columns: station, lon, lat,
+    row, col, date, observed, coarse, <methods...>, ensemble_std (those whose file is given).
+    """
+    df = read_stations(stations)
+    if not paths:
+        return pd.DataFrame()
+    first = next(iter(paths.values()))
+    grid = io.read_grid(first)
+    run_dates = io.read_dates(first)
+    factor = nest(grid, io.read_grid(coarse_path)) if coarse_path is not None else None
+    files = dict(paths)
+    if coarse_path is not None:
+        files["coarse"] = coarse_path
+    if std_path is not None and Path(std_path).exists():
+        files["ensemble_std"] = std_path
+    aligned = {name: _aligned(p, run_dates) for name, p in files.items()}
+    frames = []
+    for name, obs in df.groupby("station", sort=True):
+        lon, lat = float(obs["lon"].iloc[0]), float(obs["lat"].iloc[0])
+        rows, cols, inside = locate(grid, lon, lat)
+        if not inside[0]:
+            log.warning("%s: station %s at (%.5f, %.5f) is outside the region; skipped", layer, name, lon, lat)
+            continue
+        obs = obs[np.isfinite(obs[layer]) & obs["date"].isin(run_dates)].drop_duplicates("date")
+        if obs.empty:
+            log.warning("%s: station %s has no %s observation on a date of the run; skipped", layer, name, layer)
+            continue
+        row, col = int(rows[0]), int(cols[0])
+        series = {}
+        for key, path in files.items():
+            if key == "coarse":
+                values = _read_dated(path, row // factor, col // factor, 1, 1, run_dates, aligned[key])
+            else:
+                values = _read_dated(path, row, col, 1, 1, run_dates, aligned[key])
+            series[key] = pd.Series(values[:, 0, 0].astype(float), index=run_dates)
+        out = pd.DataFrame({"station": name, "lon": lon, "lat": lat, "row": row, "col": col,
+                            "date": obs["date"].to_numpy(), "observed": obs[layer].to_numpy(dtype=float)})
+        for key, s in series.items():
+            out[key] = s.reindex(out["date"]).to_numpy()
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def evaluate_stations(series: pd.DataFrame, methods: Sequence[str], layer: str = "") -> list[dict]:
+    """Metric rows of each method against the station observations of ``station_series``, pooled."""
+    rows = []
+    for method in methods:
+        if series.empty or method not in series.columns:
+            continue
+        acc = Accumulator(None)
+        acc.update(series[method].to_numpy(dtype=float), series["observed"].to_numpy(dtype=float))
+        rows.append(_row(layer, method, "stations", acc.result()))
+    return rows
+
+
+# ---------------------------------------------------------------- the run
+
+
+def evaluate_run(
+    downscaled_dir: PathLike,
+    coarse: Mapping[str, PathLike],
+    truth: Mapping[str, PathLike] | None = None,
+    stations: PathLike | pd.DataFrame | None = None,
+    split: PathLike | Mapping | None = None,
+    methods: Sequence[str] = METHODS,
+    out: PathLike | None = None,
+    pairs_out: PathLike | None = None,
+    series_out: PathLike | None = None,
+    max_pairs: int = 20_000,
+    max_pixels: int = 20_000_000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Metrics of every method against every available reference, for each layer in ``coarse``.
+
+    ``downscaled_dir`` holds ``<layer>/<method>.tif``; ``coarse`` maps layer -> coarse input;
+    ``truth`` (optional) maps layer -> 30 m truth; ``stations`` is stations.csv or its frame;
+    ``split`` is samples/split.json or its dict (truth uses its test cells x test dates; without a
+    split, all cells and dates, with a warning). Returns the rows (columns ``COLUMNS``) and writes
+    them to ``out`` as CSV. Optionally writes a seeded sample of (pred, ref) pairs per layer, method
+    and reference (about ``max_pairs`` each for truth and coarse; all station pairs) to ``pairs_out``
+    for the scatter plots, and the station series (``station_series``, with a ``layer`` column) to
+    ``series_out``. ``max_pixels`` bounds the values held per read in the coarse check.
+    """
+    split = read_split(split)
+    station_df = read_stations(stations) if stations is not None else None
+    rows: list[dict] = []
+    pairs: list[pd.DataFrame] = []
+    series_frames: list[pd.DataFrame] = []
+    for layer, coarse_path in coarse.items():
+        paths = method_paths(downscaled_dir, layer, methods)
+        if not paths:
+            log.warning("%s: no downscaled output found in %s; layer skipped", layer, downscaled_dir)
+            continue
+        coarse_grid = io.read_grid(coarse_path)
+        fine_grid = io.read_grid(next(iter(paths.values())))
+        factor = nest(fine_grid, coarse_grid)
+        log.info("%s: %d method(s) %s, factor %d", layer, len(paths), list(paths), factor)
+
+        truth_path = (truth or {}).get(layer)
+        if truth_path is not None and Path(truth_path).exists():
+            nest(io.read_grid(truth_path), coarse_grid)
+            cells = split.get("test_cells")
+            dates = split.get("test_dates")
+            if cells is None or dates is None:
+                log.warning("%s: no split with test cells and dates; truth metrics use all cells and dates", layer)
+                cells = cells if cells is not None else [
+                    (r, c) for r in range(coarse_grid.height) for c in range(coarse_grid.width)
+                ]
+                dates = dates if dates is not None else io.read_dates(truth_path)
+            bad = [rc for rc in cells if not (0 <= rc[0] < coarse_grid.height and 0 <= rc[1] < coarse_grid.width)]
+            if bad:
+                log.warning("%s: %d test cell(s) outside the coarse grid ignored, e.g. %s", layer, len(bad), bad[:3])
+                cells = [rc for rc in cells if rc not in bad]
+            sampler = _Sampler(len(cells) * len(dates) * factor * factor, max_pairs, seed)
+            rows += evaluate_truth(paths, truth_path, factor, cells, dates, layer, sampler)
+            pairs.append(sampler.frame())
+            log.info("%s: truth on %d test cell(s) x %d test date(s)", layer, len(cells), len(dates))
+        elif truth_path is not None:
+            log.warning("%s: truth %s not found; skipped", layer, truth_path)
+
+        if station_df is not None:
+            std_path = Path(downscaled_dir) / layer / "ensemble_std.tif"
+            series = station_series(paths, station_df, layer, coarse_path, std_path)
+            if series.empty:
+                log.warning("%s: no station overlaps the run; stations skipped", layer)
+            else:
+                rows += evaluate_stations(series, list(paths), layer)
+                long = series.melt(id_vars=["date", "observed"], value_vars=list(paths), var_name="method",
+                                   value_name="pred")
+                long = long[np.isfinite(long["pred"]) & np.isfinite(long["observed"])]
+                pairs.append(pd.DataFrame({"layer": layer, "method": long["method"], "reference": "stations",
+                                           "pred": long["pred"], "ref": long["observed"]}))
+                series_frames.append(series.assign(layer=layer))
+                log.info("%s: %d station(s), %d station-day(s)", layer, series["station"].nunique(), len(series))
+
+        n_coarse = coarse_grid.height * coarse_grid.width * len(io.read_dates(coarse_path))
+        sampler = _Sampler(n_coarse, max_pairs, seed)
+        rows += evaluate_coarse(paths, coarse_path, factor, layer, max_pixels, sampler)
+        pairs.append(sampler.frame())
+
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    if out is not None:
+        _write_csv(table, out)
+    if pairs_out is not None:
+        frames = [p for p in pairs if not p.empty]
+        _write_csv(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS), pairs_out)
+    if series_out is not None:
+        _write_csv(pd.concat(series_frames, ignore_index=True) if series_frames else pd.DataFrame(), series_out)
+    return table
+
+
+def _write_csv(df: pd.DataFrame, path: PathLike) -> None:
+    """Write a CSV under a temporary name, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- maps
+
+
+def _decimation(factor: int, height: int, width: int, max_side: int) -> int:
+    """The smallest divisor d of factor with both fine sides / d <= max_side (factor at most)."""
+    for d in range(1, factor + 1):
+        if factor % d == 0 and max(height, width) / d <= max_side:
+            return d
+    return factor
+
+
+def map_panels(
+    files: Mapping[str, PathLike],
+    coarse_path: PathLike,
+    dates: Sequence[str],
+    window: tuple[int, int, int, int] | None = None,
+    max_side: int = 600,
+    max_pixels: int = 20_000_000,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Map arrays for chosen dates: {date: {"coarse": coarse cells, name: fine field, ...}}.
+
+    ``files`` maps a panel name (e.g. ensemble, ensemble_std, truth) to a 30 m file; ``window`` is
+    (row, col, rows, cols) in coarse cells (default: the whole region). Fine fields are block-averaged
+    by a divisor of the nesting factor so their longer side is at most ``max_side`` pixels; the coarse
+    panel stays at the coarse resolution (plot it over the same extent). Dates the run lacks are dropped.
+    """
+    coarse_grid = io.read_grid(coarse_path)
+    coarse_dates = io.read_dates(coarse_path)
+    dates = [d for d in dates if d in coarse_dates]
+    row0, col0, h, w = window if window is not None else (0, 0, coarse_grid.height, coarse_grid.width)
+    factor = None
+    fields: dict[str, np.ndarray] = {}
+    for name, path in files.items():
+        f = nest(io.read_grid(path), coarse_grid)
+        factor = factor or f
+        d = _decimation(f, h * f, w * f, max_side)
+        out = np.full((len(dates), h * f // d, w * f // d), np.nan, dtype=np.float32)
+        aligned = _aligned(path, dates)
+        for row, col, bh, bw in _cell_windows(h, w, len(dates), f, max_pixels):
+            fine = _read_dated(path, (row0 + row) * f, (col0 + col) * f, bh * f, bw * f, dates, aligned)
+            out[:, row * f // d:(row + bh) * f // d, col * f // d:(col + bw) * f // d] = block_mean(fine, d)
+        fields[name] = out
+    coarse = _read_dated(coarse_path, row0, col0, h, w, dates)
+    return {date: {"coarse": coarse[i], **{k: v[i] for k, v in fields.items()}} for i, date in enumerate(dates)}

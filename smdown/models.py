@@ -1,0 +1,161 @@
+"""The ensemble members: Keras DNN, CNN and LSTM, the random-forest peer, and loading them for prediction.
+
+Each deep model carries its input scaling (a fixed Normalization layer fitted on training
+data) and its output scaling inside the .keras file, and a JSON sidecar that says which
+features and settings it was trained with, so a model from another predictor set is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+DEEP = ("dnn", "cnn", "lstm")
+INPUT_FORM = {"dnn": "pixel", "rf": "pixel", "cnn": "patch", "lstm": "sequence"}
+
+
+def signature(features: list[str], settings: dict) -> str:
+    """A short hash of what a model's inputs mean: features and the sample geometry."""
+    text = json.dumps({"features": list(features), **settings}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _head(keras, x, units: list[int], dropout: float, dense):
+    for width in units:
+        x = dense(width, activation="relu")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout)(x)
+    return x
+
+
+def build(kind: str, n_features: int, mean, variance, y_mean: float, y_std: float, hp: dict):
+    """A compiled Keras model of one kind with scaling inside."""
+    keras = _keras()
+    norm = keras.layers.Normalization(axis=-1, mean=mean, variance=np.maximum(variance, 1e-12))
+    if kind == "dnn":
+        inputs = keras.Input((n_features,))
+        x = _head(keras, norm(inputs), hp["dnn_units"], hp["dropout"], keras.layers.Dense)
+        x = keras.layers.Dense(1)(x)
+    elif kind == "cnn":
+        # valid 3x3 convolutions shrink a patch to one pixel; on a block with a halo the same
+        # weights run fully convolutionally and give one value per pixel
+        inputs = keras.Input((None, None, n_features))
+        x = norm(inputs)
+        for filters in hp["cnn_filters"]:
+            x = keras.layers.Conv2D(filters, 3, padding="valid", activation="relu")(x)
+        x = keras.layers.Conv2D(32, 1, activation="relu")(x)
+        if hp["dropout"]:
+            x = keras.layers.Dropout(hp["dropout"])(x)
+        x = keras.layers.Conv2D(1, 1)(x)
+    elif kind == "lstm":
+        # returns a value for every day, so prediction runs once along the time axis
+        inputs = keras.Input((None, n_features))
+        x = keras.layers.LSTM(hp["lstm_units"], return_sequences=True)(norm(inputs))
+        x = keras.layers.Dense(16, activation="relu")(x)
+        x = keras.layers.Dense(1)(x)
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
+    outputs = keras.layers.Rescaling(scale=float(y_std), offset=float(y_mean))(x)
+    model = keras.Model(inputs, outputs, name=kind)
+    model.compile(optimizer=keras.optimizers.Adam(hp["learning_rate"]), loss="mse")
+    return model
+
+
+@dataclass
+class Member:
+    """A trained member ready to predict: name, model object and its metadata."""
+
+    name: str
+    model: object
+    meta: dict
+
+    @property
+    def halo(self) -> int:
+        return self.meta["patch"] // 2 if self.name == "cnn" else 0
+
+    def predict_samples(self, samples: dict) -> np.ndarray:
+        """Predictions for sample examples (their own input form), one value per example."""
+        x = samples[INPUT_FORM[self.name]]
+        if self.name == "rf":
+            return _rf_predict(self.model, x)
+        out = np.asarray(self.model.predict(x, batch_size=4096, verbose=0))
+        return out[:, -1, 0] if self.name == "lstm" else out.reshape(len(x))
+
+    def predict_cube(self, cube: np.ndarray, halo: int) -> np.ndarray:
+        """Predict a block: cube (T, H + 2 halo, W + 2 halo, F) -> (T, H, W)."""
+        days, height, width = cube.shape[0], cube.shape[1] - 2 * halo, cube.shape[2] - 2 * halo
+        core = cube[:, halo : halo + height, halo : halo + width]
+        if self.name == "cnn":
+            inner = self.halo
+            trimmed = cube[:, halo - inner : halo + height + inner, halo - inner : halo + width + inner]
+            return np.asarray(self.model.predict(trimmed, batch_size=4, verbose=0))[..., 0]
+        if self.name in ("dnn", "rf"):
+            rows = core.reshape(-1, core.shape[-1])
+            out = _rf_predict(self.model, rows) if self.name == "rf" else _batched(self.model, rows)
+            return out.reshape(days, height, width)
+        # lstm: every pixel's whole series at once, after a spin-up of the first day repeated
+        spin = self.meta["sequence_days"] - 1
+        series = core.reshape(days, -1, core.shape[-1]).transpose(1, 0, 2)
+        series = np.concatenate([np.repeat(series[:, :1], spin, axis=1), series], axis=1)
+        out = np.asarray(self.model.predict(series, batch_size=2048, verbose=0))[:, spin:, 0]
+        return out.T.reshape(days, height, width)
+
+
+def _batched(model, rows: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(rows, batch_size=65536, verbose=0)).reshape(-1)
+
+
+def _rf_predict(model, x: np.ndarray) -> np.ndarray:
+    out = np.full(len(x), np.nan, dtype=np.float32)
+    ok = np.isfinite(x).all(axis=1)
+    if ok.any():
+        out[ok] = model.predict(x[ok])
+    return out
+
+
+def model_path(directory: str | Path, name: str) -> Path:
+    return Path(directory) / (f"{name}.joblib" if name == "rf" else f"{name}.keras")
+
+
+def save_meta(path: str | Path, meta: dict) -> None:
+    tmp = Path(f"{path}.part")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, path)
+
+
+def load_member(path: str | Path, expected_signature: str | None = None) -> Member:
+    """Load a member and its sidecar; refuse one trained for other features or settings."""
+    from smdown.io import InputError
+
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.exists() or not meta_path.exists():
+        raise InputError(f"{path}: model file or its metadata {meta_path.name} not found")
+    meta = json.loads(meta_path.read_text())
+    if expected_signature is not None and meta.get("signature") != expected_signature:
+        raise InputError(
+            f"{path}: model was trained with other predictors or settings (features {meta.get('features')}, "
+            f"signature {meta.get('signature')}, expected {expected_signature}); retrain it"
+        )
+    name = meta["name"]
+    if name == "rf":
+        import joblib
+
+        model = joblib.load(path)
+    else:
+        model = _keras().saving.load_model(path)
+    return Member(name, model, meta)

@@ -1,0 +1,285 @@
+"""Figures of a run (matplotlib, Agg backend, compact PNGs). Each function takes arrays or
+DataFrames and an output path, writes the PNG (atomically) and returns the path."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+from smdown.metrics import Accumulator  # noqa: E402
+
+PathLike = str | os.PathLike
+METHOD_ORDER = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic")
+PANEL_TITLES = {"coarse": "coarse input", "ensemble": "ensemble (30 m)", "ensemble_std": "ensemble spread",
+                "truth": "truth (30 m)"}
+SM_LABEL = "soil moisture (m³/m³)"
+DPI = 110
+
+
+def _save(fig, path: PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.part.png")
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _ordered(names) -> list[str]:
+    names = list(dict.fromkeys(names))
+    return [m for m in METHOD_ORDER if m in names] + [m for m in names if m not in METHOD_ORDER]
+
+
+def _range(arrays, q=(2, 98)) -> tuple[float, float]:
+    values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays]) if arrays else np.array([])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, q)
+    return (float(lo), float(hi)) if hi > lo else (float(lo) - 1e-6, float(hi) + 1e-6)
+
+
+def plot_maps(panels: Mapping[str, Mapping[str, np.ndarray]], path: PathLike, title: str = "") -> Path:
+    """Maps for chosen days side by side: one row per date, columns coarse, ensemble, spread, truth.
+
+    ``panels`` is {date: {name: 2-D array}} (as ``smdown.evaluate.map_panels`` returns); the coarse
+    array may be at the coarse resolution, as all panels are drawn over the same extent (the coarse
+    input appears expanded to the fine grid). Soil-moisture panels share one colour scale (2-98 %
+    over all of them); ``ensemble_std`` has its own.
+    """
+    dates = list(panels)
+    names = list(dict.fromkeys(k for d in dates for k in panels[d]))
+    order = [k for k in ("coarse", "ensemble", "ensemble_std", "truth") if k in names]
+    order += [k for k in names if k not in order]
+    sm = [panels[d][k] for d in dates for k in order if k != "ensemble_std" and k in panels[d]]
+    sd = [panels[d][k] for d in dates for k in order if k == "ensemble_std" and k in panels[d]]
+    vmin, vmax = _range(sm)
+    smin, smax = _range(sd)
+    smin = 0.0
+    nrow, ncol = max(1, len(dates)), max(1, len(order))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol + 0.8, 2.4 * nrow + 0.4), squeeze=False)
+    im_sm = im_sd = None
+    for i, date in enumerate(dates):
+        ref = panels[date].get("coarse", next(iter(panels[date].values())))
+        extent = (0, ref.shape[1], ref.shape[0], 0)
+        for j, key in enumerate(order):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if key not in panels[date]:
+                ax.set_axis_off()
+                continue
+            if key == "ensemble_std":
+                im_sd = ax.imshow(panels[date][key], cmap="magma", vmin=smin, vmax=smax, extent=extent,
+                                  interpolation="nearest")
+            else:
+                im_sm = ax.imshow(panels[date][key], cmap="YlGnBu", vmin=vmin, vmax=vmax, extent=extent,
+                                  interpolation="nearest")
+            if i == 0:
+                ax.set_title(PANEL_TITLES.get(key, key), fontsize=9)
+            if j == 0:
+                ax.set_ylabel(date, fontsize=9)
+    if im_sm is not None:
+        fig.colorbar(im_sm, ax=[a for a in axes.ravel()], shrink=0.6, label=SM_LABEL, location="right", pad=0.02)
+    if im_sd is not None:
+        fig.colorbar(im_sd, ax=[a for a in axes.ravel()], shrink=0.6, label="spread (m³/m³)", location="right",
+                     pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_scatter(pairs: pd.DataFrame, path: PathLike, reference: str = "reference", title: str = "",
+                 bins: int = 60) -> Path:
+    """Predicted vs reference density (2-D histogram, log counts) per method, with the 1:1 line.
+
+    ``pairs`` has columns method, pred, ref (e.g. ``pairs.csv`` of ``evaluate_run`` filtered to one
+    layer and reference). Each panel is annotated with r, RMSE, ubRMSE and n.
+    """
+    methods = _ordered(pairs["method"]) if len(pairs) else []
+    lo, hi = _range([pairs["pred"], pairs["ref"]], q=(0.5, 99.5)) if len(pairs) else (0.0, 1.0)
+    ncol = min(3, max(1, len(methods)))
+    nrow = max(1, math.ceil(len(methods) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.8 * ncol, 2.7 * nrow), squeeze=False, sharex=True, sharey=True)
+    for ax in axes.ravel()[len(methods):]:
+        ax.set_axis_off()
+    if not methods:
+        axes[0, 0].text(0.5, 0.5, "no pairs", ha="center", va="center", transform=axes[0, 0].transAxes)
+    for ax, method in zip(axes.ravel(), methods, strict=False):
+        sub = pairs[pairs["method"] == method]
+        x, y = sub["ref"].to_numpy(float), sub["pred"].to_numpy(float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.any():
+            ax.hist2d(x[ok], y[ok], bins=bins, range=[[lo, hi], [lo, hi]], cmap="viridis", norm=LogNorm(), cmin=1)
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
+        acc = Accumulator(None)
+        acc.update(y, x)
+        m = acc.result()
+        ax.text(0.03, 0.97, f"r={m['r']:.3f}\nRMSE={m['rmse']:.4f}\nubRMSE={m['ubrmse']:.4f}\nn={m['n']}",
+                transform=ax.transAxes, va="top", fontsize=7, bbox=dict(fc="white", alpha=0.7, lw=0))
+        ax.set_title(method, fontsize=9)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"{reference} (m³/m³)", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("predicted (m³/m³)", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_station_series(series: pd.DataFrame, path: PathLike, title: str = "", max_stations: int = 6) -> Path:
+    """Time series per station: coarse input, ensemble +- spread, and the station observations.
+
+    ``series`` has columns station, date, observed and any of coarse, ensemble, ensemble_std (as
+    ``smdown.evaluate.station_series`` returns); at most ``max_stations`` stations are drawn.
+    """
+    stations = list(dict.fromkeys(series["station"]))[:max_stations] if len(series) else []
+    n = max(1, len(stations))
+    fig, axes = plt.subplots(n, 1, figsize=(7.5, 1.9 * n + 0.4), squeeze=False, sharex=False)
+    if not stations:
+        axes[0, 0].text(0.5, 0.5, "no station overlaps the run", ha="center", va="center",
+                        transform=axes[0, 0].transAxes)
+    for ax, name in zip(axes[:, 0], stations, strict=False):
+        sub = series[series["station"] == name].sort_values("date")
+        t = pd.to_datetime(sub["date"])
+        if "coarse" in sub:
+            ax.step(t, sub["coarse"], where="mid", color="0.5", lw=1, label="coarse input")
+        if "ensemble" in sub:
+            ax.plot(t, sub["ensemble"], color="tab:blue", lw=1.2, label="ensemble")
+            if "ensemble_std" in sub:
+                ax.fill_between(t, sub["ensemble"] - sub["ensemble_std"], sub["ensemble"] + sub["ensemble_std"],
+                                color="tab:blue", alpha=0.25, lw=0, label="± spread")
+        ax.plot(t, sub["observed"], "o", ms=2.5, color="k", label="station")
+        ax.set_title(str(name), fontsize=9, loc="left")
+        ax.set_ylabel("m³/m³", fontsize=8)
+        ax.tick_params(labelsize=7)
+        locator = mdates.AutoDateLocator(maxticks=8)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    if stations:
+        axes[0, 0].legend(fontsize=7, ncol=4, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_metric_bars(metrics: pd.DataFrame, path: PathLike, names: Sequence[str] = ("r", "ubrmse", "bias",
+                     "anomaly_r", "kge"), title: str = "") -> Path:
+    """Bar chart of metrics across methods: one row per reference, one column per metric, a bar colour
+    per layer (filter ``metrics`` to one layer for a per-layer figure). ``metrics`` is metrics.csv."""
+    refs = list(dict.fromkeys(metrics["reference"])) if len(metrics) else ["-"]
+    layers = list(dict.fromkeys(metrics["layer"])) if len(metrics) else []
+    names = [m for m in names if m in metrics.columns]
+    ncol = max(1, len(names))
+    fig, axes = plt.subplots(len(refs), ncol, figsize=(2.4 * ncol, 1.9 * len(refs) + 0.5), squeeze=False)
+    width = 0.8 / max(1, len(layers))
+    for i, ref in enumerate(refs):
+        sub = metrics[metrics["reference"] == ref]
+        methods = _ordered(sub["method"])
+        x = np.arange(len(methods))
+        for j, name in enumerate(names):
+            ax = axes[i, j]
+            for k, layer in enumerate(layers):
+                vals = sub[sub["layer"] == layer].set_index("method")[name].reindex(methods).to_numpy(float)
+                ax.bar(x + (k - (len(layers) - 1) / 2) * width, np.nan_to_num(vals, nan=0.0), width,
+                       label=layer, color=f"C{k}")
+            ax.set_xticks(x, methods, rotation=45, fontsize=7)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.axhline(0, color="k", lw=0.5)
+            ax.set_title(f"{name} vs {ref}", fontsize=8)
+    if layers:
+        axes[0, -1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_training_curves(histories: Mapping[str, pd.DataFrame], path: PathLike, title: str = "") -> Path:
+    """Training and validation loss per epoch, one panel per model (history CSVs: epoch,loss,val_loss)."""
+    models = _ordered(histories)
+    n = max(1, len(models))
+    fig, axes = plt.subplots(1, n, figsize=(2.8 * n, 2.4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=False):
+        h = histories[model]
+        epoch = h["epoch"] if "epoch" in h else np.arange(len(h))
+        for col, style in (("loss", "-"), ("val_loss", "--")):
+            if col in h:
+                ax.plot(epoch, h[col], style, lw=1.2, label=col)
+        values = np.concatenate([h[c].to_numpy(float) for c in ("loss", "val_loss") if c in h] or [np.array([])])
+        if values.size and np.all(values[np.isfinite(values)] > 0):
+            ax.set_yscale("log")
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("loss", fontsize=8)
+    if models:
+        axes[0, 0].legend(fontsize=7)
+    else:
+        axes[0, 0].text(0.5, 0.5, "no history", ha="center", va="center", transform=axes[0, 0].transAxes)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_sensitivity(importance: pd.DataFrame, curves: pd.DataFrame, path: PathLike, title: str = "") -> Path:
+    """Sensitivity of one layer, models compared: permutation-importance bars and response curves.
+
+    ``importance``: columns model, feature, importance (, importance_std); ``curves``: columns model,
+    feature, value, prediction (``smdown.sensitivity`` output with a ``model`` column added; without
+    one, a single model is assumed). Features are ordered by their mean importance over models.
+    """
+    importance = importance if "model" in importance else importance.assign(model="model")
+    curves = curves if "model" in curves else curves.assign(model="model")
+    models = _ordered(list(importance["model"]) + list(curves["model"]))
+    colours = {m: f"C{i}" for i, m in enumerate(models)}
+    order = importance.groupby("feature")["importance"].mean().sort_values(ascending=False).index.tolist()
+    order += [f for f in dict.fromkeys(curves["feature"]) if f not in order]
+    ncurve = min(4, max(1, len(order)))
+    nrow = max(1, math.ceil(len(order) / ncurve))
+    fig = plt.figure(figsize=(3.2 + 2.2 * ncurve, max(2.6, 1.9 * nrow + 0.5)))
+    grid = fig.add_gridspec(nrow, ncurve + 1, width_ratios=[1.6] + [1] * ncurve)
+    ax = fig.add_subplot(grid[:, 0])
+    y = np.arange(len(order))
+    height = 0.8 / max(1, len(models))
+    for k, model in enumerate(models):
+        sub = importance[importance["model"] == model].set_index("feature").reindex(order)
+        err = sub["importance_std"].to_numpy(float) if "importance_std" in sub else None
+        ax.barh(y + (k - (len(models) - 1) / 2) * height, np.nan_to_num(sub["importance"].to_numpy(float)), height,
+                xerr=err, color=colours[model], label=model, error_kw=dict(lw=0.6))
+    ax.set_yticks(y, order, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel("RMSE increase when permuted", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=7)
+    for i, feature in enumerate(order):
+        cax = fig.add_subplot(grid[i // ncurve, 1 + i % ncurve])
+        for model in models:
+            sub = curves[(curves["model"] == model) & (curves["feature"] == feature)].sort_values("value")
+            if len(sub):
+                cax.plot(sub["value"], sub["prediction"], color=colours[model], lw=1.2)
+        cax.set_title(feature, fontsize=8)
+        cax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,146 @@
+"""Training examples: the split by coarse cells and day blocks, and pixel / patch / sequence samples."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from smdown.features import FeatureSpec, gather
+
+SPLITS = ("train", "val", "test")
+
+
+def _counts(total: int, val: float, test: float) -> tuple[int, int]:
+    n_test = int(round(test * total)) if test > 0 else 0
+    n_val = max(1, int(round(val * total)))
+    if total - n_val - n_test < 1:
+        raise ValueError(f"too few units ({total}) to hold out {n_val} for validation and {n_test} for test")
+    return n_val, n_test
+
+
+def make_split(shape: tuple[int, int], dates: list[str], outage_dates: list[str], settings: dict, seed: int) -> dict:
+    """Assign whole coarse cells and whole blocks of days to train / val / test.
+
+    A validation or test example is in a held-out cell AND a held-out day block, so it never
+    shares a cell or a day with a training example. Outage days (no coarse value) are left out.
+    """
+    rng = np.random.default_rng(seed)
+    cells = [(r, c) for r in range(shape[0]) for c in range(shape[1])]
+    order = rng.permutation(len(cells))
+    if len(cells) >= 3:
+        n_val, n_test = _counts(len(cells), settings["val_cells"], settings["test_cells"])
+    else:  # a one- or two-cell region: split by time only
+        n_val = n_test = 0
+    cell_groups = {
+        "val": [cells[i] for i in order[:n_val]],
+        "test": [cells[i] for i in order[n_val : n_val + n_test]],
+        "train": [cells[i] for i in order[n_val + n_test :]],
+    }
+    usable = [d for d in dates if d not in set(outage_dates)]
+    block = settings["time_block_days"]
+    blocks = [usable[i : i + block] for i in range(0, len(usable), block)]
+    n_val_b, n_test_b = _counts(len(blocks), settings["val_days"], settings["test_days"])
+    border = rng.permutation(len(blocks))
+    date_groups = {
+        "val": sorted(d for i in border[:n_val_b] for d in blocks[i]),
+        "test": sorted(d for i in border[n_val_b : n_val_b + n_test_b] for d in blocks[i]),
+        "train": sorted(d for i in border[n_val_b + n_test_b :] for d in blocks[i]),
+    }
+    if n_val == 0:
+        cell_groups = {split: cells for split in SPLITS}
+    split = {f"{name}_cells": [list(cell) for cell in cell_groups[name]] for name in SPLITS}
+    split.update({f"{name}_dates": date_groups[name] for name in SPLITS})
+    split["outage_dates"] = list(outage_dates)
+    return split
+
+
+def group_masks(split: dict, dates: list[str], shape: tuple[int, int], factor: int) -> dict[str, tuple]:
+    """Per split: (day mask (T,), pixel mask (H, W)) on a grid nested `factor` times in the coarse grid."""
+    masks = {}
+    for name in SPLITS:
+        day_mask = np.isin(dates, split[f"{name}_dates"])
+        cell_mask = np.zeros((shape[0] // factor, shape[1] // factor), dtype=bool)
+        for r, c in split[f"{name}_cells"]:
+            cell_mask[r, c] = True
+        masks[name] = (day_mask, np.repeat(np.repeat(cell_mask, factor, 0), factor, 1))
+    return masks
+
+
+def draw_examples(
+    target: np.ndarray, features: list[np.ndarray], masks: dict, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
+    """Random (t, r, c, split code) with a finite target and finite pixel features, up to n in all."""
+    finite = np.isfinite(target)
+    for values in features:
+        finite &= np.isfinite(values) if values.ndim == 3 else np.isfinite(values)[np.newaxis]
+    picks = []
+    for code, name in enumerate(SPLITS):
+        day_mask, pixel_mask = masks[name]
+        eligible = finite & day_mask[:, None, None] & pixel_mask[None]
+        picks.append((code, np.flatnonzero(eligible)))
+    total = sum(len(idx) for _, idx in picks)
+    if total == 0:
+        raise ValueError("no training example: every target or predictor value is NaN in the split")
+    out = []
+    for code, idx in picks:
+        take = min(len(idx), int(round(n * len(idx) / total)))
+        chosen = np.sort(rng.choice(idx, size=take, replace=False)) if take else idx[:0]
+        t, r, c = np.unravel_index(chosen, target.shape)
+        out.append((t, r, c, np.full(len(t), code, dtype=np.int8)))
+    return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))
+
+
+def pad_features(features: list[np.ndarray], halo: int) -> list[np.ndarray]:
+    """Pad the spatial axes by `halo` pixels, repeating edge values (as at prediction)."""
+    if halo == 0:
+        return features
+    padded = []
+    for values in features:
+        width = ((0, 0),) * (values.ndim - 2) + ((halo, halo), (halo, halo))
+        padded.append(np.pad(np.asarray(values), width, mode="edge"))
+    return padded
+
+
+def build_samples(
+    spec: FeatureSpec,
+    features: list[np.ndarray],
+    target: np.ndarray,
+    masks: dict,
+    n: int,
+    patch: int,
+    sequence_days: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Pixel vectors (DNN, RF), patches (CNN) and sequences (LSTM) for the same examples."""
+    rng = np.random.default_rng(seed)
+    t, r, c, code = draw_examples(target, features, masks, n, rng)
+    halo = patch // 2
+    padded = pad_features(features, halo)
+    offsets = np.arange(-halo, halo + 1)
+    patches = gather(padded, t[:, None, None], (r + halo)[:, None, None] + offsets[None, :, None],
+                     (c + halo)[:, None, None] + offsets[None, None, :])
+    steps = np.arange(-sequence_days + 1, 1)
+    t_seq = t[:, None] + steps[None, :]
+    t_clipped = np.clip(t_seq, 0, None)  # days before the first are the first day repeated, as at prediction
+    sequences = gather(features, t_clipped, r[:, None], c[:, None])
+    target_sequence = target[t_clipped, r[:, None], c[:, None]]
+    day_group = np.stack([masks[name][0] for name in SPLITS])[code.astype(int)[:, None], t_clipped]
+    # an example whose patch or sequence touches a NaN predictor is dropped (NaN would poison the loss)
+    complete = np.isfinite(patches).all(axis=(1, 2, 3)) & np.isfinite(sequences).all(axis=(1, 2))
+    keep = np.flatnonzero(complete)
+    t, r, c, code = t[keep], r[keep], c[keep], code[keep]
+    patches, sequences, t_seq = patches[keep], sequences[keep], t_seq[keep]
+    target_sequence, day_group = target_sequence[keep], day_group[keep]
+    weight = (np.isfinite(target_sequence) & (t_seq >= 0) & day_group & (steps >= -(sequence_days // 2))[None, :])
+    return {
+        "features": np.array(spec.names),
+        "pixel": gather(features, t, r, c),
+        "patch": patches,
+        "sequence": sequences,
+        "target": target[t, r, c].astype(np.float32),
+        "target_sequence": np.nan_to_num(target_sequence, nan=0.0).astype(np.float32),
+        "sequence_weight": weight.astype(np.float32),
+        "split": code,
+        "t": t,
+        "row": r,
+        "col": c,
+    }

@@ -1,0 +1,115 @@
+"""Training the members on the pooled samples of the training scales."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from smdown.models import INPUT_FORM, build
+
+log = logging.getLogger(__name__)
+
+
+def pool(samples: list[dict]) -> dict[str, np.ndarray]:
+    """Concatenate the samples of several scales (same features required)."""
+    names = [tuple(s["features"]) for s in samples]
+    if len(set(names)) != 1:
+        raise ValueError(f"samples of the training scales have different features: {names}")
+    keys = ("pixel", "patch", "sequence", "target", "target_sequence", "sequence_weight", "split")
+    pooled = {key: np.concatenate([s[key] for s in samples]) for key in keys}
+    pooled["features"] = samples[0]["features"]
+    return pooled
+
+
+def subset(samples: dict, code: int) -> dict[str, np.ndarray]:
+    keep = samples["split"] == code
+    return {key: (value[keep] if key != "features" else value) for key, value in samples.items()}
+
+
+def _scaling(train: dict) -> tuple[np.ndarray, np.ndarray, float, float]:
+    x = train["pixel"].astype(np.float64)
+    mean = np.nanmean(x, axis=0)
+    variance = np.nanvar(x, axis=0)
+    y = train["target"]
+    return mean.astype(np.float32), variance.astype(np.float32), float(np.mean(y)), float(np.std(y) or 1.0)
+
+
+def _xy(kind: str, part: dict):
+    x = part[INPUT_FORM[kind]]
+    if kind == "lstm":
+        return x, part["target_sequence"][..., None], part["sequence_weight"]
+    if kind == "cnn":
+        return x, part["target"].reshape(-1, 1, 1, 1), None
+    return x, part["target"].reshape(-1, 1), None
+
+
+class _EpochLog:
+    """Keras callback factory that writes one progress line per epoch to the log."""
+
+    @staticmethod
+    def make(kind: str, epochs: int):
+        import keras
+
+        class EpochLog(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                log.info("%s epoch %d/%d loss %.3e val_loss %.3e (%.1f s)", kind, epoch + 1, epochs,
+                         logs.get("loss", np.nan), logs.get("val_loss", np.nan), time.perf_counter() - self.start)
+
+        return EpochLog()
+
+
+def seed_everything(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train_deep(kind: str, samples: dict, hp: dict, seed: int):
+    """Fit one deep member; returns (model, history DataFrame)."""
+    import keras
+
+    seed_everything(seed)
+    train, val = subset(samples, 0), subset(samples, 1)
+    if len(train["target"]) == 0 or len(val["target"]) == 0:
+        raise ValueError(f"{kind}: no training or no validation example (train {len(train['target'])}, "
+                         f"val {len(val['target'])})")
+    mean, variance, y_mean, y_std = _scaling(train)
+    model = build(kind, len(mean), mean, variance, y_mean, y_std, hp)
+    x, y, w = _xy(kind, train)
+    xv, yv, wv = _xy(kind, val)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp["patience"], restore_best_weights=True),
+        _EpochLog.make(kind, hp["epochs"]),
+    ]
+    log.info("%s: %d training and %d validation examples, %d features", kind, len(x), len(xv), len(mean))
+    history = model.fit(
+        x, y, sample_weight=w, validation_data=(xv, yv, wv) if wv is not None else (xv, yv),
+        epochs=hp["epochs"], batch_size=hp["batch_size"], callbacks=callbacks, verbose=0, shuffle=True,
+    )
+    frame = pd.DataFrame(history.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return model, frame[["epoch", "loss", "val_loss"]]
+
+
+def train_rf(samples: dict, settings: dict, seed: int, n_jobs: int = 1):
+    """Fit the random-forest peer on the pixel vectors of the training split."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    train = subset(samples, 0)
+    ok = np.isfinite(train["pixel"]).all(axis=1)
+    model = RandomForestRegressor(
+        n_estimators=settings["trees"], max_depth=settings["max_depth"],
+        min_samples_leaf=settings["min_samples_leaf"], random_state=seed, n_jobs=n_jobs,
+    )
+    log.info("rf: %d training examples, %d trees", int(ok.sum()), settings["trees"])
+    model.fit(train["pixel"][ok], train["target"][ok])
+    return model

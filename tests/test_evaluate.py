@@ -1,0 +1,190 @@
+"""evaluate_run on a tiny world: 2x2 coarse cells, factor 3 (6x6 fine pixels), six days."""
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smdown import io
+from smdown.evaluate import COLUMNS, evaluate_run, map_panels, read_histories, station_series
+from smdown.grid import block_expand, block_mean, ease2_9km_grid, nested_grid
+
+DATES = [f"2023-05-0{d}" for d in range(1, 7)]
+FACTOR = 3
+
+
+def pixel_lonlat(grid, row, col):
+    x, y = grid.transform @ (col + 0.5, row + 0.5)
+    lon, lat = io.to_lonlat(grid.crs, x, y)
+    return float(lon[0]), float(lat[0])
+
+
+@pytest.fixture
+def world(tmp_path):
+    x, y = io.lonlat_to("EPSG:6933", -120.0, 37.0)
+    coarse_grid = ease2_9km_grid(float(x[0]), float(y[0]), 2, 2)
+    fine_grid = nested_grid(coarse_grid, FACTOR)
+    rng = np.random.default_rng(0)
+    truth = (0.2 + 0.1 * rng.random((len(DATES), 6, 6))).astype(np.float32)
+    coarse = block_mean(truth, FACTOR)
+    run = tmp_path / "results" / "demo"
+    down = run / "downscaled" / "surface"
+    dnn = truth.copy()
+    # bogus values where truth metrics must not look: a train cell (0, 1) and train dates in a test cell
+    dnn[:, 0:3, 3:6] = 99.0
+    dnn[:3, 0:3, 0:3] = -5.0
+    methods = {
+        "dnn": dnn,
+        "cnn": truth + np.float32(0.01),
+        "ensemble": truth,
+        "cubic": block_expand(coarse, FACTOR),  # constant within each coarse cell
+    }
+    for name, data in methods.items():
+        io.write_stack(down / f"{name}.tif", io.Stack(data.astype(np.float32), fine_grid, DATES))
+    io.write_stack(down / "ensemble_std.tif", io.Stack(np.full_like(truth, 0.01), fine_grid, DATES))
+    io.write_stack(run / "truth_surface.tif", io.Stack(truth, fine_grid, DATES))
+    io.write_stack(run / "coarse_surface.tif", io.Stack(coarse, coarse_grid, DATES))
+    split = {"train_cells": [[0, 1]], "val_cells": [[1, 0]], "test_cells": [[0, 0], [1, 1]],
+             "train_dates": DATES[:3], "val_dates": [], "test_dates": DATES[3:]}
+    (run / "samples").mkdir(parents=True)
+    (run / "samples" / "split.json").write_text(json.dumps(split))
+    lon, lat = pixel_lonlat(fine_grid, 4, 2)
+    stations = pd.DataFrame(
+        [{"station": "inside", "lon": lon, "lat": lat, "date": d, "surface": float(truth[i, 4, 2]),
+          "rootzone": np.nan} for i, d in enumerate(DATES)]
+        + [{"station": "faraway", "lon": 10.0, "lat": 50.0, "date": DATES[0], "surface": 0.3, "rootzone": 0.3}]
+        + [{"station": "olden", "lon": lon, "lat": lat, "date": "2020-01-01", "surface": 0.3, "rootzone": 0.3}]
+    )
+    stations.to_csv(run / "stations.csv", index=False)
+    return dict(run=run, truth=truth, coarse=coarse, fine_grid=fine_grid, coarse_grid=coarse_grid)
+
+
+def run_eval(world, **kw):
+    run = world["run"]
+    return evaluate_run(
+        run / "downscaled",
+        coarse={"surface": run / "coarse_surface.tif"},
+        truth={"surface": run / "truth_surface.tif"},
+        stations=run / "stations.csv",
+        split=run / "samples" / "split.json",
+        **kw,
+    )
+
+
+def get(table, method, reference):
+    rows = table[(table["method"] == method) & (table["reference"] == reference)]
+    assert len(rows) == 1, (method, reference)
+    return rows.iloc[0]
+
+
+def test_truth_metrics(world, caplog):
+    caplog.set_level(logging.INFO)
+    out = world["run"] / "evaluation" / "metrics.csv"
+    table = run_eval(world, out=out)
+    assert list(table.columns) == COLUMNS
+    assert out.exists() and list(pd.read_csv(out).columns) == COLUMNS
+    # lstm and rf have no output: skipped, logged
+    assert set(table["method"]) == {"dnn", "cnn", "ensemble", "cubic"}
+    assert "lstm" in caplog.text and "rf" in caplog.text
+    dnn = get(table, "dnn", "truth")
+    # only test cells x test dates, despite the bogus values elsewhere
+    assert dnn["n"] == 2 * 3 * FACTOR * FACTOR
+    assert dnn["r"] == pytest.approx(1.0)
+    assert dnn["rmse"] == pytest.approx(0.0, abs=1e-7)
+    assert dnn["anomaly_r"] == pytest.approx(1.0)
+    assert dnn["kge"] == pytest.approx(1.0)
+    cnn = get(table, "cnn", "truth")
+    assert cnn["bias"] == pytest.approx(0.01, abs=1e-6)
+    assert cnn["ubrmse"] == pytest.approx(0.0, abs=1e-5)
+    assert cnn["r"] == pytest.approx(1.0)
+    cubic = get(table, "cubic", "truth")
+    assert np.isnan(cubic["anomaly_r"]) or cubic["anomaly_r"] == pytest.approx(0.0, abs=1e-6)
+    assert cubic["rmse"] > 0
+
+
+def test_truth_ignores_train_cells(world):
+    a = get(run_eval(world), "ensemble", "truth")
+    # spoil the ensemble in a train cell (all dates) and in a test cell on train dates only
+    run = world["run"]
+    path = run / "downscaled" / "surface" / "ensemble.tif"
+    stack = io.read_stack(path)
+    stack.data[:, 0:3, 3:6] = 42.0
+    stack.data[:3, 3:6, 3:6] = 42.0
+    io.write_stack(path, stack)
+    b = get(run_eval(world), "ensemble", "truth")
+    for key in ("r", "bias", "rmse", "ubrmse", "n"):
+        assert a[key] == pytest.approx(b[key])
+
+
+def test_coarse_consistency(world):
+    table = run_eval(world)
+    ens = get(table, "ensemble", "coarse")
+    assert ens["n"] == 4 * len(DATES)
+    assert ens["rmse"] == pytest.approx(0.0, abs=1e-6)
+    assert np.isnan(ens["anomaly_r"])
+    assert get(table, "cubic", "coarse")["rmse"] == pytest.approx(0.0, abs=1e-6)
+    assert get(table, "dnn", "coarse")["rmse"] > 1  # its bogus train cell shows here
+
+
+def test_stations(world, caplog):
+    caplog.set_level(logging.WARNING)
+    pairs_out = world["run"] / "evaluation" / "pairs.csv"
+    series_out = world["run"] / "evaluation" / "stations_series.csv"
+    table = run_eval(world, pairs_out=pairs_out, series_out=series_out)
+    assert "faraway" in caplog.text and "outside" in caplog.text
+    assert "olden" in caplog.text
+    ens = get(table, "ensemble", "stations")
+    assert ens["n"] == len(DATES)
+    assert ens["rmse"] == pytest.approx(0.0, abs=1e-7)
+    assert ens["r"] == pytest.approx(1.0)
+    assert np.isnan(ens["anomaly_r"])
+    series = pd.read_csv(series_out)
+    assert set(series["station"]) == {"inside"}
+    assert {"observed", "coarse", "ensemble", "ensemble_std", "layer"} <= set(series.columns)
+    assert series["coarse"].to_numpy() == pytest.approx(world["coarse"][:, 1, 0])
+    pairs = pd.read_csv(pairs_out)
+    assert set(pairs["reference"]) == {"truth", "stations", "coarse"}
+    truth_dnn = pairs[(pairs["reference"] == "truth") & (pairs["method"] == "dnn")]
+    assert len(truth_dnn) == 2 * 3 * 9 and np.allclose(truth_dnn["pred"], truth_dnn["ref"])
+
+
+def test_station_series_no_overlap(world, caplog):
+    run = world["run"]
+    paths = {"ensemble": run / "downscaled" / "surface" / "ensemble.tif"}
+    stations = pd.read_csv(run / "stations.csv")
+    stations = stations[stations["station"] != "inside"]
+    caplog.set_level(logging.WARNING)
+    out = station_series(paths, stations, "surface", run / "coarse_surface.tif")
+    assert out.empty
+    table = evaluate_run(run / "downscaled", {"surface": run / "coarse_surface.tif"}, stations=stations)
+    assert "stations" not in set(table["reference"])
+    assert "truth" not in set(table["reference"])
+    assert "no station overlaps" in caplog.text
+
+
+def test_no_split_uses_everything(world, caplog):
+    run = world["run"]
+    caplog.set_level(logging.WARNING)
+    table = evaluate_run(run / "downscaled", {"surface": run / "coarse_surface.tif"},
+                         truth={"surface": run / "truth_surface.tif"})
+    assert get(table, "ensemble", "truth")["n"] == 36 * len(DATES)
+    assert "no split" in caplog.text
+
+
+def test_map_panels_and_histories(world, tmp_path):
+    run = world["run"]
+    down = run / "downscaled" / "surface"
+    files = {"ensemble": down / "ensemble.tif", "ensemble_std": down / "ensemble_std.tif",
+             "truth": run / "truth_surface.tif"}
+    panels = map_panels(files, run / "coarse_surface.tif", [DATES[0], "1999-01-01"])
+    assert list(panels) == [DATES[0]]
+    assert panels[DATES[0]]["ensemble"] == pytest.approx(world["truth"][0])
+    assert panels[DATES[0]]["coarse"].shape == (2, 2)
+    small = map_panels(files, run / "coarse_surface.tif", [DATES[1]], max_side=2)
+    assert small[DATES[1]]["truth"] == pytest.approx(world["coarse"][1])
+    (tmp_path / "models" / "surface").mkdir(parents=True)
+    pd.DataFrame({"epoch": [0, 1], "loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}).to_csv(
+        tmp_path / "models" / "surface" / "dnn_history.csv", index=False)
+    assert list(read_histories(tmp_path / "models", "surface")) == ["dnn"]

@@ -1,0 +1,112 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from snakemake.exceptions import WorkflowError
+
+from smdown import config as smconfig
+from smdown.io import InputError
+from smdown.resample import terrain_names
+
+try:
+    _validated = smconfig.validate(config)
+except smconfig.ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+config.clear()
+config.update(_validated)
+
+RUN = config["run"]
+R = f"results/{RUN}"
+SOURCE = smconfig.source_of(config)
+INPUTS = smconfig.inputs_of(config)
+LAYERS = INPUTS.layers
+MEMBERS = config["models"]["members"]
+SCALES = [smconfig.scale_name(s) for s in config["scales"]]
+FINE = smconfig.scale_name(min(config["scales"]))
+TRAIN_SCALES = (
+    [smconfig.scale_name(s) for s in config["training_scales"]]
+    if config["samples"]["target"] == "cubic"
+    else ["coarse"]
+)
+TERRAIN = (
+    terrain_names(config["derived"]["terrain"]) if "dem" in INPUTS.predictors else []
+)
+STATIC = INPUTS.static + TERRAIN
+PREDICTOR_RASTERS = INPUTS.dynamic + STATIC
+VARIABLES = PREDICTOR_RASTERS + [f"coarse_{layer}" for layer in LAYERS]
+
+if SOURCE == "local":
+    try:
+        smconfig.check_inputs(INPUTS)
+    except InputError as err:
+        raise WorkflowError(f"bad input: {err}") from None
+
+
+wildcard_constraints:
+    layer="|".join(LAYERS),
+    model="|".join(MEMBERS),
+    scale="|".join(["coarse"] + SCALES),
+    var="|".join(VARIABLES),
+
+
+def variable_source(wildcards):
+    """The contract file (or derived terrain raster) a variable is resampled from."""
+    var = wildcards.var
+    if var.startswith("coarse_"):
+        return INPUTS.coarse[var.removeprefix("coarse_")]
+    if var in TERRAIN:
+        return f"{R}/derived/{var}.tif"
+    return INPUTS.predictors[var]
+
+
+def is_static(wildcards):
+    return wildcards.var in STATIC
+
+
+def is_coarse_variable(wildcards):
+    """The coarse soil moisture itself: resampled, never filled in time (an outage stays NaN)."""
+    return wildcards.var.startswith("coarse_")
+
+
+def scale_rasters(scale):
+    return {name: f"{R}/scales/{scale}/{name}.tif" for name in PREDICTOR_RASTERS}
+
+
+def sample_rasters(wildcards):
+    return scale_rasters(wildcards.scale)
+
+
+def fine_rasters(wildcards):
+    return scale_rasters(FINE)
+
+
+def layer_samples(wildcards):
+    return [f"{R}/samples/{wildcards.layer}/{scale}.npz" for scale in TRAIN_SCALES]
+
+
+def layer_models(wildcards):
+    paths = [f"{R}/models/{wildcards.layer}/{m}.keras" for m in MEMBERS]
+    return paths + [f"{R}/models/{wildcards.layer}/rf.joblib"]
+
+
+def downscaled(layer):
+    names = MEMBERS + ["rf", "ensemble", "ensemble_std"]
+    return {name: f"{R}/downscaled/{layer}/{name}.tif" for name in names}
+
+
+def layer_seed(wildcards):
+    return LAYERS.index(wildcards.layer) * 1000
+
+
+def all_outputs():
+    outputs = []
+    for layer in LAYERS:
+        outputs += list(downscaled(layer).values())
+        outputs.append(f"{R}/downscaled/{layer}/cubic.tif")
+        outputs.append(f"{R}/ensemble/{layer}/weights.csv")
+    return outputs
+
+
+def coarse_input(wildcards):
+    return INPUTS.coarse[wildcards.layer]

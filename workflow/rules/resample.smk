@@ -1,0 +1,39 @@
+rule terrain:
+    input:
+        dem=INPUTS.predictors.get("dem", []),
+    output:
+        expand(f"{R}/derived/{{name}}.tif", name=TERRAIN),
+    params:
+        names=config["derived"]["terrain"],
+    log:
+        f"{R}/logs/terrain.log",
+    conda:
+        "../../envs/gdal.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/terrain.py"
+
+
+rule resample:
+    input:
+        source=variable_source,
+        coarse=INPUTS.coarse["surface"],
+    output:
+        f"{R}/scales/{{scale}}/{{var}}.tif",
+    params:
+        static=is_static,
+        is_target=is_coarse_variable,
+        max_gap=config["fill"]["max_gap_days"],
+    log:
+        f"{R}/logs/resample/{{scale}}/{{var}}.log",
+    benchmark:
+        f"{R}/benchmarks/resample/{{scale}}/{{var}}.tsv"
+    conda:
+        "../../envs/gdal.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/resample.py"

@@ -1,0 +1,43 @@
+rule train:
+    input:
+        layer_samples,
+    output:
+        model=f"{R}/models/{{layer}}/{{model}}.keras",
+        meta=f"{R}/models/{{layer}}/{{model}}.json",
+        history=f"{R}/models/{{layer}}/{{model}}_history.csv",
+    params:
+        seed_offset=layer_seed,
+    log:
+        f"{R}/logs/train/{{layer}}/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{layer}}/{{model}}.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/train.py"
+
+
+rule train_rf:
+    input:
+        layer_samples,
+    output:
+        model=f"{R}/models/{{layer}}/rf.joblib",
+        meta=f"{R}/models/{{layer}}/rf.json",
+    params:
+        seed_offset=layer_seed,
+    log:
+        f"{R}/logs/train/{{layer}}/rf.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{layer}}/rf.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,5 @@
+"""Snakemake entry: acquire sentinel1 -> named outputs s1_vv, s1_vh (settings from config['acquire'])."""
+
+from smdown.acquire import run_script
+
+run_script(snakemake, "sentinel1")

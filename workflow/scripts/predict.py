@@ -1,0 +1,14 @@
+from smdown import steps
+
+steps.setup_logging(snakemake.log[0])
+rasters = {name: snakemake.input[name] for name in snakemake.params.rasters}
+outputs = {name: path for name, path in snakemake.output.items()}
+steps.predict(
+    list(snakemake.input.models),
+    snakemake.input.weights,
+    rasters,
+    snakemake.input.coarse,
+    snakemake.params.scale,
+    outputs,
+    snakemake.config,
+)
