@@ -138,12 +138,13 @@ def check_inputs(inputs: Inputs) -> None:
     dates = {}
     for layer, path in inputs.coarse.items():
         dates[layer] = io.read_dates(path)
-    if len({tuple(d) for d in dates.values()}) > 1:
-        (l1, d1), (l2, d2) = list(dates.items())[:2]
-        raise io.InputError(
-            f"{inputs.coarse[l2]}: coarse layers have different dates ({l1}: {len(d1)} days {d1[0]}..{d1[-1]}; "
-            f"{l2}: {len(d2)} days {d2[0]}..{d2[-1]})"
-        )
+    d1 = dates["surface"]
+    for layer, d2 in dates.items():
+        if d2 != d1:
+            raise io.InputError(
+                f"{inputs.coarse[layer]}: coarse layer '{layer}' has other dates than the surface layer "
+                f"({len(d2)} days {d2[0]}..{d2[-1]} vs {len(d1)} days {d1[0]}..{d1[-1]})"
+            )
     coarse_grid = io.read_grid(inputs.coarse["surface"])
     coarse_dates = dates["surface"]
     for name, path in inputs.predictors.items():

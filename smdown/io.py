@@ -204,17 +204,18 @@ RESAMPLING = {"cubic": Resampling.cubic, "nearest": Resampling.nearest, "mode": 
 def warp(stack: Stack, grid: Grid, method: str = "cubic") -> Stack:
     """Warp a stack onto a grid with GDAL's warper (NaN is nodata on both sides)."""
     out = np.full((stack.data.shape[0], grid.height, grid.width), np.nan, dtype=np.float32)
-    reproject(
-        source=np.ascontiguousarray(stack.data, dtype=np.float32),
-        destination=out,
-        src_transform=stack.grid.transform,
-        src_crs=CRS.from_user_input(stack.grid.crs),
-        src_nodata=np.nan,
-        dst_transform=grid.transform,
-        dst_crs=CRS.from_user_input(grid.crs),
-        dst_nodata=np.nan,
-        resampling=RESAMPLING[method],
-    )
+    for band in range(stack.data.shape[0]):  # band by band: a NaN in one band must not mask the others
+        reproject(
+            source=np.ascontiguousarray(stack.data[band], dtype=np.float32),
+            destination=out[band],
+            src_transform=stack.grid.transform,
+            src_crs=CRS.from_user_input(stack.grid.crs),
+            src_nodata=np.nan,
+            dst_transform=grid.transform,
+            dst_crs=CRS.from_user_input(grid.crs),
+            dst_nodata=np.nan,
+            resampling=RESAMPLING[method],
+        )
     return Stack(out, grid, stack.dates)
 
 

@@ -96,8 +96,23 @@ class Member:
         return out[:, -1, 0] if self.name == "lstm" else out.reshape(len(x))
 
     def predict_cube(self, cube: np.ndarray, halo: int) -> np.ndarray:
-        """Predict a block: cube (T, H + 2 halo, W + 2 halo, F) -> (T, H, W)."""
+        """Predict a block: cube (T, H + 2 halo, W + 2 halo, F) -> (T, H, W).
+
+        A pixel-day whose inputs hold a NaN (for the CNN: anywhere in its receptive field) is NaN:
+        activations such as ReLU would otherwise turn a missing predictor into a plausible number.
+        """
         days, height, width = cube.shape[0], cube.shape[1] - 2 * halo, cube.shape[2] - 2 * halo
+        missing = ~np.isfinite(cube).all(axis=-1)
+        if self.name == "cnn":
+            from scipy.ndimage import maximum_filter
+
+            size = 2 * self.halo + 1
+            missing = maximum_filter(missing, size=(1, size, size), mode="nearest")
+        missing = missing[:, halo : halo + height, halo : halo + width]
+        out = self._predict_cube(np.nan_to_num(cube, nan=0.0), halo, days, height, width)
+        return np.where(missing, np.float32(np.nan), out).astype(np.float32)
+
+    def _predict_cube(self, cube: np.ndarray, halo: int, days: int, height: int, width: int) -> np.ndarray:
         core = cube[:, halo : halo + height, halo : halo + width]
         if self.name == "cnn":
             inner = self.halo

@@ -100,19 +100,55 @@ def pad_features(features: list[np.ndarray], halo: int) -> list[np.ndarray]:
     return padded
 
 
+def draw_bags(
+    target: np.ndarray, features: list[np.ndarray], masks: dict, factor: int, n_bags: int, bag_size: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, ...]:
+    """Bags of `bag_size` random pixels of one coarse cell on one day (finite pixel features).
+
+    `target` is the coarse value repeated over each cell's pixels; the bag's label is that value,
+    the areal mean of the fine field it must reproduce. Returns (t, r, c, split code, bag id).
+    """
+    finite = np.isfinite(target)
+    for values in features:
+        finite &= np.isfinite(values) if values.ndim == 3 else np.isfinite(values)[np.newaxis]
+    pairs = []
+    for code, name in enumerate(SPLITS):
+        day_mask, pixel_mask = masks[name]
+        cells = np.argwhere(pixel_mask[::factor, ::factor])
+        pairs += [(code, t, cr, cc) for t in np.flatnonzero(day_mask) for cr, cc in cells
+                  if finite[t, cr * factor : (cr + 1) * factor, cc * factor : (cc + 1) * factor].any()]
+    if not pairs:
+        raise ValueError("no training example: every target or predictor value is NaN in the split")
+    chosen = rng.integers(len(pairs), size=n_bags)
+    parts = []
+    for bag, i in enumerate(np.sort(chosen)):
+        code, t, cr, cc = pairs[i]
+        block = finite[t, cr * factor : (cr + 1) * factor, cc * factor : (cc + 1) * factor]
+        idx = np.flatnonzero(block)
+        pick = rng.choice(idx, size=bag_size, replace=len(idx) < bag_size)
+        rows, cols = np.unravel_index(pick, block.shape)
+        parts.append((np.full(bag_size, t), rows + cr * factor, cols + cc * factor,
+                      np.full(bag_size, code, dtype=np.int8), np.full(bag_size, bag)))
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
 def build_samples(
     spec: FeatureSpec,
     features: list[np.ndarray],
     target: np.ndarray,
-    masks: dict,
-    n: int,
+    drawn: tuple[np.ndarray, ...],
     patch: int,
     sequence_days: int,
-    seed: int,
+    masks: dict,
 ) -> dict[str, np.ndarray]:
-    """Pixel vectors (DNN, RF), patches (CNN) and sequences (LSTM) for the same examples."""
-    rng = np.random.default_rng(seed)
-    t, r, c, code = draw_examples(target, features, masks, n, rng)
+    """Pixel vectors (DNN, RF), patches (CNN) and sequences (LSTM) for the same drawn examples.
+
+    `drawn` is (t, r, c, split code) or (t, r, c, split code, bag id); an example (or, with bags,
+    its whole bag) whose patch or sequence touches a NaN predictor is dropped.
+    """
+    t, r, c, code = drawn[:4]
+    bag = drawn[4] if len(drawn) > 4 else np.arange(len(t))
     halo = patch // 2
     padded = pad_features(features, halo)
     offsets = np.arange(-halo, halo + 1)
@@ -124,23 +160,21 @@ def build_samples(
     sequences = gather(features, t_clipped, r[:, None], c[:, None])
     target_sequence = target[t_clipped, r[:, None], c[:, None]]
     day_group = np.stack([masks[name][0] for name in SPLITS])[code.astype(int)[:, None], t_clipped]
-    # an example whose patch or sequence touches a NaN predictor is dropped (NaN would poison the loss)
     complete = np.isfinite(patches).all(axis=(1, 2, 3)) & np.isfinite(sequences).all(axis=(1, 2))
-    keep = np.flatnonzero(complete)
-    t, r, c, code = t[keep], r[keep], c[keep], code[keep]
-    patches, sequences, t_seq = patches[keep], sequences[keep], t_seq[keep]
-    target_sequence, day_group = target_sequence[keep], day_group[keep]
+    broken_bags = np.unique(bag[~complete])
+    keep = np.flatnonzero(~np.isin(bag, broken_bags))
     weight = (np.isfinite(target_sequence) & (t_seq >= 0) & day_group & (steps >= -(sequence_days // 2))[None, :])
     return {
         "features": np.array(spec.names),
-        "pixel": gather(features, t, r, c),
-        "patch": patches,
-        "sequence": sequences,
-        "target": target[t, r, c].astype(np.float32),
-        "target_sequence": np.nan_to_num(target_sequence, nan=0.0).astype(np.float32),
-        "sequence_weight": weight.astype(np.float32),
-        "split": code,
-        "t": t,
-        "row": r,
-        "col": c,
+        "pixel": gather(features, t, r, c)[keep],
+        "patch": patches[keep],
+        "sequence": sequences[keep],
+        "target": target[t, r, c].astype(np.float32)[keep],
+        "target_sequence": np.nan_to_num(target_sequence, nan=0.0).astype(np.float32)[keep],
+        "sequence_weight": weight.astype(np.float32)[keep],
+        "split": code[keep],
+        "bag": np.unique(bag[keep], return_inverse=True)[1],
+        "t": t[keep],
+        "row": r[keep],
+        "col": c[keep],
     }

@@ -13,8 +13,8 @@ import pandas as pd
 from smdown import io, resample
 from smdown.config import inputs_of
 from smdown.features import FeatureSpec, derive
-from smdown.grid import nest_factor
-from smdown.samples import build_samples, group_masks, make_split
+from smdown.grid import block_expand, nest_factor
+from smdown.samples import build_samples, draw_bags, draw_examples, group_masks, make_split
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +91,31 @@ def split(coarse_paths: list[str], output: str, config: dict) -> None:
 
 def samples(rasters: dict[str, str], target: str, split_path: str, coarse: str, scale: str, output: str,
             config: dict, seed_offset: int) -> None:
+    """Training examples of one layer at one scale.
+
+    target "aggregate": bags of pixels of one coarse cell-day labelled with the coarse value (the
+    models learn a fine field whose areal mean is the coarse value); "cubic" / "coarse": each pixel
+    labelled with the resampled coarse field at that scale.
+    """
     spec = feature_spec(config)
+    settings = config["samples"]
     target_stack = io.read_stack(target)
     stacks = {name: io.read_stack(rasters[name], static=name in spec.static).data for name in spec.rasters}
     features = derive(spec, stacks, target_stack.dates)
     factor = factor_of(scale, coarse) or 1
     masks = group_masks(json.loads(Path(split_path).read_text()), target_stack.dates, target_stack.grid.shape, factor)
-    settings = config["samples"]
-    result = build_samples(spec, features, target_stack.data, masks, settings["per_scale"], settings["patch"],
-                           settings["sequence_days"], config["seed"] + seed_offset)
+    rng = np.random.default_rng(config["seed"] + seed_offset)
+    field = target_stack.data
+    if settings["target"] == "aggregate":
+        field = block_expand(target_stack.data, factor)
+        drawn = draw_bags(field, features, masks, factor, settings["per_scale"] // settings["bag_size"],
+                          settings["bag_size"], rng)
+    else:
+        drawn = draw_examples(field, features, masks, settings["per_scale"], rng)
+    result = build_samples(spec, features, field, drawn, settings["patch"], settings["sequence_days"], masks)
     counts = np.bincount(result["split"], minlength=3)
-    log.info("scale %s: %d examples (train %d, val %d, test %d), %d features", scale, len(result["target"]),
-             *counts, len(spec.names))
+    log.info("scale %s: %d examples in %d bags (train %d, val %d, test %d), %d features", scale,
+             len(result["target"]), result["bag"].max() + 1, *counts, len(spec.names))
     tmp = Path(output).with_name(Path(output).name + ".part.npz")
     np.savez(tmp, **result)
     tmp.replace(output)
@@ -139,7 +152,8 @@ def train(kind: str, sample_paths: list[str], model_out: str, meta_out: str, his
         joblib.dump(model, tmp)
         tmp.replace(model_out)
     else:
-        model, history = training.train_deep(kind, pooled, config["models"], seed)
+        aggregate = config["samples"]["target"] == "aggregate"
+        model, history = training.train_deep(kind, pooled, config["models"], seed, aggregate)
         tmp = Path(model_out).with_name(".part." + Path(model_out).name)
         model.save(tmp)
         tmp.replace(model_out)
@@ -173,9 +187,13 @@ def ensemble(model_paths: list[str], sample_paths: list[str], output: str, confi
     members = load_members(model_paths, config)
     val = training.subset(training.pool(load_samples(sample_paths)), 1)
     predictions = {name: m.predict_samples(val) for name, m in members.items()}
+    target = val["target"]
+    if config["samples"]["target"] == "aggregate":  # skill on the coarse value each bag must reproduce
+        predictions = {name: training.bag_means(p, val["bag"]) for name, p in predictions.items()}
+        target = training.bag_means(target, val["bag"])
     deep = {name: p for name, p in predictions.items() if name != "rf"}
-    w = ens.weights(deep, val["target"], config["ensemble"]["weighting"])
-    table = ens.member_table(predictions, val["target"], w)
+    w = ens.weights(deep, target, config["ensemble"]["weighting"])
+    table = ens.member_table(predictions, target, w)
     log.info("weights (%s): %s", config["ensemble"]["weighting"], w)
     log.info("validation metrics:\n%s", table.to_string(index=False))
     _write_csv(output, table)
@@ -220,16 +238,3 @@ def _write_csv(path: str, frame: pd.DataFrame) -> None:
     tmp.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(tmp, index=False)
     tmp.replace(path)
-
-
-# ------------------------------------------------------------------ evaluate, figures, sensitivity
-
-
-def evaluate(downscaled_dir: str, config: dict, split_path: str, outputs: dict[str, str]) -> None:
-    from smdown.evaluate import evaluate_run
-
-    inputs = inputs_of(config)
-    table = evaluate_run(downscaled_dir, inputs.coarse, inputs.truth or None, inputs.stations, split_path,
-                         out=outputs["metrics"], pairs_out=outputs["pairs"], series_out=outputs["series"],
-                         seed=config["seed"])
-    log.info("metrics:\n%s", table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

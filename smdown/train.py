@@ -20,8 +20,28 @@ def pool(samples: list[dict]) -> dict[str, np.ndarray]:
         raise ValueError(f"samples of the training scales have different features: {names}")
     keys = ("pixel", "patch", "sequence", "target", "target_sequence", "sequence_weight", "split")
     pooled = {key: np.concatenate([s[key] for s in samples]) for key in keys}
+    offsets = np.cumsum([0] + [int(s["bag"].max()) + 1 if len(s["bag"]) else 0 for s in samples[:-1]])
+    pooled["bag"] = np.concatenate([s["bag"] + offset for s, offset in zip(samples, offsets, strict=True)])
     pooled["features"] = samples[0]["features"]
     return pooled
+
+
+def bag_means(values: np.ndarray, bag: np.ndarray) -> np.ndarray:
+    """Mean of per-example values within each bag (bags numbered 0..n-1 in the subset's order)."""
+    _, index = np.unique(bag, return_inverse=True)
+    return np.bincount(index, weights=values) / np.bincount(index)
+
+
+def _bags(part: dict, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs reshaped to (bags, bag size, ...) and the bag labels (the coarse value)."""
+    x = part[INPUT_FORM[kind]]
+    order = np.argsort(part["bag"], kind="stable")
+    sizes = np.bincount(np.unique(part["bag"], return_inverse=True)[1])
+    if len(set(sizes.tolist())) != 1:
+        raise ValueError(f"{kind}: bags of unequal size {sorted(set(sizes.tolist()))}")
+    size = int(sizes[0])
+    bags = x[order].reshape((-1, size) + x.shape[1:])
+    return bags, part["target"][order][::size].reshape(-1, 1)
 
 
 def subset(samples: dict, code: int) -> dict[str, np.ndarray]:
@@ -73,8 +93,32 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def train_deep(kind: str, samples: dict, hp: dict, seed: int):
-    """Fit one deep member; returns (model, history DataFrame)."""
+def _bag_model(keras, inner, kind: str, input_shape: tuple, learning_rate: float):
+    """Wrap a per-pixel model so it predicts the mean over a bag of pixels (trained on coarse values)."""
+
+    class BagMean(keras.layers.Layer):
+        def __init__(self, pixel_model, **kwargs):
+            super().__init__(**kwargs)
+            self.pixel_model = pixel_model  # an attribute, so its weights are the wrapper's trainable weights
+
+        def call(self, x):
+            flat = keras.ops.reshape(x, (-1,) + input_shape[1:])
+            y = self.pixel_model(flat)
+            y = y[:, -1, 0] if kind == "lstm" else keras.ops.reshape(y, (-1,))
+            return keras.ops.mean(keras.ops.reshape(y, (-1, input_shape[0])), axis=1, keepdims=True)
+
+    inputs = keras.Input(input_shape)
+    model = keras.Model(inputs, BagMean(inner)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return model
+
+
+def train_deep(kind: str, samples: dict, hp: dict, seed: int, aggregate: bool = False):
+    """Fit one deep member; returns (per-pixel model, history DataFrame).
+
+    With `aggregate`, the model is fitted through a bag wrapper: the mean of its predictions over
+    the pixels of a coarse cell-day must match the coarse value.
+    """
     import keras
 
     seed_everything(seed)
@@ -84,16 +128,23 @@ def train_deep(kind: str, samples: dict, hp: dict, seed: int):
                          f"val {len(val['target'])})")
     mean, variance, y_mean, y_std = _scaling(train)
     model = build(kind, len(mean), mean, variance, y_mean, y_std, hp)
-    x, y, w = _xy(kind, train)
-    xv, yv, wv = _xy(kind, val)
+    fitted = model
+    if aggregate:
+        (x, y), (xv, yv) = _bags(train, kind), _bags(val, kind)
+        w = wv = None
+        fitted = _bag_model(keras, model, kind, x.shape[1:], hp["learning_rate"])
+    else:
+        x, y, w = _xy(kind, train)
+        xv, yv, wv = _xy(kind, val)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp["patience"], restore_best_weights=True),
         _EpochLog.make(kind, hp["epochs"]),
     ]
     log.info("%s: %d training and %d validation examples, %d features", kind, len(x), len(xv), len(mean))
-    history = model.fit(
+    history = fitted.fit(
         x, y, sample_weight=w, validation_data=(xv, yv, wv) if wv is not None else (xv, yv),
-        epochs=hp["epochs"], batch_size=hp["batch_size"], callbacks=callbacks, verbose=0, shuffle=True,
+        epochs=hp["epochs"], batch_size=max(1, hp["batch_size"] // (x.shape[1] if aggregate else 1)),
+        callbacks=callbacks, verbose=0, shuffle=True,
     )
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))

@@ -26,7 +26,7 @@ SCALES = [smconfig.scale_name(s) for s in config["scales"]]
 FINE = smconfig.scale_name(min(config["scales"]))
 TRAIN_SCALES = (
     [smconfig.scale_name(s) for s in config["training_scales"]]
-    if config["samples"]["target"] == "cubic"
+    if config["samples"]["target"] != "coarse"
     else ["coarse"]
 )
 TERRAIN = (
@@ -81,6 +81,13 @@ def fine_rasters(wildcards):
     return scale_rasters(FINE)
 
 
+def sample_target(wildcards):
+    """aggregate: the coarse input itself; cubic / coarse: the coarse field resampled to the scale."""
+    if config["samples"]["target"] == "aggregate":
+        return INPUTS.coarse[wildcards.layer]
+    return f"{R}/scales/{wildcards.scale}/coarse_{wildcards.layer}.tif"
+
+
 def layer_samples(wildcards):
     return [f"{R}/samples/{wildcards.layer}/{scale}.npz" for scale in TRAIN_SCALES]
 
@@ -105,6 +112,14 @@ def all_outputs():
         outputs += list(downscaled(layer).values())
         outputs.append(f"{R}/downscaled/{layer}/cubic.tif")
         outputs.append(f"{R}/ensemble/{layer}/weights.csv")
+    # evaluation, figures and sensitivity (rules in evaluate.smk and sensitivity.smk, included before rule all)
+    outputs += list(rules.evaluate.output) + list(rules.metric_figure.output)
+    figures = [rules.maps.output[0], rules.training_figure.output[0]]
+    if INPUTS.stations:
+        figures.append(rules.station_figure.output[0])
+    outputs += expand(figures, layer=LAYERS)
+    outputs += expand(rules.scatter.output[0], layer=LAYERS, reference=REFERENCES)
+    outputs += expand(list(rules.sensitivity.output), layer=LAYERS)
     return outputs
 
 

@@ -2,12 +2,8 @@ rule demo:
     output:
         coarse=expand("resources/demo/coarse_{layer}.tif", layer=smconfig.LAYERS),
         truth=expand("resources/demo/truth_{layer}.tif", layer=smconfig.LAYERS),
-        predictors=expand(
-            "resources/demo/{name}.tif", name=smconfig.DEMO_PREDICTORS
-        ),
+        predictors=expand("resources/demo/{name}.tif", name=smconfig.DEMO_PREDICTORS),
         stations="resources/demo/stations.csv",
-    params:
-        demo=config["demo"],
     log:
         "logs/demo.log",
     benchmark:
@@ -17,5 +13,7 @@ rule demo:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        demo=config["demo"],
     script:
         "../scripts/demo.py"

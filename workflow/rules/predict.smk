@@ -6,9 +6,6 @@ rule predict:
         coarse=coarse_input,
     output:
         **downscaled("{layer}"),
-    params:
-        rasters=PREDICTOR_RASTERS,
-        scale=FINE,
     log:
         f"{R}/logs/predict/{{layer}}.log",
     benchmark:
@@ -19,6 +16,9 @@ rule predict:
     resources:
         mem_mb=8000,
         runtime=240,
+    params:
+        rasters=PREDICTOR_RASTERS,
+        scale=FINE,
     script:
         "../scripts/predict.py"
 

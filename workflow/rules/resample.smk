@@ -3,8 +3,6 @@ rule terrain:
         dem=INPUTS.predictors.get("dem", []),
     output:
         expand(f"{R}/derived/{{name}}.tif", name=TERRAIN),
-    params:
-        names=config["derived"]["terrain"],
     log:
         f"{R}/logs/terrain.log",
     conda:
@@ -12,6 +10,8 @@ rule terrain:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        names=config["derived"]["terrain"],
     script:
         "../scripts/terrain.py"
 
@@ -22,10 +22,6 @@ rule resample:
         coarse=INPUTS.coarse["surface"],
     output:
         f"{R}/scales/{{scale}}/{{var}}.tif",
-    params:
-        static=is_static,
-        is_target=is_coarse_variable,
-        max_gap=config["fill"]["max_gap_days"],
     log:
         f"{R}/logs/resample/{{scale}}/{{var}}.log",
     benchmark:
@@ -35,5 +31,9 @@ rule resample:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        static=is_static,
+        is_target=is_coarse_variable,
+        max_gap=config["fill"]["max_gap_days"],
     script:
         "../scripts/resample.py"

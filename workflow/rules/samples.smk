@@ -17,14 +17,11 @@ rule split:
 rule samples:
     input:
         unpack(sample_rasters),
-        target=f"{R}/scales/{{scale}}/coarse_{{layer}}.tif",
+        target=sample_target,
         split=f"{R}/samples/split.json",
         coarse=INPUTS.coarse["surface"],
     output:
         f"{R}/samples/{{layer}}/{{scale}}.npz",
-    params:
-        rasters=PREDICTOR_RASTERS,
-        seed_offset=layer_seed,
     log:
         f"{R}/logs/samples/{{layer}}/{{scale}}.log",
     benchmark:
@@ -34,5 +31,8 @@ rule samples:
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        rasters=PREDICTOR_RASTERS,
+        seed_offset=layer_seed,
     script:
         "../scripts/samples.py"

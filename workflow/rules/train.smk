@@ -5,8 +5,6 @@ rule train:
         model=f"{R}/models/{{layer}}/{{model}}.keras",
         meta=f"{R}/models/{{layer}}/{{model}}.json",
         history=f"{R}/models/{{layer}}/{{model}}_history.csv",
-    params:
-        seed_offset=layer_seed,
     log:
         f"{R}/logs/train/{{layer}}/{{model}}.log",
     benchmark:
@@ -17,6 +15,8 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        seed_offset=layer_seed,
     script:
         "../scripts/train.py"
 
@@ -27,8 +27,6 @@ rule train_rf:
     output:
         model=f"{R}/models/{{layer}}/rf.joblib",
         meta=f"{R}/models/{{layer}}/rf.json",
-    params:
-        seed_offset=layer_seed,
     log:
         f"{R}/logs/train/{{layer}}/rf.log",
     benchmark:
@@ -39,5 +37,7 @@ rule train_rf:
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        seed_offset=layer_seed,
     script:
         "../scripts/train.py"

@@ -1,0 +1,153 @@
+"""Benchmarks of the workflow's heavy steps, run by hand: `python -m smdown.bench resample [--configfile F]`.
+
+resample: for each scale of the run (1000, 100, 50, 30 m by default) and a dynamic and a static predictor (the demo's
+NDVI and DEM), the wall time of
+
+- our resample step as the `resample` rule runs it (read, fill cloud gaps in time, GDAL cubic warp onto the nested
+  grid, fill onto the daily dates, write), and of its bare warp (read, warp, write: the same work as gdalwarp);
+- the equivalent `gdalwarp -r cubic` command on the same input to the same grid (the command is printed),
+
+with the largest difference between our bare warp and gdalwarp's output (pixels finite in both) and the NaN shares
+of the three outputs.
+The demo world is generated into resources/demo first when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from smdown import config as smconfig
+from smdown import io, resample
+from smdown.grid import Grid, nest_factor, nested_grid
+
+DEFAULT_CONFIG = "config/config.yaml"
+
+
+def ensure_inputs(config: dict) -> smconfig.Inputs:
+    """The run's input files; the demo world is generated (and written under resources/demo) when missing."""
+    inputs = smconfig.inputs_of(config)
+    missing = [p for p in [*inputs.coarse.values(), *inputs.predictors.values()] if not Path(p).exists()]
+    if missing and smconfig.source_of(config) == "demo":
+        from smdown.demo import make_world, write_world
+
+        outdir = smconfig.resource_dir(config)
+        print(f"generating the demo world into {outdir} ...", file=sys.stderr, flush=True)
+        write_world(make_world(dict(config["demo"])), outdir)
+    elif missing:
+        raise SystemExit(f"input file(s) missing: {', '.join(missing)} (run the workflow's acquire rules first)")
+    return inputs
+
+
+def gdalwarp_command(source: str, output: str, grid: Grid, method: str = "cubic") -> list[str]:
+    """The gdalwarp command equivalent to io.warp(source, grid, method) followed by io.write_stack."""
+    left, bottom, right, top = grid.bounds
+    return ["gdalwarp", "-q", "-overwrite", "-r", method, "-t_srs", grid.crs,
+            "-te", repr(left), repr(bottom), repr(right), repr(top), "-ts", str(grid.width), str(grid.height),
+            "-srcnodata", "nan", "-dstnodata", "nan", "-ot", "Float32",
+            "-co", "COMPRESS=DEFLATE", "-co", "PREDICTOR=3", "-co", "TILED=YES", source, output]
+
+
+def _timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return time.perf_counter() - start, value
+
+
+def _resample_rule(source: str, coarse: str, factor: int, static: bool, max_gap: int, output: str) -> io.Stack:
+    """What the resample rule does (steps.resample_one without its logging)."""
+    stack = resample.resample_variable(source, coarse, factor, static, fill=True, max_gap_days=max_gap)
+    io.write_stack(output, stack)
+    return stack
+
+
+def _bare_warp(source: str, grid: Grid, static: bool, output: str) -> io.Stack:
+    """Read, cubic warp, write: the work gdalwarp does."""
+    stack = io.warp(io.read_stack(source, static=static), grid, "cubic")
+    io.write_stack(output, stack)
+    return stack
+
+
+def bench_one(name: str, source: str, static: bool, coarse: str, scale: float, max_gap: int, workdir: Path) -> dict:
+    """Time one variable onto one scale: our resample rule, our bare warp, and gdalwarp."""
+    factor = nest_factor(io.read_grid(coarse).res, scale)
+    grid = nested_grid(io.read_grid(coarse), factor)
+    ours_path, warp_path, gdal_path = (str(workdir / f"{name}_{scale:g}_{kind}.tif") for kind in ("ours", "warp", "gdal"))
+    t_ours, stack = _timed(_resample_rule, source, coarse, factor, static, max_gap, ours_path)
+    t_warp, warped = _timed(_bare_warp, source, grid, static, warp_path)
+    command = gdalwarp_command(source, gdal_path, grid)
+    row = {"scale": f"{scale:g} m", "variable": name, "factor": factor,
+           "output": f"{stack.data.shape[0]} x {grid.height} x {grid.width}", "ours_s": t_ours, "warp_s": t_warp,
+           "gdal_s": float("nan"), "max_diff": float("nan"), "nan_rule": 100 * float(np.mean(np.isnan(stack.data))),
+           "nan_ours": 100 * float(np.mean(np.isnan(warped.data))),
+           "nan_gdal": float("nan"), "command": " ".join(command)}
+    if shutil.which("gdalwarp"):
+        t_gdal, _ = _timed(subprocess.run, command, check=True)
+        theirs = io.read_window(gdal_path, 0, 0, grid.height, grid.width)  # gdalwarp does not copy the band dates
+        both = np.isfinite(warped.data) & np.isfinite(theirs)
+        row.update(gdal_s=t_gdal, nan_gdal=100 * float(np.mean(np.isnan(theirs))),
+                   max_diff=float(np.max(np.abs(warped.data[both] - theirs[both]))) if both.any() else float("nan"))
+    for path in (ours_path, warp_path, gdal_path):
+        Path(path).unlink(missing_ok=True)
+    return row
+
+
+def bench_resample(config: dict, variables: list[str], workdir: Path) -> list[dict]:
+    """bench_one for every scale of the run (coarsest first) and every variable; prints each row as it comes."""
+    inputs = ensure_inputs(config)
+    unknown = [v for v in variables if v not in inputs.predictors]
+    if unknown:
+        raise SystemExit(f"unknown predictor(s) {unknown}; the run has {sorted(inputs.predictors)}")
+    rows = []
+    for scale in sorted(config["scales"], reverse=True):
+        for name in variables:
+            row = bench_one(name, inputs.predictors[name], name in inputs.static, inputs.coarse["surface"], scale,
+                            config["fill"]["max_gap_days"], workdir)
+            rows.append(row)
+            print(_format_row(row), flush=True)
+    return rows
+
+
+HEADER = (f"{'scale':>7} {'variable':<9} {'factor':>6} {'output (bands x rows x cols)':>28} {'resample s':>10} "
+          f"{'warp s':>8} {'gdalwarp s':>10} {'max |diff|':>10} {'NaN% rule':>9} {'NaN% warp':>9} {'NaN% gdal':>9}")
+
+
+def _format_row(row: dict) -> str:
+    return (f"{row['scale']:>7} {row['variable']:<9} {row['factor']:>6} {row['output']:>28} {row['ours_s']:>10.2f} "
+            f"{row['warp_s']:>8.2f} {row['gdal_s']:>10.2f} {row['max_diff']:>10.2e} {row['nan_rule']:>9.2f} {row['nan_ours']:>9.2f} "
+            f"{row['nan_gdal']:>9.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m smdown.bench", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    resample_cmd = commands.add_parser("resample", help="our resample step beside gdalwarp -r cubic, per scale")
+    resample_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
+    resample_cmd.add_argument("--variables", nargs="+", default=["ndvi", "dem"],
+                              help="predictors to resample (default: ndvi dem)")
+    args = parser.parse_args(argv)
+
+    path = Path(args.configfile)
+    config = smconfig.load(path) if path.exists() or args.configfile != DEFAULT_CONFIG else smconfig.validate({})
+    print(f"run {config['run']}: coarse {smconfig.inputs_of(config).coarse['surface']}", flush=True)
+    print("resample s = the resample rule's work (read, fill in time, cubic warp, daily dates, write); "
+          "warp s = read, cubic warp, write (gdalwarp's work); max |diff| = our warp vs gdalwarp", flush=True)
+    print(HEADER, flush=True)
+    with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
+        rows = bench_resample(config, args.variables, Path(tmp))
+    if not shutil.which("gdalwarp"):
+        print("gdalwarp not found (install GDAL's command-line tools, e.g. apt-get install gdal-bin)")
+    print("\ngdalwarp commands (outputs in a temporary directory):")
+    for row in rows:
+        print(f"  {row['scale']:>7} {row['variable']}: {row['command']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Bad input, end to end through Snakemake: each stops with one clear message naming the file or key, before any job
+runs, and leaves what results/<run>/ already holds intact.
+
+Snakemake runs from a temporary working directory (`--directory`) on the project's Snakefile with the user's config
+(`--configfile`); its inputs are tiny rasters written there (conftest.write_inputs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from affine import Affine
+from conftest import LONLAT, make_dates, write_inputs
+
+from smdown import io
+from smdown.grid import Grid
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+RUN = "bad"
+SENTINEL = f"results/{RUN}/downscaled/surface/ensemble.tif"
+
+pytestmark = pytest.mark.workflow
+
+
+def _snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    configfile = workdir / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
+           "--cores", "1", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture
+def run_dir(tmp_path, coarse_grid):
+    """A working directory with valid inputs, a config naming them, and a finished-looking result file."""
+    inputs = write_inputs(tmp_path / "inputs", coarse_grid)
+    sentinel = tmp_path / SENTINEL
+    sentinel.parent.mkdir(parents=True)
+    sentinel.write_bytes(b"a result from an earlier run")
+    os.utime(sentinel, (1_600_000_000, 1_600_000_000))
+    return tmp_path, {"run": RUN, "inputs": inputs}
+
+
+def _assert_stops_cleanly(workdir: Path, result: subprocess.CompletedProcess, message: str) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert len(re.findall(message, output)) == 1, output  # one message, not repeated
+    assert "Traceback" not in output, output
+    assert not re.search(r"^\s*(local)?rule \w+:", output, re.MULTILINE), output  # no job started
+    assert "Building DAG" not in output, output
+    sentinel = workdir / SENTINEL
+    assert sentinel.read_bytes() == b"a result from an earlier run" and sentinel.stat().st_mtime == 1_600_000_000
+    written = sorted(str(p.relative_to(workdir)) for p in (workdir / "results").rglob("*") if p.is_file())
+    assert written == [SENTINEL]
+    assert not (workdir / "resources").exists() and not (workdir / "logs").exists()
+    return output
+
+
+def test_valid_inputs_pass_the_checks(run_dir):
+    """The control: the same set-up with nothing wrong builds the whole DAG (so the failures below are the inputs')."""
+    workdir, config = run_dir
+    result = _snakemake(workdir, config, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for job in ("resample", "terrain", "samples", "train", "predict"):
+        assert re.search(rf"^\s*rule {job}:", output, re.MULTILINE), output
+    assert (workdir / SENTINEL).read_bytes() == b"a result from an earlier run"
+
+
+def _rewrite(path: str, data: np.ndarray, grid: Grid, dates: list[str] | None) -> None:
+    io.write_stack(path, io.Stack(data.astype(np.float32), grid, dates))
+
+
+def _wrong_type(workdir, config):
+    config["samples"] = {"per_scale": "many"}
+    return r"config key 'samples\.per_scale': 'many' is not of type 'integer'"
+
+
+def _unknown_key(workdir, config):
+    config["sclaes"] = [1000, 30]
+    return r"unknown key\(s\) 'sclaes'"
+
+
+def _unknown_nested_key(workdir, config):
+    config["samples"] = {"pacth": 5}
+    return r"config key samples: unknown key\(s\) 'pacth'"
+
+
+def _missing_file(workdir, config):
+    config["inputs"]["predictors"]["ndvi"] = str(workdir / "inputs" / "ndvi_2023.tif")
+    return re.escape(str(workdir / "inputs" / "ndvi_2023.tif")) + ": input file not found"
+
+
+def _no_crs(workdir, config):
+    path = config["inputs"]["predictors"]["dem"]
+    with rasterio.open(path) as src:
+        data, transform = src.read(), src.transform
+    os.remove(path)
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=1,
+                       dtype="float32", transform=transform) as dst:
+        dst.write(data)
+    return re.escape(path) + ": raster has no CRS"
+
+
+def _bands_not_dates(workdir, config):
+    path = config["inputs"]["predictors"]["ndvi"]
+    stack = io.read_stack(path)
+    _rewrite(path, stack.data, stack.grid, ["scene 1", "scene 2", "scene 3"])
+    return re.escape(path) + r": band descriptions must be dates YYYY-MM-DD"
+
+
+def _coarse_dates_differ(workdir, config):
+    path = config["inputs"]["coarse"]["rootzone"]
+    stack = io.read_stack(path)
+    _rewrite(path, stack.data, stack.grid, make_dates("2023-05-02", len(stack.dates)))
+    # either layer's file may be named (the check compares the first two layers it read)
+    either = "|".join(re.escape(p) for p in config["inputs"]["coarse"].values())
+    return rf"(?:{either}): coarse layers have different dates \(surface: 10 days 2023-05-01\.\.2023-05-10; rootzone"
+
+
+def _no_overlap(workdir, config):
+    path = config["inputs"]["predictors"]["sand"]
+    far = Grid(LONLAT, Affine(0.01, 0, 10.0, 0, -0.01, 46.0), 20, 20)  # the Alps, not California
+    _rewrite(path, np.full((1, 20, 20), 40.0), far, None)
+    return re.escape(path) + r": predictor 'sand' does not overlap the coarse grid"
+
+
+def _no_common_dates(workdir, config):
+    path = config["inputs"]["predictors"]["precipitation"]
+    stack = io.read_stack(path)
+    _rewrite(path, stack.data, stack.grid, make_dates("2022-01-01", len(stack.dates)))
+    return re.escape(path) + r": predictor 'precipitation' dates 2022-01-01\.\.2022-01-10 do not overlap"
+
+
+def _static_with_bands(workdir, config):
+    path = config["inputs"]["predictors"]["clay"]
+    stack = io.read_stack(path, static=True)
+    _rewrite(path, np.concatenate([stack.data, stack.data]), stack.grid, None)
+    return re.escape(path) + r": static predictor 'clay' must have one band, found 2"
+
+
+CASES = {
+    "config value of the wrong type": _wrong_type,
+    "unknown top-level key": _unknown_key,
+    "unknown nested key": _unknown_nested_key,
+    "missing input file": _missing_file,
+    "raster without CRS": _no_crs,
+    "band descriptions are not dates": _bands_not_dates,
+    "coarse layers with different dates": _coarse_dates_differ,
+    "predictor does not overlap the coarse grid": _no_overlap,
+    "predictor dates do not overlap the coarse dates": _no_common_dates,
+    "static predictor with two bands": _static_with_bands,
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_stops_before_any_job_with_one_message(run_dir, case):
+    workdir, config = run_dir
+    message = CASES[case](workdir, config)
+    result = _snakemake(workdir, config)
+    _assert_stops_cleanly(workdir, result, message)

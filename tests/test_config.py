@@ -1,0 +1,162 @@
+"""The run configuration: defaults, errors that name the key, consistency checks, the run's input files."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smdown import config as smconfig
+from smdown.config import ConfigError, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_are_filled_without_touching_the_input():
+    given = {"samples": {"patch": 5}, "models": {"cnn_filters": [8, 8]}}
+    config = validate(given)
+    assert given == {"samples": {"patch": 5}, "models": {"cnn_filters": [8, 8]}}
+    assert config["run"] == "demo" and config["source"] == "auto" and config["seed"] == 42
+    assert config["scales"] == [1000, 100, 50, 30] and config["training_scales"] == [1000, 100, 50]
+    assert config["samples"]["patch"] == 5 and config["samples"]["per_scale"] == 40000
+    assert config["fill"] == {"max_gap_days": 45}
+    assert config["models"]["members"] == ["dnn", "cnn", "lstm"] and config["models"]["cnn_filters"] == [8, 8]
+    assert config["demo"]["seed"] == 42 and config["demo"]["revisit_days"] == 5  # nested defaults of a default {}
+    assert config["static"] == ["dem", "sand", "clay"]
+    assert config["derived"]["terrain"] == ["slope", "aspect", "twi"]
+
+
+def test_every_schema_default_is_filled():
+    schema = yaml.safe_load(smconfig.SCHEMA_PATH.read_text())
+    config = validate({})
+    checked = 0
+
+    def walk(node, value, where):
+        nonlocal checked
+        for name, sub in node.get("properties", {}).items():
+            if "default" in sub:
+                assert name in value, f"{where}{name} not filled"
+                if sub["default"] != {}:
+                    assert value[name] == sub["default"], f"{where}{name}"
+                checked += 1
+                walk(sub, value[name], f"{where}{name}.")
+
+    walk(schema, config, "")
+    assert checked > 60
+
+
+def test_the_shipped_configs_are_valid():
+    assert smconfig.load(ROOT / "config" / "config.yaml")["run"] == "demo"
+    for path in sorted((ROOT / "config" / "examples").glob("*.yaml")):
+        smconfig.load(path)
+
+
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"samples": {"per_scale": "many"}}, "samples.per_scale"),
+        ({"samples": {"per_scale": 10}}, "samples.per_scale"),  # below the minimum
+        ({"fill": {"max_gap_days": 4.5}}, "fill.max_gap_days"),
+        ({"scales": "30"}, "scales"),
+        ({"models": {"members": ["dnn", "gru"]}}, "models.members.1"),
+        ({"ensemble": {"weighting": "median"}}, "ensemble.weighting"),
+        ({"run": "my run"}, "run"),
+        ({"inputs": {"coarse": {"surface": 5}, "predictors": {"dem": "dem.tif"}}}, "inputs.coarse.surface"),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_its_key(config, key):
+    with pytest.raises(ConfigError, match=rf"config key '{key}'"):
+        validate(config)
+
+
+def test_the_wrong_type_message_says_what_is_wrong():
+    with pytest.raises(ConfigError) as err:
+        validate({"samples": {"per_scale": "many"}})
+    assert str(err.value) == "config key 'samples.per_scale': 'many' is not of type 'integer'"
+
+
+@pytest.mark.parametrize(
+    "config, where, unknown",
+    [
+        ({"sclaes": [1000, 30]}, "(top level)", "sclaes"),
+        ({"samples": {"pacth": 5}}, "samples", "pacth"),
+        ({"models": {"epochs": 3, "layers": 2}}, "models", "layers"),
+        ({"inputs": {"coarse": {"surface": "a.tif", "root": "b.tif"}, "predictors": {"dem": "d.tif"}}},
+         "inputs.coarse", "root"),
+    ],
+)
+def test_an_unknown_key_is_named(config, where, unknown):
+    with pytest.raises(ConfigError) as err:
+        validate(config)
+    message = str(err.value)
+    assert f"config key {where}" in message and f"'{unknown}'" in message
+    assert "allowed" in message
+
+
+def test_a_missing_required_key_is_named():
+    with pytest.raises(ConfigError, match=r"config key 'inputs'.*'predictors' is a required property"):
+        validate({"inputs": {"coarse": {"surface": "a.tif"}}})
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"training_scales": [1000, 200]}, r"'training_scales': \[200\] not among 'scales'"),
+        ({"scales": [1000, 100], "training_scales": [100]}, "'training_scales': must be coarser"),
+        ({"samples": {"patch": 6}}, "'samples.patch': must be odd, got 6"),
+        ({"samples": {"patch": 9}}, r"'models.cnn_filters': needs .* = 4 layers"),
+        ({"predict": {"valid_range": [0.5, 0.1]}}, "'predict.valid_range': lower bound 0.5"),
+        ({"source": "local"}, "'inputs': required when source is 'local'"),
+    ],
+)
+def test_consistency_checks_name_the_key(config, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(config)
+
+
+def test_inputs_of_a_local_run_and_of_the_demo(tmp_path):
+    local = validate({"run": "mine", "inputs": {
+        "coarse": {"surface": "s.tif", "rootzone": "r.tif"},
+        "predictors": {"ndvi": "n.tif", "dem": "d.tif", "rain": "p.tif"},
+        "stations": "st.csv"}})
+    assert smconfig.source_of(local) == "local"
+    inputs = smconfig.inputs_of(local)
+    assert inputs.coarse == {"surface": "s.tif", "rootzone": "r.tif"} and inputs.layers == ["surface", "rootzone"]
+    assert inputs.static == ["dem"] and inputs.dynamic == ["ndvi", "rain"] and inputs.stations == "st.csv"
+    assert inputs.truth == {}
+    demo = validate({})
+    assert smconfig.source_of(demo) == "demo" and smconfig.resource_dir(demo) == "resources/demo"
+    inputs = smconfig.inputs_of(demo)
+    assert inputs.coarse["rootzone"] == "resources/demo/coarse_rootzone.tif"
+    assert inputs.predictors["ndvi"] == "resources/demo/ndvi.tif" and inputs.static == ["dem", "sand", "clay"]
+    assert inputs.truth["surface"] == "resources/demo/truth_surface.tif"
+
+
+def test_scale_factors_and_names():
+    config = validate({})
+    assert smconfig.scale_factors(config, 9008.055210146) == {"1000": 9, "100": 90, "50": 180, "30": 300}
+    assert smconfig.scale_name(30.0) == "30" and smconfig.scale_name(12.5) == "12.5"
+
+
+def test_load_reads_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"run": "x", "fill": {"max_gap_days": 12}}))
+    assert smconfig.load(path)["fill"]["max_gap_days"] == 12
+    path.write_text("")
+    assert smconfig.load(path)["run"] == "demo"
+
+
+def test_every_schema_key_is_described_and_defaulted():
+    schema = yaml.safe_load(smconfig.SCHEMA_PATH.read_text())
+    missing = []
+
+    def walk(node, where):
+        for name, sub in node.get("properties", {}).items():
+            key = f"{where}.{name}" if where else name
+            if "description" not in sub and not key.startswith("inputs"):
+                missing.append(f"{key}: description")
+            if "default" not in sub and not key.startswith("inputs") and key != "inputs":
+                missing.append(f"{key}: default")
+            walk(sub, key)
+
+    walk(schema, "")
+    assert missing == []

@@ -1,0 +1,117 @@
+"""End to end: a tiny run through every rule, then `snakemake --report`.
+
+The world is the demo world at 2x2 coarse cells with a fine grid of 10 subdivisions (about 900 m),
+given to the workflow as the user's own rasters (`inputs:`, the data contract), with the truth on the
+finest scale's grid. Scales 3000 and 900 m nest as factors 3 and 10 in the 9 km cell.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from smdown.demo import make_world, write_world
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+LAYERS = ["surface", "rootzone"]
+METHODS = ["dnn", "cnn", "lstm", "ensemble", "rf", "cubic"]
+REFERENCES = ["truth", "stations", "coarse"]
+RUN = "tiny"
+
+
+def tiny_config(inputs: Path) -> dict:
+    files = {name: str(inputs / f"{name}.tif") for name in ("precipitation", "ndvi", "ndwi", "dem", "sand", "clay")}
+    return {
+        "run": RUN,
+        "inputs": {
+            "coarse": {layer: str(inputs / f"coarse_{layer}.tif") for layer in LAYERS},
+            "predictors": files,
+            "stations": str(inputs / "stations.csv"),
+            "truth": {layer: str(inputs / f"truth_{layer}.tif") for layer in LAYERS},
+        },
+        "scales": [3000, 900],
+        "training_scales": [3000],
+        "derived": {"terrain": ["slope"], "api_decay": [0.7]},
+        "samples": {"per_scale": 500, "patch": 3, "sequence_days": 5, "time_block_days": 4},
+        "models": {"epochs": 2, "batch_size": 64, "dnn_units": [8], "cnn_filters": [4], "lstm_units": 4},
+        "rf": {"trees": 5, "max_depth": 5},
+        "evaluate": {"map_days": 2},
+        "sensitivity": {"samples": 60, "repeats": 1, "points": 4},
+    }
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
+           str(workdir / "config.yaml"), "--cores", "2", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    world = make_world({"coarse_rows": 2, "coarse_cols": 2, "days": 24, "spinup_days": 5, "stations": 4,
+                        "optical_res": 300.0}, fine_factor=10)
+    write_world(world, workdir / "inputs")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(workdir / "inputs")))
+    start = time.perf_counter()
+    snakemake(workdir)
+    report = workdir / "report.html"
+    snakemake(workdir, "--report", str(report))
+    print(f"tiny run + report: {time.perf_counter() - start:.0f} s")
+    return workdir, workdir / "results" / RUN, report
+
+
+@pytest.mark.workflow
+def test_metrics_have_every_method_reference_and_layer(tiny_run):
+    _, results, _ = tiny_run
+    metrics = pd.read_csv(results / "evaluation" / "metrics.csv")
+    got = set(zip(metrics["layer"], metrics["method"], metrics["reference"], strict=True))
+    want = {(layer, m, ref) for layer in LAYERS for m in METHODS for ref in REFERENCES}
+    assert want <= got, sorted(want - got)
+    assert len(metrics) == len(got), "duplicate metric rows"
+    coarse = metrics[metrics["reference"] == "coarse"]
+    assert (coarse["n"] > 0).all()
+    # additive correction: the ensemble averages back to the coarse input
+    ensemble = coarse[coarse["method"] == "ensemble"]
+    assert (ensemble["rmse"] < 1e-3).all(), ensemble
+    for name in ("pairs.csv", "station_series.csv"):
+        assert (results / "evaluation" / name).stat().st_size > 0
+
+
+@pytest.mark.workflow
+def test_sensitivity_tables(tiny_run):
+    _, results, _ = tiny_run
+    for layer in LAYERS:
+        importance = pd.read_csv(results / "sensitivity" / layer / "importance.csv")
+        response = pd.read_csv(results / "sensitivity" / layer / "response.csv")
+        assert set(importance["model"]) == {"dnn", "cnn", "lstm", "rf"}
+        assert set(response["model"]) == {"dnn", "cnn", "lstm", "rf"}
+        features = importance.groupby("model")["feature"].nunique()
+        assert features.nunique() == 1 and features.iloc[0] > 5
+        assert (response.groupby(["model", "feature"]).size() == 4).all()
+        assert importance["n"].between(1, 60).all()
+
+
+@pytest.mark.workflow
+def test_report_holds_every_figure(tiny_run):
+    workdir, results, report = tiny_run
+    pngs = sorted(results.rglob("*.png"))
+    figures = results / "evaluation" / "figures"
+    expected = [figures / "metrics.png"] + [results / "sensitivity" / layer / "sensitivity.png" for layer in LAYERS]
+    expected += [figures / f"{layer}_{kind}.png" for layer in LAYERS
+                 for kind in ["maps", "training", "stations"] + [f"scatter_{r}" for r in REFERENCES]]
+    assert sorted(expected) == pngs
+    html = report.read_text(errors="replace")
+    for png in pngs:
+        name = png.relative_to(workdir).as_posix()
+        assert name in html, f"{name} is not in the report"
+    assert "results/tiny/evaluation/metrics.csv" in html

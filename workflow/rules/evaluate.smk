@@ -1,0 +1,162 @@
+# Evaluation against truth, stations and the coarse input (DESIGN step 7), and its figures.
+
+REFERENCES = (
+    (["truth"] if INPUTS.truth else [])
+    + (["stations"] if INPUTS.stations else [])
+    + ["coarse"]
+)
+TRUTH_LAYERS = [layer for layer in LAYERS if layer in INPUTS.truth]
+FIGURES = f"{R}/evaluation/figures"
+
+
+rule evaluate:
+    input:
+        downscaled=expand(
+            f"{R}/downscaled/{{layer}}/{{method}}.tif",
+            layer=LAYERS,
+            method=MEMBERS + ["rf", "ensemble", "ensemble_std", "cubic"],
+        ),
+        split=f"{R}/samples/split.json",
+        coarse=[INPUTS.coarse[layer] for layer in LAYERS],
+        truth=[INPUTS.truth[layer] for layer in TRUTH_LAYERS],
+        stations=INPUTS.stations or [],
+    output:
+        metrics=report(
+            f"{R}/evaluation/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+            subcategory="All layers",
+        ),
+        pairs=f"{R}/evaluation/pairs.csv",
+        series=f"{R}/evaluation/station_series.csv",
+    log:
+        f"{R}/logs/evaluate.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        layers=LAYERS,
+        truth_layers=TRUTH_LAYERS,
+        seed=config["seed"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule maps:
+    input:
+        ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
+        ensemble_std=f"{R}/downscaled/{{layer}}/ensemble_std.tif",
+        coarse=coarse_input,
+        truth=[INPUTS.truth[layer] for layer in TRUTH_LAYERS],
+        split=f"{R}/samples/split.json",
+    output:
+        report(
+            f"{FIGURES}/{{layer}}_maps.png",
+            caption="../report/maps.rst",
+            category="Evaluation",
+            subcategory="{layer}",
+        ),
+    log:
+        f"{R}/logs/figures/{{layer}}_maps.log",
+    benchmark:
+        f"{R}/benchmarks/figures/{{layer}}_maps.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        truth_layers=TRUTH_LAYERS,
+        map_days=config["evaluate"]["map_days"],
+    script:
+        "../scripts/figures.py"
+
+
+rule scatter:
+    input:
+        f"{R}/evaluation/pairs.csv",
+    output:
+        report(
+            f"{FIGURES}/{{layer}}_scatter_{{reference}}.png",
+            caption="../report/scatter.rst",
+            category="Evaluation",
+            subcategory="{layer}",
+        ),
+    log:
+        f"{R}/logs/figures/{{layer}}_scatter_{{reference}}.log",
+    wildcard_constraints:
+        reference="|".join(REFERENCES),
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/figures.py"
+
+
+rule station_figure:
+    input:
+        f"{R}/evaluation/station_series.csv",
+    output:
+        report(
+            f"{FIGURES}/{{layer}}_stations.png",
+            caption="../report/stations.rst",
+            category="Evaluation",
+            subcategory="{layer}",
+        ),
+    log:
+        f"{R}/logs/figures/{{layer}}_stations.log",
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/figures.py"
+
+
+rule training_figure:
+    input:
+        expand(f"{R}/models/{{{{layer}}}}/{{model}}_history.csv", model=MEMBERS),
+    output:
+        report(
+            f"{FIGURES}/{{layer}}_training.png",
+            caption="../report/training.rst",
+            category="Training",
+            subcategory="{layer}",
+        ),
+    log:
+        f"{R}/logs/figures/{{layer}}_training.log",
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/figures.py"
+
+
+rule metric_figure:
+    input:
+        f"{R}/evaluation/metrics.csv",
+    output:
+        report(
+            f"{FIGURES}/metrics.png",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+            subcategory="All layers",
+        ),
+    log:
+        f"{R}/logs/figures/metrics.log",
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/figures.py"

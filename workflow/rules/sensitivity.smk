@@ -1,0 +1,28 @@
+# Sensitivity of each layer's models to the predictors (DESIGN step 8).
+
+
+rule sensitivity:
+    input:
+        models=layer_models,
+        samples=layer_samples,
+    output:
+        importance=f"{R}/sensitivity/{{layer}}/importance.csv",
+        response=f"{R}/sensitivity/{{layer}}/response.csv",
+        figure=report(
+            f"{R}/sensitivity/{{layer}}/sensitivity.png",
+            caption="../report/sensitivity.rst",
+            category="Sensitivity",
+            subcategory="{layer}",
+        ),
+    log:
+        f"{R}/logs/sensitivity/{{layer}}.log",
+    benchmark:
+        f"{R}/benchmarks/sensitivity/{{layer}}.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/sensitivity.py"
