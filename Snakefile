@@ -10,7 +10,18 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/demo.smk"
+
+
+if SOURCE == "demo":
+
+    include: "workflow/rules/demo.smk"
+
+
+if SOURCE == "earthdata":
+
+    include: "workflow/rules/acquire.smk"
+
+
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/samples.smk"
 include: "workflow/rules/train.smk"

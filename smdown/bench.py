@@ -1,4 +1,8 @@
-"""Benchmarks of the workflow's heavy steps, run by hand: `python -m smdown.bench resample [--configfile F]`.
+"""Benchmarks of the workflow's heavy steps, run by hand: `python -m smdown.bench resample|predict [--configfile F]`.
+
+predict: after a completed run, the 30 m prediction of one layer (all members, ensemble, spread) on the
+run's region and on a region 2 x 2 times larger (its predictors and coarse input tiled), each in its own
+process: wall time, pixel-days per second and peak resident memory (RSS).
 
 resample: for each scale of the run (1000, 100, 50, 30 m by default) and a dynamic and a static predictor (the demo's
 NDVI and DEM), the wall time of
@@ -125,14 +129,87 @@ def _format_row(row: dict) -> str:
             f"{row['nan_gdal']:>9.2f}")
 
 
+def _tile(path: str, out: str, reps: int) -> None:
+    """A copy of a raster tiled reps x reps on a grid as many times larger (same origin and pixel size)."""
+    stack = io.read_stack(path, static=io.band_count(path) == 1 and not _has_dates(path))
+    grid = Grid(stack.grid.crs, stack.grid.transform, stack.grid.height * reps, stack.grid.width * reps)
+    io.write_stack(out, io.Stack(np.tile(stack.data, (1, reps, reps)), grid, stack.dates))
+
+
+def _has_dates(path: str) -> bool:
+    try:
+        io.read_dates(path)
+        return True
+    except io.InputError:
+        return False
+
+
+def _predict_child(config_path: str, layer: str, workdir: str, reps: int) -> None:
+    """Run in a fresh process: predict one layer (region tiled reps x reps) and print time and peak RSS."""
+    import json
+    import resource
+
+    from smdown import steps
+
+    config = smconfig.load(config_path) if Path(config_path).exists() else smconfig.validate({})
+    spec = steps.feature_spec(config)
+    run = f"results/{config['run']}"
+    fine = smconfig.scale_name(min(config["scales"]))
+    rasters = {name: f"{run}/scales/{fine}/{name}.tif" for name in spec.rasters}
+    coarse = smconfig.inputs_of(config).coarse[layer]
+    if reps > 1:
+        for name, path in rasters.items():
+            rasters[name] = f"{workdir}/{name}.tif"
+            _tile(path, rasters[name], reps)
+        _tile(coarse, f"{workdir}/coarse.tif", reps)
+        coarse = f"{workdir}/coarse.tif"
+    members = config["models"]["members"]
+    model_paths = [f"{run}/models/{layer}/{m}.keras" for m in members] + [f"{run}/models/{layer}/rf.joblib"]
+    outputs = {name: f"{workdir}/out_{name}.tif" for name in [*members, "rf", "ensemble", "ensemble_std"]}
+    start = time.perf_counter()
+    steps.predict(model_paths, f"{run}/ensemble/{layer}/weights.csv", rasters, coarse, fine, outputs, config)
+    seconds = time.perf_counter() - start
+    grid, days = io.read_grid(outputs["ensemble"]), len(io.read_dates(outputs["ensemble"]))
+    print(json.dumps({"pixels": grid.height * grid.width, "days": days, "seconds": seconds,
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def bench_predict(config_path: str, layer: str) -> None:
+    import json
+
+    print(f"{'region':>12} {'pixels':>10} {'days':>5} {'pixel-days':>12} {'seconds':>8} {'pixel-days/s':>13} "
+          f"{'peak RSS MB':>12}")
+    for reps in (1, 2):
+        with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
+            done = subprocess.run([sys.executable, "-m", "smdown.bench", "_predict_child", config_path, layer, tmp,
+                                   str(reps)], capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(done.stderr[-3000:])
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+        pixel_days = row["pixels"] * row["days"]
+        label = "run region" if reps == 1 else f"{reps * reps}x region"
+        print(f"{label:>12} {row['pixels']:>10} {row['days']:>5} {pixel_days:>12} {row['seconds']:>8.1f} "
+              f"{pixel_days / row['seconds']:>13.0f} {row['rss_mb']:>12.0f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_predict_child":
+        _predict_child(argv[1], argv[2], argv[3], int(argv[4]))
+        return
     parser = argparse.ArgumentParser(prog="python -m smdown.bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     resample_cmd = commands.add_parser("resample", help="our resample step beside gdalwarp -r cubic, per scale")
     resample_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
     resample_cmd.add_argument("--variables", nargs="+", default=["ndvi", "dem"],
                               help="predictors to resample (default: ndvi dem)")
+    predict_cmd = commands.add_parser("predict", help="30 m prediction: time and peak memory, run region and 4x")
+    predict_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
+    predict_cmd.add_argument("--layer", default="surface", help="layer to predict (default surface)")
     args = parser.parse_args(argv)
+    if args.command == "predict":
+        bench_predict(args.configfile, args.layer)
+        return
 
     path = Path(args.configfile)
     config = smconfig.load(path) if path.exists() or args.configfile != DEFAULT_CONFIG else smconfig.validate({})

@@ -122,13 +122,21 @@ def inputs_of(config: dict) -> Inputs:
             truth=dict(given.get("truth", {})),
         )
     base = resource_dir(config)
-    names = list(DEMO_PREDICTORS) + list(config.get("acquire", {}).get("extra_predictors", []))
-    truth = {layer: f"{base}/truth_{layer}.tif" for layer in LAYERS} if source == "demo" else {}
+    names = list(DEMO_PREDICTORS)
+    stations = f"{base}/stations.csv"
+    truth = {layer: f"{base}/truth_{layer}.tif" for layer in LAYERS}
+    if source == "earthdata":
+        acquire = config.get("acquire") or {}
+        if (acquire.get("sentinel1") or {}).get("enabled"):
+            names += ["s1_vv", "s1_vh"]
+        ismn = acquire.get("ismn") or {}
+        stations = stations if (ismn.get("path") or ismn.get("url")) else None
+        truth = {}
     return Inputs(
         coarse={layer: f"{base}/coarse_{layer}.tif" for layer in LAYERS},
         predictors={name: f"{base}/{name}.tif" for name in names},
         static=[s for s in static if s in names],
-        stations=f"{base}/stations.csv",
+        stations=stations,
         truth=truth,
     )
 

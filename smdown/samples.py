@@ -7,6 +7,7 @@ import numpy as np
 from smdown.features import FeatureSpec, gather
 
 SPLITS = ("train", "val", "test")
+BAG_SHARES = (0.7, 0.2, 0.1)  # of the bags drawn, for train / val / test
 
 
 def _counts(total: int, val: float, test: float) -> tuple[int, int]:
@@ -112,18 +113,22 @@ def draw_bags(
     finite = np.isfinite(target)
     for values in features:
         finite &= np.isfinite(values) if values.ndim == 3 else np.isfinite(values)[np.newaxis]
-    pairs = []
+    pairs = {}
     for code, name in enumerate(SPLITS):
         day_mask, pixel_mask = masks[name]
         cells = np.argwhere(pixel_mask[::factor, ::factor])
-        pairs += [(code, t, cr, cc) for t in np.flatnonzero(day_mask) for cr, cc in cells
-                  if finite[t, cr * factor : (cr + 1) * factor, cc * factor : (cc + 1) * factor].any()]
-    if not pairs:
-        raise ValueError("no training example: every target or predictor value is NaN in the split")
-    chosen = rng.integers(len(pairs), size=n_bags)
+        pairs[code] = [(code, t, cr, cc) for t in np.flatnonzero(day_mask) for cr, cc in cells
+                       if finite[t, cr * factor : (cr + 1) * factor, cc * factor : (cc + 1) * factor].any()]
+    if not pairs[0]:
+        raise ValueError("no training example: every target or predictor value is NaN in the training split")
+    # bags are drawn with replacement over cell-days (new pixels each time), so the held-out splits
+    # get a fixed share of them however few cell-days they hold
+    shares = {code: share for code, share in zip((0, 1, 2), BAG_SHARES, strict=True) if pairs[code]}
+    total = sum(shares.values())
+    chosen = [pairs[code][i] for code, share in shares.items()
+              for i in rng.integers(len(pairs[code]), size=int(round(n_bags * share / total)))]
     parts = []
-    for bag, i in enumerate(np.sort(chosen)):
-        code, t, cr, cc = pairs[i]
+    for bag, (code, t, cr, cc) in enumerate(chosen):
         block = finite[t, cr * factor : (cr + 1) * factor, cc * factor : (cc + 1) * factor]
         idx = np.flatnonzero(block)
         pick = rng.choice(idx, size=bag_size, replace=len(idx) < bag_size)

@@ -103,7 +103,8 @@ def samples(rasters: dict[str, str], target: str, split_path: str, coarse: str, 
     stacks = {name: io.read_stack(rasters[name], static=name in spec.static).data for name in spec.rasters}
     features = derive(spec, stacks, target_stack.dates)
     factor = factor_of(scale, coarse) or 1
-    masks = group_masks(json.loads(Path(split_path).read_text()), target_stack.dates, target_stack.grid.shape, factor)
+    shape = features[-1].shape[-2:]
+    masks = group_masks(json.loads(Path(split_path).read_text()), target_stack.dates, shape, factor)
     rng = np.random.default_rng(config["seed"] + seed_offset)
     field = target_stack.data
     if settings["target"] == "aggregate":

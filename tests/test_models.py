@@ -154,7 +154,7 @@ def test_aggregate_learning_recovers_the_fine_pattern():
                                            "val_days": 0.25, "test_days": 0.0}, seed=0)
     masks = group_masks(split, dates, fine.shape[1:], factor)
     field = block_expand(coarse, factor)
-    drawn = draw_bags(field, features, masks, factor, 400, 16, np.random.default_rng(0))
+    drawn = draw_bags(field, features, masks, factor, 800, 16, np.random.default_rng(0))
     samples = build_samples(spec, features, field, drawn, 3, 2, masks)
     # each bag is one cell-day, labelled with its coarse value
     for bag in range(3):

@@ -38,7 +38,7 @@ def tiny_config(inputs: Path) -> dict:
         "scales": [3000, 900],
         "training_scales": [3000],
         "derived": {"terrain": ["slope"], "api_decay": [0.7]},
-        "samples": {"per_scale": 500, "patch": 3, "sequence_days": 5, "time_block_days": 4},
+        "samples": {"per_scale": 1000, "bag_size": 8, "patch": 3, "sequence_days": 5, "time_block_days": 4},
         "models": {"epochs": 2, "batch_size": 64, "dnn_units": [8], "cnn_filters": [4], "lstm_units": 4},
         "rf": {"trees": 5, "max_depth": 5},
         "evaluate": {"map_days": 2},
@@ -46,7 +46,7 @@ def tiny_config(inputs: Path) -> dict:
     }
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
            str(workdir / "config.yaml"), "--cores", "2", *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -19,6 +19,7 @@ config.update(_validated)
 RUN = config["run"]
 R = f"results/{RUN}"
 SOURCE = smconfig.source_of(config)
+RESOURCES = smconfig.resource_dir(config)
 INPUTS = smconfig.inputs_of(config)
 LAYERS = INPUTS.layers
 MEMBERS = config["models"]["members"]

@@ -5,9 +5,9 @@ rule demo:
         predictors=expand("resources/demo/{name}.tif", name=smconfig.DEMO_PREDICTORS),
         stations="resources/demo/stations.csv",
     log:
-        "logs/demo.log",
+        "resources/demo/logs/demo.log",
     benchmark:
-        "benchmarks/demo.tsv"
+        "resources/demo/logs/demo_benchmark.tsv"
     conda:
         "../../envs/gdal.yaml"
     resources:
