@@ -94,21 +94,23 @@ def seed_everything(seed: int) -> None:
 
 
 def _bag_model(keras, inner, kind: str, input_shape: tuple, learning_rate: float):
-    """Wrap a per-pixel model so it predicts the mean over a bag of pixels (trained on coarse values)."""
+    """Wrap a per-pixel model so it predicts the mean over a bag of pixels (trained on coarse values).
 
-    class BagMean(keras.layers.Layer):
+    A subclassed Model: a functional wrapper around the nested functional model reported a zero loss
+    under Keras 3.15 (the loss was not connected to the nested outputs)."""
+
+    class BagMean(keras.Model):
         def __init__(self, pixel_model, **kwargs):
             super().__init__(**kwargs)
             self.pixel_model = pixel_model  # an attribute, so its weights are the wrapper's trainable weights
 
-        def call(self, x):
-            flat = keras.ops.reshape(x, (-1,) + input_shape[1:])
-            y = self.pixel_model(flat)
+        def call(self, x, training=None):
+            flat = keras.ops.reshape(x, (-1,) + tuple(input_shape[1:]))
+            y = self.pixel_model(flat, training=training)
             y = y[:, -1, 0] if kind == "lstm" else keras.ops.reshape(y, (-1,))
             return keras.ops.mean(keras.ops.reshape(y, (-1, input_shape[0])), axis=1, keepdims=True)
 
-    inputs = keras.Input(input_shape)
-    model = keras.Model(inputs, BagMean(inner)(inputs))
+    model = BagMean(inner)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
     return model
 
