@@ -62,8 +62,11 @@ def _check_consistency(config: dict) -> None:
     missing = [s for s in config["training_scales"] if s not in scales]
     if missing:
         raise ConfigError(f"config key 'training_scales': {missing} not among 'scales' {scales}")
-    if min(config["training_scales"]) <= min(scales):
-        raise ConfigError("config key 'training_scales': must be coarser than the prediction scale (the finest of 'scales')")
+    if config["samples"]["target"] != "aggregate" and min(config["training_scales"]) <= min(scales):
+        raise ConfigError(
+            "config key 'training_scales': with samples.target cubic or coarse they must be coarser than the "
+            "prediction scale (the finest of 'scales'), where the resampled target holds no information"
+        )
     patch = config["samples"]["patch"]
     if patch % 2 == 0:
         raise ConfigError(f"config key 'samples.patch': must be odd, got {patch}")

@@ -132,6 +132,9 @@ def read_window(path: str | os.PathLike, row: int, col: int, height: int, width:
     """Read a window (all bands) of a raster on our grids; pixels outside the raster are NaN."""
     with rasterio.open(path) as src:
         window = Window(col, row, width, height)
+        inside = row >= 0 and col >= 0 and row + height <= src.height and col + width <= src.width
+        if inside:  # a boundless read goes through a VRT: several times slower
+            return _as_float(src.read(window=window), src.nodata)
         return _as_float(src.read(window=window, boundless=True, fill_value=np.nan), src.nodata)
 
 

@@ -34,9 +34,9 @@ def _keras():
     return keras
 
 
-def _head(keras, x, units: list[int], dropout: float, dense):
+def _head(keras, x, units: list[int], dropout: float, dense, l2: float = 0.0):
     for width in units:
-        x = dense(width, activation="relu")(x)
+        x = dense(width, activation="relu", kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(x)
         if dropout:
             x = keras.layers.Dropout(dropout)(x)
     return x
@@ -45,10 +45,15 @@ def _head(keras, x, units: list[int], dropout: float, dense):
 def build(kind: str, n_features: int, mean, variance, y_mean: float, y_std: float, hp: dict):
     """A compiled Keras model of one kind with scaling inside."""
     keras = _keras()
+    # an L2 penalty on the weights: with few coarse cells many combinations of the static predictors
+    # fit the cell means equally well; the penalty picks the smallest one instead of large opposite
+    # weights that cancel between cells and exaggerate the detail inside them
+    l2 = hp.get("l2", 0.0)
+    reg = keras.regularizers.L2(l2) if l2 else None
     norm = keras.layers.Normalization(axis=-1, mean=mean, variance=np.maximum(variance, 1e-12))
     if kind == "dnn":
         inputs = keras.Input((n_features,))
-        x = _head(keras, norm(inputs), hp["dnn_units"], hp["dropout"], keras.layers.Dense)
+        x = _head(keras, norm(inputs), hp["dnn_units"], hp["dropout"], keras.layers.Dense, l2)
         x = keras.layers.Dense(1)(x)
     elif kind == "cnn":
         # valid 3x3 convolutions shrink a patch to one pixel; on a block with a halo the same
@@ -56,16 +61,16 @@ def build(kind: str, n_features: int, mean, variance, y_mean: float, y_std: floa
         inputs = keras.Input((None, None, n_features))
         x = norm(inputs)
         for filters in hp["cnn_filters"]:
-            x = keras.layers.Conv2D(filters, 3, padding="valid", activation="relu")(x)
-        x = keras.layers.Conv2D(32, 1, activation="relu")(x)
+            x = keras.layers.Conv2D(filters, 3, padding="valid", activation="relu", kernel_regularizer=reg)(x)
+        x = keras.layers.Conv2D(hp["cnn_filters"][-1], 1, activation="relu", kernel_regularizer=reg)(x)
         if hp["dropout"]:
             x = keras.layers.Dropout(hp["dropout"])(x)
         x = keras.layers.Conv2D(1, 1)(x)
     elif kind == "lstm":
         # returns a value for every day, so prediction runs once along the time axis
         inputs = keras.Input((None, n_features))
-        x = keras.layers.LSTM(hp["lstm_units"], return_sequences=True)(norm(inputs))
-        x = keras.layers.Dense(16, activation="relu")(x)
+        x = keras.layers.LSTM(hp["lstm_units"], return_sequences=True, kernel_regularizer=reg)(norm(inputs))
+        x = keras.layers.Dense(16, activation="relu", kernel_regularizer=reg)(x)
         x = keras.layers.Dense(1)(x)
     else:
         raise ValueError(f"unknown model kind {kind!r}")
@@ -95,21 +100,24 @@ class Member:
         out = np.asarray(self.model.predict(x, batch_size=4096, verbose=0))
         return out[:, -1, 0] if self.name == "lstm" else out.reshape(len(x))
 
-    def predict_cube(self, cube: np.ndarray, halo: int) -> np.ndarray:
+    def predict_cube(self, cube: np.ndarray, halo: int, missing: np.ndarray | None = None) -> np.ndarray:
         """Predict a block: cube (T, H + 2 halo, W + 2 halo, F) -> (T, H, W).
 
         A pixel-day whose inputs hold a NaN (for the CNN: anywhere in its receptive field) is NaN:
         activations such as ReLU would otherwise turn a missing predictor into a plausible number.
+        `missing` (T, H + 2 halo, W + 2 halo) may be given with a cube whose NaN were already zeroed.
         """
         days, height, width = cube.shape[0], cube.shape[1] - 2 * halo, cube.shape[2] - 2 * halo
-        missing = ~np.isfinite(cube).all(axis=-1)
-        if self.name == "cnn":
+        if missing is None:
+            missing = ~np.isfinite(cube).all(axis=-1)
+            cube = np.nan_to_num(cube, nan=0.0)
+        if self.name == "cnn" and missing.any():
             from scipy.ndimage import maximum_filter
 
             size = 2 * self.halo + 1
             missing = maximum_filter(missing, size=(1, size, size), mode="nearest")
         missing = missing[:, halo : halo + height, halo : halo + width]
-        out = self._predict_cube(np.nan_to_num(cube, nan=0.0), halo, days, height, width)
+        out = self._predict_cube(cube, halo, days, height, width)
         return np.where(missing, np.float32(np.nan), out).astype(np.float32)
 
     def _predict_cube(self, cube: np.ndarray, halo: int, days: int, height: int, width: int) -> np.ndarray:
@@ -171,6 +179,7 @@ def load_member(path: str | Path, expected_signature: str | None = None) -> Memb
         import joblib
 
         model = joblib.load(path)
+        model.n_jobs = int(os.environ.get("SMDOWN_THREADS", os.cpu_count() or 1))
     else:
         model = _keras().saving.load_model(path)
     return Member(name, model, meta)

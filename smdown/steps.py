@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def train(kind: str, sample_paths: list[str], model_out: str, meta_out: str, his
     settings = model_settings(config)
     seed = config["seed"] + layer_seed
     if kind == "rf":
-        model = training.train_rf(pooled, config["rf"], seed)
+        model = training.train_rf(pooled, config["rf"], seed, n_jobs=int(os.environ.get("SMDOWN_THREADS", 1)))
         import joblib
 
         tmp = Path(model_out + ".part")
@@ -239,3 +240,12 @@ def _write_csv(path: str, frame: pd.DataFrame) -> None:
     tmp.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(tmp, index=False)
     tmp.replace(path)
+
+
+def use_threads(threads: int) -> None:
+    """Give a job's TensorFlow and scikit-learn work the threads Snakemake granted it."""
+    os.environ["SMDOWN_THREADS"] = str(threads)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)

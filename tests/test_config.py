@@ -16,7 +16,7 @@ def test_defaults_are_filled_without_touching_the_input():
     config = validate(given)
     assert given == {"samples": {"patch": 5}, "models": {"cnn_filters": [8, 8]}}
     assert config["run"] == "demo" and config["source"] == "auto" and config["seed"] == 42
-    assert config["scales"] == [1000, 100, 50, 30] and config["training_scales"] == [1000, 100, 50]
+    assert config["scales"] == [1000, 100, 50, 30] and config["training_scales"] == [100, 50, 30]
     assert config["samples"]["patch"] == 5 and config["samples"]["per_scale"] == 40000
     assert config["fill"] == {"max_gap_days": 45}
     assert config["models"]["members"] == ["dnn", "cnn", "lstm"] and config["models"]["cnn_filters"] == [8, 8]
@@ -101,7 +101,8 @@ def test_a_missing_required_key_is_named():
     "config, message",
     [
         ({"training_scales": [1000, 200]}, r"'training_scales': \[200\] not among 'scales'"),
-        ({"scales": [1000, 100], "training_scales": [100]}, "'training_scales': must be coarser"),
+        ({"scales": [1000, 100], "training_scales": [100], "samples": {"target": "cubic"}},
+         "'training_scales': with samples.target cubic or coarse they must be coarser"),
         ({"samples": {"patch": 6}}, "'samples.patch': must be odd, got 6"),
         ({"samples": {"patch": 9}}, r"'models.cnn_filters': needs .* = 4 layers"),
         ({"predict": {"valid_range": [0.5, 0.1]}}, "'predict.valid_range': lower bound 0.5"),

@@ -1,6 +1,7 @@
 from smdown import steps
 
 steps.setup_logging(snakemake.log[0])
+steps.use_threads(snakemake.threads)
 steps.train(
     snakemake.wildcards.get("model", "rf"),
     list(snakemake.input),
