@@ -42,8 +42,8 @@ def _head(keras, x, units: list[int], dropout: float, dense, l2: float = 0.0):
     return x
 
 
-def build(kind: str, n_features: int, mean, variance, y_mean: float, y_std: float, hp: dict):
-    """A compiled Keras model of one kind with scaling inside."""
+def build(kind: str, n_features: int, mean, variance, y_mean: float, y_std: float, hp: dict, n_dynamic: int | None = None):
+    """A compiled Keras model of one kind with scaling inside (`n_dynamic`: how many leading features are dynamic)."""
     keras = _keras()
     # an L2 penalty on the weights: with few coarse cells many combinations of the static predictors
     # fit the cell means equally well; the penalty picks the smallest one instead of large opposite
@@ -68,9 +68,15 @@ def build(kind: str, n_features: int, mean, variance, y_mean: float, y_std: floa
         x = keras.layers.Conv2D(1, 1)(x)
     elif kind == "lstm":
         # returns a value for every day, so prediction runs once along the time axis
+        # the LSTM carries the memory of the dynamic predictors; the static ones join its state in a
+        # dense head, as in the DNN, rather than being fed through the recurrence every day
         inputs = keras.Input((None, n_features))
-        x = keras.layers.LSTM(hp["lstm_units"], return_sequences=True, kernel_regularizer=reg)(norm(inputs))
-        x = keras.layers.Dense(16, activation="relu", kernel_regularizer=reg)(x)
+        scaled = norm(inputs)
+        n_dynamic = n_features if n_dynamic is None else n_dynamic
+        memory = keras.layers.LSTM(hp["lstm_units"], return_sequences=True, kernel_regularizer=reg,
+                                   recurrent_regularizer=reg)(scaled[..., :n_dynamic])
+        x = keras.layers.Concatenate()([memory, scaled[..., n_dynamic:]]) if n_dynamic < n_features else memory
+        x = _head(keras, x, hp["dnn_units"], 0.0, keras.layers.Dense, l2)
         x = keras.layers.Dense(1)(x)
     else:
         raise ValueError(f"unknown model kind {kind!r}")

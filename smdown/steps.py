@@ -155,7 +155,8 @@ def train(kind: str, sample_paths: list[str], model_out: str, meta_out: str, his
         tmp.replace(model_out)
     else:
         aggregate = config["samples"]["target"] == "aggregate"
-        model, history = training.train_deep(kind, pooled, config["models"], seed, aggregate)
+        model, history = training.train_deep(kind, pooled, config["models"], seed, aggregate,
+                                             feature_spec(config).n_dynamic)
         tmp = Path(model_out).with_name(".part." + Path(model_out).name)
         model.save(tmp)
         tmp.replace(model_out)

@@ -115,7 +115,7 @@ def _bag_model(keras, inner, kind: str, input_shape: tuple, learning_rate: float
     return model
 
 
-def train_deep(kind: str, samples: dict, hp: dict, seed: int, aggregate: bool = False):
+def train_deep(kind: str, samples: dict, hp: dict, seed: int, aggregate: bool = False, n_dynamic: int | None = None):
     """Fit one deep member; returns (per-pixel model, history DataFrame).
 
     With `aggregate`, the model is fitted through a bag wrapper: the mean of its predictions over
@@ -129,7 +129,7 @@ def train_deep(kind: str, samples: dict, hp: dict, seed: int, aggregate: bool = 
         raise ValueError(f"{kind}: no training or no validation example (train {len(train['target'])}, "
                          f"val {len(val['target'])})")
     mean, variance, y_mean, y_std = _scaling(train)
-    model = build(kind, len(mean), mean, variance, y_mean, y_std, hp)
+    model = build(kind, len(mean), mean, variance, y_mean, y_std, hp, n_dynamic)
     fitted = model
     if aggregate:
         (x, y), (xv, yv) = _bags(train, kind), _bags(val, kind)
