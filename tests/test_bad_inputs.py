@@ -123,9 +123,9 @@ def _coarse_dates_differ(workdir, config):
     path = config["inputs"]["coarse"]["rootzone"]
     stack = io.read_stack(path)
     _rewrite(path, stack.data, stack.grid, make_dates("2023-05-02", len(stack.dates)))
-    # either layer's file may be named (the check compares the first two layers it read)
-    either = "|".join(re.escape(p) for p in config["inputs"]["coarse"].values())
-    return rf"(?:{either}): coarse layers have different dates \(surface: 10 days 2023-05-01\.\.2023-05-10; rootzone"
+    # the file of the layer whose dates differ from the surface layer's is named
+    return (rf"{re.escape(path)}: coarse layer 'rootzone' has other dates than the surface layer "
+            r"\(10 days 2023-05-02\.\.2023-05-11 vs 10 days 2023-05-01\.\.2023-05-10\)")
 
 
 def _no_overlap(workdir, config):

@@ -17,7 +17,7 @@ def test_defaults_are_filled_without_touching_the_input():
     assert given == {"samples": {"patch": 5}, "models": {"cnn_filters": [8, 8]}}
     assert config["run"] == "demo" and config["source"] == "auto" and config["seed"] == 42
     assert config["scales"] == [1000, 100, 50, 30] and config["training_scales"] == [100, 50, 30]
-    assert config["samples"]["patch"] == 5 and config["samples"]["per_scale"] == 40000
+    assert config["samples"]["patch"] == 5 and config["samples"]["per_scale"] == 24000
     assert config["fill"] == {"max_gap_days": 45}
     assert config["models"]["members"] == ["dnn", "cnn", "lstm"] and config["models"]["cnn_filters"] == [8, 8]
     assert config["demo"]["seed"] == 42 and config["demo"]["revisit_days"] == 5  # nested defaults of a default {}
