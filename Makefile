@@ -28,7 +28,10 @@ bench-resample: $(BIN)/snakemake
 	$(BIN)/python -m smdown.bench resample
 
 bench-predict: $(BIN)/snakemake
-	$(BIN)/python -m smdown.bench predict
+	$(BIN)/python -m smdown.bench predict --days 10
+
+figure: results/demo/evaluation/figures/surface_maps.png
+	cp results/demo/evaluation/figures/surface_maps.png docs/demo_maps.png
 
 clean:
 	rm -rf results/demo resources/demo .snakemake

@@ -129,9 +129,11 @@ def _format_row(row: dict) -> str:
             f"{row['nan_gdal']:>9.2f}")
 
 
-def _tile(path: str, out: str, reps: int) -> None:
-    """A copy of a raster tiled reps x reps on a grid as many times larger (same origin and pixel size)."""
-    stack = io.read_stack(path, static=io.band_count(path) == 1 and not _has_dates(path))
+def _tile(path: str, out: str, reps: int, days: int | None = None) -> None:
+    """A copy of a raster (its first `days` bands if dated) tiled reps x reps on a grid as many times larger."""
+    stack = io.read_stack(path, static=not _has_dates(path))
+    if stack.dates is not None and days:
+        stack = io.Stack(stack.data[:days], stack.grid, stack.dates[:days])
     grid = Grid(stack.grid.crs, stack.grid.transform, stack.grid.height * reps, stack.grid.width * reps)
     io.write_stack(out, io.Stack(np.tile(stack.data, (1, reps, reps)), grid, stack.dates))
 
@@ -144,7 +146,7 @@ def _has_dates(path: str) -> bool:
         return False
 
 
-def _predict_child(config_path: str, layer: str, workdir: str, reps: int) -> None:
+def _predict_child(config_path: str, layer: str, workdir: str, reps: int, days: int) -> None:
     """Run in a fresh process: predict one layer (region tiled reps x reps) and print time and peak RSS."""
     import json
     import resource
@@ -157,11 +159,11 @@ def _predict_child(config_path: str, layer: str, workdir: str, reps: int) -> Non
     fine = smconfig.scale_name(min(config["scales"]))
     rasters = {name: f"{run}/scales/{fine}/{name}.tif" for name in spec.rasters}
     coarse = smconfig.inputs_of(config).coarse[layer]
-    if reps > 1:
+    if reps > 1 or days:
         for name, path in rasters.items():
             rasters[name] = f"{workdir}/{name}.tif"
-            _tile(path, rasters[name], reps)
-        _tile(coarse, f"{workdir}/coarse.tif", reps)
+            _tile(path, rasters[name], reps, days)
+        _tile(coarse, f"{workdir}/coarse.tif", reps, days)
         coarse = f"{workdir}/coarse.tif"
     members = config["models"]["members"]
     model_paths = [f"{run}/models/{layer}/{m}.keras" for m in members] + [f"{run}/models/{layer}/rf.joblib"]
@@ -174,7 +176,7 @@ def _predict_child(config_path: str, layer: str, workdir: str, reps: int) -> Non
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def bench_predict(config_path: str, layer: str) -> None:
+def bench_predict(config_path: str, layer: str, days: int) -> None:
     import json
 
     print(f"{'region':>12} {'pixels':>10} {'days':>5} {'pixel-days':>12} {'seconds':>8} {'pixel-days/s':>13} "
@@ -182,7 +184,7 @@ def bench_predict(config_path: str, layer: str) -> None:
     for reps in (1, 2):
         with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
             done = subprocess.run([sys.executable, "-m", "smdown.bench", "_predict_child", config_path, layer, tmp,
-                                   str(reps)], capture_output=True, text=True)
+                                   str(reps), str(days)], capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(done.stderr[-3000:])
             row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -195,7 +197,7 @@ def bench_predict(config_path: str, layer: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_predict_child":
-        _predict_child(argv[1], argv[2], argv[3], int(argv[4]))
+        _predict_child(argv[1], argv[2], argv[3], int(argv[4]), int(argv[5]))
         return
     parser = argparse.ArgumentParser(prog="python -m smdown.bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -206,9 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     predict_cmd = commands.add_parser("predict", help="30 m prediction: time and peak memory, run region and 4x")
     predict_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
     predict_cmd.add_argument("--layer", default="surface", help="layer to predict (default surface)")
+    predict_cmd.add_argument("--days", type=int, default=0, help="only the first N days (0: all)")
     args = parser.parse_args(argv)
     if args.command == "predict":
-        bench_predict(args.configfile, args.layer)
+        bench_predict(args.configfile, args.layer, args.days)
         return
 
     path = Path(args.configfile)

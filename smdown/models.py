@@ -140,7 +140,7 @@ class Member:
         spin = self.meta["sequence_days"] - 1
         series = core.reshape(days, -1, core.shape[-1]).transpose(1, 0, 2)
         series = np.concatenate([np.repeat(series[:, :1], spin, axis=1), series], axis=1)
-        out = np.asarray(self.model.predict(series, batch_size=2048, verbose=0))[:, spin:, 0]
+        out = np.asarray(self.model.predict(series, batch_size=8192, verbose=0))[:, spin:, 0]
         return out.T.reshape(days, height, width)
 
 

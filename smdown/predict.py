@@ -69,7 +69,7 @@ def predict_layer(
                              for name in spec.rasters}
             block_cube = cube(spec, derive(spec, block_rasters, dates), len(dates))
             coarse_block = coarse.data[:, cr : cr + ch, cc : cc + cw]
-            missing = ~np.isfinite(block_cube).all(axis=-1)
+            missing = ~np.isfinite(block_cube.sum(axis=-1))
             np.nan_to_num(block_cube, copy=False, nan=0.0)
             fields = {}
             for name, member in members.items():
