@@ -146,8 +146,9 @@ def _has_dates(path: str) -> bool:
         return False
 
 
-def _predict_child(config_path: str, layer: str, workdir: str, reps: int, days: int) -> None:
-    """Run in a fresh process: predict one layer (region tiled reps x reps) and print time and peak RSS."""
+def _predict_child(config_path: str, layer: str, workdir: str, reps: int, days: int, prepare: bool = False) -> None:
+    """Run in a fresh process: write the tiled inputs (prepare), or predict one layer on them and print the
+    time and the peak RSS (so the measure holds the prediction alone)."""
     import json
     import resource
 
@@ -162,8 +163,11 @@ def _predict_child(config_path: str, layer: str, workdir: str, reps: int, days: 
     if reps > 1 or days:
         for name, path in rasters.items():
             rasters[name] = f"{workdir}/{name}.tif"
-            _tile(path, rasters[name], reps, days)
-        _tile(coarse, f"{workdir}/coarse.tif", reps, days)
+            if prepare:
+                _tile(path, rasters[name], reps, days)
+        if prepare:
+            _tile(coarse, f"{workdir}/coarse.tif", reps, days)
+            return
         coarse = f"{workdir}/coarse.tif"
     members = config["models"]["members"]
     model_paths = [f"{run}/models/{layer}/{m}.keras" for m in members] + [f"{run}/models/{layer}/rf.joblib"]
@@ -183,8 +187,9 @@ def bench_predict(config_path: str, layer: str, days: int) -> None:
           f"{'peak RSS MB':>12}")
     for reps in (1, 2):
         with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
-            done = subprocess.run([sys.executable, "-m", "smdown.bench", "_predict_child", config_path, layer, tmp,
-                                   str(reps), str(days)], capture_output=True, text=True)
+            child = [sys.executable, "-m", "smdown.bench", "_predict_child", config_path, layer, tmp, str(reps), str(days)]
+            subprocess.run([*child, "prepare"], capture_output=True, text=True, check=True)
+            done = subprocess.run(child, capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(done.stderr[-3000:])
             row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -197,7 +202,7 @@ def bench_predict(config_path: str, layer: str, days: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_predict_child":
-        _predict_child(argv[1], argv[2], argv[3], int(argv[4]), int(argv[5]))
+        _predict_child(argv[1], argv[2], argv[3], int(argv[4]), int(argv[5]), prepare=argv[6:] == ["prepare"])
         return
     parser = argparse.ArgumentParser(prog="python -m smdown.bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
