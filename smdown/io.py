@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
+
+# GDAL's block cache defaults to 5 % of the machine's memory and fills with written blocks, which
+# made the prediction's memory grow with the region up to that cap; 256 MB is plenty for our windows.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
+
+import rasterio  # noqa: E402
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
