@@ -17,6 +17,11 @@ LAYERS = ("surface", "rootzone")
 DEMO_PREDICTORS = ("precipitation", "ndvi", "ndwi", "dem", "sand", "clay")
 
 
+def contract_file(name: str) -> str:
+    """The file name of a data-contract entry in a resources folder: stations.csv, else <name>.tif."""
+    return "stations.csv" if name == "stations" else f"{name}.tif"
+
+
 class ConfigError(Exception):
     """A bad configuration value; the message names the key."""
 
@@ -126,8 +131,8 @@ def inputs_of(config: dict) -> Inputs:
         )
     base = resource_dir(config)
     names = list(DEMO_PREDICTORS)
-    stations = f"{base}/stations.csv"
-    truth = {layer: f"{base}/truth_{layer}.tif" for layer in LAYERS}
+    stations = f"{base}/{contract_file('stations')}"
+    truth = {layer: f"{base}/{contract_file(f'truth_{layer}')}" for layer in LAYERS}
     if source == "earthdata":
         acquire = config.get("acquire") or {}
         if (acquire.get("sentinel1") or {}).get("enabled"):
@@ -136,8 +141,8 @@ def inputs_of(config: dict) -> Inputs:
         stations = stations if (ismn.get("path") or ismn.get("url")) else None
         truth = {}
     return Inputs(
-        coarse={layer: f"{base}/coarse_{layer}.tif" for layer in LAYERS},
-        predictors={name: f"{base}/{name}.tif" for name in names},
+        coarse={layer: f"{base}/{contract_file(f'coarse_{layer}')}" for layer in LAYERS},
+        predictors={name: f"{base}/{contract_file(name)}" for name in names},
         static=[s for s in static if s in names],
         stations=stations,
         truth=truth,

@@ -30,6 +30,7 @@ from scipy import ndimage
 
 from smdown import grid as g
 from smdown import io, terrain
+from smdown.config import contract_file
 
 LAYERS = ("surface", "rootzone")
 SURFACE_MM = 50.0  # 0-5 cm
@@ -600,19 +601,9 @@ def _stations(world: World, rng: np.random.Generator) -> pd.DataFrame:
 # ---------------------------------------------------------------- writing
 
 
-FILES = {
-    "coarse_surface": "coarse_surface.tif",
-    "coarse_rootzone": "coarse_rootzone.tif",
-    "truth_surface": "truth_surface.tif",
-    "truth_rootzone": "truth_rootzone.tif",
-    "precipitation": "precipitation.tif",
-    "ndvi": "ndvi.tif",
-    "ndwi": "ndwi.tif",
-    "dem": "dem.tif",
-    "sand": "sand.tif",
-    "clay": "clay.tif",
-    "stations": "stations.csv",
-}
+FILES = {name: contract_file(name) for name in (
+    "coarse_surface", "coarse_rootzone", "truth_surface", "truth_rootzone", "precipitation", "ndvi", "ndwi", "dem",
+    "sand", "clay", "stations")}
 
 
 def write_world(world: World, outdir: str | Path) -> dict[str, Path]:

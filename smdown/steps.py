@@ -108,12 +108,15 @@ def samples(rasters: dict[str, str], target: str, split_path: str, coarse: str, 
     masks = group_masks(json.loads(Path(split_path).read_text()), target_stack.dates, shape, factor)
     rng = np.random.default_rng(config["seed"] + seed_offset)
     field = target_stack.data
-    if settings["target"] == "aggregate":
-        field = block_expand(target_stack.data, factor)
-        drawn = draw_bags(field, features, masks, factor, settings["per_scale"] // settings["bag_size"],
-                          settings["bag_size"], rng)
-    else:
-        drawn = draw_examples(field, features, masks, settings["per_scale"], rng)
+    try:
+        if settings["target"] == "aggregate":
+            field = block_expand(target_stack.data, factor)
+            drawn = draw_bags(field, features, masks, factor, settings["per_scale"] // settings["bag_size"],
+                              settings["bag_size"], rng)
+        else:
+            drawn = draw_examples(field, features, masks, settings["per_scale"], rng)
+    except ValueError as err:
+        raise io.InputError(f"{target} at scale {scale}: {err}") from err
     result = build_samples(spec, features, field, drawn, settings["patch"], settings["sequence_days"], masks)
     counts = np.bincount(result["split"], minlength=3)
     log.info("scale %s: %d examples in %d bags (train %d, val %d, test %d), %d features", scale,

@@ -215,3 +215,13 @@ def test_training_is_reproducible(kind):
     second, _ = train.train_deep(kind, samples, hp, seed=7, aggregate=True)
     x = samples[models.INPUT_FORM[kind]][:50]
     np.testing.assert_array_equal(first.predict(x, verbose=0), second.predict(x, verbose=0))
+
+
+def test_no_finite_target_is_a_clear_error():
+    x0, x1, fine, coarse = _world(days=3)
+    dates = [f"2023-06-{d + 1:02d}" for d in range(3)]
+    split = make_split((4, 4), dates, [], {"val_cells": 0.25, "test_cells": 0.0, "time_block_days": 1,
+                                           "val_days": 0.34, "test_days": 0.0}, seed=0)
+    masks = group_masks(split, dates, fine.shape[1:], 6)
+    with pytest.raises(ValueError, match="every target or predictor value is NaN"):
+        draw_bags(np.full_like(fine, np.nan), [x1, x0], masks, 6, 10, 4, np.random.default_rng(0))

@@ -24,6 +24,7 @@ from smdown.acquire.sentinel1 import acquire_sentinel1
 from smdown.acquire.sentinel2 import acquire_sentinel2
 from smdown.acquire.smap import acquire_smap
 from smdown.acquire.soil import acquire_soil
+from smdown.config import contract_file
 from smdown.io import InputError
 
 log = logging.getLogger("smdown.acquire")
@@ -85,21 +86,9 @@ DEFAULTS: dict = {
 }
 
 # Contract file names written by acquire() into its outdir.
-FILES = {
-    "coarse_surface": "coarse_surface.tif",
-    "coarse_rootzone": "coarse_rootzone.tif",
-    "precipitation": "precipitation.tif",
-    "ndvi": "ndvi.tif",
-    "ndwi": "ndwi.tif",
-    "dem": "dem.tif",
-    "sand": "sand.tif",
-    "clay": "clay.tif",
-    "sand_rootzone": "sand_rootzone.tif",
-    "clay_rootzone": "clay_rootzone.tif",
-    "s1_vv": "s1_vv.tif",
-    "s1_vh": "s1_vh.tif",
-    "stations": "stations.csv",
-}
+FILES = {name: contract_file(name) for name in (
+    "coarse_surface", "coarse_rootzone", "precipitation", "ndvi", "ndwi", "dem", "sand", "clay", "sand_rootzone",
+    "clay_rootzone", "s1_vv", "s1_vh", "stations")}
 
 
 def _merge(base: dict, extra: dict, key: str) -> dict:
