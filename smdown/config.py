@@ -85,6 +85,26 @@ def _check_consistency(config: dict) -> None:
         raise ConfigError(f"config key 'predict.valid_range': lower bound {lo} must be below upper bound {hi}")
     if config["source"] == "local" and "inputs" not in config:
         raise ConfigError("config key 'inputs': required when source is 'local'")
+    if "inputs" in config:
+        _check_layer_predictors(config["inputs"])
+
+
+def _check_layer_predictors(inputs: dict) -> None:
+    """A layer-specific raster replaces a shared predictor for a layer the run has."""
+    for layer, names in inputs.get("layer_predictors", {}).items():
+        if layer not in inputs["coarse"]:
+            raise ConfigError(f"config key 'inputs.layer_predictors.{layer}': the run has no coarse '{layer}' layer")
+        for name in names:
+            if name not in inputs["predictors"]:
+                raise ConfigError(
+                    f"config key 'inputs.layer_predictors.{layer}.{name}': not among 'inputs.predictors' "
+                    f"{sorted(inputs['predictors'])} (a layer-specific raster replaces a shared predictor)"
+                )
+            if f"{name}_{layer}" in inputs["predictors"]:
+                raise ConfigError(
+                    f"config key 'inputs.layer_predictors.{layer}.{name}': clashes with the predictor "
+                    f"'{name}_{layer}'; rename that predictor"
+                )
 
 
 @dataclass
@@ -96,6 +116,8 @@ class Inputs:
     static: list[str]
     stations: str | None = None
     truth: dict[str, str] = field(default_factory=dict)
+    # layer -> predictor name -> raster used for that layer only (e.g. texture at root-zone depth)
+    layer_predictors: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def layers(self) -> list[str]:
@@ -104,6 +126,11 @@ class Inputs:
     @property
     def dynamic(self) -> list[str]:
         return [name for name in self.predictors if name not in self.static]
+
+    def variants(self) -> dict[str, tuple[str, str]]:
+        """Variable name of each layer-specific predictor raster (`<name>_<layer>`) -> (layer, name)."""
+        return {f"{name}_{layer}": (layer, name)
+                for layer, names in self.layer_predictors.items() for name in names}
 
 
 def source_of(config: dict) -> str:
@@ -128,12 +155,16 @@ def inputs_of(config: dict) -> Inputs:
             static=[s for s in static if s in given["predictors"]],
             stations=given.get("stations"),
             truth=dict(given.get("truth", {})),
+            layer_predictors={layer: dict(names) for layer, names in given.get("layer_predictors", {}).items()},
         )
     base = resource_dir(config)
     names = list(DEMO_PREDICTORS)
     stations = f"{base}/{contract_file('stations')}"
     truth = {layer: f"{base}/{contract_file(f'truth_{layer}')}" for layer in LAYERS}
+    layer_predictors = {}
     if source == "earthdata":
+        # SoilGrids texture is acquired for each layer's depth (0-5 cm and 0-100 cm)
+        layer_predictors = {"rootzone": {name: f"{base}/{contract_file(f'{name}_rootzone')}" for name in ("sand", "clay")}}
         acquire = config.get("acquire") or {}
         if (acquire.get("sentinel1") or {}).get("enabled"):
             names += ["s1_vv", "s1_vh"]
@@ -146,6 +177,7 @@ def inputs_of(config: dict) -> Inputs:
         static=[s for s in static if s in names],
         stations=stations,
         truth=truth,
+        layer_predictors=layer_predictors,
     )
 
 
@@ -163,7 +195,9 @@ def check_inputs(inputs: Inputs) -> None:
             )
     coarse_grid = io.read_grid(inputs.coarse["surface"])
     coarse_dates = dates["surface"]
-    for name, path in inputs.predictors.items():
+    rasters = list(inputs.predictors.items())
+    rasters += [(name, path) for names in inputs.layer_predictors.values() for name, path in names.items()]
+    for name, path in rasters:
         if name in inputs.static:
             bands = io.band_count(path)
             if bands != 1:

@@ -8,21 +8,44 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from affine import Affine
 
 from smdown import io
 from smdown.grid import Grid, ease2_9km_grid
 
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 LON, LAT = -120.55, 37.25
 UTM = "EPSG:32610"  # UTM zone 10N holds LON
 LONLAT = "EPSG:4326"
 START = "2023-05-01"
 DAYS = 10
+
+
+def run_workflow(workdir: Path, config: dict | None, *args: str, cores: int = 2, timeout: int = 600,
+                 env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow in `workdir` with `config` (written to workdir/config.yaml; None keeps the file there).
+
+    With check, a non-zero exit fails the test with the tail of Snakemake's output."""
+    configfile = workdir / "config.yaml"
+    if config is not None:
+        configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
+           "--cores", str(cores), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
+    return done
 
 
 def make_dates(start: str, n: int, step: int = 1) -> list[str]:

@@ -10,21 +10,17 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-import yaml
 from affine import Affine
-from conftest import LONLAT, make_dates, write_inputs
+from conftest import LONLAT, make_dates, run_workflow, write_inputs
 
 from smdown import io
 from smdown.grid import Grid
 
-ROOT = Path(__file__).resolve().parent.parent
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 RUN = "bad"
 SENTINEL = f"results/{RUN}/downscaled/surface/ensemble.tif"
 
@@ -32,12 +28,7 @@ pytestmark = pytest.mark.workflow
 
 
 def _snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    configfile = workdir / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
-           "--cores", "1", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=120, env=env)
+    return run_workflow(workdir, config, *args, cores=1, timeout=120, check=False)
 
 
 @pytest.fixture
@@ -75,6 +66,20 @@ def test_valid_inputs_pass_the_checks(run_dir):
     for job in ("resample", "terrain", "samples", "train", "predict"):
         assert re.search(rf"^\s*rule {job}:", output, re.MULTILINE), output
     assert (workdir / SENTINEL).read_bytes() == b"a result from an earlier run"
+
+
+def test_a_layer_specific_predictor_is_resampled_and_used_by_its_layer_only(run_dir):
+    workdir, config = run_dir
+    config["inputs"]["layer_predictors"] = {"rootzone": {"sand": config["inputs"]["predictors"]["sand"]}}
+    result = _snakemake(workdir, config, "-n", "--forceall", f"results/{RUN}/samples/rootzone/100.npz",
+                        f"results/{RUN}/samples/surface/100.npz")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    jobs = dict((out, inputs.split(", ")) for inputs, out in re.findall(r"rule samples:\n\s+input: (.*)\n\s+output: (.*)", output))
+    rootzone, surface = jobs[f"results/{RUN}/samples/rootzone/100.npz"], jobs[f"results/{RUN}/samples/surface/100.npz"]
+    assert f"results/{RUN}/scales/100/sand_rootzone.tif" in rootzone and f"results/{RUN}/scales/100/sand.tif" not in rootzone
+    assert f"results/{RUN}/scales/100/sand.tif" in surface and f"results/{RUN}/scales/100/sand_rootzone.tif" not in surface
+    assert f"results/{RUN}/scales/100/clay.tif" in rootzone  # the shared rasters stay shared
 
 
 def _rewrite(path: str, data: np.ndarray, grid: Grid, dates: list[str] | None) -> None:
@@ -149,6 +154,14 @@ def _static_with_bands(workdir, config):
     return re.escape(path) + r": static predictor 'clay' must have one band, found 2"
 
 
+def _layer_predictor_with_bands(workdir, config):
+    sand = io.read_stack(config["inputs"]["predictors"]["sand"], static=True)
+    path = str(workdir / "inputs" / "sand_0-100cm.tif")
+    _rewrite(path, np.concatenate([sand.data, sand.data]), sand.grid, None)
+    config["inputs"]["layer_predictors"] = {"rootzone": {"sand": path}}
+    return re.escape(path) + r": static predictor 'sand' must have one band, found 2"
+
+
 CASES = {
     "config value of the wrong type": _wrong_type,
     "unknown top-level key": _unknown_key,
@@ -160,6 +173,7 @@ CASES = {
     "predictor does not overlap the coarse grid": _no_overlap,
     "predictor dates do not overlap the coarse dates": _no_common_dates,
     "static predictor with two bands": _static_with_bands,
+    "root-zone texture with two bands": _layer_predictor_with_bands,
 }
 
 

@@ -107,6 +107,16 @@ def test_a_missing_required_key_is_named():
         ({"samples": {"patch": 9}}, r"'models.cnn_filters': needs .* = 4 layers"),
         ({"predict": {"valid_range": [0.5, 0.1]}}, "'predict.valid_range': lower bound 0.5"),
         ({"source": "local"}, "'inputs': required when source is 'local'"),
+        ({"inputs": {"coarse": {"surface": "s.tif"}, "predictors": {"sand": "a.tif"},
+                     "layer_predictors": {"rootzone": {"sand": "b.tif"}}}},
+         "'inputs.layer_predictors.rootzone': the run has no coarse 'rootzone' layer"),
+        ({"inputs": {"coarse": {"surface": "s.tif", "rootzone": "r.tif"}, "predictors": {"sand": "a.tif"},
+                     "layer_predictors": {"rootzone": {"silt": "b.tif"}}}},
+         r"'inputs.layer_predictors.rootzone.silt': not among 'inputs.predictors' \['sand'\]"),
+        ({"inputs": {"coarse": {"surface": "s.tif", "rootzone": "r.tif"},
+                     "predictors": {"sand": "a.tif", "sand_rootzone": "c.tif"},
+                     "layer_predictors": {"rootzone": {"sand": "b.tif"}}}},
+         "'inputs.layer_predictors.rootzone.sand': clashes with the predictor 'sand_rootzone'"),
     ],
 )
 def test_consistency_checks_name_the_key(config, message):
@@ -130,6 +140,21 @@ def test_inputs_of_a_local_run_and_of_the_demo(tmp_path):
     assert inputs.coarse["rootzone"] == "resources/demo/coarse_rootzone.tif"
     assert inputs.predictors["ndvi"] == "resources/demo/ndvi.tif" and inputs.static == ["dem", "sand", "clay"]
     assert inputs.truth["surface"] == "resources/demo/truth_surface.tif"
+    assert inputs.layer_predictors == {} and inputs.variants() == {}
+
+
+def test_layer_predictors_replace_a_shared_one_for_their_layer():
+    local = validate({"inputs": {
+        "coarse": {"surface": "s.tif", "rootzone": "r.tif"},
+        "predictors": {"ndvi": "n.tif", "sand": "sand_0-5cm.tif"},
+        "layer_predictors": {"rootzone": {"sand": "sand_0-100cm.tif"}}}})
+    inputs = smconfig.inputs_of(local)
+    assert inputs.predictors == {"ndvi": "n.tif", "sand": "sand_0-5cm.tif"}
+    assert inputs.layer_predictors == {"rootzone": {"sand": "sand_0-100cm.tif"}}
+    assert inputs.variants() == {"sand_rootzone": ("rootzone", "sand")}
+    acquired = smconfig.inputs_of(validate({"run": "cv", "source": "earthdata"}))
+    assert acquired.layer_predictors["rootzone"] == {"sand": "resources/cv/sand_rootzone.tif",
+                                                     "clay": "resources/cv/clay_rootzone.tif"}
 
 
 def test_scale_factors_and_names():

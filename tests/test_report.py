@@ -5,20 +5,15 @@ given to the workflow as the user's own rasters (`inputs:`, the data contract), 
 finest scale's grid. Scales 3000 and 900 m nest as factors 3 and 10 in the 9 km cell.
 """
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from conftest import run_workflow
 
 from smdown.demo import make_world, write_world
 
-ROOT = Path(__file__).resolve().parent.parent
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 LAYERS = ["surface", "rootzone"]
 METHODS = ["dnn", "cnn", "lstm", "ensemble", "rf", "cubic"]
 REFERENCES = ["truth", "stations", "coarse"]
@@ -46,26 +41,16 @@ def tiny_config(inputs: Path) -> dict:
     }
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
-           str(workdir / "config.yaml"), "--cores", "2", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
-    return done
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny")
     world = make_world({"coarse_rows": 2, "coarse_cols": 2, "days": 24, "spinup_days": 5, "stations": 4,
                         "optical_res": 300.0}, fine_factor=10)
     write_world(world, workdir / "inputs")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(workdir / "inputs")))
     start = time.perf_counter()
-    snakemake(workdir)
+    run_workflow(workdir, tiny_config(workdir / "inputs"))
     report = workdir / "report.html"
-    snakemake(workdir, "--report", str(report))
+    run_workflow(workdir, None, "--report", str(report))
     print(f"tiny run + report: {time.perf_counter() - start:.0f} s")
     return workdir, workdir / "results" / RUN, report
 

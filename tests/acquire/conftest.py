@@ -8,6 +8,7 @@ endpoints, and fault injection (HTTP 500s, bodies cut mid-way, Range ignored).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import re
@@ -116,10 +117,10 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("POST")
 
 
-@pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
+@contextlib.contextmanager
+def serving(root: Path):
+    """A Server on 127.0.0.1 (a free port) serving `root`, shut down on exit."""
+    root.mkdir(parents=True, exist_ok=True)
     state = Server(root)
     handler = type("BoundHandler", (Handler,), {"server_state": state})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -127,9 +128,17 @@ def server(tmp_path):
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    with serving(tmp_path / "www") as state:
+        yield state
 
 
 # ---------------------------------------------------------------- Earthdata + CMR
@@ -150,19 +159,22 @@ def smap_values(day: int, hour: int) -> dict:
             "precipitation": 1e-5 * (1 + hour)}
 
 
-_GRANULES: dict = {}  # built once per session: (grid, values, ocean) -> bytes
+_GRANULES: dict = {}  # built once per session: (grid, values, ocean, fill_cell) -> bytes
 
 
-def write_granule(path: Path, region_grid, values: dict, ocean: bool = False) -> None:
-    """A SMAP L4 gph granule: global EASE-2 9 km datasets (fill -9999) with values over the region."""
-    key = (region_grid, tuple(sorted(values.items())), ocean)
+def write_granule(path: Path, region_grid, values: dict, ocean: bool = False, fill_cell: bool = True) -> None:
+    """A SMAP L4 gph granule: global EASE-2 9 km datasets (fill -9999) with values over the region
+    (each value a number or a (rows, cols) array over the region's cells); with fill_cell, the region's
+    first cell holds the fill value."""
+    key = (region_grid, tuple((k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in sorted(values.items())),
+           ocean, fill_cell)
     if key not in _GRANULES:
-        _build_granule(path, region_grid, values, ocean)
+        _build_granule(path, region_grid, values, ocean, fill_cell)
         _GRANULES[key] = path.read_bytes()
     path.write_bytes(_GRANULES[key])
 
 
-def _build_granule(path: Path, region_grid, values: dict, ocean: bool) -> None:
+def _build_granule(path: Path, region_grid, values: dict, ocean: bool, fill_cell: bool) -> None:
     row0, col0 = global_offset(region_grid)
     rows, cols = slice(row0, row0 + region_grid.height), slice(col0, col0 + region_grid.width)
     with h5py.File(path, "w") as h5:
@@ -172,7 +184,8 @@ def _build_granule(path: Path, region_grid, values: dict, ocean: bool) -> None:
             data = np.full((EASE2_9KM_ROWS, EASE2_9KM_COLS), -9999.0, dtype=np.float32)
             if not ocean:
                 data[rows, cols] = values[name]
-                data[row0, col0] = -9999.0  # one fill cell inside the region
+                if fill_cell:
+                    data[row0, col0] = -9999.0  # one fill cell inside the region
             ds = geo.create_dataset(dataset, data=data, chunks=(203, 482), compression="gzip", compression_opts=1)
             ds.attrs["_FillValue"] = np.float32(-9999.0)
         h5.create_dataset("x", data=EASE2_9KM_X0 + (np.arange(EASE2_9KM_COLS) + 0.5) * EASE2_9KM_RES)
@@ -182,16 +195,19 @@ def _build_granule(path: Path, region_grid, values: dict, ocean: bool) -> None:
 GRANULE_HOURS = [1, 4]  # two 3-hourly granules a day keep the fixtures small (8 in reality)
 
 
-def add_smap(server: Server, region, days=(START, END), ocean: bool = False) -> list[dict]:
+def add_smap(server: Server, region, days=(START, END), ocean: bool = False, values=smap_values,
+             hours=GRANULE_HOURS, fill_cell: bool = True) -> list[dict]:
+    """SPL4SMGP granules for `days` at `hours`, with values(day index, hour) -> {surface, rootzone,
+    precipitation}, served behind Earthdata Login with a CMR granule search."""
     grid = coarse_grid(region)
     folder = server.root / "smap"
     folder.mkdir(exist_ok=True)
     entries = []
     for k, day in enumerate(days):
-        for hour in GRANULE_HOURS:
+        for hour in hours:
             stamp = dt.datetime.fromisoformat(day).strftime("%Y%m%d") + f"T{hour:02d}3000"
             name = f"SMAP_L4_SM_gph_{stamp}_Vv8010_001.h5"
-            write_granule(folder / name, grid, smap_values(k, hour), ocean)
+            write_granule(folder / name, grid, values(k, hour), ocean, fill_cell)
             begin = f"{day}T{hour - 1:02d}:00:00.000Z"
             end = f"{day}T{hour + 1:02d}:59:59.999Z"
             entries.append({
@@ -270,22 +286,43 @@ def _item(server, collection, item_id, when, bbox, assets, props=None) -> dict:
     }
 
 
-def add_stac(server: Server, region, s1_token: bool = False) -> dict:
-    """STAC API with sentinel-2-l2a, cop-dem-glo-30 and sentinel-1-rtc items over the region."""
+def _s2_tiles(region, day: str, nir_factor: float, cloud_third: int, suffix: str = "A") -> list[tuple]:
+    """The zone-10 (west) and zone-11 (east) Sentinel-2 tiles of one acquisition day."""
+    west, south, east, north = region.bbox
+    stamp = day.replace("-", "")
+    return [(f"S2{suffix}_10SGF_{stamp}", "EPSG:32610", f"{day}T18:50:00Z", (west - 0.1, south - 0.1, -120.0, north + 0.1),
+             nir_factor, cloud_third),
+            (f"S2{suffix}_11SKA_{stamp}", "EPSG:32611", f"{day}T18:50:10Z", (-120.0, south - 0.1, east + 0.1, north + 0.1),
+             nir_factor, cloud_third)]
+
+
+def add_stac(server: Server, region, s1_token: bool = False, season: list[str] | None = None) -> dict:
+    """STAC API with sentinel-2-l2a, cop-dem-glo-30 and sentinel-1-rtc items over the region.
+
+    By default: Sentinel-2 on 2023-05-01 (two UTM tiles) and 2023-05-02 (one tile, NIR halved), the
+    northern third cloudy, and Sentinel-1 on both days. With `season` (a list of days): both tiles and a
+    Sentinel-1 scene on each day, vegetation greening through the season and the cloudy third moving.
+    """
     www = server.root
     items = []
     west, south, east, north = region.bbox
-    # Sentinel-2: two tiles on 2023-05-01 (zone 10 west part, zone 11 east part), one on 2023-05-02.
-    s2 = [("S2A_10SGF_20230501", "EPSG:32610", "2023-05-01T18:50:00Z", (west - 0.1, south - 0.1, -120.0, north + 0.1), 1.0),
-          ("S2A_11SKA_20230501", "EPSG:32611", "2023-05-01T18:50:10Z", (-120.0, south - 0.1, east + 0.1, north + 0.1), 1.0),
-          ("S2B_10SGF_20230502", "EPSG:32610", "2023-05-02T18:50:00Z", (west - 0.1, south - 0.1, east + 0.1, north + 0.1), 0.5)]
-    for item_id, crs, when, box, nir_factor in s2:
+    if season is None:
+        s2 = _s2_tiles(region, "2023-05-01", 1.0, 0)
+        s2.append(("S2B_10SGF_20230502", "EPSG:32610", "2023-05-02T18:50:00Z",
+                   (west - 0.1, south - 0.1, east + 0.1, north + 0.1), 0.5, 0))
+        s1 = [("2023-05-01T14:00:00Z", 1.0), ("2023-05-02T02:00:00Z", 10.0)]
+    else:
+        s2 = [tile for i, day in enumerate(season)
+              for tile in _s2_tiles(region, day, 0.6 + 0.4 * i / max(len(season) - 1, 1), i % 3)]
+        s1 = [(f"{day}T14:00:00Z", 1.0 + 0.2 * i) for i, day in enumerate(season)]
+    for item_id, crs, when, box, nir_factor, cloud_third in s2:
         assets = {}
         for band, res in (("red", 200.0), ("nir", 200.0), ("swir16", 400.0), ("scl", 400.0)):
             transform, height, width = _utm_frame(crs, make_region(box, START, END), res, margin=0.0)
             if band == "scl":
                 data = np.full((height, width), 4, dtype=np.uint8)
-                data[: height // 3] = 9  # cloudy north third
+                third = slice(cloud_third * height // 3, (cloud_third + 1) * height // 3)
+                data[third] = 9  # one cloudy third
             else:
                 value = S2_DN[band] if band != "nir" else int((S2_DN["nir"] - 1000) * nir_factor + 1000)
                 data = np.full((height, width), value, dtype=np.uint16)
@@ -307,7 +344,7 @@ def add_stac(server: Server, region, s1_token: bool = False) -> dict:
                        (-121.0, 37.0, -119.0, 38.0),
                        {"data": {"href": f"{server.url}/dem/Copernicus_DSM_COG_10_N37_00_W121_00_DEM.tif"}}))
     # Sentinel-1 RTC: linear gamma0 (vv 0.1 -> -10 dB, vh 0.01 -> -20 dB), EPSG:32610.
-    for when, scale in (("2023-05-01T14:00:00Z", 1.0), ("2023-05-02T02:00:00Z", 10.0)):
+    for when, scale in s1:
         transform, height, width = _utm_frame("EPSG:32610", region, 300.0, margin=20000.0)
         assets = {}
         for pol, value in (("vv", 0.1), ("vh", 0.01)):
@@ -399,15 +436,28 @@ def stm_file(folder: Path, network: str, station: str, lat: float, lon: float, d
     return path
 
 
-def add_ismn(folder: Path) -> Path:
-    """Station A inside the bbox with sensors at 0.05, 0.2, 0.5, 1.0 m; station B outside."""
-    rows = {
-        0.05: [("2023/05/01 00:00", 0.20, "G"), ("2023/05/01 12:00", 0.22, "G"), ("2023/05/01 18:00", 0.90, "D03"),
-               ("2023/05/02 00:00", 0.18, "G")],
-        0.20: [("2023/05/01 00:00", 0.25, "G"), ("2023/05/02 00:00", 0.24, "G")],
-        0.50: [("2023/05/01 00:00", 0.30, "G"), ("2023/05/02 00:00", 0.29, "C01")],
-        1.00: [("2023/05/01 00:00", 0.35, "G"), ("2023/05/02 00:00", 0.34, "G")],
-    }
+def add_ismn(folder: Path, days: list[str] | None = None) -> Path:
+    """Station A inside the bbox with sensors at 0.05, 0.2, 0.5, 1.0 m; station B outside.
+
+    By default two days of values with a flagged (D03) and a C01 reading; with `days`, a daily series
+    at 06:00 and 18:00 of every day, drying through the period, with one flagged reading a day.
+    """
+    if days is None:
+        rows = {
+            0.05: [("2023/05/01 00:00", 0.20, "G"), ("2023/05/01 12:00", 0.22, "G"), ("2023/05/01 18:00", 0.90, "D03"),
+                   ("2023/05/02 00:00", 0.18, "G")],
+            0.20: [("2023/05/01 00:00", 0.25, "G"), ("2023/05/02 00:00", 0.24, "G")],
+            0.50: [("2023/05/01 00:00", 0.30, "G"), ("2023/05/02 00:00", 0.29, "C01")],
+            1.00: [("2023/05/01 00:00", 0.35, "G"), ("2023/05/02 00:00", 0.34, "G")],
+        }
+    else:
+        rows = {depth: [] for depth in (0.05, 0.20, 0.50, 1.00)}
+        for k, day in enumerate(days):
+            stamp = day.replace("-", "/")
+            for depth, series in rows.items():
+                value = 0.15 + 0.2 * depth - 0.002 * k
+                series += [(f"{stamp} 06:00", value, "G"), (f"{stamp} 12:00", 0.95, "D03"),
+                           (f"{stamp} 18:00", value, "G")]
     for depth, values in rows.items():
         stm_file(folder, "SCAN", "Fresno-Fixture", 37.25, -120.0, (depth, depth), values)
     stm_file(folder, "SCAN", "Fresno-Fixture", 37.25, -120.0, (0.05, 0.05),

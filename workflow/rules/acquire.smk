@@ -51,6 +51,8 @@ rule acquire_soil:
     output:
         sand=f"{RESOURCES}/sand.tif",
         clay=f"{RESOURCES}/clay.tif",
+        sand_rootzone=f"{RESOURCES}/sand_rootzone.tif",
+        clay_rootzone=f"{RESOURCES}/clay_rootzone.tif",
     log:
         f"{RESOURCES}/logs/acquire_soil.log",
     conda:

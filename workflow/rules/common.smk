@@ -35,7 +35,10 @@ TERRAIN = (
 )
 STATIC = INPUTS.static + TERRAIN
 PREDICTOR_RASTERS = INPUTS.dynamic + STATIC
-VARIABLES = PREDICTOR_RASTERS + [f"coarse_{layer}" for layer in LAYERS]
+LAYER_VARIANTS = INPUTS.variants()
+VARIABLES = (
+    PREDICTOR_RASTERS + list(LAYER_VARIANTS) + [f"coarse_{layer}" for layer in LAYERS]
+)
 
 if SOURCE == "local":
     try:
@@ -58,11 +61,15 @@ def variable_source(wildcards):
         return INPUTS.coarse[var.removeprefix("coarse_")]
     if var in TERRAIN:
         return f"{R}/derived/{var}.tif"
+    if var in LAYER_VARIANTS:
+        layer, name = LAYER_VARIANTS[var]
+        return INPUTS.layer_predictors[layer][name]
     return INPUTS.predictors[var]
 
 
 def is_static(wildcards):
-    return wildcards.var in STATIC
+    name = LAYER_VARIANTS.get(wildcards.var, (None, wildcards.var))[1]
+    return name in STATIC
 
 
 def is_coarse_variable(wildcards):
@@ -70,16 +77,19 @@ def is_coarse_variable(wildcards):
     return wildcards.var.startswith("coarse_")
 
 
-def scale_rasters(scale):
-    return {name: f"{R}/scales/{scale}/{name}.tif" for name in PREDICTOR_RASTERS}
+def scale_rasters(scale, layer):
+    """A layer's predictor rasters at a scale (its own variant where it has one, e.g. sand_rootzone)."""
+    own = INPUTS.layer_predictors.get(layer, {})
+    variables = {n: f"{n}_{layer}" if n in own else n for n in PREDICTOR_RASTERS}
+    return {name: f"{R}/scales/{scale}/{var}.tif" for name, var in variables.items()}
 
 
 def sample_rasters(wildcards):
-    return scale_rasters(wildcards.scale)
+    return scale_rasters(wildcards.scale, wildcards.layer)
 
 
 def fine_rasters(wildcards):
-    return scale_rasters(FINE)
+    return scale_rasters(FINE, wildcards.layer)
 
 
 def sample_target(wildcards):
