@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: run test lint bench-resample bench-predict figure clean
+.PHONY: run test lint bench-resample bench-predict bench-samples figure clean
 
 $(BIN)/snakemake: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ bench-resample: $(BIN)/snakemake
 
 bench-predict: $(BIN)/snakemake
 	$(BIN)/python -m smdown.bench predict --days 10
+
+bench-samples: $(BIN)/snakemake
+	$(BIN)/python -m smdown.bench samples --scale 30
 
 figure: results/demo/evaluation/figures/surface_maps.png
 	cp results/demo/evaluation/figures/surface_maps.png docs/demo_maps.png

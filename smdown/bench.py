@@ -4,6 +4,9 @@ predict: after a completed run, the 30 m prediction of one layer (all members, e
 run's region and on a region 2 x 2 times larger (its predictors and coarse input tiled), each in its own
 process: wall time, pixel-days per second and peak resident memory (RSS).
 
+samples: after a completed run, the training samples of one layer at one scale (30 m by default), on the run's
+region and on a region 2 x 2 times larger, each in its own process: wall time and peak RSS.
+
 resample: for each scale of the run (1000, 100, 50, 30 m by default) and a dynamic and a static predictor (the demo's
 NDVI and DEM), the wall time of
 
@@ -65,13 +68,6 @@ def _timed(fn, *args, **kwargs):
     return time.perf_counter() - start, value
 
 
-def _resample_rule(source: str, coarse: str, factor: int, static: bool, max_gap: int, output: str) -> io.Stack:
-    """What the resample rule does (steps.resample_one without its logging)."""
-    stack = resample.resample_variable(source, coarse, factor, static, fill=True, max_gap_days=max_gap)
-    io.write_stack(output, stack)
-    return stack
-
-
 def _bare_warp(source: str, grid: Grid, static: bool, output: str) -> io.Stack:
     """Read, cubic warp, write: the work gdalwarp does."""
     stack = io.warp(io.read_stack(source, static=static), grid, "cubic")
@@ -84,7 +80,9 @@ def bench_one(name: str, source: str, static: bool, coarse: str, scale: float, m
     factor = nest_factor(io.read_grid(coarse).res, scale)
     grid = nested_grid(io.read_grid(coarse), factor)
     ours_path, warp_path, gdal_path = (str(workdir / f"{name}_{scale:g}_{kind}.tif") for kind in ("ours", "warp", "gdal"))
-    t_ours, stack = _timed(_resample_rule, source, coarse, factor, static, max_gap, ours_path)
+    # what the resample rule does (steps.resample_one without its logging)
+    t_ours, _ = _timed(resample.resample_variable, source, coarse, factor, static, ours_path, max_gap_days=max_gap)
+    stack = io.read_stack(ours_path, static=static)
     t_warp, warped = _timed(_bare_warp, source, grid, static, warp_path)
     command = gdalwarp_command(source, gdal_path, grid)
     row = {"scale": f"{scale:g} m", "variable": name, "factor": factor,
@@ -146,48 +144,69 @@ def _has_dates(path: str) -> bool:
         return False
 
 
-def _predict_child(config_path: str, layer: str, workdir: str, reps: int, days: int, prepare: bool = False) -> None:
-    """Run in a fresh process: write the tiled inputs (prepare), or predict one layer on them and print the
-    time and the peak RSS (so the measure holds the prediction alone)."""
+def _tiled_inputs(config: dict, layer: str, scale: str, workdir: str, reps: int, days: int,
+                  prepare: bool) -> tuple[dict[str, str], str]:
+    """The predictor rasters of `scale` and the layer's coarse input, tiled reps x reps under workdir
+    (written when `prepare`), or the run's own files for reps 1 and all days."""
+    from smdown import steps
+
+    spec = steps.feature_spec(config)
+    run = f"results/{config['run']}"
+    rasters = {name: f"{run}/scales/{scale}/{name}.tif" for name in spec.rasters}
+    coarse = smconfig.inputs_of(config).coarse[layer]
+    if reps == 1 and not days:
+        return rasters, coarse
+    tiled = {name: f"{workdir}/{name}.tif" for name in rasters}
+    if prepare:
+        for name, path in rasters.items():
+            _tile(path, tiled[name], reps, days)
+        _tile(coarse, f"{workdir}/coarse.tif", reps, days)
+    return tiled, f"{workdir}/coarse.tif"
+
+
+def _child(step: str, config_path: str, layer: str, workdir: str, reps: int, days: int, scale: str,
+           prepare: bool = False) -> None:
+    """Run in a fresh process: write the tiled inputs (prepare), or run one step on them and print the time and
+    the peak RSS (so the measure holds that step alone)."""
     import json
     import resource
 
     from smdown import steps
 
     config = smconfig.load(config_path) if Path(config_path).exists() else smconfig.validate({})
-    spec = steps.feature_spec(config)
+    if step == "predict":
+        scale = smconfig.scale_name(min(config["scales"]))
+    rasters, coarse = _tiled_inputs(config, layer, scale, workdir, reps, days, prepare)
+    if prepare:
+        return
     run = f"results/{config['run']}"
-    fine = smconfig.scale_name(min(config["scales"]))
-    rasters = {name: f"{run}/scales/{fine}/{name}.tif" for name in spec.rasters}
-    coarse = smconfig.inputs_of(config).coarse[layer]
-    if reps > 1 or days:
-        for name, path in rasters.items():
-            rasters[name] = f"{workdir}/{name}.tif"
-            if prepare:
-                _tile(path, rasters[name], reps, days)
-        if prepare:
-            _tile(coarse, f"{workdir}/coarse.tif", reps, days)
-            return
-        coarse = f"{workdir}/coarse.tif"
-    members = config["models"]["members"]
-    model_paths = [f"{run}/models/{layer}/{m}.keras" for m in members] + [f"{run}/models/{layer}/rf.joblib"]
-    outputs = {name: f"{workdir}/out_{name}.tif" for name in [*members, "rf", "ensemble", "ensemble_std"]}
     start = time.perf_counter()
-    steps.predict(model_paths, f"{run}/ensemble/{layer}/weights.csv", rasters, coarse, fine, outputs, config)
+    if step == "predict":
+        members = config["models"]["members"]
+        model_paths = [f"{run}/models/{layer}/{m}.keras" for m in members] + [f"{run}/models/{layer}/rf.joblib"]
+        outputs = {name: f"{workdir}/out_{name}.tif" for name in [*members, "rf", "ensemble", "ensemble_std"]}
+        steps.predict(model_paths, f"{run}/ensemble/{layer}/weights.csv", rasters, coarse, scale, outputs, config)
+        grid, days = io.read_grid(outputs["ensemble"]), len(io.read_dates(outputs["ensemble"]))
+    else:
+        split = f"{workdir}/split.json"
+        steps.split([coarse], split, config)
+        steps.samples(rasters, coarse, split, coarse, scale, f"{workdir}/samples.npz", config, 0)
+        grid, days = io.read_grid(rasters[next(iter(rasters))]), len(io.read_dates(coarse))
     seconds = time.perf_counter() - start
-    grid, days = io.read_grid(outputs["ensemble"]), len(io.read_dates(outputs["ensemble"]))
     print(json.dumps({"pixels": grid.height * grid.width, "days": days, "seconds": seconds,
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def bench_predict(config_path: str, layer: str, days: int) -> None:
+def bench_step(step: str, config_path: str, layer: str, days: int, scale: str = "") -> None:
+    """One step (predict or samples) on the run region and on a 2 x 2 tiled region, each in a fresh process."""
     import json
 
     print(f"{'region':>12} {'pixels':>10} {'days':>5} {'pixel-days':>12} {'seconds':>8} {'pixel-days/s':>13} "
           f"{'peak RSS MB':>12}")
     for reps in (1, 2):
         with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
-            child = [sys.executable, "-m", "smdown.bench", "_predict_child", config_path, layer, tmp, str(reps), str(days)]
+            child = [sys.executable, "-m", "smdown.bench", "_child", step, config_path, layer, tmp, str(reps),
+                     str(days), scale]
             subprocess.run([*child, "prepare"], capture_output=True, text=True, check=True)
             done = subprocess.run(child, capture_output=True, text=True)
             if done.returncode:
@@ -201,8 +220,8 @@ def bench_predict(config_path: str, layer: str, days: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_predict_child":
-        _predict_child(argv[1], argv[2], argv[3], int(argv[4]), int(argv[5]), prepare=argv[6:] == ["prepare"])
+    if argv and argv[0] == "_child":
+        _child(argv[1], argv[2], argv[3], argv[4], int(argv[5]), int(argv[6]), argv[7], prepare=argv[8:] == ["prepare"])
         return
     parser = argparse.ArgumentParser(prog="python -m smdown.bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -214,9 +233,16 @@ def main(argv: list[str] | None = None) -> None:
     predict_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
     predict_cmd.add_argument("--layer", default="surface", help="layer to predict (default surface)")
     predict_cmd.add_argument("--days", type=int, default=0, help="only the first N days (0: all)")
+    samples_cmd = commands.add_parser("samples", help="training samples at one scale: time and peak memory, run region and 4x")
+    samples_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
+    samples_cmd.add_argument("--layer", default="surface", help="layer (default surface)")
+    samples_cmd.add_argument("--scale", default="30", help="training scale in metres (default 30)")
     args = parser.parse_args(argv)
     if args.command == "predict":
-        bench_predict(args.configfile, args.layer, args.days)
+        bench_step("predict", args.configfile, args.layer, args.days)
+        return
+    if args.command == "samples":
+        bench_step("samples", args.configfile, args.layer, 0, args.scale)
         return
 
     path = Path(args.configfile)

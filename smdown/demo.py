@@ -616,7 +616,6 @@ def write_world(world: World, outdir: str | Path) -> dict[str, Path]:
         io.write_stack(paths[f"truth_{layer}"], io.Stack(getattr(world, f"truth_{layer}"), world.fine, world.dates))
     for name, stack in world.products.items():
         io.write_stack(paths[name], stack)
-    tmp = paths["stations"].with_name(f".{paths['stations'].name}.part")
-    world.stations.to_csv(tmp, index=False)
-    tmp.replace(paths["stations"])
+    with io.atomic_path(paths["stations"]) as tmp:
+        world.stations.to_csv(tmp, index=False)
     return paths

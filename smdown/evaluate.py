@@ -407,11 +407,8 @@ def evaluate_run(
 
 def _write_csv(df: pd.DataFrame, path: PathLike) -> None:
     """Write a CSV under a temporary name, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with io.atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 # ---------------------------------------------------------------- maps

@@ -22,6 +22,7 @@ import numpy as np
 os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 import rasterio  # noqa: E402
+from rasterio import windows
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
@@ -143,6 +144,41 @@ def read_window(path: str | os.PathLike, row: int, col: int, height: int, width:
         return _as_float(src.read(window=window, boundless=True, fill_value=np.nan), src.nodata)
 
 
+def _footprint(path: str | os.PathLike, grid: Grid) -> Window:
+    """The grid's bounds in a raster's pixel coordinates (fractional, possibly beyond the raster)."""
+    with _open(path) as src:
+        bounds = transform_bounds(CRS.from_user_input(grid.crs), src.crs, *grid.bounds, densify_pts=21)
+        return windows.from_bounds(*bounds, transform=src.transform)
+
+
+def read_covering(path: str | os.PathLike, grid: Grid, static: bool = False) -> Stack | None:
+    """The part of a raster that a warp onto `grid` reads: the grid's footprint in the raster plus a
+    margin for the resampling kernel (which GDAL widens where the warp downsamples); None where the
+    raster does not reach the grid."""
+    footprint = _footprint(path, grid)
+    with _open(path) as src:
+        ratio = max(footprint.width / grid.width, footprint.height / grid.height, 1.0)
+        margin = int(np.ceil(2 * ratio)) + 2
+        row0 = max(int(np.floor(footprint.row_off)) - margin, 0)
+        col0 = max(int(np.floor(footprint.col_off)) - margin, 0)
+        row1 = min(int(np.ceil(footprint.row_off + footprint.height)) + margin, src.height)
+        col1 = min(int(np.ceil(footprint.col_off + footprint.width)) + margin, src.width)
+        if row1 <= row0 or col1 <= col0:
+            return None
+        data = _as_float(src.read(window=Window(col0, row0, col1 - col0, row1 - row0)), src.nodata)
+        dates = None if static else _band_dates(src, path)
+        return Stack(data, _grid_of(src).window(row0, col0, row1 - row0, col1 - col0), dates)
+
+
+def read_block(path: str, row: int, col: int, height: int, width: int, halo: int, shape: tuple[int, int]) -> np.ndarray:
+    """A window plus a halo; beyond the region's edge the edge values are repeated (as in training)."""
+    top, left = max(row - halo, 0), max(col - halo, 0)
+    bottom, right = min(row + height + halo, shape[0]), min(col + width + halo, shape[1])
+    data = read_window(path, top, left, bottom - top, right - left)
+    pad = ((0, 0), (top - (row - halo), (row + height + halo) - bottom), (left - (col - halo), (col + width + halo) - right))
+    return np.pad(data, pad, mode="edge") if any(p for pair in pad for p in pair) else data
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -168,26 +204,29 @@ def _profile(grid: Grid, count: int) -> dict:
     return profile
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary name beside `path` (same extension) to write to; renamed to `path` when the block
+    ends without error, removed otherwise, so a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 @contextmanager
 def open_writer(path: str | os.PathLike, grid: Grid, dates: list[str] | None, count: int | None = None) -> Iterator:
     """Open a raster for windowed writes under a temporary name; renamed into place on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = len(dates) if dates is not None else (count or 1)
-    tmp = _temporary(path)
-    try:
-        with rasterio.open(tmp, "w", **_profile(grid, count)) as dst:
-            if dates is not None:
-                dst.descriptions = tuple(dates)
-            yield dst
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **_profile(grid, count)) as dst:
+        if dates is not None:
+            dst.descriptions = tuple(dates)
+        yield dst
 
 
 def write_window(dst, data: np.ndarray, row: int, col: int) -> None:
@@ -210,8 +249,13 @@ RESAMPLING = {"cubic": Resampling.cubic, "nearest": Resampling.nearest, "mode": 
               "average": Resampling.average, "bilinear": Resampling.bilinear}
 
 
-def warp(stack: Stack, grid: Grid, method: str = "cubic") -> Stack:
-    """Warp a stack onto a grid with GDAL's warper (NaN is nodata on both sides)."""
+def warp(stack: Stack, grid: Grid, method: str = "cubic", scale: tuple[float, float] | None = None) -> Stack:
+    """Warp a stack onto a grid with GDAL's warper (NaN is nodata on both sides).
+
+    `scale` (destination pixels per source pixel, x and y) fixes the width of the resampling kernel;
+    GDAL otherwise derives it from each chunk's shape, so a grid warped window by window would
+    differ slightly from the same grid warped at once (see warp_scale)."""
+    options = {"XSCALE": scale[0], "YSCALE": scale[1]} if scale else {}
     out = np.full((stack.data.shape[0], grid.height, grid.width), np.nan, dtype=np.float32)
     for band in range(stack.data.shape[0]):  # band by band: a NaN in one band must not mask the others
         reproject(
@@ -224,8 +268,16 @@ def warp(stack: Stack, grid: Grid, method: str = "cubic") -> Stack:
             dst_crs=CRS.from_user_input(grid.crs),
             dst_nodata=np.nan,
             resampling=RESAMPLING[method],
+            **options,
         )
     return Stack(out, grid, stack.dates)
+
+
+def warp_scale(path: str | os.PathLike, grid: Grid) -> tuple[float, float]:
+    """Destination pixels per source pixel (x, y) of a warp of a raster onto a whole grid, as GDAL
+    computes it for one chunk: the grid's size over its footprint's size in the raster's pixels."""
+    footprint = _footprint(path, grid)
+    return grid.width / footprint.width, grid.height / footprint.height
 
 
 def overlaps(path: str | os.PathLike, grid: Grid) -> bool:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from smdown import io
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -161,9 +163,8 @@ def model_path(directory: str | Path, name: str) -> Path:
 
 
 def save_meta(path: str | Path, meta: dict) -> None:
-    tmp = Path(f"{path}.part")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, path)
+    with io.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
 
 
 def load_member(path: str | Path, expected_signature: str | None = None) -> Member:

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from smdown import io  # noqa: E402
 from smdown.metrics import Accumulator  # noqa: E402
 
 PathLike = str | os.PathLike
@@ -30,11 +31,9 @@ DPI = 110
 
 def _save(fig, path: PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.part.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -221,8 +221,8 @@ def sensitivity(
 ) -> None:
     """importance.csv, response.csv and sensitivity.png of one layer (``outputs``: importance, response, figure)."""
     from smdown import plots
+    from smdown.samples import pool
     from smdown.steps import load_members, load_samples
-    from smdown.train import pool
 
     settings = config["sensitivity"]
     members = load_members([str(p) for p in model_paths], config)
@@ -257,8 +257,5 @@ def _read_csv(path: PathLike) -> pd.DataFrame:
 
 
 def _write_csv(path: PathLike, frame: pd.DataFrame) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with io.atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

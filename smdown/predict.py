@@ -17,15 +17,6 @@ from smdown.models import Member
 log = logging.getLogger(__name__)
 
 
-def read_block(path: str, row: int, col: int, height: int, width: int, halo: int, shape: tuple[int, int]) -> np.ndarray:
-    """A window plus a halo; beyond the region's edge the edge values are repeated (as in training)."""
-    top, left = max(row - halo, 0), max(col - halo, 0)
-    bottom, right = min(row + height + halo, shape[0]), min(col + width + halo, shape[1])
-    data = io.read_window(path, top, left, bottom - top, right - left)
-    pad = ((0, 0), (top - (row - halo), (row + height + halo) - bottom), (left - (col - halo), (col + width + halo) - right))
-    return np.pad(data, pad, mode="edge") if any(p for pair in pad for p in pair) else data
-
-
 def coarse_correction(pred: np.ndarray, coarse: np.ndarray, factor: int) -> np.ndarray:
     """Additive correction: shift each coarse cell's fine pixels so they average to the coarse value.
     Days or cells without a coarse value keep the model's estimate."""
@@ -65,7 +56,7 @@ def predict_layer(
         writers = {name: stack.enter_context(io.open_writer(path, fine_grid, dates)) for name, path in outputs.items()}
         for i, (cr, cc, ch, cw) in enumerate(all_blocks, 1):
             row, col, height, width = cr * factor, cc * factor, ch * factor, cw * factor
-            block_rasters = {name: read_block(rasters[name], row, col, height, width, halo, fine_grid.shape)
+            block_rasters = {name: io.read_block(rasters[name], row, col, height, width, halo, fine_grid.shape)
                              for name in spec.rasters}
             block_cube = cube(spec, derive(spec, block_rasters, dates), len(dates))
             coarse_block = coarse.data[:, cr : cr + ch, cc : cc + cw]

@@ -13,34 +13,63 @@ def target_grid(coarse: Grid, factor: int | None) -> Grid:
     return coarse if factor is None else nested_grid(coarse, factor)
 
 
-def resample_variable(
-    path: str,
-    coarse_path: str,
-    factor: int | None,
-    static: bool,
-    fill: bool = True,
-    max_gap_days: int = 45,
-) -> io.Stack:
-    """One variable on one scale.
+# Output blocks of at most this many pixel-days (32 MB of float32): the step's memory is bounded by
+# the block and its source window, not by the region.
+BLOCK_PIXEL_DAYS = 2**23
 
-    factor None means the coarse grid itself, reached by area mean; a nested scale is reached by
-    cubic convolution (the reference study's recipe), nodata masked to NaN first. Dynamic
-    variables are then put on the coarse input's daily dates (temporal.fill_to_dates) unless
-    `fill` is False (the coarse soil moisture itself: an outage day stays NaN).
+
+def output_dates(path: str, coarse_path: str, static: bool, fill: bool) -> list[str] | None:
+    """The dates of a resampled variable: none (static), the coarse input's daily dates (filled), or its own."""
+    if static:
+        return None
+    return io.read_dates(coarse_path) if fill else io.read_dates(path)
+
+
+def resample_block(path: str, grid: Grid, dates: list[str] | None, static: bool, method: str, fill: bool,
+                   max_gap_days: int, scale: tuple[float, float]) -> np.ndarray:
+    """One variable on a grid (or a window of one): (bands, rows, cols), NaN where the source does not reach.
+
+    Cubic convolution onto a nested scale (the reference study's recipe) or area mean onto the coarse
+    grid, nodata masked to NaN first. Dynamic variables are put on `dates` (temporal.fill_to_dates)
+    unless `fill` is False (the coarse soil moisture itself: an outage day stays NaN). `scale` is
+    the whole grid's (io.warp_scale), so that a window gives what the whole grid gives there.
     """
-    coarse_grid = io.read_grid(coarse_path)
-    grid = target_grid(coarse_grid, factor)
-    stack = io.read_stack(path, static=static)
+    stack = io.read_covering(path, grid, static)
+    if stack is None:
+        return np.full((1 if dates is None else len(dates), grid.height, grid.width), np.nan, dtype=np.float32)
     if not static and fill:
         # close cloud gaps on the native grid first: GDAL's cubic kernel, widened when it
         # downsamples, would otherwise spread every gap over a whole coarse pixel
         stack.data = temporal.fill_to_dates(stack.data, stack.dates, stack.dates, max_gap_days)
-    warped = io.warp(stack, grid, "average" if factor is None else "cubic")
+    warped = io.warp(stack, grid, method, scale)
     if static or not fill:
-        return warped
-    dates = io.read_dates(coarse_path)
-    daily = temporal.fill_to_dates(warped.data, warped.dates, dates, max_gap_days)
-    return io.Stack(daily, grid, dates)
+        return warped.data
+    return temporal.fill_to_dates(warped.data, warped.dates, dates, max_gap_days)
+
+
+def resample_variable(path: str, coarse_path: str, factor: int | None, static: bool, output: str,
+                      fill: bool = True, max_gap_days: int = 45, block_pixel_days: int = BLOCK_PIXEL_DAYS) -> float:
+    """One variable onto one scale (factor None: the coarse grid), block by block of whole coarse cells,
+    written window by window to `output`. Returns the NaN share of the output."""
+    coarse_grid = io.read_grid(coarse_path)
+    grid = target_grid(coarse_grid, factor)
+    method = "average" if factor is None else "cubic"
+    dates = output_dates(path, coarse_path, static, fill)
+    bands = 1 if dates is None else len(dates)
+    size = factor or 1
+    cells = max(1, int(np.sqrt(block_pixel_days / (size * size * bands))))  # block side, in coarse cells
+    scale = io.warp_scale(path, grid)
+    missing = 0
+    with io.open_writer(output, grid, dates, count=bands) as dst:
+        for row in range(0, coarse_grid.height, cells):
+            for col in range(0, coarse_grid.width, cells):
+                height = min(cells, coarse_grid.height - row) * size
+                width = min(cells, coarse_grid.width - col) * size
+                block = resample_block(path, grid.window(row * size, col * size, height, width), dates, static,
+                                       method, fill, max_gap_days, scale)
+                io.write_window(dst, block, row * size, col * size)
+                missing += int(np.count_nonzero(np.isnan(block)))
+    return missing / (bands * grid.height * grid.width)
 
 
 def terrain_layers(dem_path: str, names: list[str]) -> dict[str, io.Stack]:

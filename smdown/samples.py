@@ -101,41 +101,92 @@ def pad_features(features: list[np.ndarray], halo: int) -> list[np.ndarray]:
     return padded
 
 
+def draw_bag_cells(coarse: np.ndarray, cell_masks: dict, n_bags: int, rng: np.random.Generator) -> np.ndarray:
+    """The cell-day of each bag: (split code, day, cell row, cell col) rows, sorted by cell.
+
+    `coarse` is the (T, rows, cols) coarse input and `cell_masks` the split's masks on the coarse grid
+    (group_masks with factor 1). Bags are drawn with replacement over the cell-days with a coarse
+    value (new pixels each time), so the held-out splits get a fixed share of them however few
+    cell-days they hold.
+    """
+    finite = np.isfinite(coarse)
+    pairs = {}
+    for code, name in enumerate(SPLITS):
+        day_mask, cell_mask = cell_masks[name]
+        pairs[code] = np.argwhere(finite & day_mask[:, None, None] & cell_mask[None])  # (t, cr, cc)
+    if not len(pairs[0]):
+        raise ValueError("no training example: every target or predictor value is NaN in the training split")
+    shares = {code: share for code, share in zip((0, 1, 2), BAG_SHARES, strict=True) if len(pairs[code])}
+    total = sum(shares.values())
+    chosen = [np.column_stack([np.full(size, code), pairs[code][rng.integers(len(pairs[code]), size=size)]])
+              for code, share in shares.items() for size in [int(round(n_bags * share / total))]]
+    bags = np.concatenate(chosen)
+    return bags[np.lexsort((bags[:, 3], bags[:, 2]))]
+
+
+def pick_bag_pixels(finite: np.ndarray, bags: np.ndarray, first_id: int, bag_size: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """`bag_size` random pixels with finite features for each bag of one cell.
+
+    `finite` is (T, factor, factor) over the cell; `bags` its rows of draw_bag_cells, numbered from
+    `first_id`. A bag whose day has no finite pixel is dropped. Returns (t, r, c, split code, bag id)
+    with r, c inside the cell.
+    """
+    parts = []
+    for k, (code, t, _, _) in enumerate(bags):
+        idx = np.flatnonzero(finite[t])
+        if not len(idx):
+            continue
+        pick = rng.choice(idx, size=bag_size, replace=len(idx) < bag_size)
+        rows, cols = np.unravel_index(pick, finite.shape[1:])
+        parts.append((np.full(bag_size, t), rows, cols, np.full(bag_size, code, dtype=np.int8),
+                      np.full(bag_size, first_id + k)))
+    if not parts:
+        return tuple(np.zeros(0, dtype=dtype) for dtype in (int, int, int, np.int8, int))
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def finite_pixels(features: list[np.ndarray], days: int) -> np.ndarray:
+    """(T, H, W) True where every feature is finite."""
+    finite = np.ones((days,) + features[-1].shape[-2:], dtype=bool)
+    for values in features:
+        finite &= np.isfinite(values) if values.ndim == 3 else np.isfinite(values)[np.newaxis]
+    return finite
+
+
 def draw_bags(
     target: np.ndarray, features: list[np.ndarray], masks: dict, factor: int, n_bags: int, bag_size: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, ...]:
-    """Bags of `bag_size` random pixels of one coarse cell on one day (finite pixel features).
+    """Bags of `bag_size` random pixels of one coarse cell on one day (finite pixel features), in memory.
 
     `target` is the coarse value repeated over each cell's pixels; the bag's label is that value,
     the areal mean of the fine field it must reproduce. Returns (t, r, c, split code, bag id).
+    steps.samples does the same cell by cell from windows of the rasters.
     """
-    finite = np.isfinite(target)
-    for values in features:
-        finite &= np.isfinite(values) if values.ndim == 3 else np.isfinite(values)[np.newaxis]
-    pairs = {}
-    for code, name in enumerate(SPLITS):
-        day_mask, pixel_mask = masks[name]
-        cells = np.argwhere(pixel_mask[::factor, ::factor])
-        pairs[code] = [(code, t, cr, cc) for t in np.flatnonzero(day_mask) for cr, cc in cells
-                       if finite[t, cr * factor : (cr + 1) * factor, cc * factor : (cc + 1) * factor].any()]
-    if not pairs[0]:
-        raise ValueError("no training example: every target or predictor value is NaN in the training split")
-    # bags are drawn with replacement over cell-days (new pixels each time), so the held-out splits
-    # get a fixed share of them however few cell-days they hold
-    shares = {code: share for code, share in zip((0, 1, 2), BAG_SHARES, strict=True) if pairs[code]}
-    total = sum(shares.values())
-    chosen = [pairs[code][i] for code, share in shares.items()
-              for i in rng.integers(len(pairs[code]), size=int(round(n_bags * share / total)))]
+    cell_masks = {name: (day_mask, pixel_mask[::factor, ::factor]) for name, (day_mask, pixel_mask) in masks.items()}
+    bags = draw_bag_cells(target[:, ::factor, ::factor], cell_masks, n_bags, rng)
+    finite = finite_pixels(features, target.shape[0]) & np.isfinite(target)
     parts = []
-    for bag, (code, t, cr, cc) in enumerate(chosen):
-        block = finite[t, cr * factor : (cr + 1) * factor, cc * factor : (cc + 1) * factor]
-        idx = np.flatnonzero(block)
-        pick = rng.choice(idx, size=bag_size, replace=len(idx) < bag_size)
-        rows, cols = np.unravel_index(pick, block.shape)
-        parts.append((np.full(bag_size, t), rows + cr * factor, cols + cc * factor,
-                      np.full(bag_size, code, dtype=np.int8), np.full(bag_size, bag)))
+    for (cr, cc), first in zip(*np.unique(bags[:, 2:], axis=0, return_index=True), strict=True):
+        cell = bags[first : first + np.sum((bags[:, 2] == cr) & (bags[:, 3] == cc))]
+        window = finite[:, cr * factor : (cr + 1) * factor, cc * factor : (cc + 1) * factor]
+        t, r, c, code, bag = pick_bag_pixels(window, cell, first, bag_size, rng)
+        parts.append((t, r + cr * factor, c + cc * factor, code, bag))
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def pool(samples: list[dict]) -> dict[str, np.ndarray]:
+    """Concatenate samples (of several cells or scales; same features required), bag ids kept apart."""
+    names = [tuple(s["features"]) for s in samples]
+    if len(set(names)) != 1:
+        raise ValueError(f"samples of the training scales have different features: {names}")
+    keys = [key for key in samples[0] if key not in ("features", "bag")]
+    pooled = {key: np.concatenate([s[key] for s in samples]) for key in keys}
+    offsets = np.cumsum([0] + [int(s["bag"].max()) + 1 if len(s["bag"]) else 0 for s in samples[:-1]])
+    pooled["bag"] = np.concatenate([s["bag"] + offset for s, offset in zip(samples, offsets, strict=True)])
+    pooled["features"] = samples[0]["features"]
+    return pooled
 
 
 def build_samples(

@@ -14,8 +14,17 @@ import pandas as pd
 from smdown import io, resample
 from smdown.config import inputs_of
 from smdown.features import FeatureSpec, derive
-from smdown.grid import block_expand, nest_factor
-from smdown.samples import build_samples, draw_bags, draw_examples, group_masks, make_split
+from smdown.grid import nest_factor
+from smdown.samples import (
+    build_samples,
+    draw_bag_cells,
+    draw_examples,
+    finite_pixels,
+    group_masks,
+    make_split,
+    pick_bag_pixels,
+    pool,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +66,11 @@ def terrain(dem: str, outputs: dict[str, str], names: list[str]) -> None:
 
 def resample_one(source: str, coarse: str, output: str, scale: str, static: bool, is_target: bool, max_gap: int) -> None:
     factor = factor_of(scale, coarse)
-    stack = resample.resample_variable(source, coarse, factor, static, fill=not is_target, max_gap_days=max_gap)
-    missing = float(np.mean(~np.isfinite(stack.data)))
-    io.write_stack(output, stack)
-    log.info("%s -> scale %s (factor %s): %s x %d bands, %.1f%% NaN", source, scale, factor, stack.grid.shape,
-             stack.data.shape[0], 100 * missing)
+    missing = resample.resample_variable(source, coarse, factor, static, output, fill=not is_target,
+                                         max_gap_days=max_gap)
+    grid = io.read_grid(output)
+    log.info("%s -> scale %s (factor %s): %s x %d bands, %.1f%% NaN", source, scale, factor, grid.shape,
+             io.band_count(output), 100 * missing)
 
 
 # ------------------------------------------------------------------ samples
@@ -95,35 +104,69 @@ def samples(rasters: dict[str, str], target: str, split_path: str, coarse: str, 
     """Training examples of one layer at one scale.
 
     target "aggregate": bags of pixels of one coarse cell-day labelled with the coarse value (the
-    models learn a fine field whose areal mean is the coarse value); "cubic" / "coarse": each pixel
-    labelled with the resampled coarse field at that scale.
+    models learn a fine field whose areal mean is the coarse value), read cell by cell; "cubic" /
+    "coarse": each pixel labelled with the resampled coarse field at that scale.
     """
     spec = feature_spec(config)
     settings = config["samples"]
     target_stack = io.read_stack(target)
-    stacks = {name: io.read_stack(rasters[name], static=name in spec.static).data for name in spec.rasters}
-    features = derive(spec, stacks, target_stack.dates)
-    factor = factor_of(scale, coarse) or 1
-    shape = features[-1].shape[-2:]
-    masks = group_masks(json.loads(Path(split_path).read_text()), target_stack.dates, shape, factor)
+    split_groups = json.loads(Path(split_path).read_text())
     rng = np.random.default_rng(config["seed"] + seed_offset)
-    field = target_stack.data
+    factor = factor_of(scale, coarse) or 1
     try:
         if settings["target"] == "aggregate":
-            field = block_expand(target_stack.data, factor)
-            drawn = draw_bags(field, features, masks, factor, settings["per_scale"] // settings["bag_size"],
-                              settings["bag_size"], rng)
+            result = _bag_samples(spec, rasters, target_stack, split_groups, factor, settings, rng)
         else:
-            drawn = draw_examples(field, features, masks, settings["per_scale"], rng)
+            result = _pixel_samples(spec, rasters, target_stack, split_groups, factor, settings, rng)
     except ValueError as err:
         raise io.InputError(f"{target} at scale {scale}: {err}") from err
-    result = build_samples(spec, features, field, drawn, settings["patch"], settings["sequence_days"], masks)
     counts = np.bincount(result["split"], minlength=3)
     log.info("scale %s: %d examples in %d bags (train %d, val %d, test %d), %d features", scale,
              len(result["target"]), result["bag"].max() + 1, *counts, len(spec.names))
-    tmp = Path(output).with_name(Path(output).name + ".part.npz")
-    np.savez(tmp, **result)
-    tmp.replace(output)
+    with io.atomic_path(output) as tmp:
+        np.savez(tmp, **result)
+
+
+def _bag_samples(spec: FeatureSpec, rasters: dict[str, str], coarse: io.Stack, split_groups: dict, factor: int,
+                 settings: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Bags drawn cell by cell: only the windows (plus the CNN's halo) of the cells that hold bags are
+    read, so memory is bounded by one coarse cell's time series, not by the region."""
+    dates = coarse.dates
+    halo = settings["patch"] // 2
+    shape = (coarse.grid.height * factor, coarse.grid.width * factor)
+    masks = group_masks(split_groups, dates, coarse.grid.shape, 1)
+    bags = draw_bag_cells(coarse.data, masks, settings["per_scale"] // settings["bag_size"], rng)
+    cells, firsts, counts = np.unique(bags[:, 2:], axis=0, return_index=True, return_counts=True)
+    inner = slice(halo, halo + factor)
+    parts = []
+    for (cr, cc), first, count in zip(cells, firsts, counts, strict=True):
+        row, col = cr * factor, cc * factor
+        window = {name: io.read_block(rasters[name], row, col, factor, factor, halo, shape) for name in spec.rasters}
+        features = derive(spec, window, dates)
+        finite = finite_pixels([values[..., inner, inner] for values in features], len(dates))
+        t, r, c, code, bag = pick_bag_pixels(finite, bags[first : first + count], first, settings["bag_size"], rng)
+        field = np.broadcast_to(coarse.data[:, cr, cc, None, None], (len(dates),) + features[-1].shape[-2:])
+        part = build_samples(spec, features, field, (t, r + halo, c + halo, code, bag), settings["patch"],
+                             settings["sequence_days"], masks)
+        part["row"] += row - halo
+        part["col"] += col - halo
+        parts.append(part)
+    result = pool(parts)
+    if not np.any(result["split"] == 0):
+        raise ValueError("no training example: the predictors are NaN on every drawn training cell-day")
+    log.info("%d of %d bags drawn in %d cells kept (the others' pixels touch a NaN predictor)",
+             result["bag"].max() + 1, len(bags), len(cells))
+    return result
+
+
+def _pixel_samples(spec: FeatureSpec, rasters: dict[str, str], target: io.Stack, split_groups: dict, factor: int,
+                   settings: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Pixels labelled with the resampled coarse field, drawn over the whole region (read at once)."""
+    stacks = {name: io.read_stack(rasters[name], static=name in spec.static).data for name in spec.rasters}
+    features = derive(spec, stacks, target.dates)
+    masks = group_masks(split_groups, target.dates, target.grid.shape, factor)
+    drawn = draw_examples(target.data, features, masks, settings["per_scale"], rng)
+    return build_samples(spec, features, target.data, drawn, settings["patch"], settings["sequence_days"], masks)
 
 
 def load_samples(paths: list[str]) -> list[dict]:
@@ -145,7 +188,7 @@ def train(kind: str, sample_paths: list[str], model_out: str, meta_out: str, his
     from smdown import models
     from smdown import train as training
 
-    pooled = training.pool(load_samples(sample_paths))
+    pooled = pool(load_samples(sample_paths))
     features = [str(f) for f in pooled["features"]]
     settings = model_settings(config)
     seed = config["seed"] + layer_seed
@@ -153,16 +196,14 @@ def train(kind: str, sample_paths: list[str], model_out: str, meta_out: str, his
         model = training.train_rf(pooled, config["rf"], seed, n_jobs=int(os.environ.get("SMDOWN_THREADS", 1)))
         import joblib
 
-        tmp = Path(model_out + ".part")
-        joblib.dump(model, tmp)
-        tmp.replace(model_out)
+        with io.atomic_path(model_out) as tmp:
+            joblib.dump(model, tmp)
     else:
         aggregate = config["samples"]["target"] == "aggregate"
         model, history = training.train_deep(kind, pooled, config["models"], seed, aggregate,
                                              feature_spec(config).n_dynamic)
-        tmp = Path(model_out).with_name(".part." + Path(model_out).name)
-        model.save(tmp)
-        tmp.replace(model_out)
+        with io.atomic_path(model_out) as tmp:
+            model.save(tmp)
         _write_csv(history_out, history)
         log.info("%s: best val_loss %.4e at epoch %d", kind, history["val_loss"].min(),
                  int(history.loc[history["val_loss"].idxmin(), "epoch"]))
@@ -191,7 +232,7 @@ def ensemble(model_paths: list[str], sample_paths: list[str], output: str, confi
     from smdown import train as training
 
     members = load_members(model_paths, config)
-    val = training.subset(training.pool(load_samples(sample_paths)), 1)
+    val = training.subset(pool(load_samples(sample_paths)), 1)
     predictions = {name: m.predict_samples(val) for name, m in members.items()}
     target = val["target"]
     if config["samples"]["target"] == "aggregate":  # skill on the coarse value each bag must reproduce
@@ -224,26 +265,21 @@ def predict(model_paths: list[str], weights_path: str, rasters: dict[str, str], 
 
 
 def copy_baseline(source: str, output: str) -> None:
-    tmp = Path(output).with_name(".part." + Path(output).name)
-    shutil.copyfile(source, tmp)
-    tmp.replace(output)
+    with io.atomic_path(output) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 # ------------------------------------------------------------------ helpers
 
 
 def _write_json(path: str, data: dict) -> None:
-    tmp = Path(path).with_name(Path(path).name + ".part")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    with io.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
 
 
 def _write_csv(path: str, frame: pd.DataFrame) -> None:
-    tmp = Path(path).with_name(Path(path).name + ".part")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with io.atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def use_threads(threads: int) -> None:

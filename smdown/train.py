@@ -13,19 +13,6 @@ from smdown.models import INPUT_FORM, build
 log = logging.getLogger(__name__)
 
 
-def pool(samples: list[dict]) -> dict[str, np.ndarray]:
-    """Concatenate the samples of several scales (same features required)."""
-    names = [tuple(s["features"]) for s in samples]
-    if len(set(names)) != 1:
-        raise ValueError(f"samples of the training scales have different features: {names}")
-    keys = ("pixel", "patch", "sequence", "target", "target_sequence", "sequence_weight", "split")
-    pooled = {key: np.concatenate([s[key] for s in samples]) for key in keys}
-    offsets = np.cumsum([0] + [int(s["bag"].max()) + 1 if len(s["bag"]) else 0 for s in samples[:-1]])
-    pooled["bag"] = np.concatenate([s["bag"] + offset for s, offset in zip(samples, offsets, strict=True)])
-    pooled["features"] = samples[0]["features"]
-    return pooled
-
-
 def bag_means(values: np.ndarray, bag: np.ndarray) -> np.ndarray:
     """Mean of per-example values within each bag (bags numbered 0..n-1 in the subset's order)."""
     _, index = np.unique(bag, return_inverse=True)

@@ -31,6 +31,18 @@ START = "2023-05-01"
 DAYS = 10
 
 
+# Settings of the tiny end-to-end runs: training at 3000 m only, small models, a few epochs.
+TINY_SETTINGS = {
+    "training_scales": [3000],
+    "derived": {"terrain": ["slope"], "api_decay": [0.7]},
+    "samples": {"per_scale": 1000, "bag_size": 8, "patch": 3, "sequence_days": 5, "time_block_days": 4},
+    "models": {"epochs": 2, "batch_size": 64, "dnn_units": [8], "cnn_filters": [4], "lstm_units": 4},
+    "rf": {"trees": 5, "max_depth": 5},
+    "evaluate": {"map_days": 2},
+    "sensitivity": {"samples": 60, "repeats": 1, "points": 4},
+}
+
+
 def run_workflow(workdir: Path, config: dict | None, *args: str, cores: int = 2, timeout: int = 600,
                  env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run the workflow in `workdir` with `config` (written to workdir/config.yaml; None keeps the file there).

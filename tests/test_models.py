@@ -169,6 +169,38 @@ def test_aggregate_learning_recovers_the_fine_pattern():
     assert r > 0.7, r
 
 
+def test_bags_read_cell_by_cell_equal_bags_drawn_in_memory(tmp_path):
+    """steps.samples reads only the windows of the cells holding bags (edge-padded at the region's border):
+    the samples are exactly those drawn from the whole arrays, NaN predictors included."""
+    x0, x1, fine, coarse = _world(seed=4, days=8)
+    factor, days = 6, fine.shape[0]
+    x0[0, 0] = np.nan  # a corner pixel: bags whose patch touches it are dropped
+    x1[2:, 13, 7] = np.nan  # an inner pixel, from day 2 on
+    dates = DATES[:days]
+    coarse_grid = Grid("EPSG:6933", Affine(9000.0, 0, 0.0, 0, -9000.0, 900000.0), 4, 4)
+    fine_grid = nested_grid(coarse_grid, factor)
+    rasters = {"x1": str(tmp_path / "x1.tif"), "x0": str(tmp_path / "x0.tif")}
+    io.write_stack(rasters["x1"], io.Stack(x1, fine_grid, dates))
+    io.write_stack(rasters["x0"], io.Stack(x0[None], fine_grid, None))
+    split = make_split((4, 4), dates, [], {"val_cells": 0.25, "test_cells": 0.1, "time_block_days": 2,
+                                           "val_days": 0.25, "test_days": 0.25}, seed=0)
+    spec = FeatureSpec(("x1",), ("x0",), (), False)
+    settings = {"per_scale": 400, "bag_size": 8, "patch": 3, "sequence_days": 3}
+    windowed = steps._bag_samples(spec, rasters, io.Stack(coarse, coarse_grid, dates), split, factor, settings,
+                                  np.random.default_rng(1))
+    masks = group_masks(split, dates, fine.shape[1:], factor)
+    field = block_expand(coarse, factor)
+    drawn = draw_bags(field, [x1, x0], masks, factor, 50, 8, np.random.default_rng(1))
+    whole = build_samples(spec, [x1, x0], field, drawn, 3, 3, masks)
+    assert set(windowed) == set(whole)
+    for key in whole:
+        np.testing.assert_array_equal(windowed[key], whole[key], err_msg=key)
+    assert 0 < windowed["bag"].max() + 1 < 50  # some bags were dropped for the NaN pixels
+    corner = (windowed["row"] <= 1) & (windowed["col"] <= 1)
+    assert not corner.any()
+    assert set(np.unique(windowed["split"])) == {0, 1, 2}
+
+
 def test_predict_layer_writes_members_and_consistent_ensemble(tmp_path):
     factor = 4
     fine_grid = nested_grid(COARSE, factor)
@@ -223,5 +255,5 @@ def test_no_finite_target_is_a_clear_error():
     split = make_split((4, 4), dates, [], {"val_cells": 0.25, "test_cells": 0.0, "time_block_days": 1,
                                            "val_days": 0.34, "test_days": 0.0}, seed=0)
     masks = group_masks(split, dates, fine.shape[1:], 6)
-    with pytest.raises(ValueError, match="every target or predictor value is NaN"):
+    with pytest.raises(ValueError, match="no training example: every target or predictor value is NaN"):
         draw_bags(np.full_like(fine, np.nan), [x1, x0], masks, 6, 10, 4, np.random.default_rng(0))

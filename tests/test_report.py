@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_workflow
+from conftest import TINY_SETTINGS, run_workflow
 
 from smdown.demo import make_world, write_world
 
@@ -31,13 +31,7 @@ def tiny_config(inputs: Path) -> dict:
             "truth": {layer: str(inputs / f"truth_{layer}.tif") for layer in LAYERS},
         },
         "scales": [3000, 900],
-        "training_scales": [3000],
-        "derived": {"terrain": ["slope"], "api_decay": [0.7]},
-        "samples": {"per_scale": 1000, "bag_size": 8, "patch": 3, "sequence_days": 5, "time_block_days": 4},
-        "models": {"epochs": 2, "batch_size": 64, "dnn_units": [8], "cnn_filters": [4], "lstm_units": 4},
-        "rf": {"trees": 5, "max_depth": 5},
-        "evaluate": {"map_days": 2},
-        "sensitivity": {"samples": 60, "repeats": 1, "points": 4},
+        **TINY_SETTINGS,
     }
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_workflow
+from conftest import TINY_SETTINGS, run_workflow
 
 from smdown.acquire.region import coarse_grid, fine_grid, make_region
 from smdown.io import read_grid, read_stack
@@ -58,14 +58,8 @@ def season_config(url: str, ismn: str) -> dict:
                           "token_url": f"{url}/sas/token"},
             "ismn": {"path": ismn},
         },
-        "scales": [3000, 1000],
-        "training_scales": [3000],
-        "derived": {"terrain": ["slope"], "api_decay": [0.7]},
-        "samples": {"per_scale": 1000, "bag_size": 8, "patch": 3, "sequence_days": 5, "time_block_days": 4},
-        "models": {"epochs": 2, "batch_size": 64, "dnn_units": [8], "cnn_filters": [4], "lstm_units": 4},
-        "rf": {"trees": 5, "max_depth": 5},
-        "evaluate": {"map_days": 2},
-        "sensitivity": {"samples": 60, "repeats": 1, "points": 4},
+        "scales": [3000, 1000],  # the acquired rasters' 1000 m grid is the finest scale
+        **TINY_SETTINGS,
     }
 
 
