@@ -117,8 +117,8 @@ def nest(fine: Grid, coarse: Grid) -> int:
 
 
 def _read(path: PathLike, row: int, col: int, height: int, width: int, bands: np.ndarray) -> np.ndarray:
-    """Bands (0-based) of a window. The one place that reads pixels here (all bands, then a selection)."""
-    return io.read_window(path, row, col, height, width)[bands]
+    """Bands (0-based) of a window: the one place that reads pixels here."""
+    return io.read_window(path, row, col, height, width, bands)
 
 
 def _aligned(path: PathLike, dates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

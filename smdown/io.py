@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,14 +134,17 @@ def read_stack(path: str | os.PathLike, static: bool = False) -> Stack:
         return Stack(data, _grid_of(src), dates)
 
 
-def read_window(path: str | os.PathLike, row: int, col: int, height: int, width: int) -> np.ndarray:
-    """Read a window (all bands) of a raster on our grids; pixels outside the raster are NaN."""
+def read_window(path: str | os.PathLike, row: int, col: int, height: int, width: int,
+                bands: Sequence[int] | None = None) -> np.ndarray:
+    """Read a window of a raster on our grids (all bands, or the 0-based `bands`); pixels outside the
+    raster are NaN."""
+    indexes = None if bands is None else [int(b) + 1 for b in bands]
     with rasterio.open(path) as src:
         window = Window(col, row, width, height)
         inside = row >= 0 and col >= 0 and row + height <= src.height and col + width <= src.width
         if inside:  # a boundless read goes through a VRT: several times slower
-            return _as_float(src.read(window=window), src.nodata)
-        return _as_float(src.read(window=window, boundless=True, fill_value=np.nan), src.nodata)
+            return _as_float(src.read(indexes, window=window), src.nodata)
+        return _as_float(src.read(indexes, window=window, boundless=True, fill_value=np.nan), src.nodata)
 
 
 def _footprint(path: str | os.PathLike, grid: Grid) -> Window:

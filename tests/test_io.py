@@ -93,6 +93,15 @@ def test_read_window_is_nan_outside_the_raster(coarse_grid, write_raster):
     assert np.isnan(window[0, 1]).all() and np.isnan(window[0, :, 1]).all()
 
 
+def test_read_window_selects_bands_in_the_order_asked(coarse_grid, write_raster):
+    data = np.arange(3)[:, None, None] * np.ones((3, 2, 2))
+    path = write_raster("d.tif", data, coarse_grid, make_dates("2023-05-01", 3))
+    inside = io.read_window(path, 0, 0, 2, 2, bands=[2, 0])
+    outside = io.read_window(path, 1, 1, 2, 2, bands=np.array([1]))
+    assert inside.shape == (2, 2, 2) and (inside[0] == 2).all() and (inside[1] == 0).all()
+    assert outside.shape == (1, 2, 2) and outside[0, 0, 0] == 1 and np.isnan(outside[0, 1]).all()
+
+
 def test_failed_write_leaves_no_file(tmp_path, coarse_grid):
     path = tmp_path / "out.tif"
     with pytest.raises(RuntimeError), io.open_writer(path, coarse_grid, ["2023-05-01"]) as dst:
