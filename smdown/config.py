@@ -89,6 +89,11 @@ def _check_consistency(config: dict) -> None:
         _check_layer_predictors(config["inputs"])
 
 
+def layer_variable(name: str, layer: str) -> str:
+    """The workflow's variable name of a predictor's raster for one layer only (e.g. sand_rootzone)."""
+    return f"{name}_{layer}"
+
+
 def _check_layer_predictors(inputs: dict) -> None:
     """A layer-specific raster replaces a shared predictor for a layer the run has."""
     for layer, names in inputs.get("layer_predictors", {}).items():
@@ -100,10 +105,10 @@ def _check_layer_predictors(inputs: dict) -> None:
                     f"config key 'inputs.layer_predictors.{layer}.{name}': not among 'inputs.predictors' "
                     f"{sorted(inputs['predictors'])} (a layer-specific raster replaces a shared predictor)"
                 )
-            if f"{name}_{layer}" in inputs["predictors"]:
+            if layer_variable(name, layer) in inputs["predictors"]:
                 raise ConfigError(
                     f"config key 'inputs.layer_predictors.{layer}.{name}': clashes with the predictor "
-                    f"'{name}_{layer}'; rename that predictor"
+                    f"'{layer_variable(name, layer)}'; rename that predictor"
                 )
 
 
@@ -128,8 +133,8 @@ class Inputs:
         return [name for name in self.predictors if name not in self.static]
 
     def variants(self) -> dict[str, tuple[str, str]]:
-        """Variable name of each layer-specific predictor raster (`<name>_<layer>`) -> (layer, name)."""
-        return {f"{name}_{layer}": (layer, name)
+        """Variable name of each layer-specific predictor raster (layer_variable) -> (layer, name)."""
+        return {layer_variable(name, layer): (layer, name)
                 for layer, names in self.layer_predictors.items() for name in names}
 
 

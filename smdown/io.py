@@ -147,19 +147,18 @@ def read_window(path: str | os.PathLike, row: int, col: int, height: int, width:
         return _as_float(src.read(indexes, window=window, boundless=True, fill_value=np.nan), src.nodata)
 
 
-def _footprint(path: str | os.PathLike, grid: Grid) -> Window:
-    """The grid's bounds in a raster's pixel coordinates (fractional, possibly beyond the raster)."""
-    with _open(path) as src:
-        bounds = transform_bounds(CRS.from_user_input(grid.crs), src.crs, *grid.bounds, densify_pts=21)
-        return windows.from_bounds(*bounds, transform=src.transform)
+def _footprint(src, grid: Grid) -> Window:
+    """The grid's bounds in an open raster's pixel coordinates (fractional, possibly beyond the raster)."""
+    bounds = transform_bounds(CRS.from_user_input(grid.crs), src.crs, *grid.bounds, densify_pts=21)
+    return windows.from_bounds(*bounds, transform=src.transform)
 
 
 def read_covering(path: str | os.PathLike, grid: Grid, static: bool = False) -> Stack | None:
     """The part of a raster that a warp onto `grid` reads: the grid's footprint in the raster plus a
     margin for the resampling kernel (which GDAL widens where the warp downsamples); None where the
     raster does not reach the grid."""
-    footprint = _footprint(path, grid)
     with _open(path) as src:
+        footprint = _footprint(src, grid)
         ratio = max(footprint.width / grid.width, footprint.height / grid.height, 1.0)
         margin = int(np.ceil(2 * ratio)) + 2
         row0 = max(int(np.floor(footprint.row_off)) - margin, 0)
@@ -279,7 +278,8 @@ def warp(stack: Stack, grid: Grid, method: str = "cubic", scale: tuple[float, fl
 def warp_scale(path: str | os.PathLike, grid: Grid) -> tuple[float, float]:
     """Destination pixels per source pixel (x, y) of a warp of a raster onto a whole grid, as GDAL
     computes it for one chunk: the grid's size over its footprint's size in the raster's pixels."""
-    footprint = _footprint(path, grid)
+    with _open(path) as src:
+        footprint = _footprint(src, grid)
     return grid.width / footprint.width, grid.height / footprint.height
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import numpy as np
 
-from smdown.features import FeatureSpec, gather
+from smdown.features import FeatureSpec, derive, gather
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 BAG_SHARES = (0.7, 0.2, 0.1)  # of the bags drawn, for train / val / test
@@ -154,26 +159,41 @@ def finite_pixels(features: list[np.ndarray], days: int) -> np.ndarray:
     return finite
 
 
-def draw_bags(
-    target: np.ndarray, features: list[np.ndarray], masks: dict, factor: int, n_bags: int, bag_size: int,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, ...]:
-    """Bags of `bag_size` random pixels of one coarse cell on one day (finite pixel features), in memory.
+# (row, col, size, halo) -> each predictor raster over a size x size window at (row, col) of the scale's
+# grid plus `halo` pixels around it, edge values repeated beyond the region (as at prediction)
+CellReader = Callable[[int, int, int, int], dict[str, np.ndarray]]
 
-    `target` is the coarse value repeated over each cell's pixels; the bag's label is that value,
-    the areal mean of the fine field it must reproduce. Returns (t, r, c, split code, bag id).
-    steps.samples does the same cell by cell from windows of the rasters.
+
+def bag_samples(spec: FeatureSpec, read_cell: CellReader, coarse: np.ndarray, dates: list[str], cell_masks: dict,
+                factor: int, settings: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Bags of `bag_size` random pixels of one coarse cell on one day, labelled with that cell-day's
+    coarse value (the areal mean of the fine field the model must reproduce), built cell by cell.
+
+    The bags' cell-days are drawn from the coarse input first; then only the cells that hold bags are
+    read (with the CNN's halo), so memory is that of one cell's time series, not of the region.
     """
-    cell_masks = {name: (day_mask, pixel_mask[::factor, ::factor]) for name, (day_mask, pixel_mask) in masks.items()}
-    bags = draw_bag_cells(target[:, ::factor, ::factor], cell_masks, n_bags, rng)
-    finite = finite_pixels(features, target.shape[0]) & np.isfinite(target)
+    halo = settings["patch"] // 2
+    bags = draw_bag_cells(coarse, cell_masks, settings["per_scale"] // settings["bag_size"], rng)
+    cells, firsts, counts = np.unique(bags[:, 2:], axis=0, return_index=True, return_counts=True)
+    inner = slice(halo, halo + factor)
     parts = []
-    for (cr, cc), first in zip(*np.unique(bags[:, 2:], axis=0, return_index=True), strict=True):
-        cell = bags[first : first + np.sum((bags[:, 2] == cr) & (bags[:, 3] == cc))]
-        window = finite[:, cr * factor : (cr + 1) * factor, cc * factor : (cc + 1) * factor]
-        t, r, c, code, bag = pick_bag_pixels(window, cell, first, bag_size, rng)
-        parts.append((t, r + cr * factor, c + cc * factor, code, bag))
-    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+    for (cr, cc), first, count in zip(cells, firsts, counts, strict=True):
+        row, col = cr * factor, cc * factor
+        features = derive(spec, read_cell(row, col, factor, halo), dates)
+        finite = finite_pixels([values[..., inner, inner] for values in features], len(dates))
+        t, r, c, code, bag = pick_bag_pixels(finite, bags[first : first + count], first, settings["bag_size"], rng)
+        field = np.broadcast_to(coarse[:, cr, cc, None, None], (len(dates),) + features[-1].shape[-2:])
+        part = build_samples(spec, features, field, (t, r + halo, c + halo, code, bag), settings["patch"],
+                             settings["sequence_days"], cell_masks, halo_included=True)
+        part["row"] += row - halo
+        part["col"] += col - halo
+        parts.append(part)
+    result = pool(parts)
+    if not np.any(result["split"] == 0):
+        raise ValueError("no training example: the predictors are NaN on every drawn training cell-day")
+    log.info("%d of %d bags drawn in %d cells kept (the others' pixels touch a NaN predictor)",
+             result["bag"].max() + 1, len(bags), len(cells))
+    return result
 
 
 def pool(samples: list[dict]) -> dict[str, np.ndarray]:
@@ -197,19 +217,21 @@ def build_samples(
     patch: int,
     sequence_days: int,
     masks: dict,
+    halo_included: bool = False,
 ) -> dict[str, np.ndarray]:
     """Pixel vectors (DNN, RF), patches (CNN) and sequences (LSTM) for the same drawn examples.
 
     `drawn` is (t, r, c, split code) or (t, r, c, split code, bag id); an example (or, with bags,
-    its whole bag) whose patch or sequence touches a NaN predictor is dropped.
+    its whole bag) whose patch or sequence touches a NaN predictor is dropped. With `halo_included`
+    the features already hold the patch's halo around the pixels drawn; otherwise edges are repeated.
     """
     t, r, c, code = drawn[:4]
     bag = drawn[4] if len(drawn) > 4 else np.arange(len(t))
     halo = patch // 2
-    padded = pad_features(features, halo)
+    padded, shift = (features, 0) if halo_included else (pad_features(features, halo), halo)
     offsets = np.arange(-halo, halo + 1)
-    patches = gather(padded, t[:, None, None], (r + halo)[:, None, None] + offsets[None, :, None],
-                     (c + halo)[:, None, None] + offsets[None, None, :])
+    patches = gather(padded, t[:, None, None], (r + shift)[:, None, None] + offsets[None, :, None],
+                     (c + shift)[:, None, None] + offsets[None, None, :])
     steps = np.arange(-sequence_days + 1, 1)
     t_seq = t[:, None] + steps[None, :]
     t_clipped = np.clip(t_seq, 0, None)  # days before the first are the first day repeated, as at prediction

@@ -15,16 +15,7 @@ from smdown import io, resample
 from smdown.config import inputs_of
 from smdown.features import FeatureSpec, derive
 from smdown.grid import nest_factor
-from smdown.samples import (
-    build_samples,
-    draw_bag_cells,
-    draw_examples,
-    finite_pixels,
-    group_masks,
-    make_split,
-    pick_bag_pixels,
-    pool,
-)
+from smdown.samples import bag_samples, build_samples, draw_examples, group_masks, make_split, pool
 
 log = logging.getLogger(__name__)
 
@@ -129,34 +120,14 @@ def samples(rasters: dict[str, str], target: str, split_path: str, coarse: str, 
 
 def _bag_samples(spec: FeatureSpec, rasters: dict[str, str], coarse: io.Stack, split_groups: dict, factor: int,
                  settings: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Bags drawn cell by cell: only the windows (plus the CNN's halo) of the cells that hold bags are
-    read, so memory is bounded by one coarse cell's time series, not by the region."""
-    dates = coarse.dates
-    halo = settings["patch"] // 2
+    """Bags read cell by cell from windows of the scale's rasters (samples.bag_samples)."""
     shape = (coarse.grid.height * factor, coarse.grid.width * factor)
-    masks = group_masks(split_groups, dates, coarse.grid.shape, 1)
-    bags = draw_bag_cells(coarse.data, masks, settings["per_scale"] // settings["bag_size"], rng)
-    cells, firsts, counts = np.unique(bags[:, 2:], axis=0, return_index=True, return_counts=True)
-    inner = slice(halo, halo + factor)
-    parts = []
-    for (cr, cc), first, count in zip(cells, firsts, counts, strict=True):
-        row, col = cr * factor, cc * factor
-        window = {name: io.read_block(rasters[name], row, col, factor, factor, halo, shape) for name in spec.rasters}
-        features = derive(spec, window, dates)
-        finite = finite_pixels([values[..., inner, inner] for values in features], len(dates))
-        t, r, c, code, bag = pick_bag_pixels(finite, bags[first : first + count], first, settings["bag_size"], rng)
-        field = np.broadcast_to(coarse.data[:, cr, cc, None, None], (len(dates),) + features[-1].shape[-2:])
-        part = build_samples(spec, features, field, (t, r + halo, c + halo, code, bag), settings["patch"],
-                             settings["sequence_days"], masks)
-        part["row"] += row - halo
-        part["col"] += col - halo
-        parts.append(part)
-    result = pool(parts)
-    if not np.any(result["split"] == 0):
-        raise ValueError("no training example: the predictors are NaN on every drawn training cell-day")
-    log.info("%d of %d bags drawn in %d cells kept (the others' pixels touch a NaN predictor)",
-             result["bag"].max() + 1, len(bags), len(cells))
-    return result
+
+    def read_cell(row: int, col: int, size: int, halo: int) -> dict[str, np.ndarray]:
+        return {name: io.read_block(rasters[name], row, col, size, size, halo, shape) for name in spec.rasters}
+
+    masks = group_masks(split_groups, coarse.dates, coarse.grid.shape, 1)
+    return bag_samples(spec, read_cell, coarse.data, coarse.dates, masks, factor, settings, rng)
 
 
 def _pixel_samples(spec: FeatureSpec, rasters: dict[str, str], target: io.Stack, split_groups: dict, factor: int,

@@ -13,7 +13,7 @@ from smdown import ensemble, io, models, steps, train
 from smdown.features import FeatureSpec
 from smdown.grid import Grid, block_expand, block_mean, nested_grid
 from smdown.predict import coarse_correction, predict_layer
-from smdown.samples import build_samples, draw_bags, group_masks, make_split
+from smdown.samples import bag_samples, group_masks, make_split, pad_features
 
 HP = {"dnn_units": [16], "cnn_filters": [8], "lstm_units": 4, "dropout": 0.0, "learning_rate": 0.01,
       "epochs": 30, "patience": 5, "batch_size": 512}
@@ -143,19 +143,27 @@ def _world(seed: int = 0, cells: int = 4, factor: int = 6, days: int = 12):
     return x0.astype(np.float32), x1.astype(np.float32), fine, block_mean(fine, factor)
 
 
+def _bags(spec, arrays: dict, coarse, dates, split, factor, n_bags, bag_size, sequence_days, seed):
+    """samples.bag_samples over in-memory arrays (each padded once with repeated edges, then windowed)."""
+
+    def read_cell(row, col, size, halo):
+        padded = {name: pad_features([a if a.ndim == 3 else a[None]], halo)[0] for name, a in arrays.items()}
+        return {name: a[:, row : row + size + 2 * halo, col : col + size + 2 * halo] for name, a in padded.items()}
+
+    settings = {"per_scale": n_bags * bag_size, "bag_size": bag_size, "patch": 3, "sequence_days": sequence_days}
+    masks = group_masks(split, dates, coarse.shape[1:], 1)
+    return bag_samples(spec, read_cell, coarse, dates, masks, factor, settings, np.random.default_rng(seed))
+
+
 def test_aggregate_learning_recovers_the_fine_pattern():
     """Trained only on coarse values (bag means), the DNN predicts the within-cell pattern."""
     x0, x1, fine, coarse = _world()
     factor, days = 6, fine.shape[0]
     spec = FeatureSpec(("x1",), ("x0",), (), False)
-    features = [x1, x0]
     dates = [f"2023-06-{d + 1:02d}" for d in range(days)]
     split = make_split((4, 4), dates, [], {"val_cells": 0.25, "test_cells": 0.0, "time_block_days": 3,
                                            "val_days": 0.25, "test_days": 0.0}, seed=0)
-    masks = group_masks(split, dates, fine.shape[1:], factor)
-    field = block_expand(coarse, factor)
-    drawn = draw_bags(field, features, masks, factor, 800, 16, np.random.default_rng(0))
-    samples = build_samples(spec, features, field, drawn, 3, 2, masks)
+    samples = _bags(spec, {"x1": x1, "x0": x0}, coarse, dates, split, factor, 800, 16, 2, seed=0)
     # each bag is one cell-day, labelled with its coarse value
     for bag in range(3):
         members = samples["bag"] == bag
@@ -171,7 +179,7 @@ def test_aggregate_learning_recovers_the_fine_pattern():
 
 def test_bags_read_cell_by_cell_equal_bags_drawn_in_memory(tmp_path):
     """steps.samples reads only the windows of the cells holding bags (edge-padded at the region's border):
-    the samples are exactly those drawn from the whole arrays, NaN predictors included."""
+    the samples are exactly those drawn from the whole arrays padded at once, NaN predictors included."""
     x0, x1, fine, coarse = _world(seed=4, days=8)
     factor, days = 6, fine.shape[0]
     x0[0, 0] = np.nan  # a corner pixel: bags whose patch touches it are dropped
@@ -188,10 +196,7 @@ def test_bags_read_cell_by_cell_equal_bags_drawn_in_memory(tmp_path):
     settings = {"per_scale": 400, "bag_size": 8, "patch": 3, "sequence_days": 3}
     windowed = steps._bag_samples(spec, rasters, io.Stack(coarse, coarse_grid, dates), split, factor, settings,
                                   np.random.default_rng(1))
-    masks = group_masks(split, dates, fine.shape[1:], factor)
-    field = block_expand(coarse, factor)
-    drawn = draw_bags(field, [x1, x0], masks, factor, 50, 8, np.random.default_rng(1))
-    whole = build_samples(spec, [x1, x0], field, drawn, 3, 3, masks)
+    whole = _bags(spec, {"x1": x1, "x0": x0}, coarse, dates, split, factor, 50, 8, 3, seed=1)
     assert set(windowed) == set(whole)
     for key in whole:
         np.testing.assert_array_equal(windowed[key], whole[key], err_msg=key)
@@ -234,14 +239,10 @@ def test_training_is_reproducible(kind):
     x0, x1, fine, coarse = _world(seed=3, days=6)
     factor = 6
     spec = FeatureSpec(("x1",), ("x0",), (), False)
-    features = [x1, x0]
     dates = [f"2023-06-{d + 1:02d}" for d in range(fine.shape[0])]
     split = make_split((4, 4), dates, [], {"val_cells": 0.25, "test_cells": 0.0, "time_block_days": 3,
                                            "val_days": 0.25, "test_days": 0.0}, seed=0)
-    masks = group_masks(split, dates, fine.shape[1:], factor)
-    field = block_expand(coarse, factor)
-    samples = build_samples(spec, features, field, draw_bags(field, features, masks, factor, 60, 8,
-                                                             np.random.default_rng(0)), 3, 2, masks)
+    samples = _bags(spec, {"x1": x1, "x0": x0}, coarse, dates, split, factor, 60, 8, 2, seed=0)
     hp = dict(HP, epochs=2)
     first, _ = train.train_deep(kind, samples, hp, seed=7, aggregate=True)
     second, _ = train.train_deep(kind, samples, hp, seed=7, aggregate=True)
@@ -254,6 +255,6 @@ def test_no_finite_target_is_a_clear_error():
     dates = [f"2023-06-{d + 1:02d}" for d in range(3)]
     split = make_split((4, 4), dates, [], {"val_cells": 0.25, "test_cells": 0.0, "time_block_days": 1,
                                            "val_days": 0.34, "test_days": 0.0}, seed=0)
-    masks = group_masks(split, dates, fine.shape[1:], 6)
+    spec = FeatureSpec(("x1",), ("x0",), (), False)
     with pytest.raises(ValueError, match="no training example: every target or predictor value is NaN"):
-        draw_bags(np.full_like(fine, np.nan), [x1, x0], masks, 6, 10, 4, np.random.default_rng(0))
+        _bags(spec, {"x1": x1, "x0": x0}, np.full_like(coarse, np.nan), dates, split, 6, 10, 4, 2, seed=0)

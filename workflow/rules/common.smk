@@ -80,7 +80,10 @@ def is_coarse_variable(wildcards):
 def scale_rasters(scale, layer):
     """A layer's predictor rasters at a scale (its own variant where it has one, e.g. sand_rootzone)."""
     own = INPUTS.layer_predictors.get(layer, {})
-    variables = {n: f"{n}_{layer}" if n in own else n for n in PREDICTOR_RASTERS}
+    variables = {
+        n: smconfig.layer_variable(n, layer) if n in own else n
+        for n in PREDICTOR_RASTERS
+    }
     return {name: f"{R}/scales/{scale}/{var}.tif" for name, var in variables.items()}
 
 
