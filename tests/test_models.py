@@ -258,3 +258,13 @@ def test_no_finite_target_is_a_clear_error():
     spec = FeatureSpec(("x1",), ("x0",), (), False)
     with pytest.raises(ValueError, match="no training example: every target or predictor value is NaN"):
         _bags(spec, {"x1": x1, "x0": x0}, np.full_like(coarse, np.nan), dates, split, 6, 10, 4, 2, seed=0)
+
+
+def test_predictors_nan_on_every_drawn_cell_day_is_a_clear_error():
+    x0, x1, fine, coarse = _world(days=3)
+    dates = [f"2023-06-{d + 1:02d}" for d in range(3)]
+    split = make_split((4, 4), dates, [], {"val_cells": 0.25, "test_cells": 0.0, "time_block_days": 1,
+                                           "val_days": 0.34, "test_days": 0.0}, seed=0)
+    spec = FeatureSpec(("x1",), ("x0",), (), False)
+    with pytest.raises(ValueError, match="no training example: the predictors are NaN on every drawn training"):
+        _bags(spec, {"x1": np.full_like(x1, np.nan), "x0": x0}, coarse, dates, split, 6, 10, 4, 2, seed=0)
