@@ -237,6 +237,20 @@ def write_window(dst, data: np.ndarray, row: int, col: int) -> None:
     dst.write(data.astype(np.float32, copy=False), window=window)
 
 
+def write_csv(path: str | os.PathLike, frame) -> None:
+    """Write a pandas DataFrame as CSV (no index), atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_json(path: str | os.PathLike, data) -> None:
+    """Write JSON-serialisable data, atomically."""
+    import json
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
+
+
 def write_stack(path: str | os.PathLike, stack: Stack) -> None:
     """Write a stack as a tiled, compressed float32 GeoTIFF with dated bands, atomically."""
     data = stack.data if stack.data.ndim == 3 else stack.data[np.newaxis]
