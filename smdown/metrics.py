@@ -16,11 +16,18 @@ Definitions (pred = prediction, ref = reference, over the finite pairs):
   coarse cell's mean (per day, over the paired pixels of the block) is subtracted, then the
   anomalies are correlated. It measures the sub-cell detail a downscaler adds; a method that is
   constant within each cell has no anomaly variance and gets NaN.
+
+Beyond skill: ``Seams`` (the coarse grid showing in a fine map: mean |difference| of neighbours
+across a cell edge over the same inside cells), ``Spread`` (coverage, spread-error correlation and
+reliability of a predicted standard deviation) and ``ClusterSums`` / ``bootstrap_ci`` (95 %
+intervals of r, bias, rmse and ubrmse by a bootstrap over spatial clusters and blocks of days,
+memory bounded by one row of sums per cluster and block).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -229,3 +236,275 @@ class Accumulator:
         out = self.values.metrics()
         out["anomaly_r"] = self.anomalies.r() if self.factor is not None else float("nan")
         return {key: out[key] for key in METRICS}
+
+
+# ---------------------------------------------------------------- seams
+
+
+@dataclass
+class Seams:
+    """Mean absolute difference between 4-neighbour fine pixels across a coarse-cell edge and inside cells.
+
+    ``ratio`` = across / inside. A map corrected by one constant per coarse cell shows the coarse
+    grid as steps: a ratio well above 1. A field without the coarse grid in it has a ratio near 1 (a
+    little below where cells are statistically homogeneous inside). ``update(field, factor, row,
+    col)`` takes a window (..., rows, cols) whose first pixel is at fine ``(row, col)`` of the grid
+    (so edges are placed right wherever a window starts); only pairs where both pixels are finite
+    count. To stream over windows that tile a grid and still count the pairs between them, give
+    each window with one more pixel row and column (where the grid has them) and its own size as
+    ``extent``: only pairs whose first pixel lies in the window proper are counted.
+    """
+
+    across: float = 0.0
+    n_across: int = 0
+    inside: float = 0.0
+    n_inside: int = 0
+
+    def update(self, field: np.ndarray, factor: int, row: int = 0, col: int = 0,
+               extent: tuple[int, int] | None = None) -> None:
+        field = np.asarray(field, dtype=np.float64)
+        height, width = extent if extent is not None else field.shape[-2:]
+        if field.shape[-2] < height or field.shape[-1] < width:
+            raise ValueError(f"window {field.shape[-2:]} is smaller than its extent {(height, width)}")
+        for axis, start, own in ((-1, col, width), (-2, row, height)):
+            # pairs (j, j + 1) with j inside the window proper; the other axis cut to the window proper
+            part = field[..., :height, : min(width + 1, field.shape[-1])] if axis == -1 else \
+                field[..., : min(height + 1, field.shape[-2]), :width]
+            size = part.shape[axis]
+            if size < 2:
+                continue
+            diff = np.abs(np.diff(part, axis=axis))
+            pairs = min(own, size - 1)
+            diff = diff[..., :pairs] if axis == -1 else diff[..., :pairs, :]
+            # the difference between pixels j and j+1 crosses an edge where (start + j + 1) % factor == 0
+            edge = (start + np.arange(1, pairs + 1)) % factor == 0
+            edge = edge if axis == -1 else edge[:, None]
+            ok = np.isfinite(diff)
+            cross = ok & edge
+            within = ok & ~edge
+            self.across += float(diff[cross].sum())
+            self.n_across += int(cross.sum())
+            self.inside += float(diff[within].sum())
+            self.n_inside += int(within.sum())
+
+    def result(self) -> dict[str, float]:
+        """seam_ratio, across (mean |difference| across edges), inside (same within cells) and the counts."""
+        across = self.across / self.n_across if self.n_across else float("nan")
+        inside = self.inside / self.n_inside if self.n_inside else float("nan")
+        ratio = across / inside if self.n_across and self.n_inside and inside > 0 else float("nan")
+        return dict(seam_ratio=ratio, across=across, inside=inside, n_across=self.n_across, n_inside=self.n_inside)
+
+
+def seam_ratio(field: np.ndarray, factor: int) -> float:
+    """Seam ratio of a whole field (..., rows, cols) on a grid nested ``factor`` times (see ``Seams``)."""
+    seams = Seams()
+    seams.update(field, factor)
+    return seams.result()["seam_ratio"]
+
+
+# ---------------------------------------------------------------- uncertainty
+
+#: nominal coverages of the reliability table (central intervals of a normal error)
+NOMINAL = (0.5, 0.68, 0.8, 0.9, 0.95, 0.99)
+#: the interval reported in the uncertainty table: mean +/- Z90 std covers 90 % of a normal error
+Z90 = 1.6448536269514722
+
+
+def _z(nominal: float) -> float:
+    """Half width, in standard deviations, of the central normal interval holding ``nominal``."""
+    return NormalDist().inv_cdf(0.5 + nominal / 2.0)
+
+
+class Spread:
+    """How well a predicted standard deviation describes the error of a prediction, streamed.
+
+    ``update(pred, std, ref)`` per block; triples where all three are finite count. ``result()``:
+    coverage90 (share of |pred - ref| <= 1.645 std), spread_error_r (Pearson correlation of std and
+    |pred - ref|), mean_std, mae, rmse, n. ``coverage()``: observed against nominal coverage of the
+    central normal intervals. ``reliability()``: the pairs binned by predicted std (fixed log bins,
+    merged until each holds ``min_count``), with the RMS of std and the observed RMSE per bin. A
+    well calibrated std has coverage near nominal and RMSE near the RMS std in every bin.
+    """
+
+    EDGES = np.concatenate([[0.0], np.logspace(-5, 0, 51), [np.inf]])
+
+    def __init__(self, nominal: tuple[float, ...] = NOMINAL) -> None:
+        self.nominal = tuple(nominal)
+        self.z = np.array([_z(p) for p in self.nominal])
+        self.inside = np.zeros(len(self.nominal), dtype=np.int64)
+        self.inside90 = 0
+        self.moments = Moments()
+        self.abs_err = 0.0
+        bins = len(self.EDGES) - 1
+        self.count = np.zeros(bins, dtype=np.int64)
+        self.var_sum = np.zeros(bins)
+        self.sq_err = np.zeros(bins)
+
+    def update(self, pred: np.ndarray, std: np.ndarray, ref: np.ndarray) -> None:
+        pred, std, ref = (np.asarray(a, dtype=np.float64) for a in (pred, std, ref))
+        if not (pred.shape == std.shape == ref.shape):
+            raise ValueError(f"shapes differ: pred {pred.shape}, std {std.shape}, ref {ref.shape}")
+        ok = np.isfinite(pred) & np.isfinite(std) & np.isfinite(ref)
+        err = np.abs(pred[ok] - ref[ok])
+        s = std[ok]
+        if not err.size:
+            return
+        self.inside += (err[:, None] <= self.z[None, :] * s[:, None]).sum(axis=0)
+        self.inside90 += int((err <= Z90 * s).sum())
+        self.moments.update(s, err)
+        self.abs_err += float(err.sum())
+        b = np.clip(np.searchsorted(self.EDGES, s, side="right") - 1, 0, len(self.count) - 1)
+        self.count += np.bincount(b, minlength=len(self.count))
+        self.var_sum += np.bincount(b, weights=s * s, minlength=len(self.count))
+        self.sq_err += np.bincount(b, weights=err * err, minlength=len(self.count))
+
+    def result(self) -> dict[str, float]:
+        n_ = self.moments.n
+        if not n_:
+            nan = float("nan")
+            return dict(coverage90=nan, spread_error_r=nan, mean_std=nan, mae=nan, rmse=nan, n=0)
+        return dict(
+            coverage90=self.inside90 / n_,
+            spread_error_r=self.moments.r(),
+            mean_std=self.moments.mean_p,
+            mae=self.abs_err / n_,
+            rmse=float(np.sqrt(self.sq_err.sum() / n_)),
+            n=int(n_),
+        )
+
+    def coverage(self) -> list[dict]:
+        """Rows of nominal and observed coverage (NaN observed without pairs)."""
+        n_ = self.moments.n
+        return [dict(nominal=p, z=float(z), observed=(int(k) / n_ if n_ else float("nan")))
+                for p, z, k in zip(self.nominal, self.z, self.inside, strict=True)]
+
+    def reliability(self, min_count: int = 100) -> list[dict]:
+        """Rows per std bin: std_lo, std_hi, n, rms_std, rmse (bins merged to hold min_count pairs)."""
+        rows, start = [], 0
+        nonzero = np.flatnonzero(self.count)
+        if not nonzero.size:
+            return rows
+        start, last = nonzero[0], nonzero[-1]
+        i = start
+        while i <= last:
+            j, count = i, 0
+            while j <= last and (count < min_count or j == i):
+                count += int(self.count[j])
+                j += 1
+            # a last bin that is too small joins the previous one
+            if j > last and count < min_count and rows:
+                prev = rows.pop()
+                i = prev["_from"]
+                count = int(self.count[i:j].sum())
+            c, v, e = self.count[i:j].sum(), self.var_sum[i:j].sum(), self.sq_err[i:j].sum()
+            rows.append(dict(_from=i, std_lo=float(self.EDGES[i]), std_hi=float(self.EDGES[j]), n=int(c),
+                             rms_std=float(np.sqrt(v / c)), rmse=float(np.sqrt(e / c))))
+            i = j
+        for row in rows:
+            del row["_from"]
+        return rows
+
+
+# ---------------------------------------------------------------- confidence intervals
+
+#: the metrics that get bootstrap intervals (columns <name>_lo, <name>_hi)
+CI_METRICS = ("r", "bias", "rmse", "ubrmse")
+
+
+class ClusterSums:
+    """Sums of finite pairs per (cluster, time block): the sufficient statistics of r, bias, rmse, ubrmse.
+
+    A cluster is a spatial unit (a test cell, a station, a tile of coarse cells), a time block a run of
+    consecutive days. ``add(cluster, block, pred, ref)`` accumulates; memory is one row of 6 sums
+    per (cluster, block), whatever the number of pixels.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple, np.ndarray] = {}
+
+    def add(self, cluster, block, pred: np.ndarray, ref: np.ndarray) -> None:
+        p, o = paired(pred, ref)
+        if not p.size:
+            return
+        key = (cluster, block)
+        s = np.array([p.size, p.sum(), o.sum(), p @ p, o @ o, p @ o])
+        self.sums[key] = self.sums.get(key, 0.0) + s
+
+    def keys(self) -> tuple[set, set]:
+        """The clusters and the time blocks seen."""
+        return {k[0] for k in self.sums}, {k[1] for k in self.sums}
+
+    def table(self, clusters: list | None = None, blocks: list | None = None) -> tuple[list, list, np.ndarray]:
+        """(clusters, blocks, sums (clusters x blocks x 6)); given orders (e.g. shared by the methods of a
+        paired comparison) may hold keys this one has not seen (zero sums)."""
+        seen_c, seen_b = self.keys()
+        clusters = sorted(seen_c, key=str) if clusters is None else list(clusters)
+        blocks = sorted(seen_b, key=str) if blocks is None else list(blocks)
+        ci = {c: i for i, c in enumerate(clusters)}
+        bi = {b: i for i, b in enumerate(blocks)}
+        out = np.zeros((len(clusters), len(blocks), 6))
+        for (c, b), s in self.sums.items():
+            if c in ci and b in bi:
+                out[ci[c], bi[b]] = s
+        return clusters, blocks, out
+
+
+def metrics_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
+    """r, bias, rmse, ubrmse from sums (..., 6) = n, sum p, sum o, sum p^2, sum o^2, sum po."""
+    s = np.asarray(s, dtype=np.float64)
+    n_, sp, so, spp, soo, spo = np.moveaxis(s, -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mp, mo = sp / n_, so / n_
+        vp = np.maximum(spp / n_ - mp * mp, 0.0)
+        vo = np.maximum(soo / n_ - mo * mo, 0.0)
+        cov = spo / n_ - mp * mo
+        bias_ = mp - mo
+        var_d = np.maximum(vp + vo - 2.0 * cov, 0.0)
+        r_ = np.where((vp > 0) & (vo > 0), np.clip(cov / np.sqrt(vp * vo), -1.0, 1.0), np.nan)
+    return dict(r=r_, bias=bias_, rmse=np.sqrt(bias_**2 + var_d), ubrmse=np.sqrt(var_d))
+
+
+def bootstrap_weights(clusters: int, blocks: int, replicates: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resampling multiplicities (replicates x clusters) and (replicates x blocks), drawn with replacement.
+
+    The same weights applied to every method of a comparison give paired intervals of differences.
+    """
+    rng = np.random.default_rng(seed)
+    wc = rng.multinomial(clusters, np.full(clusters, 1.0 / clusters), size=replicates) if clusters else np.zeros((replicates, 0))
+    wb = rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=replicates) if blocks else np.zeros((replicates, 0))
+    return wc.astype(np.float64), wb.astype(np.float64)
+
+
+def resampled_sums(sums: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Sums (replicates x 6) of each bootstrap replicate: clusters and time blocks resampled independently."""
+    wc, wb = weights
+    return np.einsum("rc,cbk,rb->rk", wc, sums, wb, optimize=True)
+
+
+def intervals(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates (NaN replicates left out; NaN if none is finite)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(values, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(cluster_sums: ClusterSums, replicates: int = 1000, seed: int = 0, level: float = 0.95,
+                 weights: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+    """<metric>_lo, <metric>_hi of ``CI_METRICS`` by a bootstrap over clusters and time blocks.
+
+    NaN where there are fewer than two clusters and two blocks' worth of data (one cluster and one
+    block cannot be resampled).
+    """
+    _, _, sums = cluster_sums.table()
+    out = {f"{m}_{side}": float("nan") for m in CI_METRICS for side in ("lo", "hi")}
+    if sums.size == 0 or sums.shape[0] * sums.shape[1] < 2:
+        return out
+    weights = weights if weights is not None else bootstrap_weights(sums.shape[0], sums.shape[1], replicates, seed)
+    values = metrics_from_sums(resampled_sums(sums, weights))
+    for m in CI_METRICS:
+        out[f"{m}_lo"], out[f"{m}_hi"] = intervals(values[m], level)
+    return out

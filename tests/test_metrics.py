@@ -71,3 +71,137 @@ def test_accumulator_matches_arrays():
     assert whole["kge"] == pytest.approx(metrics.kge(pred, ref))
     assert whole["anomaly_r"] == pytest.approx(metrics.anomaly_r(pred, ref, 3))
     assert np.isnan(all_metrics(pred, ref)["anomaly_r"])
+
+
+# ---------------------------------------------------------------- seams
+
+
+def test_seam_ratio_of_steps_and_of_a_smooth_field():
+    k = 4
+    ramp = np.tile(np.arange(16, dtype=float), (16, 1))  # the same step everywhere: ratio 1
+    assert metrics.seam_ratio(ramp, k) == pytest.approx(1.0)
+    # one constant per cell: no difference inside, a step across: NaN (no inside difference), then
+    # a small inside gradient added makes the ratio large
+    steps = np.repeat(np.repeat(np.arange(16.0).reshape(4, 4), k, 0), k, 1)
+    assert np.isnan(metrics.seam_ratio(steps, k))
+    seams = metrics.Seams()
+    seams.update(steps + 0.01 * ramp, k)
+    out = seams.result()
+    # across: horizontal edges step by 1 + 0.01, vertical ones by 4; inside: 0.01 horizontally, 0 vertically
+    assert out["n_across"] == 2 * 16 * 3 and out["n_inside"] == 2 * 16 * 12
+    assert out["across"] == pytest.approx((1.01 + 4.0) / 2)
+    assert out["inside"] == pytest.approx(0.01 / 2)
+    assert out["seam_ratio"] == pytest.approx(out["across"] / out["inside"])
+
+
+def test_seams_streamed_over_windows_equal_the_whole_field():
+    rng = np.random.default_rng(0)
+    field = rng.random((2, 12, 18))
+    field[0, 3, 5] = np.nan
+    whole = metrics.Seams()
+    whole.update(field, 3)
+    parts, cut = metrics.Seams(), metrics.Seams()
+    for r in range(0, 12, 6):
+        for c in range(0, 18, 9):
+            # each window with one more row and column where the grid has them
+            parts.update(field[:, r : r + 7, c : c + 10], 3, r, c, extent=(6, 9))
+            cut.update(field[:, r : r + 6, c : c + 9], 3, r, c)
+    assert parts.result() == pytest.approx(whole.result())
+    # without the extra row and column the pairs between windows (all across an edge) are lost
+    assert cut.result()["n_inside"] == whole.result()["n_inside"]
+    assert cut.result()["n_across"] == whole.result()["n_across"] - 2 * (12 + 18)
+    # a window that starts inside a cell places the edges by its offset
+    offset = metrics.Seams()
+    offset.update(field[:, :, 1:], 3, 0, 1)
+    shifted = metrics.Seams()
+    shifted.update(field[:, :, 1:], 3)
+    assert offset.result()["n_across"] != shifted.result()["n_across"]
+
+
+# ---------------------------------------------------------------- uncertainty
+
+
+def test_spread_of_a_calibrated_std_covers_as_stated():
+    rng = np.random.default_rng(1)
+    std = rng.uniform(0.005, 0.05, 200_000)
+    ref = rng.uniform(0.1, 0.4, std.size)
+    pred = ref + std * rng.standard_normal(std.size)
+    spread = metrics.Spread()
+    half = std.size // 2
+    spread.update(pred[:half], std[:half], ref[:half])
+    spread.update(pred[half:], std[half:], ref[half:])
+    out = spread.result()
+    assert out["n"] == std.size
+    assert out["coverage90"] == pytest.approx(0.90, abs=0.005)
+    assert out["spread_error_r"] > 0.3
+    for row in spread.coverage():
+        assert row["observed"] == pytest.approx(row["nominal"], abs=0.01)
+    bins = spread.reliability(min_count=1000)
+    assert sum(b["n"] for b in bins) == std.size and all(b["n"] >= 1000 for b in bins)
+    for b in bins:
+        assert b["rmse"] == pytest.approx(b["rms_std"], rel=0.1)
+
+
+def test_spread_of_a_too_small_std_undercovers():
+    rng = np.random.default_rng(2)
+    ref = rng.uniform(0.1, 0.4, 50_000)
+    pred = ref + 0.03 * rng.standard_normal(ref.size)
+    std = np.full(ref.size, 0.005)
+    std[:10] = np.nan
+    spread = metrics.Spread()
+    spread.update(pred, std, ref)
+    out = spread.result()
+    assert out["n"] == ref.size - 10
+    assert out["coverage90"] == pytest.approx(np.mean(np.abs(pred - ref)[10:] <= metrics.Z90 * 0.005))
+    assert out["coverage90"] < 0.3
+    assert not abs(out["spread_error_r"]) > 1e-6  # a constant std says nothing about the error (0 or NaN)
+    assert out["mae"] == pytest.approx(np.mean(np.abs(pred - ref)[10:]))
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def test_metrics_from_sums_match_the_array_metrics():
+    rng = np.random.default_rng(3)
+    ref = rng.random(500)
+    pred = ref + 0.1 * rng.standard_normal(500) + 0.02
+    sums = metrics.ClusterSums()
+    for i in range(5):
+        sums.add(i % 2, i, pred[i * 100 : (i + 1) * 100], ref[i * 100 : (i + 1) * 100])
+    _, _, table = sums.table()
+    total = metrics.metrics_from_sums(table.sum(axis=(0, 1)))
+    for name in metrics.CI_METRICS:
+        assert float(total[name]) == pytest.approx(getattr(metrics, name)(pred, ref), rel=1e-9)
+
+
+def test_bootstrap_interval_holds_the_estimate_and_shrinks_with_data():
+    rng = np.random.default_rng(4)
+
+    def intervals(cells):
+        sums = metrics.ClusterSums()
+        for cell in range(cells):
+            offset = 0.01 * rng.standard_normal()  # a bias per cell: cells are the independent units
+            for block in range(6):
+                ref = rng.uniform(0.1, 0.4, 50)
+                sums.add(cell, block, ref + offset + 0.02 * rng.standard_normal(50), ref)
+        point = metrics.metrics_from_sums(sums.table()[2].sum(axis=(0, 1)))
+        return point, metrics.bootstrap_ci(sums, replicates=400, seed=0)
+
+    (p_few, few), (p_many, many) = intervals(4), intervals(64)
+    for point, ci in ((p_few, few), (p_many, many)):
+        for name in metrics.CI_METRICS:
+            assert ci[f"{name}_lo"] < point[name] < ci[f"{name}_hi"]
+    assert many["bias_hi"] - many["bias_lo"] < few["bias_hi"] - few["bias_lo"]
+    again = metrics.ClusterSums()
+    assert np.isnan(metrics.bootstrap_ci(again)["r_lo"])
+
+
+def test_bootstrap_is_seeded():
+    sums = metrics.ClusterSums()
+    rng = np.random.default_rng(5)
+    for cell in range(3):
+        for block in range(3):
+            ref = rng.random(20)
+            sums.add(cell, block, ref + 0.1 * rng.standard_normal(20), ref)
+    assert metrics.bootstrap_ci(sums, seed=7) == metrics.bootstrap_ci(sums, seed=7)
+    assert metrics.bootstrap_ci(sums, seed=7) != metrics.bootstrap_ci(sums, seed=8)
