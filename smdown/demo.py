@@ -28,6 +28,7 @@ import pandas as pd
 from affine import Affine
 from scipy import ndimage
 
+from smdown import config as smconfig
 from smdown import grid as g
 from smdown import io, terrain
 from smdown.config import contract_file
@@ -37,36 +38,6 @@ SURFACE_MM = 50.0  # 0-5 cm
 ROOTZONE_MM = 1000.0  # 0-100 cm, includes the surface layer
 LAND_COVER = {0: "bare", 1: "grassland", 2: "shrub", 3: "crop", 4: "irrigated crop"}
 
-DEFAULTS: dict = {
-    "seed": 42,
-    "coarse_rows": 3,
-    "coarse_cols": 3,
-    "days": 60,
-    "start": "2023-05-01",
-    "lon": -120.55,
-    "lat": 37.25,
-    "stations": 12,
-    # extra keys (all optional)
-    "spinup_days": 30,  # water balance days run before `start` (not written)
-    "irrigated_fraction": 0.5,  # share of agricultural parcels that are irrigated
-    "agricultural_fraction": 0.55,  # share of the land in field parcels (lowlands first)
-    "organic_matter": 2.0,  # soil organic matter, % by weight (Saxton-Rawls input)
-    "wet_day_probability": None,  # chance of a storm starting on a dry day; None: seasonal
-    "mean_storm_mm": 12.0,  # mean daily rain on a wet day (domain mean)
-    "coarse_noise_surface": 0.02,  # SD of the coarse retrieval noise, m3/m3
-    "coarse_noise_rootzone": 0.01,
-    "coarse_bias_surface": 0.03,  # mean coarse retrieval bias, m3/m3 (varies a little by cell)
-    "coarse_bias_rootzone": -0.02,
-    "station_noise": 0.015,  # SD of the point-sensor noise, m3/m3
-    "station_bias": 0.015,  # SD of the per-station bias, m3/m3
-    "station_missing": 0.1,  # fraction of missing station days
-    "cloud_cover": 0.25,  # mean cloud fraction of an optical scene
-    "full_cloud_probability": 0.08,  # chance that a scene is fully cloudy
-    "revisit_days": 5,  # optical revisit (NDVI/NDWI)
-    "optical_res": 30.0,  # m, UTM grid of NDVI/NDWI/DEM
-    "precip_res_deg": 0.1,
-    "soil_res_deg": 0.0025,
-}
 
 
 # ---------------------------------------------------------------- the world
@@ -210,17 +181,18 @@ def _expand(grid: g.Grid, pixels: int) -> g.Grid:
 # ---------------------------------------------------------------- ingredients
 
 
-def _dem(rng: np.random.Generator, shape: tuple[int, int], res: float) -> np.ndarray:
+def _dem(rng: np.random.Generator, shape: tuple[int, int], res: float, relief: float = 1.0) -> np.ndarray:
     """Fractal terrain on a regional tilt (foothills rising to the east), carved by sinuous valleys.
 
     Relief at each scale s is ~0.004 s (gentler than the 1.3 % tilt), so D8 flow forms channel
-    networks with few pits; valleys 10-40 m deep and 150-500 m wide run down the tilt.
+    networks with few pits; valleys 10-40 m deep and 150-500 m wide run down the tilt. `relief` scales
+    every height difference (hills, tilt, valley depth); 1 is the default foothills.
     """
     scales = [s for s in (60, 120, 250, 500, 1000, 2000, 4000, 8000, 16000) if s >= 1.5 * res]
     amps = [0.004 * s for s in scales]
-    z = gaussian_field(rng, shape, res, scales, amps) * np.float32(math.sqrt(sum(a * a for a in amps)))
+    z = gaussian_field(rng, shape, res, scales, amps) * np.float32(relief * math.sqrt(sum(a * a for a in amps)))
     y, x = (np.indices(shape, dtype=np.float32) + 0.5) * np.float32(res)
-    z += 100.0 + 0.013 * x + 0.006 * (y.max() - y)
+    z += 100.0 + (relief * 0.013) * x + (relief * 0.006) * (y.max() - y)
     height_m = shape[0] * res
     xs = x[0]
     n_valleys = max(1, int(round(height_m / 3000.0)))
@@ -230,7 +202,7 @@ def _dem(rng: np.random.Generator, shape: tuple[int, int], res: float) -> np.nda
         for wavelength, amplitude in ((rng.uniform(5000, 15000), rng.uniform(200, 1000)),
                                       (rng.uniform(1500, 4000), rng.uniform(50, 250))):
             centre += amplitude * np.sin(2 * math.pi * xs / wavelength + rng.uniform(0, 2 * math.pi))
-        depth = rng.uniform(10, 40) * (1.0 + 0.3 * np.sin(2 * math.pi * xs / rng.uniform(4000, 12000)))
+        depth = (rng.uniform(10, 40) * relief) * (1.0 + 0.3 * np.sin(2 * math.pi * xs / rng.uniform(4000, 12000)))
         width = rng.uniform(150, 500)
         z -= depth[None, :] * np.exp(-(((y - centre[None, :]) / width) ** 2))
     return z.astype(np.float32)
@@ -313,184 +285,337 @@ def _precipitation(rng: np.random.Generator, meso: g.Grid, doys: list[int], cfg:
     return out
 
 
-# ---------------------------------------------------------------- make the world
+# ---------------------------------------------------------------- settings
 
 
-def _config(cfg: dict) -> dict:
-    unknown = set(cfg) - set(DEFAULTS) - {"fine_factor"}
-    if unknown:
-        raise ValueError(f"demo: unknown config key(s) {sorted(unknown)}")
-    out = {**DEFAULTS, **cfg}
-    for key in ("coarse_rows", "coarse_cols", "days"):
-        if int(out[key]) < 1:
-            raise ValueError(f"demo.{key}: must be >= 1, got {out[key]}")
-    return out
+def demo_config(cfg: dict | None = None) -> dict:
+    """The demo settings: `cfg` over the defaults of the schema's `demo` entry (the one set of defaults).
 
-
-def make_world(cfg: dict, fine_factor: int | None = None) -> World:
-    """Build the demo world from the `demo` config (see DEFAULTS for the keys); pure and seeded.
-
-    `fine_factor` (default cfg["fine_factor"] or 300, i.e. 30 m) subdivides each 9 km cell;
-    tests pass a small one.
+    Validated against workflow/schemas/config.schema.yaml; a bad or unknown key raises
+    smdown.config.ConfigError naming it (e.g. 'demo.days').
     """
-    cfg = _config(cfg)
-    factor = int(fine_factor or cfg.get("fine_factor") or 300)
-    seed = int(cfg["seed"])
+    return smconfig.validate({"demo": dict(cfg or {})})["demo"]
+
+
+# ---------------------------------------------------------------- grids and dates
+
+
+@dataclass
+class Frame:
+    """Where and when the world lives: the coarse grid, the nested fine grid, a fine grid extended by
+    `margin` pixels on every side (the products cover more than the region), and the dates."""
+
+    coarse: g.Grid
+    fine: g.Grid
+    ext: g.Grid
+    factor: int
+    margin: int
+    dates: list[str]  # output days (YYYY-MM-DD)
+    doys: list[int]  # day of year of every simulated day, spin-up first
+    spin: int  # spin-up days before dates[0]
+
+    @property
+    def inner(self) -> tuple[slice, slice]:
+        """The fine grid's window in the extended grid."""
+        return (slice(self.margin, self.margin + self.fine.height), slice(self.margin, self.margin + self.fine.width))
+
+
+def make_frame(cfg: dict, factor: int) -> Frame:
+    """The grids (EASE-Grid 2.0 9 km window at cfg lon/lat, nested by `factor`) and the simulated days."""
     x0, y0 = io.lonlat_to(g.EASE2_CRS, cfg["lon"], cfg["lat"])
     coarse = g.ease2_9km_grid(float(x0[0]), float(y0[0]), int(cfg["coarse_rows"]), int(cfg["coarse_cols"]))
     fine = g.nested_grid(coarse, factor)
-    res = fine.res
     extent = max(coarse.height, coarse.width) * coarse.res
-    margin = int(math.ceil((1500.0 + 0.05 * extent) / res))
-    ext = _expand(fine, margin)
-    inner = (slice(margin, margin + fine.height), slice(margin, margin + fine.width))
-
+    margin = int(math.ceil((1500.0 + 0.05 * extent) / fine.res))
     start = dt.date.fromisoformat(str(cfg["start"]))
     spin = int(cfg["spinup_days"])
-    n_days = int(cfg["days"])
-    all_dates = [start + dt.timedelta(days=i - spin) for i in range(spin + n_days)]
-    doys = [d.timetuple().tm_yday for d in all_dates]
-    dates = [d.isoformat() for d in all_dates[spin:]]
+    all_dates = [start + dt.timedelta(days=i - spin) for i in range(spin + int(cfg["days"]))]
+    return Frame(coarse=coarse, fine=fine, ext=_expand(fine, margin), factor=factor, margin=margin,
+                 dates=[d.isoformat() for d in all_dates[spin:]], doys=[d.timetuple().tm_yday for d in all_dates],
+                 spin=spin)
 
-    # static fields on the extended grid
-    dem_ext = _dem(_rng(seed, 1), ext.shape, res)
-    twi_ext = terrain.twi(dem_ext, res)
-    slope_ext = np.radians(terrain.slope(dem_ext, res))
-    aspect_ext = np.radians(terrain.aspect(dem_ext, res))
+
+# ---------------------------------------------------------------- terrain, soil texture and land cover
+
+
+@dataclass
+class Landscape:
+    """Static fields on the extended grid (`unobserved` on the fine grid)."""
+
+    dem: np.ndarray  # m
+    twi: np.ndarray
+    slope: np.ndarray  # radians
+    aspect: np.ndarray  # radians
+    sand: np.ndarray  # %
+    clay: np.ndarray
+    cover: np.ndarray  # int8 codes, see LAND_COVER
+    peak: np.ndarray  # phenology peak day
+    perennial: np.ndarray  # bool
+    parcel: np.ndarray  # field parcel id
+    unobserved: np.ndarray  # standard normal random field no predictor shows (fine grid)
+
+
+def make_landscape(cfg: dict, frame: Frame) -> Landscape:
+    """Terrain (relief scaled by cfg relief), its derivatives, soil texture and land cover; seeded by cfg seed."""
+    seed, ext, res = int(cfg["seed"]), frame.ext, frame.fine.res
+    dem = _dem(_rng(seed, 1), ext.shape, res, float(cfg["relief"]))
     rs = _rng(seed, 2)
     multi = [200, 1000, 4000, 15000]
-    sand_ext = np.clip(40 + 18 * gaussian_field(rs, ext.shape, res, multi, [0.6, 1.0, 1.0, 1.0]), 5, 90)
-    clay_ext = 20 + 8 * gaussian_field(rs, ext.shape, res, multi, [0.6, 1.0, 1.0, 1.0]) - 0.2 * (sand_ext - 40)
-    clay_ext = np.clip(clay_ext, 3, np.minimum(60, 97 - sand_ext))
-    cover_ext, peak_ext, perennial_ext, parcel_ext = _land_cover(_rng(seed, 3), dem_ext, res, cfg)
-    unobserved = gaussian_field(_rng(seed, 4), fine.shape, res, [500, 3000, 15000])
+    sand = np.clip(40 + 18 * gaussian_field(rs, ext.shape, res, multi, [0.6, 1.0, 1.0, 1.0]), 5, 90)
+    clay = 20 + 8 * gaussian_field(rs, ext.shape, res, multi, [0.6, 1.0, 1.0, 1.0]) - 0.2 * (sand - 40)
+    clay = np.clip(clay, 3, np.minimum(60, 97 - sand))
+    cover, peak, perennial, parcel = _land_cover(_rng(seed, 3), dem, res, cfg)
+    return Landscape(
+        dem=dem, twi=terrain.twi(dem, res), slope=np.radians(terrain.slope(dem, res)),
+        aspect=np.radians(terrain.aspect(dem, res)), sand=sand, clay=clay, cover=cover, peak=peak,
+        perennial=perennial, parcel=parcel,
+        unobserved=gaussian_field(_rng(seed, 4), frame.fine.shape, res, [500, 3000, 15000]),
+    )
 
-    # soil hydraulics (fine grid)
-    sand, clay = sand_ext[inner], clay_ext[inner]
-    sr = saxton_rawls(sand, clay, cfg["organic_matter"])
+
+# ---------------------------------------------------------------- soil column
+
+
+@dataclass
+class Soil:
+    """Hydraulic parameters of the two-layer soil column, per fine pixel (float32)."""
+
+    porosity: np.ndarray  # m3/m3 (Saxton-Rawls theta_S)
+    field_capacity: np.ndarray  # theta_33, incl. the unobserved shift
+    wilting_point: np.ndarray  # theta_1500
+    residual: np.ndarray  # lowest surface water content (bare-soil evaporation stops)
+    ksat: np.ndarray  # mm/day, incl. the unobserved factor
+    ksat_lower: np.ndarray  # mm/day, drainage out of the lower layer (less where water converges)
+    expo: np.ndarray  # Campbell K(theta) exponent
+    lateral_w: np.ndarray  # share of the region's drainage received as lateral inflow (mean 1)
+    subsidy: np.ndarray  # mm/day from a shallow water table where the lower layer is below field capacity
+
+
+def soil_column(sand: np.ndarray, clay: np.ndarray, organic_matter: float, unobserved: np.ndarray,
+                twi: np.ndarray) -> Soil:
+    """Soil hydraulics from texture (Saxton-Rawls) shifted by the unobserved field, and hillslope terms from TWI."""
+    sr = saxton_rawls(sand, clay, organic_matter)
     ts = sr["porosity"].astype(np.float32)
     wp = sr["wilting_point"].astype(np.float32)
     fc = np.clip(sr["field_capacity"] + 0.02 * unobserved, wp + 0.04, ts - 0.04).astype(np.float32)
     ksat = (24.0 * sr["ksat"] * np.exp(0.8 * unobserved)).astype(np.float32)  # mm/day
-    expo = np.clip(3.0 + 2.0 / sr["lambda"], 6.0, 25.0).astype(np.float32)  # Campbell K(theta) exponent
-    residual = (0.4 * wp).astype(np.float32)
-    twi_in = twi_ext[inner]
-    twi_n = ((twi_in - twi_in.mean()) / (twi_in.std() + 1e-6)).astype(np.float32)
+    twi_n = ((twi - twi.mean()) / (twi.std() + 1e-6)).astype(np.float32)
     lateral_w = np.exp(0.8 * np.clip(twi_n, -2, 3))
-    lateral_w = (lateral_w / lateral_w.mean()).astype(np.float32)
-    subsidy = (0.8 * np.clip(twi_n - 0.5, 0.0, 3.0)).astype(np.float32)  # mm/day from a shallow water table
-    ksat_lower = ksat * np.exp(-0.3 * twi_n).astype(np.float32)
-    # south-facing slopes get more energy
-    pet_terrain = (1.0 + 0.3 * np.sin(slope_ext) * -np.cos(aspect_ext)).astype(np.float32)
-    cover, peak, perennial = cover_ext[inner], peak_ext[inner], perennial_ext[inner]
-    sens = STRESS_SENSITIVITY[cover_ext]
-    irrigated = cover == 4
-    parcel_ids = np.where(irrigated, parcel_ext[inner] + 1, 0)
+    return Soil(
+        porosity=ts, field_capacity=fc, wilting_point=wp, residual=(0.4 * wp).astype(np.float32), ksat=ksat,
+        ksat_lower=ksat * np.exp(-0.3 * twi_n).astype(np.float32),
+        expo=np.clip(3.0 + 2.0 / sr["lambda"], 6.0, 25.0).astype(np.float32),
+        lateral_w=(lateral_w / lateral_w.mean()).astype(np.float32),
+        subsidy=(0.8 * np.clip(twi_n - 0.5, 0.0, 3.0)).astype(np.float32),
+    )
 
-    # forcing: rain on a ~1 km grid with 27 km margin, bilinear to the fine grid
+
+# ---------------------------------------------------------------- forcing
+
+
+def make_rain(cfg: dict, frame: Frame) -> tuple[g.Grid, np.ndarray, np.ndarray]:
+    """Daily rain of every simulated day: on a ~1 km grid with a 27 km margin, and bilinear on the fine grid."""
+    coarse = frame.coarse
     meso = g.nested_grid(g.Grid(coarse.crs, coarse.transform @ Affine.translation(-3, -3),
                                 coarse.height + 6, coarse.width + 6), 9)
-    rain_meso = _precipitation(_rng(seed, 5), meso, doys, cfg)
-    rain_fine = io.warp(io.Stack(rain_meso, meso), fine, "bilinear").data
+    rain_meso = _precipitation(_rng(int(cfg["seed"]), 5), meso, frame.doys, cfg)
+    rain_fine = io.warp(io.Stack(rain_meso, meso), frame.fine, "bilinear").data
     rain_fine[~(rain_fine > 0)] = 0.0  # NaN (none expected) and negative cubic/bilinear overshoot
-    rp = _rng(seed, 6)
+    return meso, rain_meso, rain_fine
 
-    # water balance state: storage as volumetric water content
+
+def irrigation(rel_rz: np.ndarray, parcel_ids: np.ndarray, pet: float) -> np.ndarray:
+    """Irrigation water (mm) per pixel: 40 mm on every pixel of an irrigated parcel whose mean root-zone
+    relative available water `rel_rz` is below 0.5, on a day of evaporative demand `pet` above 3 mm.
+
+    `parcel_ids` is 0 outside irrigated parcels, else the parcel's id + 1.
+    """
+    irrigated = parcel_ids > 0
+    if not irrigated.any() or pet <= 3.0:
+        return np.zeros(rel_rz.shape, dtype=np.float32)
+    need = _parcel_mean(rel_rz, parcel_ids) < 0.5
+    return np.where(irrigated & need[parcel_ids], np.float32(40.0), np.float32(0.0))
+
+
+# ---------------------------------------------------------------- water balance
+
+
+def water_balance_step(
+    th1: np.ndarray, thl: np.ndarray, water: np.ndarray, pet_px: np.ndarray, veg: np.ndarray, soil: Soil
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """One day of the two-layer bucket: surface (0-5 cm) water content th1, lower layer (5-100 cm) thl.
+
+    water: rain + irrigation (mm); pet_px: potential evapotranspiration (mm); veg: vegetation cover (0-1).
+    Returns the new th1 and thl (float32), the transpiration stress factor beta2 (1 = unstressed) and the
+    fluxes in mm: water, runoff, evaporation, transpiration, drainage, lateral (inflow), subsidy (capillary
+    rise from a water table) and clipped (storage added by holding the contents in their bounds; zero unless
+    a layer over- or underflows). Storage (th1 * 50 + thl * 950 mm) changes by exactly
+    water - runoff - evaporation - transpiration - drainage + lateral + subsidy + clipped.
+    """
+    ts, fc, wp, residual = soil.porosity, soil.field_capacity, soil.wilting_point, soil.residual
+    ksat, expo = soil.ksat, soil.expo
     z1, zl = SURFACE_MM, ROOTZONE_MM - SURFACE_MM
+
+    # infiltration with saturation- and infiltration-excess runoff
+    rel1 = np.clip((th1 - residual) / (ts - residual), 0.0, 1.0)
+    runoff = water * 0.4 * rel1**3 + np.maximum(water - 0.5 * ksat, 0.0)
+    infil = water - np.minimum(runoff, water)
+    s1 = th1 * z1 + infil
+    sl = thl * zl
+    over = np.maximum(s1 - ts * z1, 0.0)
+    s1 -= over
+    sl += over
+
+    # evaporation from bare soil, transpiration from roots
+    beta1 = np.clip((s1 / z1 - residual) / (fc - residual), 0.0, 1.0) ** 2
+    evap = np.minimum(pet_px * (1.0 - veg) * beta1, np.maximum(s1 - residual * z1, 0.0))
+    s1 -= evap
+    rz = (s1 + sl) / ROOTZONE_MM
+    beta2 = np.clip((rz - wp) / (0.5 * (fc - wp)), 0.0, 1.0)
+    transp = pet_px * 1.15 * veg * beta2
+    t1 = np.minimum(0.05 * transp, np.maximum(s1 - wp * z1, 0.0))
+    tl = np.minimum(0.95 * transp, np.maximum(sl - wp * zl, 0.0))
+    s1 -= t1
+    sl -= tl
+
+    # percolation surface -> lower (Campbell K(theta)), capillary exchange, drainage, lateral inflow
+    perc = np.minimum(ksat * (s1 / z1 / ts) ** expo, np.maximum(s1 - fc * z1, 0.0) * 0.9)
+    perc = np.minimum(perc, np.maximum(ts * zl - sl, 0.0))
+    s1 -= perc
+    sl += perc
+    exch = 0.15 * (s1 / z1 - sl / zl) * z1
+    exch = np.clip(exch, -np.maximum(sl - wp * zl, 0.0), np.maximum(s1 - residual * z1, 0.0))
+    s1 -= exch
+    sl += exch
+    drain = np.minimum(soil.ksat_lower * (sl / zl / ts) ** expo, np.maximum(sl - 0.7 * wp * zl, 0.0) * 0.5)
+    sl -= drain
+    lateral = 0.3 * soil.lateral_w * drain.mean()
+    rise = np.where(sl < fc * zl, soil.subsidy, 0.0)
+    sl += lateral + rise
+    th1_new = np.clip(s1 / z1, residual, ts).astype(np.float32)
+    thl_new = np.clip(sl / zl, 0.7 * wp, ts).astype(np.float32)
+    clipped = (th1_new.astype(np.float64) * z1 + thl_new.astype(np.float64) * zl) - (s1 + sl)
+    fluxes = {"water": water, "runoff": water - infil, "evaporation": evap, "transpiration": t1 + tl,
+              "drainage": drain, "lateral": lateral, "subsidy": rise, "clipped": clipped}
+    return th1_new, thl_new, beta2, fluxes
+
+
+def storage_mm(th1: np.ndarray, thl: np.ndarray) -> np.ndarray:
+    """Water stored in the 0-100 cm column (mm), float64."""
+    return th1.astype(np.float64) * SURFACE_MM + thl.astype(np.float64) * (ROOTZONE_MM - SURFACE_MM)
+
+
+# ---------------------------------------------------------------- optical scenes
+
+
+def optical_scene(land: Landscape, stress: np.ndarray, th1: np.ndarray, soil: Soil, doy: int,
+                  margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """NDVI and NDWI on the extended grid: phenology damped by water stress, NDWI also sees bare wet soil."""
+    sens = STRESS_SENSITIVITY[land.cover]
+    stress_ext = np.pad(stress, margin, mode="reflect")
+    pheno = _phenology(land.cover, land.peak, land.perennial, doy)
+    ndvi_ext = 0.1 + (pheno - 0.1) * (1.0 - sens * (1.0 - stress_ext))
+    wet = np.clip((th1 - soil.residual) / (soil.porosity - soil.residual), 0, 1)
+    wet_ext = np.pad(wet, margin, mode="reflect")
+    cov = np.clip((ndvi_ext - 0.1) / 0.7, 0.0, 1.0)
+    ndwi = -0.22 + 0.85 * (ndvi_ext - 0.1) * (0.6 + 0.4 * stress_ext) + 0.12 * wet_ext * (1.0 - cov)
+    return ndvi_ext, ndwi.astype(np.float32)
+
+
+# ---------------------------------------------------------------- the daily run
+
+
+@dataclass
+class Simulation:
+    """The daily run's outputs over the output days (spin-up dropped)."""
+
+    truth_surface: np.ndarray
+    truth_rootzone: np.ndarray
+    irrigation: np.ndarray  # mm/day, mean over the fine grid
+    pet: np.ndarray  # mm/day, domain mean
+    ndvi_scenes: list[np.ndarray]
+    ndwi_scenes: list[np.ndarray]
+    scene_dates: list[str]
+
+
+def simulate(cfg: dict, frame: Frame, land: Landscape, soil: Soil, rain_fine: np.ndarray) -> Simulation:
+    """Run the water balance day by day from mid-range storage through the spin-up and the output days;
+    take an optical scene every cfg revisit_days."""
+    inner, spin, n_days = frame.inner, frame.spin, len(frame.dates)
+    rp = _rng(int(cfg["seed"]), 6)
+    pet_scale = float(cfg["pet_scale"])
+    cover, peak, perennial = land.cover[inner], land.peak[inner], land.perennial[inner]
+    sens = STRESS_SENSITIVITY[land.cover][inner]
+    pet_terrain = (1.0 + 0.3 * np.sin(land.slope) * -np.cos(land.aspect)).astype(np.float32)[inner]  # sunny slopes
+    parcel_ids = np.where(cover == 4, land.parcel[inner] + 1, 0)
+    wp, fc = soil.wilting_point, soil.field_capacity
+    z1, zl = SURFACE_MM, ROOTZONE_MM - SURFACE_MM
+
     th1 = (wp + 0.5 * (fc - wp)).astype(np.float32)
     thl = th1.copy()
-    stress_lag = np.ones(fine.shape, dtype=np.float32)
-    truth_s = np.empty((n_days, *fine.shape), dtype=np.float32)
-    truth_r = np.empty((n_days, *fine.shape), dtype=np.float32)
+    stress_lag = np.ones(frame.fine.shape, dtype=np.float32)
+    truth_s = np.empty((n_days, *frame.fine.shape), dtype=np.float32)
+    truth_r = np.empty((n_days, *frame.fine.shape), dtype=np.float32)
     scene_every = int(cfg["revisit_days"])
-    ndvi_scenes, ndwi_scenes, scene_dates = [], [], []
-    irrigation_mean = np.zeros(n_days, dtype=np.float32)
-    pet_mean = np.zeros(n_days, dtype=np.float32)
-    for t, doy in enumerate(doys):
+    out = Simulation(truth_s, truth_r, np.zeros(n_days, dtype=np.float32), np.zeros(n_days, dtype=np.float32),
+                     [], [], [])
+    for t, doy in enumerate(frame.doys):
         rain = rain_fine[t]
-        pet = np.float32(_pet(doy) * rp.uniform(0.85, 1.15) * (0.6 if rain.mean() > 1.0 else 1.0))
-        ndvi = 0.1 + (_phenology(cover, peak, perennial, doy) - 0.1) * (1.0 - sens[inner] * (1.0 - stress_lag))
+        pet = np.float32(_pet(doy) * pet_scale * rp.uniform(0.85, 1.15) * (0.6 if rain.mean() > 1.0 else 1.0))
+        ndvi = 0.1 + (_phenology(cover, peak, perennial, doy) - 0.1) * (1.0 - sens * (1.0 - stress_lag))
         veg = np.clip((ndvi - 0.1) / 0.7, 0.0, 1.0)
-        pet_px = pet * pet_terrain[inner]
+        pet_px = pet * pet_terrain
 
-        # irrigation: whole parcels, when their root zone is below half the available water in a dry season
         th_rz = (th1 * z1 + thl * zl) / ROOTZONE_MM
-        rel_rz = (th_rz - wp) / (fc - wp)
-        water = rain.copy()
-        if irrigated.any() and pet > 3.0:
-            need = _parcel_mean(rel_rz, parcel_ids) < 0.5
-            add = np.where(irrigated & need[parcel_ids], np.float32(40.0), np.float32(0.0))
-            water += add
-            if t >= spin:
-                irrigation_mean[t - spin] = add.mean()
-
-        # infiltration with saturation- and infiltration-excess runoff
-        rel1 = np.clip((th1 - residual) / (ts - residual), 0.0, 1.0)
-        runoff = water * 0.4 * rel1**3 + np.maximum(water - 0.5 * ksat, 0.0)
-        infil = water - np.minimum(runoff, water)
-        s1 = th1 * z1 + infil
-        sl = thl * zl
-        over = np.maximum(s1 - ts * z1, 0.0)
-        s1 -= over
-        sl += over
-
-        # evaporation from bare soil, transpiration from roots
-        beta1 = np.clip((s1 / z1 - residual) / (fc - residual), 0.0, 1.0) ** 2
-        evap = np.minimum(pet_px * (1.0 - veg) * beta1, np.maximum(s1 - residual * z1, 0.0))
-        s1 -= evap
-        rz = (s1 + sl) / ROOTZONE_MM
-        beta2 = np.clip((rz - wp) / (0.5 * (fc - wp)), 0.0, 1.0)
-        transp = pet_px * 1.15 * veg * beta2
-        t1 = np.minimum(0.05 * transp, np.maximum(s1 - wp * z1, 0.0))
-        tl = np.minimum(0.95 * transp, np.maximum(sl - wp * zl, 0.0))
-        s1 -= t1
-        sl -= tl
-
-        # percolation surface -> lower (Campbell K(theta)), capillary exchange, drainage, lateral inflow
-        perc = np.minimum(ksat * (s1 / z1 / ts) ** expo, np.maximum(s1 - fc * z1, 0.0) * 0.9)
-        perc = np.minimum(perc, np.maximum(ts * zl - sl, 0.0))
-        s1 -= perc
-        sl += perc
-        exch = 0.15 * (s1 / z1 - sl / zl) * z1
-        exch = np.clip(exch, -np.maximum(sl - wp * zl, 0.0), np.maximum(s1 - residual * z1, 0.0))
-        s1 -= exch
-        sl += exch
-        drain = np.minimum(ksat_lower * (sl / zl / ts) ** expo, np.maximum(sl - 0.7 * wp * zl, 0.0) * 0.5)
-        sl -= drain
-        sl += 0.3 * lateral_w * drain.mean() + np.where(sl < fc * zl, subsidy, 0.0)
-        th1 = np.clip(s1 / z1, residual, ts).astype(np.float32)
-        thl = np.clip(sl / zl, 0.7 * wp, ts).astype(np.float32)
+        add = irrigation((th_rz - wp) / (fc - wp), parcel_ids, float(pet))
+        water = rain + add
+        th1, thl, beta2, _ = water_balance_step(th1, thl, water, pet_px, veg, soil)
         stress_lag += (beta2.astype(np.float32) - stress_lag) / 10.0
 
         if t >= spin:
             k = t - spin
             truth_s[k] = th1
             truth_r[k] = (th1 * z1 + thl * zl) / ROOTZONE_MM
-            pet_mean[k] = pet
+            out.pet[k] = pet
+            out.irrigation[k] = add.mean()
             if k % scene_every == 0:
-                stress_ext = np.pad(stress_lag, margin, mode="reflect")
-                pheno = _phenology(cover_ext, peak_ext, perennial_ext, doy)
-                ndvi_ext = 0.1 + (pheno - 0.1) * (1.0 - sens * (1.0 - stress_ext))
-                scene_dates.append(dates[k])
-                ndvi_scenes.append(ndvi_ext)
-                wet_ext = np.pad(np.clip((th1 - residual) / (ts - residual), 0, 1), margin, mode="reflect")
-                cov = np.clip((ndvi_ext - 0.1) / 0.7, 0.0, 1.0)
-                ndwi = -0.22 + 0.85 * (ndvi_ext - 0.1) * (0.6 + 0.4 * stress_ext) + 0.12 * wet_ext * (1.0 - cov)
-                ndwi_scenes.append(ndwi.astype(np.float32))
+                ndvi_ext, ndwi_ext = optical_scene(land, stress_lag, th1, soil, doy, frame.margin)
+                out.scene_dates.append(frame.dates[k])
+                out.ndvi_scenes.append(ndvi_ext)
+                out.ndwi_scenes.append(ndwi_ext)
+    return out
 
+
+# ---------------------------------------------------------------- make the world
+
+
+def make_world(cfg: dict, fine_factor: int = 300) -> World:
+    """Build the demo world from the `demo` config (keys and defaults: the schema's `demo` entry); pure and seeded.
+
+    `fine_factor` (default 300, i.e. 30 m) subdivides each 9 km cell; tests pass a small one.
+    """
+    cfg = demo_config(cfg)
+    seed = int(cfg["seed"])
+    frame = make_frame(cfg, int(fine_factor))
+    inner = frame.inner
+    land = make_landscape(cfg, frame)
+    soil = soil_column(land.sand[inner], land.clay[inner], cfg["organic_matter"], land.unobserved, land.twi[inner])
+    meso, rain_meso, rain_fine = make_rain(cfg, frame)
+    sim = simulate(cfg, frame, land, soil, rain_fine)
+    spin = frame.spin
     world = World(
-        cfg=cfg, dates=dates, coarse=coarse, fine=fine, factor=factor,
-        sand=sand.astype(np.float32), clay=clay.astype(np.float32), porosity=ts, field_capacity=fc,
-        wilting_point=wp, ksat=ksat, unobserved=unobserved, dem=dem_ext[inner], twi=twi_in,
-        land_cover=cover, truth_surface=truth_s, truth_rootzone=truth_r,
-        precipitation=rain_fine[spin:], irrigation=irrigation_mean, pet=pet_mean,
+        cfg=cfg, dates=frame.dates, coarse=frame.coarse, fine=frame.fine, factor=frame.factor,
+        sand=land.sand[inner].astype(np.float32), clay=land.clay[inner].astype(np.float32),
+        porosity=soil.porosity, field_capacity=soil.field_capacity, wilting_point=soil.wilting_point,
+        ksat=soil.ksat, unobserved=land.unobserved, dem=land.dem[inner], twi=land.twi[inner],
+        land_cover=land.cover[inner], truth_surface=sim.truth_surface, truth_rootzone=sim.truth_rootzone,
+        precipitation=rain_fine[spin:], irrigation=sim.irrigation, pet=sim.pet,
         coarse_surface=np.empty(0), coarse_rootzone=np.empty(0),
         bias_surface=np.empty(0), bias_rootzone=np.empty(0), noise_surface=np.empty(0), noise_rootzone=np.empty(0),
     )
     _coarse_retrieval(world, _rng(seed, 7))
-    rprod = _rng(seed, 8)
-    world.products = _products(world, ext, dem_ext, sand_ext, clay_ext, meso, rain_meso[spin:],
-                               np.stack(ndvi_scenes), np.stack(ndwi_scenes), scene_dates, rprod)
+    world.products = _products(world, frame.ext, land.dem, land.sand, land.clay, meso, rain_meso[spin:],
+                               np.stack(sim.ndvi_scenes), np.stack(sim.ndwi_scenes), sim.scene_dates, _rng(seed, 8))
     world.stations = _stations(world, _rng(seed, 9))
     return world
 

@@ -5,8 +5,10 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from smdown import demo, io
+from smdown.config import SCHEMA_PATH, ConfigError
 from smdown.grid import block_mean
 
 FACTOR = 30  # 300 m "fine" pixels keep the tests quick
@@ -99,7 +101,7 @@ def test_within_cell_variability(world):
 
 
 def test_same_seed_same_world_different_seed_different():
-    cfg = dict(CFG, days=6, spinup_days=3, coarse_cols=1)
+    cfg = dict(CFG, days=10, spinup_days=3, coarse_cols=1)
     a = demo.make_world(cfg, fine_factor=15)
     b = demo.make_world(cfg, fine_factor=15)
     c = demo.make_world(dict(cfg, seed=8), fine_factor=15)
@@ -161,6 +163,118 @@ def test_irrigation_in_dry_spell_is_not_in_precipitation():
     assert w.truth_rootzone[:, irrigated].mean() > w.truth_rootzone[:, rainfed].mean() + 0.02
 
 
-def test_unknown_key_is_rejected():
-    with pytest.raises(ValueError, match="unknown"):
+def test_unknown_key_or_bad_value_is_rejected_naming_the_key():
+    with pytest.raises(ConfigError, match="unknown.*'bogus'"):
         demo.make_world(dict(CFG, bogus=1), fine_factor=FACTOR)
+    with pytest.raises(ConfigError, match="demo.relief"):
+        demo.make_world(dict(CFG, relief=-1.0), fine_factor=FACTOR)
+
+
+def test_defaults_are_the_schemas():
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["demo"]["properties"]
+    cfg = demo.demo_config({})
+    assert cfg == {key: spec["default"] for key, spec in schema.items()}
+    assert demo.demo_config({"days": 12})["days"] == 12
+
+
+# ---------------------------------------------------------------- the parts of make_world
+
+
+def test_frame_nests_the_fine_grid_and_counts_the_days():
+    cfg = demo.demo_config(dict(CFG, coarse_rows=2, coarse_cols=3, spinup_days=4, days=10))
+    frame = demo.make_frame(cfg, 6)
+    assert frame.coarse.shape == (2, 3) and frame.fine.shape == (12, 18)
+    assert frame.fine.res == pytest.approx(frame.coarse.res / 6)
+    assert frame.ext.shape == (12 + 2 * frame.margin, 18 + 2 * frame.margin)
+    assert frame.ext.transform.c == pytest.approx(frame.fine.transform.c - frame.margin * frame.fine.res)
+    assert len(frame.doys) == 14 and frame.dates[0] == CFG["start"] and len(frame.dates) == 10
+    assert frame.doys[4] == dt.date.fromisoformat(CFG["start"]).timetuple().tm_yday
+
+
+def test_relief_scales_the_terrain_only():
+    cfg = demo.demo_config(dict(CFG, coarse_cols=1))
+    frame = demo.make_frame(cfg, 20)
+    flat = demo.make_landscape(dict(cfg, relief=0.5), frame)
+    base = demo.make_landscape(cfg, frame)
+    steep = demo.make_landscape(dict(cfg, relief=2.0), frame)
+    relief = [np.ptp(land.dem) for land in (flat, base, steep)]
+    assert relief[0] < relief[1] < relief[2]
+    np.testing.assert_allclose(relief[2] / relief[1], 2.0, rtol=1e-4)  # every height difference doubles
+    assert np.degrees(steep.slope).mean() > np.degrees(base.slope).mean() > np.degrees(flat.slope).mean()
+    np.testing.assert_array_equal(base.sand, steep.sand)  # texture has its own random stream
+    np.testing.assert_array_equal(base.unobserved, steep.unobserved)
+
+
+def _soil(n: int = 3) -> demo.Soil:
+    """A 3 x 3 loam column with a wetter (high TWI) corner."""
+    sand, clay = np.full((n, n), 40.0), np.full((n, n), 20.0)
+    twi = np.arange(n * n, dtype=np.float32).reshape(n, n)
+    return demo.soil_column(sand, clay, 2.0, np.zeros((n, n), dtype=np.float32), twi)
+
+
+def test_soil_column_bounds_and_hillslope_terms():
+    soil = _soil()
+    assert (soil.residual < soil.wilting_point).all() and (soil.wilting_point < soil.field_capacity).all()
+    assert (soil.field_capacity < soil.porosity).all()
+    np.testing.assert_allclose(soil.field_capacity, 0.28, atol=0.01)  # Saxton-Rawls loam
+    assert soil.lateral_w.mean() == pytest.approx(1.0, rel=1e-6)
+    assert soil.lateral_w[2, 2] > soil.lateral_w[0, 0] and soil.subsidy[0, 0] == 0 and soil.subsidy[2, 2] > 0
+    assert soil.ksat_lower[2, 2] < soil.ksat_lower[0, 0]
+
+
+@pytest.mark.parametrize("rain_mm", [0.0, 8.0, 60.0, 250.0])
+def test_water_balance_conserves_mass_on_3x3(rain_mm):
+    soil = _soil()
+    rng = np.random.default_rng(3)
+    th1 = (soil.wilting_point + rng.uniform(0, 1, (3, 3)) * (soil.porosity - soil.wilting_point)).astype(np.float32)
+    thl = (soil.wilting_point + rng.uniform(0, 1, (3, 3)) * (soil.porosity - soil.wilting_point)).astype(np.float32)
+    water = np.full((3, 3), rain_mm, dtype=np.float32)
+    water[0, 0] = 0.0  # one dry pixel
+    pet = np.full((3, 3), 6.0, dtype=np.float32)
+    veg = np.linspace(0.0, 1.0, 9, dtype=np.float32).reshape(3, 3)
+    before = demo.storage_mm(th1, thl)
+    th1_new, thl_new, beta2, f = demo.water_balance_step(th1, thl, water, pet, veg, soil)
+    after = demo.storage_mm(th1_new, thl_new)
+    budget = (f["water"] - f["runoff"] - f["evaporation"] - f["transpiration"] - f["drainage"] + f["lateral"]
+              + f["subsidy"] + f["clipped"])
+    np.testing.assert_allclose(after - before, budget, atol=2e-3)  # mm, float32 storage of ~300 mm
+    for name in ("runoff", "evaporation", "transpiration", "drainage", "lateral", "subsidy"):
+        assert (f[name] >= 0).all(), name
+    assert (f["runoff"] <= f["water"]).all()
+    assert (f["evaporation"] + f["transpiration"]).max() <= 1.15 * 6.0 + 1e-5  # never above the demand
+    assert np.abs(f["clipped"]).max() < 2e-3 or rain_mm >= 60.0  # bounds bind only in a downpour
+    assert (th1_new <= soil.porosity).all() and (thl_new <= soil.porosity).all()
+    assert ((beta2 >= 0) & (beta2 <= 1)).all()
+
+
+def test_water_balance_without_inputs_only_loses_water():
+    soil = _soil()
+    soil.subsidy[:] = 0.0
+    th1 = soil.field_capacity.copy()
+    thl = soil.field_capacity.copy()
+    zero = np.zeros((3, 3), dtype=np.float32)
+    total = [demo.storage_mm(th1, thl).sum()]
+    for _ in range(20):
+        th1, thl, _, f = demo.water_balance_step(th1, thl, zero, np.full((3, 3), 5.0, np.float32),
+                                                 np.full((3, 3), 0.5, np.float32), soil)
+        total.append(demo.storage_mm(th1, thl).sum())
+    assert np.all(np.diff(total) <= 1e-3) and total[-1] < total[0] - 20.0
+    assert (th1 >= soil.residual - 1e-6).all()
+
+
+def test_irrigation_waters_whole_dry_parcels_on_demanding_days():
+    ids = np.array([[0, 1, 1], [0, 1, 1], [2, 2, 0]])
+    rel = np.array([[0.1, 0.3, 0.6], [0.1, 0.4, 0.5], [0.8, 0.6, 0.1]])  # parcel 1 mean 0.45, parcel 2 mean 0.7
+    add = demo.irrigation(rel, ids, pet=5.0)
+    np.testing.assert_array_equal(add, np.where(ids == 1, 40.0, 0.0))
+    assert not demo.irrigation(rel, ids, pet=2.5).any()  # no demand, no irrigation
+    assert not demo.irrigation(rel, np.zeros_like(ids), pet=5.0).any()  # no irrigated parcel
+
+
+def test_pet_scale_dries_the_soil():
+    cfg = dict(CFG, coarse_cols=1, days=10, spinup_days=10, wet_day_probability=0.0, irrigated_fraction=0.0)
+    base = demo.make_world(cfg, fine_factor=10)
+    hot = demo.make_world(dict(cfg, pet_scale=1.5), fine_factor=10)
+    np.testing.assert_allclose(hot.pet, 1.5 * base.pet, rtol=1e-5)
+    assert hot.truth_rootzone.mean() < base.truth_rootzone.mean() - 0.003
+    assert base.irrigation.sum() == 0.0
