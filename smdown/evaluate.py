@@ -11,14 +11,31 @@ References (column ``reference`` of metrics.csv):
 - ``coarse``: the 30 m output block-averaged back to the coarse grid against the coarse input,
   all cells and dates (the consistency / mass-conservation check). anomaly_r is NaN here.
 
+Every row of metrics.csv carries a 95 % interval of r, bias, rmse and ubrmse (columns ``<m>_lo``,
+``<m>_hi``): a bootstrap that resamples, with replacement, the spatial units (test cells for truth,
+stations, tiles of coarse cells for coarse) and the blocks of ``block_days`` consecutive days
+independently. The same resamples serve every method of a layer and reference, so the intervals
+of differences (differences.csv: each method minus the ensemble) are paired.
+
+Beside metrics.csv (all optional):
+
+- seams.csv: the seam ratio (``smdown.metrics.Seams``) of every method and of the truth, over all
+  cells on the test dates (all dates without a split).
+- uncertainty.csv: how well a spread (``ensemble_std`` for ``ensemble``) describes the error against
+  truth and stations: coverage of the central normal intervals (coverage_90: ensemble +/- 1.645 std),
+  spread-error correlation, mean std, MAE, RMSE, n. reliability.csv: RMSE per bin of predicted std.
+- differences.csv: paired bootstrap intervals of each method's metric minus the ensemble's.
+
 All rasters are read through ``smdown.io``; metrics are streamed (``smdown.metrics.Accumulator``).
 Skipped methods, stations and references are reported through the ``smdown.evaluate`` logger.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -28,14 +45,34 @@ import pandas as pd
 
 from smdown import io
 from smdown.grid import Grid, block_mean
-from smdown.metrics import Accumulator
+from smdown.metrics import (
+    CI_METRICS,
+    NOMINAL,
+    Accumulator,
+    ClusterSums,
+    Seams,
+    Spread,
+    bootstrap_weights,
+    intervals,
+    metrics_from_sums,
+    resampled_sums,
+)
 
 log = logging.getLogger(__name__)
 
 LAYERS = ("surface", "rootzone")
 MEMBERS = ("dnn", "cnn", "lstm")
 METHODS = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic")
-COLUMNS = ["layer", "method", "reference", "r", "bias", "rmse", "ubrmse", "n", "anomaly_r", "kge"]
+CI_COLUMNS = [f"{m}_{side}" for m in CI_METRICS for side in ("lo", "hi")]
+COLUMNS = ["layer", "method", "reference", "r", "bias", "rmse", "ubrmse", "n", "anomaly_r", "kge", *CI_COLUMNS]
+SEAM_COLUMNS = ["layer", "method", "seam_ratio", "across", "inside", "n_across", "n_inside"]
+COVERAGE_COLUMNS = [f"coverage_{round(p * 100):02d}" for p in NOMINAL]
+UNCERTAINTY_COLUMNS = ["layer", "method", "reference", "spread", "coverage_90", "spread_error_r", "mean_std", "mae",
+                       "rmse", "n", *[c for c in COVERAGE_COLUMNS if c != "coverage_90"]]
+RELIABILITY_COLUMNS = ["layer", "method", "reference", "std_lo", "std_hi", "n", "rms_std", "rmse"]
+DIFFERENCE_COLUMNS = ["layer", "reference", "method", "versus", "metric", "difference", "lo", "hi"]
+#: spreads scored in uncertainty.csv: method -> the file (downscaled/<layer>/<name>.tif) of its standard deviation
+SPREADS = {"ensemble": "ensemble_std"}
 PAIR_COLUMNS = ["layer", "method", "reference", "pred", "ref"]
 STATION_COLUMNS = ["station", "lon", "lat", "date", "surface", "rootzone"]
 
@@ -89,16 +126,6 @@ def read_stations(stations: PathLike | pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def read_histories(models_dir: PathLike, layer: str, models: Sequence[str] = MEMBERS) -> dict[str, pd.DataFrame]:
-    """``models/<layer>/<model>_history.csv`` (epoch,loss,val_loss) of the models that have one."""
-    out = {}
-    for model in models:
-        path = Path(models_dir) / layer / f"{model}_history.csv"
-        if path.exists():
-            out[model] = pd.read_csv(path)
-    return out
-
-
 def nest(fine: Grid, coarse: Grid) -> int:
     """The factor by which the fine grid nests in the coarse one (checked)."""
     factor = int(round(coarse.res / fine.res))
@@ -142,6 +169,70 @@ def _row(layer: str, method: str, reference: str, metrics: Mapping) -> dict:
     return {"layer": layer, "method": method, "reference": reference, **metrics}
 
 
+def day_blocks(dates: Sequence[str], block_days: int) -> np.ndarray:
+    """Time block of each date: whole periods of ``block_days`` days from the first date (the bootstrap's unit)."""
+    if block_days < 1:
+        raise ValueError(f"evaluate: block_days must be at least 1, got {block_days}")
+    if not len(dates):
+        return np.zeros(0, dtype=int)
+    days = np.array([dt.date.fromisoformat(str(d)[:10]).toordinal() for d in dates])
+    return (days - days.min()) // block_days
+
+
+class _Stats:
+    """What the intervals and the uncertainty table need, gathered while the references are read."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, str], ClusterSums] = {}
+        self.spread: dict[tuple[str, str], Spread] = {}
+
+    def cluster_sums(self, reference: str, method: str) -> ClusterSums:
+        return self.sums.setdefault((reference, method), ClusterSums())
+
+    def spread_of(self, reference: str, method: str) -> Spread:
+        return self.spread.setdefault((reference, method), Spread())
+
+
+def confidence(
+    stats: _Stats, layer: str, replicates: int, seed: int, level: float = 0.95, versus: str = "ensemble"
+) -> tuple[dict[tuple[str, str], dict], list[dict]]:
+    """Bootstrap intervals {(reference, method): {<m>_lo, <m>_hi}} and rows of paired differences vs ``versus``.
+
+    One set of resamples per reference (seeded by ``seed`` and the reference), shared by its methods.
+    """
+    cis: dict[tuple[str, str], dict] = {}
+    diffs: list[dict] = []
+    for reference in sorted({ref for ref, _ in stats.sums}):
+        methods = [m for ref, m in stats.sums if ref == reference]
+        clusters, blocks = set(), set()
+        for m in methods:
+            c, b = stats.sums[(reference, m)].keys()
+            clusters |= c
+            blocks |= b
+        clusters, blocks = sorted(clusters, key=str), sorted(blocks, key=str)
+        if replicates <= 0 or len(clusters) * len(blocks) < 2:
+            continue
+        key = sum(ord(ch) * 31**i for i, ch in enumerate(reference)) % 2**31
+        weights = bootstrap_weights(len(clusters), len(blocks), replicates, [seed, key])
+        values = {}
+        for m in methods:
+            values[m] = metrics_from_sums(resampled_sums(stats.sums[(reference, m)].table(clusters, blocks)[2], weights))
+            cis[(reference, m)] = {f"{name}_{side}": v for name in CI_METRICS
+                                   for side, v in zip(("lo", "hi"), intervals(values[m][name], level), strict=True)}
+        if versus not in values:
+            continue
+        point_v = metrics_from_sums(stats.sums[(reference, versus)].table()[2].sum(axis=(0, 1)))
+        for m in methods:
+            if m == versus:
+                continue
+            point = metrics_from_sums(stats.sums[(reference, m)].table()[2].sum(axis=(0, 1)))
+            for name in CI_METRICS:
+                lo, hi = intervals(values[m][name] - values[versus][name], level)
+                diffs.append({"layer": layer, "reference": reference, "method": m, "versus": versus, "metric": name,
+                              "difference": float(point[name] - point_v[name]), "lo": lo, "hi": hi})
+    return cis, diffs
+
+
 # ---------------------------------------------------------------- references
 
 
@@ -178,12 +269,22 @@ def evaluate_truth(
     dates: Sequence[str],
     layer: str = "",
     sampler: _Sampler | None = None,
+    stats: _Stats | None = None,
+    spreads: Mapping[str, PathLike] | None = None,
+    block_days: int = 3,
 ) -> list[dict]:
-    """Metric rows of each method against truth on the given coarse cells x dates, one cell at a time."""
+    """Metric rows of each method against truth on the given coarse cells x dates, one cell at a time.
+
+    With ``stats``, the bootstrap sums (cluster: the test cell, block: ``block_days`` days) and, for
+    the methods in ``spreads`` (method -> std file), the spread calibration are gathered there.
+    """
     truth_aligned = _aligned(truth_path, dates)
     dates = [dates[i] for i in truth_aligned[1]]
     truth_aligned = (truth_aligned[0], np.arange(len(dates)))
     aligned = {m: _aligned(p, dates) for m, p in paths.items()}
+    spreads = {m: p for m, p in (spreads or {}).items() if m in paths} if stats is not None else {}
+    spread_aligned = {m: _aligned(p, dates) for m, p in spreads.items()}
+    blocks = day_blocks(dates, block_days)[:, None, None]
     acc = {m: Accumulator(factor) for m in paths}
     if dates:
         for i, (row, col) in enumerate(cells):
@@ -195,6 +296,11 @@ def evaluate_truth(
                 acc[method].update(pred, ref)
                 if sampler:
                     sampler.add(layer, method, "truth", pred, ref, mask)
+                if stats is not None:
+                    stats.cluster_sums("truth", method).add_many(np.array(i), blocks, pred, ref)
+                if method in spreads:
+                    std = _read_dated(spreads[method], *window, dates, spread_aligned[method])
+                    stats.spread_of("truth", method).update(pred, std, ref)
     return [_row(layer, m, "truth", a.result()) for m, a in acc.items()]
 
 
@@ -213,24 +319,66 @@ def evaluate_coarse(
     layer: str = "",
     max_pixels: int = 20_000_000,
     sampler: _Sampler | None = None,
+    stats: _Stats | None = None,
+    block_days: int = 3,
+    max_clusters: int = 256,
 ) -> list[dict]:
-    """Metric rows of each method's block mean against the coarse input, all cells and dates."""
+    """Metric rows of each method's block mean against the coarse input, all cells and dates.
+
+    With ``stats``, the bootstrap sums are gathered there; clusters are square tiles of coarse cells,
+    at most about ``max_clusters`` of them.
+    """
     coarse = io.read_grid(coarse_path)
     dates = io.read_dates(coarse_path)
     all_bands = (np.arange(len(dates)), np.arange(len(dates)))
     aligned = {m: _aligned(p, dates) for m, p in paths.items()}
     acc = {m: Accumulator(None) for m in paths}
+    blocks = day_blocks(dates, block_days)[:, None, None]
+    tile = max(1, math.ceil(math.sqrt(coarse.height * coarse.width / max(1, max_clusters))))
+    tiles_across = math.ceil(coarse.width / tile)
     windows = _cell_windows(coarse.height, coarse.width, len(dates), factor, max_pixels)
     for i, (row, col, h, w) in enumerate(windows):
         ref = _read_dated(coarse_path, row, col, h, w, dates, all_bands)
         mask = sampler.mask(ref.shape, i) if sampler else None
+        rows, cols = np.mgrid[row : row + h, col : col + w]
+        clusters = (rows // tile) * tiles_across + cols // tile
         for method, path in paths.items():
             fine = _read_dated(path, row * factor, col * factor, h * factor, w * factor, dates, aligned[method])
             pred = block_mean(fine, factor)
             acc[method].update(pred, ref)
             if sampler:
                 sampler.add(layer, method, "coarse", pred, ref, mask)
+            if stats is not None:
+                stats.cluster_sums("coarse", method).add_many(clusters[None], blocks, pred, ref)
     return [_row(layer, m, "coarse", a.result()) for m, a in acc.items()]
+
+
+def evaluate_seams(
+    files: Mapping[str, PathLike],
+    coarse_path: PathLike,
+    dates: Sequence[str],
+    layer: str = "",
+    max_pixels: int = 20_000_000,
+) -> list[dict]:
+    """Seam rows (``SEAM_COLUMNS``) of each 30 m file (methods, truth) over all cells on ``dates``.
+
+    Read in windows of whole coarse cells, each with one more pixel row and column so the pairs
+    between windows count too.
+    """
+    coarse = io.read_grid(coarse_path)
+    rows = []
+    for name, path in files.items():
+        factor = nest(io.read_grid(path), coarse)
+        height, width = coarse.height * factor, coarse.width * factor
+        aligned = _aligned(path, dates)
+        seams = Seams()
+        for row, col, h, w in _cell_windows(coarse.height, coarse.width, len(dates), factor, max_pixels):
+            r, c = row * factor, col * factor
+            hh, ww = min(h * factor + 1, height - r), min(w * factor + 1, width - c)
+            fine = _read_dated(path, r, c, hh, ww, dates, aligned)
+            seams.update(fine, factor, r, c, extent=(h * factor, w * factor))
+        rows.append({"layer": layer, "method": name, **seams.result()})
+    return rows
 
 
 def locate(grid: Grid, lon, lat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -297,15 +445,36 @@ def station_series(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def evaluate_stations(series: pd.DataFrame, methods: Sequence[str], layer: str = "") -> list[dict]:
-    """Metric rows of each method against the station observations of ``station_series``, pooled."""
+def evaluate_stations(
+    series: pd.DataFrame,
+    methods: Sequence[str],
+    layer: str = "",
+    stats: _Stats | None = None,
+    spreads: Mapping[str, str] | None = None,
+    block_days: int = 3,
+) -> list[dict]:
+    """Metric rows of each method against the station observations of ``station_series``, pooled.
+
+    With ``stats``: bootstrap sums (cluster: the station, block: ``block_days`` days) and the spread
+    calibration of the methods in ``spreads`` (method -> the series column of its std).
+    """
     rows = []
+    if not series.empty and stats is not None:
+        clusters = pd.factorize(series["station"], sort=True)[0]
+        blocks = day_blocks(series["date"].tolist(), block_days)
     for method in methods:
         if series.empty or method not in series.columns:
             continue
+        pred = series[method].to_numpy(dtype=float)
+        obs = series["observed"].to_numpy(dtype=float)
         acc = Accumulator(None)
-        acc.update(series[method].to_numpy(dtype=float), series["observed"].to_numpy(dtype=float))
+        acc.update(pred, obs)
         rows.append(_row(layer, method, "stations", acc.result()))
+        if stats is not None:
+            stats.cluster_sums("stations", method).add_many(clusters, blocks, pred, obs)
+            column = (spreads or {}).get(method)
+            if column is not None and column in series.columns:
+                stats.spread_of("stations", method).update(pred, series[column].to_numpy(dtype=float), obs)
     return rows
 
 
@@ -325,23 +494,40 @@ def evaluate_run(
     max_pairs: int = 20_000,
     max_pixels: int = 20_000_000,
     seed: int = 0,
+    seams_out: PathLike | None = None,
+    uncertainty_out: PathLike | None = None,
+    reliability_out: PathLike | None = None,
+    differences_out: PathLike | None = None,
+    bootstrap: int = 1000,
+    block_days: int = 3,
+    level: float = 0.95,
+    spreads: Mapping[str, str] = SPREADS,
 ) -> pd.DataFrame:
     """Metrics of every method against every available reference, for each layer in ``coarse``.
 
     ``downscaled_dir`` holds ``<layer>/<method>.tif``; ``coarse`` maps layer -> coarse input;
     ``truth`` (optional) maps layer -> 30 m truth; ``stations`` is stations.csv or its frame;
     ``split`` is samples/split.json or its dict (truth uses its test cells x test dates; without a
-    split, all cells and dates, with a warning). Returns the rows (columns ``COLUMNS``) and writes
-    them to ``out`` as CSV. Optionally writes a seeded sample of (pred, ref) pairs per layer, method
-    and reference (about ``max_pairs`` each for truth and coarse; all station pairs) to ``pairs_out``
-    for the scatter plots, and the station series (``station_series``, with a ``layer`` column) to
-    ``series_out``. ``max_pixels`` bounds the values held per read in the coarse check.
+    split, all cells and dates, with a warning). Returns the rows (columns ``COLUMNS``, with
+    ``level`` bootstrap intervals from ``bootstrap`` resamples of clusters x ``block_days`` day
+    blocks, seeded by ``seed``; 0 resamples leaves them NaN) and writes them to ``out`` as CSV.
+    Optionally writes a seeded sample of (pred, ref) pairs per layer, method and reference (about
+    ``max_pairs`` each for truth and coarse; all station pairs) to ``pairs_out`` for the scatter
+    plots, the station series (``station_series``, with a ``layer`` column) to ``series_out``, the
+    seam ratios to ``seams_out``, the calibration of the spreads (``spreads``: method -> the file
+    name of its standard deviation) to ``uncertainty_out`` and ``reliability_out``, and the paired
+    intervals of each method minus the ensemble to ``differences_out`` (see the module docstring).
+    ``max_pixels`` bounds the values held per read in the coarse check and the seams.
     """
     split = read_split(split)
     station_df = read_stations(stations) if stations is not None else None
     rows: list[dict] = []
     pairs: list[pd.DataFrame] = []
     series_frames: list[pd.DataFrame] = []
+    seam_rows: list[dict] = []
+    spread_rows: list[dict] = []
+    bin_rows: list[dict] = []
+    diff_rows: list[dict] = []
     for layer, coarse_path in coarse.items():
         paths = method_paths(downscaled_dir, layer, methods)
         if not paths:
@@ -351,10 +537,20 @@ def evaluate_run(
         fine_grid = io.read_grid(next(iter(paths.values())))
         factor = nest(fine_grid, coarse_grid)
         log.info("%s: %d method(s) %s, factor %d", layer, len(paths), list(paths), factor)
+        stats = _Stats()
+        layer_rows: list[dict] = []
+        std_paths = {m: Path(downscaled_dir) / layer / f"{name}.tif" for m, name in spreads.items() if m in paths}
+        for m, p in list(std_paths.items()):
+            if not p.exists():
+                log.warning("%s: %s has no spread (%s missing); its uncertainty is not scored", layer, m, p)
+                del std_paths[m]
+        seam_files = dict(paths)
+        seam_dates = split.get("test_dates") or io.read_dates(coarse_path)
 
         truth_path = (truth or {}).get(layer)
         if truth_path is not None and Path(truth_path).exists():
             nest(io.read_grid(truth_path), coarse_grid)
+            seam_files["truth"] = truth_path
             cells = split.get("test_cells")
             dates = split.get("test_dates")
             if cells is None or dates is None:
@@ -368,19 +564,22 @@ def evaluate_run(
                 log.warning("%s: %d test cell(s) outside the coarse grid ignored, e.g. %s", layer, len(bad), bad[:3])
                 cells = [rc for rc in cells if rc not in bad]
             sampler = _Sampler(len(cells) * len(dates) * factor * factor, max_pairs, seed)
-            rows += evaluate_truth(paths, truth_path, factor, cells, dates, layer, sampler)
+            layer_rows += evaluate_truth(paths, truth_path, factor, cells, dates, layer, sampler, stats, std_paths,
+                                         block_days)
             pairs.append(sampler.frame())
             log.info("%s: truth on %d test cell(s) x %d test date(s)", layer, len(cells), len(dates))
         elif truth_path is not None:
             log.warning("%s: truth %s not found; skipped", layer, truth_path)
 
         if station_df is not None:
-            std_path = Path(downscaled_dir) / layer / "ensemble_std.tif"
-            series = station_series(paths, station_df, layer, coarse_path, std_path)
+            # the spreads ride along as columns named by their file (ensemble_std, ...)
+            files = {**paths, **{spreads[m]: p for m, p in std_paths.items()}}
+            series = station_series(files, station_df, layer, coarse_path)
             if series.empty:
                 log.warning("%s: no station overlaps the run; stations skipped", layer)
             else:
-                rows += evaluate_stations(series, list(paths), layer)
+                station_spreads = {m: spreads[m] for m in std_paths}
+                layer_rows += evaluate_stations(series, list(paths), layer, stats, station_spreads, block_days)
                 long = series.melt(id_vars=["date", "observed"], value_vars=list(paths), var_name="method",
                                    value_name="pred")
                 long = long[np.isfinite(long["pred"]) & np.isfinite(long["observed"])]
@@ -391,24 +590,38 @@ def evaluate_run(
 
         n_coarse = coarse_grid.height * coarse_grid.width * len(io.read_dates(coarse_path))
         sampler = _Sampler(n_coarse, max_pairs, seed)
-        rows += evaluate_coarse(paths, coarse_path, factor, layer, max_pixels, sampler)
+        layer_rows += evaluate_coarse(paths, coarse_path, factor, layer, max_pixels, sampler, stats, block_days)
         pairs.append(sampler.frame())
+
+        cis, diffs = confidence(stats, layer, bootstrap, seed, level)
+        rows += [{**row, **cis.get((row["reference"], row["method"]), {})} for row in layer_rows]
+        diff_rows += diffs
+        if seams_out is not None:
+            seam_rows += evaluate_seams(seam_files, coarse_path, seam_dates, layer, max_pixels)
+        for (reference, method), spread in sorted(stats.spread.items()):
+            cover = {f"coverage_{round(c['nominal'] * 100):02d}": c["observed"] for c in spread.coverage()}
+            out_ = spread.result()
+            spread_rows.append({"layer": layer, "method": method, "reference": reference, "spread": spreads[method],
+                                **{k: v for k, v in out_.items() if k != "coverage90"}, **cover})
+            bin_rows += [{"layer": layer, "method": method, "reference": reference, **b} for b in spread.reliability()]
+            log.info("%s: %s spread vs %s: coverage of the 90%% interval %.3f, spread-error r %.3f (n %d)", layer,
+                     method, reference, cover.get("coverage_90", float("nan")), out_["spread_error_r"], out_["n"])
 
     table = pd.DataFrame(rows, columns=COLUMNS)
     if out is not None:
-        _write_csv(table, out)
+        io.write_csv(out, table)
     if pairs_out is not None:
         frames = [p for p in pairs if not p.empty]
-        _write_csv(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS), pairs_out)
+        io.write_csv(pairs_out, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS))
     if series_out is not None:
-        _write_csv(pd.concat(series_frames, ignore_index=True) if series_frames else pd.DataFrame(), series_out)
+        io.write_csv(series_out, pd.concat(series_frames, ignore_index=True) if series_frames else pd.DataFrame())
+    for path, frame_rows, columns in ((seams_out, seam_rows, SEAM_COLUMNS),
+                                      (uncertainty_out, spread_rows, UNCERTAINTY_COLUMNS),
+                                      (reliability_out, bin_rows, RELIABILITY_COLUMNS),
+                                      (differences_out, diff_rows, DIFFERENCE_COLUMNS)):
+        if path is not None:
+            io.write_csv(path, pd.DataFrame(frame_rows, columns=columns))
     return table
-
-
-def _write_csv(df: pd.DataFrame, path: PathLike) -> None:
-    """Write a CSV under a temporary name, then rename it into place."""
-    with io.atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
 
 
 # ---------------------------------------------------------------- maps

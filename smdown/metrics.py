@@ -26,6 +26,7 @@ memory bounded by one row of sums per cluster and block).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -430,6 +431,25 @@ class ClusterSums:
         s = np.array([p.size, p.sum(), o.sum(), p @ p, o @ o, p @ o])
         self.sums[key] = self.sums.get(key, 0.0) + s
 
+    def add_many(self, clusters: np.ndarray, blocks: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> None:
+        """Accumulate pairs labelled by integer cluster and block arrays (broadcast to pred's shape)."""
+        pred = np.asarray(pred, dtype=np.float64)
+        ref = np.asarray(ref, dtype=np.float64)
+        if pred.shape != ref.shape:
+            raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+        ok = np.isfinite(pred) & np.isfinite(ref)
+        if not ok.any():
+            return
+        c = np.broadcast_to(np.asarray(clusters, dtype=np.int64), pred.shape)[ok]
+        b = np.broadcast_to(np.asarray(blocks, dtype=np.int64), pred.shape)[ok]
+        p, o = pred[ok], ref[ok]
+        keys, index = np.unique(np.stack([c, b]), axis=1, return_inverse=True)
+        index = index.ravel()
+        sums = np.stack([np.bincount(index, weights=w, minlength=keys.shape[1])
+                         for w in (np.ones_like(p), p, o, p * p, o * o, p * o)], axis=1)
+        for (ci, bi), row in zip(keys.T.tolist(), sums, strict=True):
+            self.sums[(ci, bi)] = self.sums.get((ci, bi), 0.0) + row
+
     def keys(self) -> tuple[set, set]:
         """The clusters and the time blocks seen."""
         return {k[0] for k in self.sums}, {k[1] for k in self.sums}
@@ -464,7 +484,7 @@ def metrics_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
     return dict(r=r_, bias=bias_, rmse=np.sqrt(bias_**2 + var_d), ubrmse=np.sqrt(var_d))
 
 
-def bootstrap_weights(clusters: int, blocks: int, replicates: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_weights(clusters: int, blocks: int, replicates: int, seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Resampling multiplicities (replicates x clusters) and (replicates x blocks), drawn with replacement.
 
     The same weights applied to every method of a comparison give paired intervals of differences.

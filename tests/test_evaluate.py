@@ -8,7 +8,16 @@ import pandas as pd
 import pytest
 
 from smdown import io
-from smdown.evaluate import COLUMNS, evaluate_run, map_panels, read_histories, station_series
+from smdown.evaluate import (
+    COLUMNS,
+    DIFFERENCE_COLUMNS,
+    RELIABILITY_COLUMNS,
+    SEAM_COLUMNS,
+    UNCERTAINTY_COLUMNS,
+    evaluate_run,
+    map_panels,
+    station_series,
+)
 from smdown.grid import block_expand, block_mean, ease2_9km_grid, nested_grid
 
 DATES = [f"2023-05-0{d}" for d in range(1, 7)]
@@ -173,7 +182,7 @@ def test_no_split_uses_everything(world, caplog):
     assert "no split" in caplog.text
 
 
-def test_map_panels_and_histories(world, tmp_path):
+def test_map_panels(world):
     run = world["run"]
     down = run / "downscaled" / "surface"
     files = {"ensemble": down / "ensemble.tif", "ensemble_std": down / "ensemble_std.tif",
@@ -184,7 +193,100 @@ def test_map_panels_and_histories(world, tmp_path):
     assert panels[DATES[0]]["coarse"].shape == (2, 2)
     small = map_panels(files, run / "coarse_surface.tif", [DATES[1]], max_side=2)
     assert small[DATES[1]]["truth"] == pytest.approx(world["coarse"][1])
-    (tmp_path / "models" / "surface").mkdir(parents=True)
-    pd.DataFrame({"epoch": [0, 1], "loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}).to_csv(
-        tmp_path / "models" / "surface" / "dnn_history.csv", index=False)
-    assert list(read_histories(tmp_path / "models", "surface")) == ["dnn"]
+
+
+# ---------------------------------------------------------------- seams, uncertainty, intervals
+
+
+def outputs(world):
+    ev = world["run"] / "evaluation"
+    return {"out": ev / "metrics.csv", "seams_out": ev / "seams.csv", "uncertainty_out": ev / "uncertainty.csv",
+            "reliability_out": ev / "reliability.csv", "differences_out": ev / "differences.csv"}
+
+
+def test_seam_table(world):
+    from smdown.metrics import seam_ratio
+
+    files = outputs(world)
+    run_eval(world, **files)
+    seams = pd.read_csv(files["seams_out"]).set_index("method")
+    assert list(pd.read_csv(files["seams_out"]).columns) == SEAM_COLUMNS
+    assert set(seams.index) == {"dnn", "cnn", "ensemble", "cubic", "truth"}
+    test_days = world["truth"][3:]  # seams over all cells on the test dates
+    assert seams.loc["truth", "seam_ratio"] == pytest.approx(seam_ratio(test_days, FACTOR), rel=1e-6)
+    assert seams.loc["ensemble", "seam_ratio"] == pytest.approx(seams.loc["truth", "seam_ratio"], rel=1e-6)
+    # 6 x 6 pixels, 2 x 2 cells: one edge line per axis, 6 pairs each, per day
+    assert seams.loc["truth", "n_across"] == 3 * 2 * 6
+    assert seams.loc["truth", "n_inside"] == 3 * 2 * 6 * 4
+    # cubic here is constant within each cell: no inside difference, steps across
+    assert seams.loc["cubic", "inside"] == 0 and seams.loc["cubic", "across"] > 0
+    assert np.isnan(seams.loc["cubic", "seam_ratio"])
+    # the dnn's bogus train cell is one big step
+    assert seams.loc["dnn", "seam_ratio"] > 100
+
+
+def test_uncertainty_coverage_and_spread_error(world):
+    """Errors of 0.03 on a known set of pixels, where the std is 0.01 (not covered); no error, std 0.005, elsewhere."""
+    run = world["run"]
+    down = run / "downscaled" / "surface"
+    truth, fine_grid = world["truth"], world["fine_grid"]
+    rng = np.random.default_rng(1)
+    wrong = rng.random(truth.shape) < 0.3
+    io.write_stack(down / "ensemble.tif", io.Stack(truth + np.float32(0.03) * wrong, fine_grid, DATES))
+    io.write_stack(down / "ensemble_std.tif", io.Stack(np.where(wrong, 0.01, 0.005).astype(np.float32), fine_grid,
+                                                       DATES))
+    files = outputs(world)
+    run_eval(world, **files)
+    table = pd.read_csv(files["uncertainty_out"])
+    assert list(table.columns) == UNCERTAINTY_COLUMNS
+    assert set(zip(table["method"], table["reference"], strict=True)) == {("ensemble", "truth"),
+                                                                           ("ensemble", "stations")}
+    row = table[table["reference"] == "truth"].iloc[0]
+    test = np.zeros(truth.shape, dtype=bool)
+    test[3:, 0:3, 0:3] = test[3:, 3:6, 3:6] = True  # test cells (0, 0), (1, 1) x test dates
+    assert row["n"] == test.sum()
+    assert row["coverage_90"] == pytest.approx(1.0 - wrong[test].mean())
+    assert row["coverage_99"] == pytest.approx(1.0 - wrong[test].mean())  # 2.58 x 0.01 < 0.03 still
+    assert row["spread_error_r"] == pytest.approx(1.0)
+    assert row["mae"] == pytest.approx(0.03 * wrong[test].mean(), rel=1e-4)
+    station = table[table["reference"] == "stations"].iloc[0]
+    assert station["n"] == len(DATES)
+    assert station["coverage_90"] == pytest.approx(1.0 - wrong[:, 4, 2].mean())
+    bins = pd.read_csv(files["reliability_out"])
+    assert list(bins.columns) == RELIABILITY_COLUMNS
+    truth_bins = bins[bins["reference"] == "truth"]
+    assert truth_bins["n"].sum() == row["n"]
+
+
+def test_intervals_in_metrics_and_differences(world):
+    files = outputs(world)
+    table = run_eval(world, **files)
+    assert list(table.columns[:8]) == ["layer", "method", "reference", "r", "bias", "rmse", "ubrmse", "n"]
+    assert {"r_lo", "r_hi", "ubrmse_lo", "ubrmse_hi", "bias_lo", "bias_hi"} <= set(table.columns)
+    for _, row in table.iterrows():
+        for name in ("bias", "rmse", "ubrmse"):
+            if np.isfinite(row[f"{name}_lo"]):
+                assert row[f"{name}_lo"] - 1e-9 <= row[name] <= row[f"{name}_hi"] + 1e-9, (row["method"], name)
+    cnn = get(table, "cnn", "truth")
+    assert cnn["bias_lo"] == pytest.approx(0.01, abs=1e-5) and cnn["bias_hi"] == pytest.approx(0.01, abs=1e-5)
+    cubic = get(table, "cubic", "truth")
+    assert cubic["rmse_lo"] < cubic["rmse_hi"]
+    diffs = pd.read_csv(files["differences_out"])
+    assert list(diffs.columns) == DIFFERENCE_COLUMNS
+    d = diffs[(diffs["reference"] == "truth") & (diffs["method"] == "cnn") & (diffs["metric"] == "bias")].iloc[0]
+    assert d["versus"] == "ensemble"
+    assert d["difference"] == pytest.approx(0.01, abs=1e-5) and d["lo"] == pytest.approx(0.01, abs=1e-5)
+    # paired: cubic is worse than the (perfect) ensemble in every resample
+    d = diffs[(diffs["reference"] == "truth") & (diffs["method"] == "cubic") & (diffs["metric"] == "rmse")].iloc[0]
+    assert d["lo"] > 0
+    # seeded: the same run gives the same intervals; no resampling leaves them NaN
+    again = run_eval(world)
+    pd.testing.assert_frame_equal(table, again)
+    bare = run_eval(world, bootstrap=0)
+    assert bare[["r_lo", "ubrmse_hi"]].isna().all().all()
+    pd.testing.assert_frame_equal(bare[COLUMNS[:10]], table[COLUMNS[:10]])
+
+
+def test_bad_block_days_is_refused(world):
+    with pytest.raises(ValueError, match="block_days"):
+        run_eval(world, block_days=0)

@@ -205,3 +205,20 @@ def test_bootstrap_is_seeded():
             sums.add(cell, block, ref + 0.1 * rng.standard_normal(20), ref)
     assert metrics.bootstrap_ci(sums, seed=7) == metrics.bootstrap_ci(sums, seed=7)
     assert metrics.bootstrap_ci(sums, seed=7) != metrics.bootstrap_ci(sums, seed=8)
+
+
+def test_cluster_sums_add_many_equals_add():
+    rng = np.random.default_rng(6)
+    pred, ref = rng.random((4, 3, 6)), rng.random((4, 3, 6))
+    pred[0, 0, 0] = np.nan
+    clusters = np.array([0, 0, 0, 1, 1, 1])[None, None, :]  # by column
+    blocks = np.array([0, 0, 1, 1])[:, None, None]  # by day
+    many, one = metrics.ClusterSums(), metrics.ClusterSums()
+    many.add_many(clusters, blocks, pred, ref)
+    for c in (0, 1):
+        for b in (0, 1):
+            sel = (slice(2 * b, 2 * b + 2), slice(None), slice(3 * c, 3 * c + 3))
+            one.add(c, b, pred[sel], ref[sel])
+    assert many.keys() == one.keys()
+    np.testing.assert_allclose(many.table()[2], one.table()[2])
+    assert many.table()[2][..., 0].sum() == 4 * 3 * 6 - 1
