@@ -282,3 +282,49 @@ def plot_sensitivity(importance: pd.DataFrame, curves: pd.DataFrame, path: PathL
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_reliability(bins: pd.DataFrame, uncertainty: pd.DataFrame, path: PathLike, title: str = "") -> Path:
+    """Reliability of a predicted standard deviation: two panels, one line per layer x reference.
+
+    Left: observed RMSE against the RMS predicted std, per bin of predicted std (reliability.csv of
+    ``smdown.evaluate``); a calibrated std lies on the 1:1 line. Right: observed against nominal
+    coverage of the central normal intervals (the ``coverage_XX`` columns of uncertainty.csv).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.6, 3.4))
+    groups = ["layer", "reference", "method"]
+    lo, hi = np.inf, 0.0
+    for k, (key, sub) in enumerate(bins.groupby(groups, sort=True) if len(bins) else []):
+        x, y = sub["rms_std"].to_numpy(float), sub["rmse"].to_numpy(float)
+        ok = (x > 0) & (y > 0)
+        if ok.any():
+            left.plot(x[ok], y[ok], "o-", ms=3, lw=1, color=f"C{k}", label=" / ".join(map(str, key[:2])))
+            lo, hi = min(lo, x[ok].min(), y[ok].min()), max(hi, x[ok].max(), y[ok].max())
+    if hi > 0:
+        left.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="1:1")
+        left.set_xscale("log")
+        left.set_yscale("log")
+        left.legend(fontsize=7)
+    else:
+        left.text(0.5, 0.5, "no spread scored", ha="center", va="center", transform=left.transAxes)
+    left.set_xlabel("predicted std (RMS per bin, m³/m³)", fontsize=8)
+    left.set_ylabel("observed RMSE (m³/m³)", fontsize=8)
+    left.set_title("spread vs error", fontsize=9)
+    columns = sorted(c for c in uncertainty.columns if str(c).startswith("coverage_"))
+    nominal = np.array([int(c.split("_")[1]) / 100.0 for c in columns])
+    for k, (_, row) in enumerate(uncertainty.sort_values(groups).iterrows() if len(uncertainty) else []):
+        right.plot(nominal, row[columns].to_numpy(float), "o-", ms=3, lw=1, color=f"C{k}",
+                   label=f"{row['layer']} / {row['reference']}")
+    right.plot([0, 1], [0, 1], "k--", lw=0.8, label="1:1")
+    right.set_xlim(0, 1)
+    right.set_ylim(0, 1.02)
+    right.set_xlabel("nominal coverage", fontsize=8)
+    right.set_ylabel("observed coverage", fontsize=8)
+    right.set_title("interval coverage", fontsize=9)
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

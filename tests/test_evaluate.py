@@ -290,3 +290,14 @@ def test_intervals_in_metrics_and_differences(world):
 def test_bad_block_days_is_refused(world):
     with pytest.raises(ValueError, match="block_days"):
         run_eval(world, block_days=0)
+
+
+def test_reliability_figure_from_the_tables(world, tmp_path):
+    from smdown import plots
+
+    files = outputs(world)
+    run_eval(world, **files)
+    bins, table = pd.read_csv(files["reliability_out"]), pd.read_csv(files["uncertainty_out"])
+    for name, args in (("full", (bins, table)), ("empty", (bins.iloc[:0], table.iloc[:0]))):
+        path = plots.plot_reliability(*args, tmp_path / f"{name}.png", title="surface")
+        assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
