@@ -20,10 +20,11 @@ from smdown.acquire.dem import acquire_dem
 from smdown.acquire.http import Downloader
 from smdown.acquire.ismn import acquire_ismn
 from smdown.acquire.region import Region, make_region
-from smdown.acquire.sentinel1 import acquire_sentinel1
+from smdown.acquire.sentinel1 import acquire_sentinel1, sentinel1_enabled
 from smdown.acquire.sentinel2 import acquire_sentinel2
 from smdown.acquire.smap import acquire_smap
 from smdown.acquire.soil import acquire_soil
+from smdown.acquire.stac import KEY_ENV, PC_TOKEN_URL
 from smdown.config import contract_file
 from smdown.io import InputError
 
@@ -41,10 +42,19 @@ DEFAULTS: dict = {
         "edl_url": "https://urs.earthdata.nasa.gov",
         "cmr_url": "https://cmr.earthdata.nasa.gov/search/",
     },
-    "smap": {"short_name": "SPL4SMGP", "version": "008", "keep_granules": False},
+    "smap": {
+        "short_name": "SPL4SMGP",
+        "version": "008",
+        "provider": "NSIDC_CPRD",  # CMR provider: NSIDC_CPRD Earthdata Cloud, NSIDC_ECS on-premises, None any
+        "cloud_hosted": False,  # keep only granules advertising Earthdata Cloud access
+        "subset": "opendap",  # region subset on the server (OPeNDAP), whole granules as fallback; or none
+        "keep_granules": False,
+    },
     "sentinel2": {
         "catalog": "https://earth-search.aws.element84.com/v1",
-        "collection": "sentinel-2-l2a",
+        "collection": "sentinel-2-c1-l2a",
+        "sign": "auto",  # Planetary Computer SAS signing: auto (when the catalog is the PC's), planetary_computer, none
+        "token_url": PC_TOKEN_URL,
         "max_cloud": 80.0,
         "scl_keep": [4, 5, 6, 7],
         "res": 30.0,
@@ -54,6 +64,8 @@ DEFAULTS: dict = {
     "dem": {
         "catalog": "https://earth-search.aws.element84.com/v1",
         "collection": "cop-dem-glo-30",
+        "sign": "auto",
+        "token_url": PC_TOKEN_URL,
         "asset": "data",
         "res": 30.0,
         "resampling": "bilinear",
@@ -71,13 +83,13 @@ DEFAULTS: dict = {
         "block": 2048,
     },
     "sentinel1": {
-        "enabled": False,
+        "enabled": False,  # true, false, or auto: on when PC_SDK_SUBSCRIPTION_KEY is set
         "catalog": "https://planetarycomputer.microsoft.com/api/stac/v1",
         "collection": "sentinel-1-rtc",
         "assets": {"vv": "vv", "vh": "vh"},
         "units": "linear",
-        "sign": "planetary_computer",
-        "token_url": "https://planetarycomputer.microsoft.com/api/sas/v1/token",
+        "sign": "auto",
+        "token_url": PC_TOKEN_URL,
         "res": 30.0,
         "resampling": "average",
         "block": 2048,
@@ -126,8 +138,10 @@ def outputs_for(cfg: dict, outdir: str | os.PathLike) -> dict[str, Path]:
     """The contract files acquire() writes for these settings."""
     outdir = Path(outdir)
     names = [n for n in FILES if not n.startswith("s1_") and n != "stations"]
-    if cfg["sentinel1"]["enabled"]:
+    if sentinel1_enabled(cfg["sentinel1"]):
         names += ["s1_vv", "s1_vh"]
+    elif cfg["sentinel1"]["enabled"] == "auto":
+        log.info("Sentinel-1 off: acquire.sentinel1.enabled is auto and %s is not set", KEY_ENV)
     if cfg["ismn"]["path"] or cfg["ismn"]["url"]:
         names.append("stations")
     return {name: outdir / FILES[name] for name in names}
@@ -190,14 +204,28 @@ def contract_inputs(paths: dict[str, str | os.PathLike]) -> dict:
     return inputs
 
 
+# The acquire.* keys each source reads (besides the region, cache and HTTP keys every source reads):
+# the rules hand exactly these to their jobs as params, so a change reruns the jobs it touches.
+COMMON_KEYS = ("bbox", "start", "end", "cache_dir", "http")
+SOURCE_KEYS = {"smap": ("earthdata", "smap"), "sentinel2": ("sentinel2",), "dem": ("dem",), "soil": ("soil",),
+               "sentinel1": ("sentinel1",), "ismn": ("ismn",)}
+
+
+def params_for(source: str, acquire_config: dict | None) -> dict:
+    """The slice of config['acquire'] the source's job reads (a rule's `params: acquire=...`)."""
+    given = acquire_config or {}
+    return {key: given[key] for key in (*COMMON_KEYS, *SOURCE_KEYS[source]) if key in given}
+
+
 def run_script(snakemake, source: str) -> None:
-    """Entry for workflow/scripts/acquire_<source>.py: log to snakemake.log[0], write snakemake.output."""
+    """Entry for workflow/scripts/acquire_<source>.py: settings from snakemake.params.acquire (the rule's slice of
+    config['acquire'], never snakemake.config), log to snakemake.log[0], write snakemake.output."""
     handler = logging.FileHandler(snakemake.log[0]) if snakemake.log else logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        cfg = settings(snakemake.config)
+        cfg = settings({"acquire": snakemake.params.acquire})
         named = dict(snakemake.output.items())
         out = {name: named[name] for name in SOURCES[source] if name in named}
         run_source(source, cfg, out)

@@ -38,6 +38,10 @@ class RetryableError(Exception):
     """A transient failure (network, timeout, 5xx, short body): worth another try."""
 
 
+class NotFound(InputError):
+    """HTTP 404: the server has no such file (for tiled sources, a tile that does not exist)."""
+
+
 def redact(url: str) -> str:
     """scheme://host/path of a URL: no user:password, no query string (may hold tokens)."""
     parts = urlsplit(url)
@@ -228,5 +232,5 @@ def _check_status(response: requests.Response, url: str, auth_hint: str = "") ->
         hint = f" {auth_hint}" if auth_hint else ""
         raise InputError(f"HTTP {code} for {redact(url)}: access denied (wrong or missing credentials).{hint}")
     if code == 404:
-        raise InputError(f"HTTP 404 for {redact(url)}: not found")
+        raise NotFound(f"HTTP 404 for {redact(url)}: not found")
     raise InputError(f"HTTP {code} for {redact(url)}")

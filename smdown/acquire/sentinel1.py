@@ -2,7 +2,10 @@
 
 Items of one date are mosaicked by the mean of their valid pixels in linear power, then converted
 to dB (10 log10); non-positive values are NaN. With units 'db' the assets are taken as already dB.
-Planetary Computer assets need a SAS token: sign = planetary_computer.
+Planetary Computer assets need a SAS token (sign: auto signs when the catalog is the Planetary
+Computer's), and the Planetary Computer gives sentinel-1-rtc tokens only with a subscription key,
+read from the environment variable PC_SDK_SUBSCRIPTION_KEY (a missing key stops the job at once with a
+clear message). enabled: auto turns the source on only when that key is set.
 """
 
 from __future__ import annotations
@@ -16,10 +19,20 @@ import numpy as np
 from smdown.acquire.http import Downloader
 from smdown.acquire.region import Region, blocks, coarse_grid, fine_grid, lonlat_bounds
 from smdown.acquire.remote import Raster, mosaic, write_band
-from smdown.acquire.stac import PlanetaryComputerSigner, asset_href, by_date, search_items
+from smdown.acquire.stac import asset_href, by_date, search_items, signer_for, subscription_key
 from smdown.io import InputError, open_writer
 
 log = logging.getLogger("smdown.acquire")
+
+
+def sentinel1_enabled(cfg: dict) -> bool:
+    """acquire.sentinel1.enabled: true, false, or 'auto' (on when PC_SDK_SUBSCRIPTION_KEY is set)."""
+    enabled = cfg.get("enabled", False)
+    if enabled == "auto":
+        return subscription_key() is not None
+    if not isinstance(enabled, bool):
+        raise InputError(f"acquire.sentinel1.enabled: {enabled!r} is not true, false or auto")
+    return enabled
 
 
 def to_db(linear: np.ndarray) -> np.ndarray:
@@ -32,6 +45,7 @@ def acquire_sentinel1(
 ) -> dict[str, Path]:
     """Write s1_vv.tif and s1_vh.tif (dB), one band per acquisition date."""
     cfg = settings["sentinel1"]
+    signer = signer_for(cfg, http, "sentinel1", "Sentinel-1")  # a missing key fails here, before any request
     items = search_items(http, cfg["catalog"], cfg["collection"], region.bbox, region.datetime_range, "Sentinel-1")
     groups = by_date(items, region.start, region.end)
     if not groups:
@@ -39,7 +53,6 @@ def acquire_sentinel1(
             f"Sentinel-1: no items of {cfg['collection']} at {cfg['catalog']} over acquire.bbox {list(region.bbox)} "
             f"in {region.start}..{region.end} (region outside coverage?)"
         )
-    signer = PlanetaryComputerSigner(http, cfg["token_url"], cfg["collection"]) if cfg["sign"] == "planetary_computer" else None
     grid = fine_grid(coarse_grid(region), cfg["res"])
     dates = list(groups)
     windows = [(row, col, block, lonlat_bounds(block)) for row, col, block in blocks(grid, cfg["block"])]

@@ -1,8 +1,13 @@
 """Sentinel-2 L2A (STAC, COGs over HTTP) -> dated NDVI and NDWI on a grid nested in the coarse grid.
 
+Default: Earth Search's sentinel-2-c1-l2a (Collection 1, processing baseline >= 05.00, the catalogue's
+replacement of sentinel-2-l2a, same asset keys). Planetary Computer hrefs are signed (sign: auto).
+
 For each acquisition date, each item's red, nir, swir16 and SCL assets are read only under the
 output block (GDAL /vsicurl/ + warped VRT, HTTP Range requests), reflectances scaled with the
-asset's raster:bands scale/offset, cloud-masked with the scene classification (SCL), and the
+asset's raster:bands scale/offset (not the offset where the item says
+earthsearch:boa_offset_applied; see band_scaling), checked to lie in the range of surface reflectance
+(check_reflectance: an InputError, never silent NaN), cloud-masked with the scene classification (SCL), and the
 indices computed:
 
 - NDVI = (nir - red) / (nir + red)            (B08, B04)
@@ -24,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pystac
 
-from smdown.acquire.http import Downloader
+from smdown.acquire.http import Downloader, redact
 from smdown.acquire.region import Region, bbox_overlaps, blocks, coarse_grid, fine_grid, lonlat_bounds
 from smdown.acquire.remote import Raster, write_band
-from smdown.acquire.stac import asset_href, by_date, raster_scaling, search_items
+from smdown.acquire.stac import asset_href, by_date, raster_scaling, search_items, signer_for
 from smdown.grid import Grid
 from smdown.io import InputError, open_writer
 
@@ -35,23 +40,65 @@ log = logging.getLogger("smdown.acquire")
 
 ASSET_KEYS = {
     "red": ["red", "B04", "b04"],
-    "nir": ["nir", "B08", "b08", "nir08"],
+    "nir": ["nir", "B08", "b08"],  # not nir08: that is B8A (865 nm, 20 m), not B08
     "swir16": ["swir16", "B11", "b11"],
     "scl": ["scl", "SCL"],
 }
 
 
-def _raster(item: pystac.Item, band: str) -> Raster:
-    href, asset = asset_href(item, ASSET_KEYS[band])
-    if band == "scl":
-        return Raster(href, nodata=0, bbox=item.bbox)
+# Surface reflectance, once scaled, lies within these bounds: DN 1 with the -0.1 offset of processing
+# baseline >= 04.00 gives -0.0999; values beyond mean a wrong scale or an offset applied twice.
+REFLECTANCE_RANGE = (-0.1, 2.0)
+BOA_APPLIED = "earthsearch:boa_offset_applied"
+
+
+def band_scaling(item: pystac.Item, asset: pystac.Asset) -> tuple[float, float, float | None]:
+    """(scale, offset, nodata) turning an asset's digital numbers into surface reflectance.
+
+    - raster:bands scale/offset when the asset has them, except that an item saying
+      earthsearch:boa_offset_applied: true has its offset applied already (Earth Search
+      sentinel-2-l2a items are known to carry both): the offset is then not applied again;
+    - plain digital numbers (e.g. Planetary Computer): DN / 10000, minus the 1000 DN offset of
+      processing baseline 04.00 onwards."""
     scale, offset, nodata = raster_scaling(asset)
     if scale == 1.0 and offset == 0.0:
-        # Plain digital numbers (e.g. Planetary Computer): reflectance = DN / 10000, minus the
-        # 1000 DN offset of processing baseline 04.00 onwards.
         baseline = str(item.properties.get("s2:processing_baseline", "00.00"))
         scale, offset = 1e-4, (-0.1 if baseline >= "04.00" else 0.0)
-    return Raster(href, scale=scale, offset=offset, nodata=0 if nodata is None else nodata, bbox=item.bbox)
+    if item.properties.get(BOA_APPLIED) is True and offset != 0.0:
+        offset = 0.0
+    return scale, offset, nodata
+
+
+def _raster(item: pystac.Item, band: str, sign=None) -> Raster:
+    href, asset = asset_href(item, ASSET_KEYS[band])
+    href = sign(href) if sign else href
+    if band == "scl":
+        return Raster(href, nodata=0, bbox=item.bbox)
+    scale, offset, nodata = band_scaling(item, asset)
+    raster = Raster(href, scale=scale, offset=offset, nodata=0 if nodata is None else nodata, bbox=item.bbox)
+    raster.item_id = item.id
+    raster.boa_applied = item.properties.get(BOA_APPLIED)
+    return raster
+
+
+def check_reflectance(values: np.ndarray, raster: Raster, band: str) -> None:
+    """Fail loudly on reflectances no correct scaling gives: below/above REFLECTANCE_RANGE, or negative on most
+    clear pixels (an offset applied twice shifts a whole scene by -0.1)."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
+    lo, hi = REFLECTANCE_RANGE
+    low, high = float(values.min()), float(values.max())
+    negative = float((values < 0).mean())
+    if low < lo - 1e-4 or high > hi or (values.size >= 20 and negative > 0.5):
+        raise InputError(
+            f"Sentinel-2 item {getattr(raster, 'item_id', '?')} asset {band} ({redact(raster.href)}): scaled "
+            f"reflectance {low:.4f}..{high:.4f} with {negative:.0%} of the clear pixels negative, outside what "
+            f"surface reflectance can be ({lo}..{hi}, mostly positive); scale {raster.scale:g}, offset "
+            f"{raster.offset:g}, {BOA_APPLIED}={getattr(raster, 'boa_applied', None)}. The offset is probably "
+            "applied twice or missing: check the item's raster:bands and processing baseline, or use "
+            "acquire.sentinel2.collection: sentinel-2-c1-l2a"
+        )
 
 
 def indices(red, nir, swir16, scl, keep) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +123,9 @@ def _date_indices(scenes: list[dict[str, Raster]], grid: Grid, box, cfg: dict) -
         if not np.isin(np.nan_to_num(scl, nan=0), cfg["scl_keep"]).any():
             continue  # nothing clear here: skip the reflectance reads
         bands = {b: scene[b].read(grid, cfg["resampling"]) for b in ("red", "nir", "swir16")}
+        clear = np.isin(np.nan_to_num(scl, nan=0).astype(np.int16), list(cfg["scl_keep"]))
+        for b, values in bands.items():
+            check_reflectance(values[clear], scene[b], b)
         for k, index in enumerate(indices(bands["red"], bands["nir"], bands["swir16"], scl, cfg["scl_keep"])):
             valid = np.isfinite(index)
             sums[k][valid] += index[valid]
@@ -90,6 +140,7 @@ def acquire_sentinel2(
 ) -> dict[str, Path]:
     """Write ndvi.tif and ndwi.tif: one band per acquisition date (YYYY-MM-DD), NaN where masked."""
     cfg = settings["sentinel2"]
+    signer = signer_for(cfg, http, "sentinel2", "Sentinel-2")
     items = search_items(http, cfg["catalog"], cfg["collection"], region.bbox, region.datetime_range, "Sentinel-2")
     items = [i for i in items if float(i.properties.get("eo:cloud_cover", 0.0)) <= cfg["max_cloud"]]
     groups = by_date(items, region.start, region.end)
@@ -106,7 +157,8 @@ def acquire_sentinel2(
     paths = {"ndvi": Path(ndvi), "ndwi": Path(ndwi)}
     with open_writer(paths["ndvi"], grid, dates) as out_ndvi, open_writer(paths["ndwi"], grid, dates) as out_ndwi:
         for d, day in enumerate(dates):
-            scenes = [{band: _raster(item, band) for band in ASSET_KEYS} for item in groups[day]]
+            scenes = [{band: _raster(item, band, signer.sign if signer else None) for band in ASSET_KEYS}
+                      for item in groups[day]]
             try:
                 for row, col, block, box in windows:
                     block_ndvi, block_ndwi = _date_indices(scenes, block, box, cfg)

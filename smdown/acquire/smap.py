@@ -1,7 +1,11 @@
 """SMAP L4 (SPL4SMGP, 3-hourly geophysical granules) -> daily coarse soil moisture and precipitation.
 
-Search: earthaccess's CMR granule query (UMM-JSON) against a configurable CMR base URL.
-Download: our cached, resumable downloader with an Earthdata bearer token.
+Search: earthaccess's CMR granule query (UMM-JSON) against a configurable CMR base URL, by provider
+(default NSIDC_CPRD, Earthdata Cloud); granules are identified, deduplicated and cached by the basename
+of their data URL.
+Download: the region's cells of the three variables only, from the granule's OPeNDAP (Hyrax) URL
+(DAP4 index constraint, netCDF-4 answer, a few kB); the whole granule (~150 MB) as the fallback.
+Our cached, resumable downloader sends an Earthdata bearer token.
 Read: HDF5 ``Geophysical_Data/{sm_surface, sm_rootzone, precipitation_total_surface_flux}`` on the
 global EASE-Grid 2.0 9 km grid (1624 x 3856; fill -9999 -> NaN), subset to the region's cells,
 3-hourly granules averaged per UTC day; precipitation kg m-2 s-1 * 86400 -> mm/day.
@@ -18,6 +22,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import h5py
 import numpy as np
@@ -43,10 +48,20 @@ _TIME_IN_NAME = re.compile(r"_(\d{8})T(\d{6})_")
 
 @dataclass(frozen=True)
 class Granule:
-    name: str
+    """One granule. Its identity (and cache key) is the basename of its data URL: CMR GranuleURs of
+    ECS-style records ('SC:SPL4SMGP.008:281234567') are not file names, and the same file is listed by
+    several providers (on-premises and Earthdata Cloud) under different URs and URLs."""
+
+    name: str  # basename of the data URL, e.g. SMAP_L4_SM_gph_20230501T013000_Vv8010_001.h5
     url: str
     date: str  # UTC date of the granule's centre time
     size: int | None = None
+    opendap: str | None = None  # OPeNDAP (Hyrax) URL of the granule, when CMR lists one
+    provider: str = ""
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0] if "." in self.name else self.name
 
 
 # ---------------------------------------------------------------- search
@@ -65,21 +80,46 @@ def _granule_date(name: str, begin: str | None, end: str | None) -> str:
     raise InputError(f"SMAP granule {name}: no time in its name or metadata")
 
 
+def url_basename(url: str) -> str:
+    """The file name at the end of a URL (no query string)."""
+    return urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _is_cloud_hosted(umm: dict) -> bool:
+    """Whether a UMM-G record advertises Earthdata Cloud access (earthaccess's test: a direct-access link
+    or a 'protected' bucket URL)."""
+    return any(link.get("Type") == "GET DATA VIA DIRECT ACCESS" or "protected" in str(link.get("URL", ""))
+               for link in umm.get("RelatedUrls", []) or [])
+
+
+def _opendap_link(umm: dict) -> str | None:
+    for link in umm.get("RelatedUrls", []) or []:
+        url = str(link.get("URL", ""))
+        if link.get("Subtype") == "OPENDAP DATA" and url.startswith("http"):
+            return url
+    return None
+
+
 def search_granules(
-    region: Region, short_name: str, version: str, cmr_url: str = CMR_URL, http: Downloader | None = None
+    region: Region, short_name: str, version: str, cmr_url: str = CMR_URL, http: Downloader | None = None,
+    provider: str | None = None, cloud_hosted: bool = False,
 ) -> list[Granule]:
-    """SMAP granules intersecting the region's bbox and period (earthaccess CMR query, UMM-JSON)."""
+    """SMAP granules intersecting the region's bbox and period (earthaccess CMR query, UMM-JSON).
+
+    provider: CMR provider to search (e.g. NSIDC_CPRD, Earthdata Cloud; NSIDC_ECS, on-premises; None: all).
+    cloud_hosted: keep only granules that advertise Earthdata Cloud access.
+    Granules are identified and deduplicated by the basename of their data URL."""
     from earthaccess.search import DataGranules  # slow import: only when searching
 
     base = cmr_url if cmr_url.endswith("/") else cmr_url + "/"
 
     def once():
-        query = DataGranules().mode(base).parameters(
-            short_name=short_name,
-            version=str(version),
-            temporal=(f"{region.start}T00:00:00Z", f"{region.end}T23:59:59Z"),
-            bounding_box=tuple(region.bbox),
-        )
+        params = dict(short_name=short_name, version=str(version),
+                      temporal=(f"{region.start}T00:00:00Z", f"{region.end}T23:59:59Z"),
+                      bounding_box=tuple(region.bbox))
+        if provider:
+            params["provider"] = provider
+        query = DataGranules().mode(base).parameters(**params)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
@@ -95,28 +135,46 @@ def search_granules(
         results = http.retry(f"SMAP search at {redact(base)}", once)
     else:
         results = once()
-    granules = []
+    found: dict[str, Granule] = {}
+    duplicates = not_cloud = 0
     for result in results:
         umm = result["umm"]
+        if cloud_hosted and not _is_cloud_hosted(umm):
+            not_cloud += 1
+            continue
         links = result.data_links(access="external")
-        links = [u for u in links if u.startswith("http") and u.split("?")[0].endswith((".h5", ".hdf5", ".he5"))] or links
+        links = [u for u in links if u.startswith("http") and url_basename(u).endswith((".h5", ".hdf5", ".he5"))] or [
+            u for u in links if u.startswith("http")]
         if not links:
             continue
-        name = umm.get("GranuleUR") or Path(links[0]).name
+        url = links[0]
+        name = url_basename(url)
         extent = umm.get("TemporalExtent", {}).get("RangeDateTime", {})
         day = _granule_date(name, extent.get("BeginningDateTime"), extent.get("EndingDateTime"))
         if not region.start <= day <= region.end:
             continue
         size = None
         for info in umm.get("DataGranule", {}).get("ArchiveAndDistributionInformation", []) or []:
-            if "SizeInBytes" in info and info.get("Name") == Path(links[0].split("?")[0]).name:
+            if "SizeInBytes" in info and info.get("Name") == name:
                 size = int(info["SizeInBytes"])
-        granules.append(Granule(name, links[0], day, size))
-    granules = sorted(set(granules), key=lambda g: (g.date, g.name))
+        meta = result.get("meta", {}) if hasattr(result, "get") else {}
+        granule = Granule(name, url, day, size, _opendap_link(umm), str(meta.get("provider-id", "")))
+        if name in found:
+            duplicates += 1
+            if found[name].opendap is None and granule.opendap is not None:
+                found[name] = granule  # the copy that can be subset on the server
+            continue
+        found[name] = granule
+    granules = sorted(found.values(), key=lambda g: (g.date, g.name))
+    if duplicates:
+        log.info("SMAP: %d duplicate granules (same file from another provider) dropped", duplicates)
     if not granules:
+        where = f" from provider {provider}" if provider else ""
+        extra = f"; {not_cloud} not cloud-hosted (acquire.smap.cloud_hosted)" if not_cloud else ""
         raise InputError(
-            f"SMAP: no {short_name} v{version} granules in CMR for {region.start}..{region.end} over bbox "
-            f"{list(region.bbox)} (check acquire.start/end, acquire.smap.version and acquire.bbox)"
+            f"SMAP: no {short_name} v{version} granules in CMR{where} for {region.start}..{region.end} over bbox "
+            f"{list(region.bbox)}{extra} (check acquire.start/end, acquire.smap.version, acquire.smap.provider "
+            "and acquire.bbox)"
         )
     log.info("SMAP: %d granules over %d days", len(granules), len({g.date for g in granules}))
     return granules
@@ -163,31 +221,113 @@ def _check_coordinates(h5, path, row0: int, col0: int) -> None:
             raise InputError(f"{path}: x/y coordinates are not the EASE-Grid 2.0 9 km cell centres")
 
 
-def _subset_cached(http: Downloader, granule: Granule, grid: Grid, headers: dict, keep: bool) -> dict[str, np.ndarray]:
-    """The region subset of a granule, from the subset cache or by downloading and reading it."""
-    key = hashlib.sha1(f"{grid.transform.c:.3f},{grid.transform.f:.3f},{grid.shape}".encode()).hexdigest()[:12]
-    subset = http.cache_dir / "smap" / "subsets" / key / (Path(granule.name).stem + ".npz")
-    if subset.exists():
-        with np.load(subset) as npz:
-            return {name: npz[name] for name in VARIABLES}
-    path = http.fetch(
-        granule.url,
-        dest=http.cache_dir / "smap" / Path(granule.url.split("?")[0]).name,
-        headers=headers,
-        expected_size=granule.size,
-        auth_hint="Check your Earthdata credentials and that your account may download NSIDC data.",
-    )
-    arrays = read_granule(path, grid)
-    subset.parent.mkdir(parents=True, exist_ok=True)
-    tmp = subset.with_name(f".{subset.stem}.{uuid.uuid4().hex[:8]}.npz")
+def opendap_request(opendap_url: str, grid: Grid) -> str:
+    """The DAP4 request for the region's cells of the three variables, as netCDF-4.
+
+    Hyrax (e.g. opendap.earthdata.nasa.gov) takes a constraint expression of index ranges
+    ``/group/var[first:stride:last]`` (inclusive), separated by ';', on ``<granule URL>.dap.nc4``."""
+    row0, col0 = global_offset(grid)
+    ranges = f"[{row0}:1:{row0 + grid.height - 1}][{col0}:1:{col0 + grid.width - 1}]"
+    ce = ";".join(f"/{dataset}{ranges}" for dataset in VARIABLES.values())
+    return f"{opendap_url}.dap.nc4?dap4.ce={quote(ce, safe='/')}"
+
+
+def read_opendap_subset(path: str | os.PathLike, grid: Grid) -> dict[str, np.ndarray]:
+    """The variables of an OPeNDAP netCDF-4 subset (groups kept, or DAP2-style flattened names)."""
+    out = {}
     try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, subset)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if not keep:
-        path.unlink(missing_ok=True)
-    return arrays
+        with h5py.File(path, "r") as h5:
+            for name, dataset in VARIABLES.items():
+                group, _, var = dataset.partition("/")
+                for candidate in (dataset, f"{group}_{var}", var):
+                    if candidate in h5:
+                        ds = h5[candidate]
+                        break
+                else:
+                    raise InputError(f"{path}: the OPeNDAP subset has no variable {dataset}")
+                if ds.shape != grid.shape:
+                    raise InputError(f"{path}: {dataset} has shape {ds.shape}, not the requested {grid.shape} cells")
+                data = ds[...].astype(np.float32)
+                fill = float(np.asarray(ds.attrs.get("_FillValue", -9999.0)).ravel()[0])
+                data[(data == fill) | (data <= -9999.0)] = np.nan
+                out[name] = data
+    except OSError as err:
+        raise InputError(f"{path}: the OPeNDAP answer is not a readable netCDF-4 file ({err})") from None
+    return out
+
+
+@dataclass
+class Fetcher:
+    """Reads the region's cells of granules: the subset cache, else an OPeNDAP subset on the server, else the
+    whole granule (~150 MB). After one failed OPeNDAP request the rest of the run uses whole granules."""
+
+    http: Downloader
+    grid: Grid
+    headers: dict
+    keep: bool = False
+    subset: str = "opendap"  # or 'none': always whole granules
+    bytes_opendap: int = 0
+    bytes_whole: int = 0
+    count_opendap: int = 0
+    count_whole: int = 0
+
+    AUTH = "Check your Earthdata credentials and that your account may download NSIDC data."
+
+    def __post_init__(self) -> None:
+        if self.subset not in ("opendap", "none"):
+            raise InputError(f"acquire.smap.subset: {self.subset!r} is not opendap or none")
+        key = f"{self.grid.transform.c:.3f},{self.grid.transform.f:.3f},{self.grid.shape}"
+        self.folder = self.http.cache_dir / "smap" / "subsets" / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+    def __call__(self, granule: Granule) -> dict[str, np.ndarray]:
+        subset = self.folder / f"{granule.stem}.npz"
+        if subset.exists():
+            with np.load(subset) as npz:
+                return {name: npz[name] for name in VARIABLES}
+        arrays = None
+        if self.subset == "opendap" and granule.opendap:
+            arrays = self._opendap(granule)
+        if arrays is None:
+            arrays = self._whole(granule)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = subset.with_name(f".{subset.stem}.{uuid.uuid4().hex[:8]}.npz")
+        try:
+            np.savez(tmp, **arrays)
+            os.replace(tmp, subset)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return arrays
+
+    def _opendap(self, granule: Granule) -> dict[str, np.ndarray] | None:
+        dest = self.folder / "opendap" / f"{granule.stem}.nc4"
+        try:
+            path = self.http.fetch(opendap_request(granule.opendap, self.grid), dest=dest, headers=self.headers,
+                                   auth_hint=self.AUTH)
+            size = path.stat().st_size
+            arrays = read_opendap_subset(path, self.grid)
+        except InputError as err:
+            log.warning("SMAP: OPeNDAP subset of %s failed (%s); whole granules from now on", granule.name, err)
+            dest.unlink(missing_ok=True)
+            self.subset = "none"
+            return None
+        dest.unlink(missing_ok=True)
+        self.bytes_opendap += size
+        self.count_opendap += 1
+        return arrays
+
+    def _whole(self, granule: Granule) -> dict[str, np.ndarray]:
+        path = self.http.fetch(granule.url, dest=self.http.cache_dir / "smap" / granule.name, headers=self.headers,
+                               expected_size=granule.size, auth_hint=self.AUTH)
+        self.bytes_whole += path.stat().st_size
+        self.count_whole += 1
+        arrays = read_granule(path, self.grid)
+        if not self.keep:
+            path.unlink(missing_ok=True)
+        return arrays
+
+    def summary(self) -> str:
+        return (f"{self.count_opendap} granules subset on the server ({self.bytes_opendap / 1e6:.3f} MB), "
+                f"{self.count_whole} whole granules ({self.bytes_whole / 1e6:.1f} MB)")
 
 
 def daily_means(granules: list[Granule], read) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -230,9 +370,11 @@ def acquire_smap(
     log.info("SMAP: coarse grid %d x %d cells of EASE-2 9 km", grid.height, grid.width)
     creds = credentials or find_credentials(earthdata["login"], earthdata["edl_url"])
     token = login(creds, http, earthdata["edl_url"])
-    granules = search_granules(region, smap["short_name"], smap["version"], earthdata["cmr_url"], http)
-    headers = {"Authorization": f"Bearer {token}"}
-    days, data = daily_means(granules, lambda g: _subset_cached(http, g, grid, headers, smap["keep_granules"]))
+    granules = search_granules(region, smap["short_name"], smap["version"], earthdata["cmr_url"], http,
+                               provider=smap["provider"], cloud_hosted=bool(smap["cloud_hosted"]))
+    fetcher = Fetcher(http, grid, {"Authorization": f"Bearer {token}"}, smap["keep_granules"], smap["subset"])
+    days, data = daily_means(granules, fetcher)
+    log.info("SMAP: downloaded %s", fetcher.summary())
     if not np.isfinite(data["surface"]).any():
         raise InputError(
             f"SMAP: no valid soil moisture over acquire.bbox {list(region.bbox)} in {region.start}..{region.end} "

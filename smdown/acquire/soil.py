@@ -6,7 +6,8 @@
 
 SoilGrids: one raster per property and depth (default the ISRIC VRTs over HTTP, read windowed),
 mapped units g/kg -> % (x 0.1), nodata -32768. POLARIS: 1 x 1 degree GeoTIFF tiles in %,
-downloaded once into the cache and mosaicked.
+downloaded once into the cache and mosaicked; a tile the server does not have (HTTP 404: no land
+in that 1 x 1 degree cell, e.g. over the ocean) is an empty tile.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smdown.acquire.http import Downloader
+from smdown.acquire.http import Downloader, NotFound
 from smdown.acquire.region import Region, blocks, coarse_grid, fine_grid, lonlat_bounds
 from smdown.acquire.remote import Raster, mosaic, write_band
 from smdown.io import InputError, open_writer
@@ -63,7 +64,12 @@ def _sources(cfg: dict, http: Downloader, region: Region, prop: str, interval) -
     for tile in _polaris_tiles(region):
         box = tile.pop("bbox")
         url = cfg["polaris_url"].format(property=prop, depth=depth, **tile)
-        path = http.fetch(url, dest=http.cache_dir / "polaris" / prop / depth / Path(url).name)
+        try:
+            path = http.fetch(url, dest=http.cache_dir / "polaris" / prop / depth / Path(url).name)
+        except NotFound:
+            # POLARIS has no tile where a 1 x 1 degree cell holds no CONUS land: an empty tile
+            log.info("soil: no POLARIS tile %s (HTTP 404): empty", Path(url).name)
+            continue
         sources.append(Raster(str(path), scale=cfg["scale"], nodata=cfg["nodata"], bbox=box))
     return sources
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections import defaultdict
 from urllib.parse import urlsplit
@@ -77,19 +78,52 @@ def by_date(items: list[pystac.Item], start: str, end: str) -> dict[str, list[py
     return {day: groups[day] for day in sorted(groups)}
 
 
+PC_HOST = "planetarycomputer.microsoft.com"
+PC_TOKEN_URL = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
+KEY_ENV = "PC_SDK_SUBSCRIPTION_KEY"
+KEY_HEADER = "Ocp-Apim-Subscription-Key"
+# Planetary Computer collections whose SAS tokens are given only with a subscription key.
+KEY_COLLECTIONS = {"sentinel-1-rtc"}
+KEY_HELP = (f"Get a Planetary Computer subscription key (https://planetarycomputer.developer.azure-api.net/) and "
+            f"export {KEY_ENV}=<key>")
+
+
+def subscription_key() -> str | None:
+    """The Planetary Computer subscription key from the environment (PC_SDK_SUBSCRIPTION_KEY), if any."""
+    return os.environ.get(KEY_ENV) or None
+
+
 class PlanetaryComputerSigner:
-    """Appends a Planetary Computer SAS token (GET <token_url>/<collection>) to asset hrefs."""
+    """Appends a Planetary Computer SAS token (GET <token_url>/<collection>) to asset hrefs.
+
+    The subscription key, when PC_SDK_SUBSCRIPTION_KEY holds one, goes with every token request
+    (header Ocp-Apim-Subscription-Key); collections in KEY_COLLECTIONS refuse to sign without it."""
 
     MAX_AGE_S = 1800.0  # tokens last about an hour: refresh well before
 
-    def __init__(self, http: Downloader, token_url: str, collection: str) -> None:
+    def __init__(self, http: Downloader, token_url: str, collection: str, key: str | None = None,
+                 what: str = "STAC") -> None:
         self.http, self.url, self.collection = http, token_url.rstrip("/") + "/" + collection, collection
+        self.key, self.what = key, what
         self._token: str | None = None
         self._since = 0.0
 
+    def check(self) -> None:
+        """A clear error, before any request, when the collection needs a key and none is set."""
+        if self.collection in KEY_COLLECTIONS and not self.key:
+            raise InputError(
+                f"{self.what}: the Planetary Computer serves {self.collection} only with a subscription key, and "
+                f"{KEY_ENV} is not set. {KEY_HELP}, or leave {self.what} out (acquire.sentinel1.enabled: false; "
+                f"'auto' turns it on only when {KEY_ENV} is set)"
+            )
+
     def token(self) -> str:
+        self.check()
         if self._token is None or time.monotonic() - self._since > self.MAX_AGE_S:
-            answer = self.http.get_json(self.url)
+            headers = {KEY_HEADER: self.key} if self.key else {}
+            hint = (f"The Planetary Computer refused the subscription key in {KEY_ENV}." if self.key
+                    else f"{self.collection} may need a subscription key: {KEY_HELP}.")
+            answer = self.http.get_json(self.url, auth_hint=hint, headers=headers)
             if not isinstance(answer, dict) or "token" not in answer:
                 raise InputError(f"SAS token endpoint {redact(self.url)} gave no token")
             self._token, self._since = answer["token"], time.monotonic()
@@ -99,3 +133,20 @@ class PlanetaryComputerSigner:
         if not urlsplit(href).scheme.startswith("http"):
             return href
         return f"{href}{'&' if '?' in href else '?'}{self.token()}"
+
+
+def signer_for(cfg: dict, http: Downloader, key: str, what: str) -> PlanetaryComputerSigner | None:
+    """The signer of a STAC source's settings acquire.<key> (sign: auto | planetary_computer | none).
+
+    auto signs when the catalog is the Planetary Computer's: its assets need a SAS token, whatever the collection."""
+    sign = cfg.get("sign", "auto")
+    if sign not in ("auto", "planetary_computer", "none"):
+        raise InputError(f"acquire.{key}.sign: {sign!r} is not one of auto, planetary_computer, none")
+    if sign == "auto":
+        sign = "planetary_computer" if urlsplit(cfg["catalog"]).hostname == PC_HOST else "none"
+    if sign == "none":
+        return None
+    signer = PlanetaryComputerSigner(http, cfg.get("token_url") or PC_TOKEN_URL, cfg["collection"],
+                                     subscription_key(), what)
+    signer.check()
+    return signer

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import io
 import json
 import re
 import threading
@@ -29,6 +30,8 @@ from smdown.grid import EASE2_9KM_RES, EASE2_9KM_X0, EASE2_9KM_Y0
 from smdown.io import lonlat_to
 
 USER, PASSWORD, TOKEN = "alice", "s3cret-pw", "tok-123"
+PC_KEY = "pc-key-456"  # a Planetary Computer subscription key
+SAS = "sig=fixture"
 BBOX = [-120.15, 37.20, -119.85, 37.32]  # straddles UTM zones 10 and 11
 START, END = "2023-05-01", "2023-05-02"
 
@@ -44,6 +47,7 @@ class Server:
     faults: dict = field(default_factory=dict)  # path -> list of actions, consumed one per request
     routes: dict = field(default_factory=dict)  # path -> callable(handler, body) -> (status, headers, bytes)
     protected: dict = field(default_factory=dict)  # path prefix -> bearer token required
+    signed: dict = field(default_factory=dict)  # path prefix -> text the query must hold (a SAS token)
 
     def hits(self, path: str) -> list:
         return [r for r in self.requests if r["path"] == path]
@@ -83,6 +87,9 @@ class Handler(BaseHTTPRequestHandler):
         for prefix, token in state.protected.items():
             if parts.path.startswith(prefix) and self.headers.get("Authorization") != f"Bearer {token}":
                 return self._send(401, b"unauthorized")
+        for prefix, sas in state.signed.items():
+            if parts.path.startswith(prefix) and sas not in parts.query:
+                return self._send(403, b"AuthenticationFailed: no SAS token")  # as Azure Blob Storage answers
         path = (state.root / parts.path.lstrip("/")).resolve()
         if not path.is_file() or state.root.resolve() not in path.parents:
             return self._send(404, b"not found")
@@ -195,10 +202,38 @@ def _build_granule(path: Path, region_grid, values: dict, ocean: bool, fill_cell
 GRANULE_HOURS = [1, 4]  # two 3-hourly granules a day keep the fixtures small (8 in reality)
 
 
+def _subset_route(source: Path):
+    """An OPeNDAP (Hyrax DAP4) answer for one granule: the constrained index ranges as netCDF-4 (HDF5, groups kept)."""
+
+    def route(handler, parts, body):
+        if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return 401, {}, b"unauthorized"
+        ce = parse_qs(parts.query).get("dap4.ce", [""])[0]
+        buffer = io.BytesIO()
+        with h5py.File(source, "r") as h5, h5py.File(buffer, "w") as out:
+            for term in ce.split(";"):
+                match = re.fullmatch(r"/([\w/]+)\[(\d+):1:(\d+)\]\[(\d+):1:(\d+)\]", term)
+                if not match or match.group(1) not in h5:
+                    return 400, {}, f"bad constraint {term!r}".encode()
+                r0, r1, c0, c1 = (int(match.group(k)) for k in range(2, 6))
+                ds = h5[match.group(1)]
+                copy = out.create_dataset(match.group(1), data=ds[r0:r1 + 1, c0:c1 + 1])
+                copy.attrs["_FillValue"] = ds.attrs["_FillValue"]
+        return 200, {"Content-Type": "application/x-netcdf;ver=4"}, buffer.getvalue()
+
+    return route
+
+
 def add_smap(server: Server, region, days=(START, END), ocean: bool = False, values=smap_values,
-             hours=GRANULE_HOURS, fill_cell: bool = True) -> list[dict]:
+             hours=GRANULE_HOURS, fill_cell: bool = True, opendap: str = "ok") -> list[dict]:
     """SPL4SMGP granules for `days` at `hours`, with values(day index, hour) -> {surface, rootzone,
-    precipitation}, served behind Earthdata Login with a CMR granule search."""
+    precipitation}, served behind Earthdata Login with a CMR granule search, as CMR lists them:
+
+    - ECS-style GranuleURs ('SC:SPL4SMGP.008:<number>'), not file names;
+    - each granule twice: from NSIDC_CPRD (Earthdata Cloud: a protected https URL, an s3 direct-access link
+      and an OPeNDAP link) and from NSIDC_ECS (on-premises, another URL to the same file);
+    - opendap: 'ok' (the cloud granules' OPeNDAP URLs answer DAP4 subsets), 'none' (no OPeNDAP links),
+      'broken' (the OPeNDAP server answers HTTP 500)."""
     grid = coarse_grid(region)
     folder = server.root / "smap"
     folder.mkdir(exist_ok=True)
@@ -208,30 +243,50 @@ def add_smap(server: Server, region, days=(START, END), ocean: bool = False, val
             stamp = dt.datetime.fromisoformat(day).strftime("%Y%m%d") + f"T{hour:02d}3000"
             name = f"SMAP_L4_SM_gph_{stamp}_Vv8010_001.h5"
             write_granule(folder / name, grid, values(k, hour), ocean, fill_cell)
+            ecs = server.root / "smap-ecs" / "SPL4SMGP.008" / day.replace("-", ".")
+            ecs.mkdir(parents=True, exist_ok=True)
+            (ecs / name).write_bytes((folder / name).read_bytes())
             begin = f"{day}T{hour - 1:02d}:00:00.000Z"
             end = f"{day}T{hour + 1:02d}:59:59.999Z"
-            entries.append({
-                "meta": {"concept-id": f"G{len(entries)}-NSIDC_CPRD", "provider-id": "NSIDC_CPRD"},
-                "umm": {
-                    "GranuleUR": name,
-                    "CollectionReference": {"ShortName": "SPL4SMGP", "Version": "008"},
-                    "TemporalExtent": {"RangeDateTime": {"BeginningDateTime": begin, "EndingDateTime": end}},
-                    "SpatialExtent": {},
-                    "RelatedUrls": [
-                        {"URL": f"{server.url}/smap/{name}", "Type": "GET DATA"},
-                        {"URL": f"{server.url}/smap/{name}.iso.xml", "Type": "EXTENDED METADATA"},
-                    ],
-                    "DataGranule": {"ArchiveAndDistributionInformation": [
-                        {"Name": name, "SizeInBytes": (folder / name).stat().st_size}]},
-                },
-            })
+            size = (folder / name).stat().st_size
+            opendap_path = f"/opendap/collections/C2938664763-NSIDC_CPRD/granules/{name[:-3]}"
+            for provider in ("NSIDC_CPRD", "NSIDC_ECS"):
+                if provider == "NSIDC_CPRD":
+                    links = [{"URL": f"{server.url}/smap/{name}", "Type": "GET DATA"},
+                             {"URL": f"s3://nsidc-cumulus-prod-protected/SMAP/SPL4SMGP/008/{name}",
+                              "Type": "GET DATA VIA DIRECT ACCESS"}]
+                    if opendap != "none":
+                        links.append({"URL": f"{server.url}{opendap_path}", "Type": "USE SERVICE API",
+                                      "Subtype": "OPENDAP DATA"})
+                else:
+                    links = [{"URL": f"{server.url}/smap-ecs/SPL4SMGP.008/{day.replace('-', '.')}/{name}",
+                              "Type": "GET DATA"}]
+                links.append({"URL": f"{server.url}/smap/{name}.iso.xml", "Type": "EXTENDED METADATA"})
+                entries.append({
+                    "meta": {"concept-id": f"G{2815000 + len(entries)}-{provider}", "provider-id": provider},
+                    "umm": {
+                        "GranuleUR": f"SC:SPL4SMGP.008:{281500000 + len(entries)}",
+                        "CollectionReference": {"ShortName": "SPL4SMGP", "Version": "008"},
+                        "TemporalExtent": {"RangeDateTime": {"BeginningDateTime": begin, "EndingDateTime": end}},
+                        "SpatialExtent": {},
+                        "RelatedUrls": links,
+                        "DataGranule": {"ArchiveAndDistributionInformation": [{"Name": name, "SizeInBytes": size}]},
+                    },
+                })
+            if opendap == "broken":
+                server.routes[f"{opendap_path}.dap.nc4"] = lambda h, p, b: (500, {}, b"Hyrax: internal error")
+            else:
+                server.routes[f"{opendap_path}.dap.nc4"] = _subset_route(folder / name)
     server.protected["/smap/"] = TOKEN
+    server.protected["/smap-ecs/"] = TOKEN
     server.routes["/api/users/find_or_create_token"] = _edl_route
 
     def cmr(handler, parts, body):
         query = parse_qs(parts.query)
         page_size = int(query.get("page_size", ["2000"])[0])
         items = [e for e in entries if query.get("short_name") == ["SPL4SMGP"] and query.get("version") == ["008"]]
+        if "provider" in query:
+            items = [e for e in items if e["meta"]["provider-id"] in query["provider"]]
         if "temporal[]" in query:
             t0, t1 = query["temporal[]"][0].split(",")
             items = [e for e in items
@@ -271,6 +326,7 @@ def _utm_frame(crs: str, region, res: float, margin: float = 3000.0):
     return from_origin(np.floor(x0), np.ceil(y1), res, res), height, width
 
 
+S2_COLLECTION = "sentinel-2-c1-l2a"
 S2_DN = {"red": 2000, "nir": 5000, "swir16": 3000}  # reflectance = DN * 1e-4 - 0.1 -> 0.1, 0.4, 0.2
 
 
@@ -294,6 +350,24 @@ def _s2_tiles(region, day: str, nir_factor: float, cloud_third: int, suffix: str
              nir_factor, cloud_third),
             (f"S2{suffix}_11SKA_{stamp}", "EPSG:32611", f"{day}T18:50:10Z", (-120.0, south - 0.1, east + 0.1, north + 0.1),
              nir_factor, cloud_third)]
+
+
+def _sas_route(needs_key: bool):
+    def route(handler, parts, body):
+        if needs_key and handler.headers.get("Ocp-Apim-Subscription-Key") != PC_KEY:
+            return 401, {"Content-Type": "application/json"}, b'{"statusCode": 401, "message": "Access denied"}'
+        return 200, {"Content-Type": "application/json"}, json.dumps(
+            {"token": f"se=2099&{SAS}", "msr:expiry": "2099-01-01T00:00:00Z"}).encode()
+
+    return route
+
+
+def add_sas(server: Server) -> None:
+    """Planetary Computer SAS token endpoints: sentinel-1-rtc only with the subscription key (header
+    Ocp-Apim-Subscription-Key), the other collections anonymously."""
+    server.routes["/sas/token/sentinel-1-rtc"] = _sas_route(needs_key=True)
+    for collection in ("sentinel-2-l2a", S2_COLLECTION, "cop-dem-glo-30"):
+        server.routes[f"/sas/token/{collection}"] = _sas_route(needs_key=False)
 
 
 def add_stac(server: Server, region, s1_token: bool = False, season: list[str] | None = None) -> dict:
@@ -330,9 +404,10 @@ def add_stac(server: Server, region, s1_token: bool = False, season: list[str] |
             write_tif(www / name, data, crs, transform, nodata=0)
             assets[band] = {"href": f"{server.url}/{name}", "type": "image/tiff; application=geotiff; profile=cloud-optimized",
                             "raster:bands": [{"nodata": 0, "scale": 0.0001, "offset": -0.1}] if band != "scl" else []}
-        items.append(_item(server, "sentinel-2-l2a", item_id, when, box, assets, {"eo:cloud_cover": 20.0}))
+        items.append(_item(server, S2_COLLECTION, item_id, when, box, assets,
+                           {"eo:cloud_cover": 20.0, "s2:processing_baseline": "05.09"}))
     # A cloudy item that max_cloud filters out.
-    items.append(_item(server, "sentinel-2-l2a", "S2A_cloudy", "2023-05-02T18:51:00Z", region.bbox,
+    items.append(_item(server, S2_COLLECTION, "S2A_cloudy", "2023-05-02T18:51:00Z", region.bbox,
                        {"red": {"href": f"{server.url}/missing.tif"}}, {"eo:cloud_cover": 99.0}))
     # Copernicus DEM: one 1x1 degree-ish tile in lon/lat, elevation = 100 + 1000 * (lat - 37).
     res = 0.002
@@ -355,8 +430,8 @@ def add_stac(server: Server, region, s1_token: bool = False, season: list[str] |
         items.append(_item(server, "sentinel-1-rtc", f"S1A_{when[:10]}", when, (west - 0.1, south - 0.1, east + 0.1,
                                                                                     north + 0.1), assets))
     if s1_token:
-        server.routes["/sas/token/sentinel-1-rtc"] = lambda h, p, b: (
-            200, {"Content-Type": "application/json"}, b'{"token": "se=2099&sig=fixture", "msr:expiry": "2099"}')
+        add_sas(server)
+        server.signed["/s1/"] = SAS
 
     landing = {
         "type": "Catalog", "stac_version": "1.0.0", "id": "fixture", "description": "fixture STAC API",
@@ -422,6 +497,62 @@ def add_soilgrids(server: Server) -> str:
     return server.url + "/soilgrids/{property}/{property}_{depth}_mean.tif"
 
 
+POLARIS_URL = "/polaris/{property}/mean/{depth}/lat{lat0}{lat1}_lon{lon0}{lon1}.tif"
+POLARIS_DEPTHS = ("0_5", "5_15", "15_30", "30_60", "60_100")
+
+
+def add_polaris(server: Server, tiles=((37, -121),)) -> str:
+    """POLARIS 1 x 1 degree tiles (sand 40 + k %, clay 20 + k % at the k-th depth) for the (lat0, lon0) given;
+    every other tile answers HTTP 404, as POLARIS does where a cell holds no land."""
+    res = 1 / 3600 * 30  # 30 arc-seconds keeps the fixture small
+    n = round(1 / res)
+    for prop, base in (("sand", 40.0), ("clay", 20.0)):
+        for k, depth in enumerate(POLARIS_DEPTHS):
+            for lat0, lon0 in tiles:
+                name = POLARIS_URL.format(property=prop, depth=depth, lat0=lat0, lat1=lat0 + 1, lon0=lon0,
+                                          lon1=lon0 + 1)
+                write_tif(server.root / name.lstrip("/"), np.full((n, n), base + k, dtype=np.float32), "EPSG:4326",
+                          from_origin(lon0, lat0 + 1, res, res), nodata=-9999.0)
+    return server.url + POLARIS_URL
+
+
+def rewrite_s2(server: Server, dn: dict, properties: dict | None = None, collection: str | None = None) -> None:
+    """Serve the Sentinel-2 items with other digital numbers (dn: band -> value, on new COGs on the same grids),
+    extra item properties, and optionally under another collection name."""
+    route = server.routes["/stac/search"]
+
+    def rewritten(handler, parts, body):
+        if collection:
+            params = json.loads(body or b"{}") if handler.command == "POST" else {}
+            wanted = params.get("collections") or []
+            if collection in wanted:
+                body = json.dumps({**params, "collections": [S2_COLLECTION]}).encode()
+        status, headers, data = route(handler, parts, body)
+        found = json.loads(data)
+        for feature in found["features"]:
+            if feature["collection"] != S2_COLLECTION:
+                continue
+            feature["properties"].update(properties or {})
+            if collection:
+                feature["collection"] = collection
+            for band, value in dn.items():
+                asset = feature["assets"].get(band)
+                if asset is None:
+                    continue
+                old = server.root / urlsplit(asset["href"]).path.lstrip("/")
+                if not old.exists():
+                    continue
+                new = old.with_name(f"{old.stem}_{value}.tif")
+                if not new.exists():
+                    with rasterio.open(old) as src:
+                        write_tif(new, np.full((src.height, src.width), value, dtype=np.uint16), str(src.crs),
+                                  src.transform, nodata=0)
+                asset["href"] = f"{server.url}/{new.relative_to(server.root)}"
+        return status, headers, json.dumps(found).encode()
+
+    server.routes["/stac/search"] = rewritten
+
+
 # ---------------------------------------------------------------- ISMN
 
 
@@ -482,7 +613,12 @@ def credentials(monkeypatch):
 
 
 @pytest.fixture
-def world(server, region, tmp_path, credentials):
+def pc_key(monkeypatch):
+    monkeypatch.setenv("PC_SDK_SUBSCRIPTION_KEY", PC_KEY)
+
+
+@pytest.fixture
+def world(server, region, tmp_path, credentials, pc_key):
     """Every source served on 127.0.0.1, and the acquire config pointing at it."""
     add_smap(server, region)
     add_stac(server, region, s1_token=True)
@@ -501,7 +637,7 @@ def world(server, region, tmp_path, credentials):
             "dem": {"catalog": f"{server.url}/stac/", "res": 1000, "block": 16},
             "soil": {"url": soil_url, "res": 1000, "block": 32},
             "sentinel1": {"enabled": True, "catalog": f"{server.url}/stac/", "res": 1000, "block": 16,
-                          "token_url": f"{server.url}/sas/token"},
+                          "sign": "planetary_computer", "token_url": f"{server.url}/sas/token"},
             "ismn": {"path": str(ismn)},
         },
     }

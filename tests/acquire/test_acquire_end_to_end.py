@@ -11,7 +11,7 @@ from smdown.acquire.region import coarse_grid, fine_grid
 from smdown.grid import EASE2_9KM_RES
 from smdown.io import read_stack, to_lonlat
 
-from .conftest import END, START, TOKEN
+from .conftest import END, SAS, START, TOKEN
 
 
 def _pixel_lat(grid):
@@ -79,10 +79,13 @@ def test_acquire_writes_the_contract(world, server, region, tmp_path):
     s1_reads = [r for r in server.requests if r["path"].startswith("/s1/")]
     assert s1_reads and all("sig=fixture" in r["query"] for r in s1_reads)
 
-    # COGs are read by windows (Range requests), SMAP downloads carry the bearer token.
+    # COGs are read by windows (Range requests); SMAP: only the region's subsets (OPeNDAP), with the bearer token,
+    # from the Earthdata Cloud provider, never a whole granule
     assert any("Range" in r["headers"] for r in server.requests if r["path"].startswith("/s2/"))
-    smap_gets = [r for r in server.requests if r["path"].startswith("/smap/") and r["method"] == "GET"]
-    assert smap_gets and all(r["headers"].get("Authorization") == f"Bearer {TOKEN}" for r in smap_gets)
+    subsets = [r for r in server.requests if r["path"].startswith("/opendap/")]
+    assert len(subsets) == 4 and all(r["headers"].get("Authorization") == f"Bearer {TOKEN}" for r in subsets)
+    assert not [r for r in server.requests if r["path"].startswith(("/smap/", "/smap-ecs/"))]
+    assert all("provider=NSIDC_CPRD" in r["query"] for r in server.hits("/search/granules.umm_json"))
 
     # Stations: G flags only, layer-matched depths, daily means.
     table = pd.read_csv(paths["stations"])
@@ -99,7 +102,7 @@ def test_acquire_writes_the_contract(world, server, region, tmp_path):
 
 def test_second_run_fetches_nothing_again(world, server, tmp_path):
     cfg = settings(world)
-    cfg["smap"]["keep_granules"] = True
+    cfg["smap"].update(keep_granules=True, subset="none")  # the whole-granule path
     out = {"coarse_surface": tmp_path / "a.tif", "coarse_rootzone": tmp_path / "b.tif",
            "precipitation": tmp_path / "c.tif"}
     run_source("smap", cfg, out)
@@ -114,6 +117,7 @@ def test_second_run_fetches_nothing_again(world, server, tmp_path):
 
 def test_granules_are_dropped_after_subsetting_by_default(world, server, tmp_path):
     cfg = settings(world)
+    cfg["smap"]["subset"] = "none"
     out = {"coarse_surface": tmp_path / "a.tif", "coarse_rootzone": tmp_path / "b.tif",
            "precipitation": tmp_path / "c.tif"}
     run_source("smap", cfg, out)
@@ -144,7 +148,11 @@ def test_sentinel2_accepts_both_asset_namings(world, server, tmp_path, keys):
         return status, headers, json.dumps(collection).encode()
 
     server.routes["/stac/search"] = renamed
-    paths = run_source("sentinel2", settings(world), {"ndvi": tmp_path / "ndvi.tif", "ndwi": tmp_path / "ndwi.tif"})
+    cfg = settings(world)
+    if keys[0] == "B04":  # and signed hrefs, as Planetary Computer assets need
+        server.signed["/s2/"] = SAS
+        cfg["sentinel2"].update(sign="planetary_computer", token_url=f"{server.url}/sas/token")
+    paths = run_source("sentinel2", cfg, {"ndvi": tmp_path / "ndvi.tif", "ndwi": tmp_path / "ndwi.tif"})
     ndvi = read_stack(paths["ndvi"])
     np.testing.assert_allclose(ndvi.data[0][np.isfinite(ndvi.data[0])], 0.6, atol=1e-5)
 
@@ -154,11 +162,12 @@ def test_snakemake_entry_script(world, tmp_path):
 
     from snakemake.iocontainers import Namedlist
 
-    from smdown.acquire import run_script
+    from smdown.acquire import params_for, run_script
 
     log = tmp_path / "logs" / "dem.log"
     log.parent.mkdir()
-    snakemake = SimpleNamespace(config=world, output=Namedlist(fromdict={"dem": str(tmp_path / "dem.tif")}),
+    params = Namedlist(fromdict={"acquire": params_for("dem", world["acquire"])})
+    snakemake = SimpleNamespace(config={}, params=params, output=Namedlist(fromdict={"dem": str(tmp_path / "dem.tif")}),
                                 log=Namedlist([str(log)]))
     run_script(snakemake, "dem")
     assert read_stack(tmp_path / "dem.tif", static=True).dates is None

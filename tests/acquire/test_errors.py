@@ -91,7 +91,7 @@ def test_region_over_the_ocean_has_no_smap_data(server, tmp_path, credentials):
 def test_no_granules_in_the_period(world, tmp_path):
     cfg = settings(world)
     cfg.update(start="2022-01-01", end="2022-01-31")
-    with pytest.raises(InputError, match="no SPL4SMGP v008 granules in CMR for 2022-01-01..2022-01-31"):
+    with pytest.raises(InputError, match="no SPL4SMGP v008 granules in CMR from provider NSIDC_CPRD for 2022-01-01..2022-01-31"):
         run_source("smap", cfg, _smap_out(tmp_path))
     cfg = settings(world)
     cfg["smap"]["version"] = "999"
@@ -102,7 +102,7 @@ def test_no_granules_in_the_period(world, tmp_path):
 def test_no_stac_items_over_the_region(world, tmp_path):
     cfg = settings(world)
     cfg["bbox"] = [10.0, 45.0, 10.2, 45.1]
-    with pytest.raises(InputError, match="Sentinel-2: no items of sentinel-2-l2a .*region outside coverage"):
+    with pytest.raises(InputError, match="Sentinel-2: no items of sentinel-2-c1-l2a .*region outside coverage"):
         run_source("sentinel2", cfg, {"ndvi": tmp_path / "ndvi.tif", "ndwi": tmp_path / "ndwi.tif"})
     with pytest.raises(InputError, match="DEM: no cop-dem-glo-30 tiles"):
         run_source("dem", cfg, {"dem": tmp_path / "dem.tif"})
