@@ -1,5 +1,9 @@
 # Real data for source: earthdata (settings under `acquire:`; see docs/acquire.md).
-# Each rule writes contract files under resources/<run>/ through smdown.acquire.
+# Each rule writes contract files under resources/<run>/ through smdown.acquire. Each job gets
+# the settings it reads as `params: acquire=` (its slice of config["acquire"]), so a change of
+# the bbox, the dates or a source's settings reruns exactly the jobs that read them.
+
+from smdown.acquire import params_for as acquire_params_for
 
 
 rule acquire_smap:
@@ -14,6 +18,8 @@ rule acquire_smap:
     resources:
         mem_mb=4000,
         runtime=240,
+    params:
+        acquire=acquire_params_for("smap", config.get("acquire")),
     script:
         "../scripts/acquire_smap.py"
 
@@ -29,6 +35,8 @@ rule acquire_sentinel2:
     resources:
         mem_mb=8000,
         runtime=480,
+    params:
+        acquire=acquire_params_for("sentinel2", config.get("acquire")),
     script:
         "../scripts/acquire_sentinel2.py"
 
@@ -43,6 +51,8 @@ rule acquire_dem:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        acquire=acquire_params_for("dem", config.get("acquire")),
     script:
         "../scripts/acquire_dem.py"
 
@@ -60,6 +70,8 @@ rule acquire_soil:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        acquire=acquire_params_for("soil", config.get("acquire")),
     script:
         "../scripts/acquire_soil.py"
 
@@ -75,6 +87,8 @@ rule acquire_sentinel1:
     resources:
         mem_mb=8000,
         runtime=480,
+    params:
+        acquire=acquire_params_for("sentinel1", config.get("acquire")),
     script:
         "../scripts/acquire_sentinel1.py"
 
@@ -89,5 +103,7 @@ rule acquire_ismn:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        acquire=acquire_params_for("ismn", config.get("acquire")),
     script:
         "../scripts/acquire_ismn.py"

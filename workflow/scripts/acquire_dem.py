@@ -1,4 +1,4 @@
-"""Snakemake entry: acquire dem -> named outputs dem (settings from config['acquire'])."""
+"""Snakemake entry: acquire dem -> named outputs dem (settings: the rule's params.acquire)."""
 
 from smdown.acquire import run_script
 

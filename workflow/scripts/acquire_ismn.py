@@ -1,4 +1,4 @@
-"""Snakemake entry: acquire ismn -> named outputs stations (settings from config['acquire'])."""
+"""Snakemake entry: acquire ismn -> named outputs stations (settings: the rule's params.acquire)."""
 
 from smdown.acquire import run_script
 

@@ -1,4 +1,4 @@
-"""Snakemake entry: acquire sentinel2 -> named outputs ndvi, ndwi (settings from config['acquire'])."""
+"""Snakemake entry: acquire sentinel2 -> named outputs ndvi, ndwi (settings: the rule's params.acquire)."""
 
 from smdown.acquire import run_script
 
