@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: run test lint bench-resample bench-predict bench-samples figure clean
+.PHONY: run test lint bench-resample bench-predict bench-samples bench-skill figure clean
 
 $(BIN)/snakemake: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench-predict: $(BIN)/snakemake
 
 bench-samples: $(BIN)/snakemake
 	$(BIN)/python -m smdown.bench samples --scale 30
+
+# the skill panel (9 workflow runs; not part of CI), e.g. make bench-skill SKILL_ARGS='--worlds tune --set models.l2=0'
+bench-skill: $(BIN)/snakemake
+	$(BIN)/python -m smdown.bench skill --cores $(CORES) $(SKILL_ARGS)
 
 figure: results/demo/evaluation/figures/surface_maps.png
 	cp results/demo/evaluation/figures/surface_maps.png docs/demo_maps.png

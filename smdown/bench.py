@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from smdown import config as smconfig
-from smdown import io, resample
+from smdown import io, panel, resample
 from smdown.grid import Grid, nest_factor, nested_grid
 
 DEFAULT_CONFIG = "config/config.yaml"
@@ -237,7 +237,11 @@ def main(argv: list[str] | None = None) -> None:
     samples_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
     samples_cmd.add_argument("--layer", default="surface", help="layer (default surface)")
     samples_cmd.add_argument("--scale", default="30", help="training scale in metres (default 30)")
+    skill_cmd = commands.add_parser("skill", help="skill panel: the workflow on demo worlds, scored against 30 m truth")
+    panel.add_arguments(skill_cmd)
     args = parser.parse_args(argv)
+    if args.command == "skill":
+        raise SystemExit(panel.run(args))
     if args.command == "predict":
         bench_step("predict", args.configfile, args.layer, args.days)
         return

@@ -1,0 +1,462 @@
+"""The skill panel: the workflow run on demo-generator worlds that differ from the default demo, scored
+against their 30 m truth (`python -m smdown.bench skill`, `make bench-skill`).
+
+Worlds (WORLDS) vary the seed, the size (3 x 3 to 5 x 5 coarse cells), the climate (wet and dry, storm size,
+evaporative demand), irrigation on and off, relief, the soil product's resolution, the season and the coarse
+retrieval's noise. They are split, fixed here, into a `tune` part (settings may be chosen on it) and an
+`untouched` part (report it separately; never choose settings on it).
+
+Each world runs in its own directory (`<out>/<world>/`, `snakemake --directory`) from a generated config:
+the base config file, the world's `demo` settings and the `--set key=value` overrides (dotted keys, YAML
+values, e.g. `--set models.l2=0`), with only the targets scoring needs (the 30 m maps of every method and
+`weights.csv`; no evaluation, figures, sensitivity or report).
+
+Scores per world x layer x method x split (`all` pixels and days; `test`: the test cells x test dates of
+samples/split.json), streamed coarse cell by coarse cell (memory bounded by one cell's series):
+
+- ``ubrmse``, ``rmse``, ``bias``, ``r``: against the 30 m truth (smdown.metrics definitions);
+- ``anomaly_r``: correlation of within-coarse-cell anomalies (each cell's daily mean removed);
+- ``std_ratio``: within-cell standard deviation of the prediction / that of the truth (pooled);
+- ``cell_rmse`` and ``within_rmse``: the error split into its coarse-cell block mean (per cell and day) and
+  the remainder; RMS of each over the pixels (cell_rmse^2 + within_rmse^2 = rmse^2);
+- ``ratio_cubic``: ubrmse / ubrmse of the cubic baseline on the same world, layer and split;
+- ``collapsed``: std_ratio < COLLAPSED (the method paints a near-constant field inside each cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from smdown import config as smconfig
+from smdown import io
+from smdown.evaluate import read_split
+from smdown.grid import nest_factor
+from smdown.metrics import Moments, cell_anomalies
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = "config/config.yaml"
+DEFAULT_OUT = "results/panel"
+PARTS = ("tune", "untouched")
+COLLAPSED = 0.05  # within-cell std ratio below which a method counts as collapsed
+METHOD_ORDER = ("dnn", "cnn", "lstm", "ensemble", "rf")
+SCORES = ["ubrmse", "ratio_cubic", "anomaly_r", "std_ratio", "cell_rmse", "within_rmse", "rmse", "bias", "r"]
+COLUMNS = ["world", "part", "layer", "method", "split", "n", *SCORES, "truth_within_std", "weight", "collapsed"]
+
+
+@dataclass(frozen=True)
+class PanelWorld:
+    """One panel world: a name, its part (tune or untouched) and its `demo` settings."""
+
+    name: str
+    part: str
+    demo: dict = field(default_factory=dict)
+    about: str = ""
+
+
+WORLDS: tuple[PanelWorld, ...] = (
+    # tune: settings may be chosen on these
+    PanelWorld("dry_irrigated_summer", "tune", dict(
+        seed=101, coarse_rows=4, coarse_cols=4, days=40, start="2023-06-15", wet_day_probability=0.03,
+        irrigated_fraction=0.6, pet_scale=1.2), "dry hot summer, irrigation on"),
+    PanelWorld("wet_rainfed_hills", "tune", dict(
+        seed=102, coarse_rows=3, coarse_cols=3, days=40, start="2023-10-15", wet_day_probability=0.3,
+        mean_storm_mm=18.0, irrigated_fraction=0.0, relief=3.0), "wet autumn, no irrigation, 3x relief"),
+    PanelWorld("spring_storms_noisy", "tune", dict(
+        seed=103, coarse_rows=3, coarse_cols=4, days=35, start="2023-03-01", wet_day_probability=0.12,
+        mean_storm_mm=25.0, coarse_noise_surface=0.035, coarse_noise_rootzone=0.02), "big spring storms, noisy coarse"),
+    PanelWorld("flat_coarse_soil", "tune", dict(
+        seed=104, coarse_rows=5, coarse_cols=5, days=30, start="2023-08-01", relief=0.4, soil_res_deg=0.01,
+        irrigated_fraction=0.3), "flat, 1 km soil product, large"),
+    # untouched: report only, never choose settings on these
+    PanelWorld("hot_dry_irrigated", "untouched", dict(
+        seed=201, coarse_rows=4, coarse_cols=4, days=40, start="2023-07-01", wet_day_probability=0.02,
+        pet_scale=1.3, irrigated_fraction=0.5), "hot dry summer, irrigation on"),
+    PanelWorld("wet_winter_rainfed", "untouched", dict(
+        seed=202, coarse_rows=3, coarse_cols=3, days=40, start="2023-12-01", wet_day_probability=0.35,
+        mean_storm_mm=10.0, irrigated_fraction=0.0, relief=2.0), "wet winter, no irrigation, 2x relief"),
+    PanelWorld("cloudbursts_noisy", "untouched", dict(
+        seed=203, coarse_rows=4, coarse_cols=3, days=35, start="2023-04-01", wet_day_probability=0.1,
+        mean_storm_mm=30.0, coarse_noise_surface=0.04, coarse_noise_rootzone=0.02), "rare big storms, noisy coarse"),
+    PanelWorld("steep_fine_soil", "untouched", dict(
+        seed=204, coarse_rows=4, coarse_cols=4, days=35, start="2023-09-15", relief=4.0, soil_res_deg=0.001,
+        irrigated_fraction=0.8, pet_scale=0.8), "steep, 100 m soil product, mostly irrigated"),
+    PanelWorld("large_rainfed_clean", "untouched", dict(
+        seed=205, coarse_rows=5, coarse_cols=5, days=30, start="2023-05-15", irrigated_fraction=0.0,
+        coarse_noise_surface=0.01, coarse_noise_rootzone=0.005), "large, no irrigation, quiet coarse"),
+)
+
+
+def select_worlds(spec: str, worlds: Sequence[PanelWorld] = WORLDS) -> list[PanelWorld]:
+    """`tune`, `untouched`, `all` or comma-separated world names."""
+    if spec == "all":
+        return list(worlds)
+    if spec in PARTS:
+        return [w for w in worlds if w.part == spec]
+    by_name = {w.name: w for w in worlds}
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in by_name]
+    if unknown or not names:
+        raise ValueError(f"--worlds: unknown world(s) {unknown}; choose tune, untouched, all or names from "
+                         f"{sorted(by_name)}")
+    return [by_name[n] for n in names]
+
+
+# ---------------------------------------------------------------- configs
+
+
+def parse_set(items: Iterable[str]) -> dict[str, object]:
+    """`key=value` strings (dotted keys, YAML values) -> {dotted key: value}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected key=value, e.g. models.l2=0")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def apply_set(config: dict, overrides: Mapping[str, object]) -> dict:
+    """A copy of config with each dotted key set to its value (missing mappings are created)."""
+    config = copy.deepcopy(config)
+    for key, value in overrides.items():
+        node = config
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"--set {key}: '{part}' is not a mapping in the config")
+            node = child
+        node[parts[-1]] = copy.deepcopy(value)
+    return config
+
+
+def world_config(base: dict, world: PanelWorld, overrides: Mapping[str, object]) -> dict:
+    """The run config of one world: base, the world's demo settings (the demo source), then the overrides.
+
+    Validated against the schema (a bad override stops with the key's name); returned unvalidated, as
+    written to the world's config file.
+    """
+    config = copy.deepcopy(base)
+    for key in ("inputs", "acquire"):
+        config.pop(key, None)
+    config["source"] = "demo"
+    config["demo"] = {**config.get("demo", {}), **world.demo}
+    config = apply_set(config, overrides)
+    smconfig.validate(config)
+    return config
+
+
+# ---------------------------------------------------------------- running
+
+
+def _snakemake() -> list[str]:
+    exe = Path(sys.executable).parent / "snakemake"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
+
+
+def targets(config: dict) -> list[str]:
+    """What scoring needs, relative to the world's directory: every method's 30 m maps (the predict rule writes
+    the members, rf and the ensemble together), the cubic baseline, weights.csv and the split."""
+    validated = smconfig.validate(config)
+    run = f"results/{validated['run']}"
+    out = [f"{run}/samples/split.json"]
+    for layer in smconfig.inputs_of(validated).layers:
+        out += [f"{run}/downscaled/{layer}/ensemble.tif", f"{run}/downscaled/{layer}/cubic.tif",
+                f"{run}/ensemble/{layer}/weights.csv"]
+    return out
+
+
+def run_world(world: PanelWorld, config: dict, workdir: Path, cores: int, fresh: bool = False) -> tuple[bool, float]:
+    """Run the workflow for one world in its own directory; the Snakemake output goes to workdir/snakemake.log.
+
+    Returns (success, seconds).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        shutil.rmtree(workdir / "results", ignore_errors=True)
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [*_snakemake(), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
+               str(config_path), "--cores", str(cores), "--rerun-incomplete", *targets(config)]
+    start = time.perf_counter()
+    with open(workdir / "snakemake.log", "w") as log:
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return done.returncode == 0, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- scoring
+
+
+class Skill:
+    """Skill scores of a prediction against the truth, streamed over blocks made of whole coarse cells
+    (``update(pred, truth)`` with arrays (..., rows, cols), then ``result()``); NaN pairs are left out."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = int(factor)
+        self.values = Moments()
+        self.anomalies = Moments()
+        self.n = 0
+        self.ss_anom_pred = 0.0  # sum of squared within-cell anomalies
+        self.ss_anom_truth = 0.0
+        self.ss_cell_err = 0.0  # sum over pixels of (cell-mean error)^2
+        self.ss_within_err = 0.0
+
+    def update(self, pred: np.ndarray, truth: np.ndarray) -> None:
+        ap, ao = cell_anomalies(pred, truth, self.factor)
+        ok = np.isfinite(ap)
+        if not ok.any():
+            return
+        p = np.asarray(pred, dtype=np.float64)[ok]
+        o = np.asarray(truth, dtype=np.float64)[ok]
+        ap, ao = ap[ok], ao[ok]
+        self.values.update(p, o)
+        self.anomalies.update(ap, ao)
+        within = ap - ao
+        cell = (p - o) - within
+        self.n += int(p.size)
+        self.ss_anom_pred += float(ap @ ap)
+        self.ss_anom_truth += float(ao @ ao)
+        self.ss_cell_err += float(cell @ cell)
+        self.ss_within_err += float(within @ within)
+
+    def result(self) -> dict[str, float]:
+        out = self.values.metrics()
+        nan = float("nan")
+        n = self.n
+        out.update(
+            anomaly_r=self.anomalies.r(),
+            std_ratio=math.sqrt(self.ss_anom_pred / self.ss_anom_truth) if self.ss_anom_truth > 0 else nan,
+            truth_within_std=math.sqrt(self.ss_anom_truth / n) if n else nan,
+            cell_rmse=math.sqrt(self.ss_cell_err / n) if n else nan,
+            within_rmse=math.sqrt(self.ss_within_err / n) if n else nan,
+        )
+        return {key: out[key] for key in ("n", "ubrmse", "rmse", "bias", "r", "anomaly_r", "std_ratio",
+                                          "truth_within_std", "cell_rmse", "within_rmse")}
+
+
+def skill(pred: np.ndarray, truth: np.ndarray, factor: int) -> dict[str, float]:
+    """Skill scores of whole arrays (see Skill)."""
+    acc = Skill(factor)
+    acc.update(pred, truth)
+    return acc.result()
+
+
+def method_files(downscaled: Path) -> dict[str, Path]:
+    """The method rasters of a layer's downscaled folder (the spread map left out), in METHOD_ORDER, then any
+    others, cubic last."""
+    found = {p.stem: p for p in sorted(Path(downscaled).glob("*.tif")) if p.stem != "ensemble_std"}
+    order = [m for m in METHOD_ORDER if m in found] + sorted(set(found) - {*METHOD_ORDER, "cubic"})
+    return {m: found[m] for m in order + (["cubic"] if "cubic" in found else [])}
+
+
+def _band_index(path: Path, dates: list[str]) -> list[int]:
+    """The 0-based bands of a dated raster that hold `dates`, in that order."""
+    own = {d: i for i, d in enumerate(io.read_dates(path))}
+    missing = [d for d in dates if d not in own]
+    if missing:
+        raise ValueError(f"{path}: no band for date(s) {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+    return [own[d] for d in dates]
+
+
+def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, split: Mapping | None = None
+                ) -> dict[tuple[str, str], dict[str, float]]:
+    """Scores of each method against the truth raster, on all pixels and days and (with a split holding
+    test_cells and test_dates) on the test cells x test dates; read one coarse cell (factor x factor
+    pixels) at a time.
+
+    Returns {(method, split name): scores}; the methods must be on the truth's grid, with its dates.
+    """
+    grid = io.read_grid(truth_path)
+    if grid.height % factor or grid.width % factor:
+        raise ValueError(f"{truth_path}: {grid.height} x {grid.width} pixels are not whole coarse cells of {factor}")
+    dates = io.read_dates(truth_path)
+    bands = {}
+    for method, path in methods.items():
+        own = io.read_grid(path)
+        if (own.height, own.width) != (grid.height, grid.width) or not np.allclose(own.transform, grid.transform):
+            raise ValueError(f"{path}: not on the grid of the truth {truth_path}")
+        bands[method] = _band_index(path, dates)
+    split = read_split(split) if split else {}
+    test_cells = set(split.get("test_cells", []))
+    test_days = [i for i, d in enumerate(dates) if d in set(split.get("test_dates", []))]
+    rows, cols = grid.height // factor, grid.width // factor
+    acc = {(m, "all"): Skill(factor) for m in methods}
+    if test_cells and test_days:
+        acc.update({(m, "test"): Skill(factor) for m in methods})
+    for r in range(rows):
+        for c in range(cols):
+            truth = io.read_window(truth_path, r * factor, c * factor, factor, factor)
+            for method, path in methods.items():
+                pred = io.read_window(path, r * factor, c * factor, factor, factor, bands=bands[method])
+                acc[(method, "all")].update(pred, truth)
+                if (r, c) in test_cells and (method, "test") in acc:
+                    acc[(method, "test")].update(pred[test_days], truth[test_days])
+    return {key: a.result() for key, a in acc.items()}
+
+
+def read_weights(path: Path) -> dict[str, float]:
+    """member -> weight from an ensemble weights.csv (empty when missing)."""
+    if not Path(path).exists():
+        return {}
+    table = pd.read_csv(path)
+    return dict(zip(table["member"], table["weight"], strict=True)) if "member" in table else {}
+
+
+def score_world(world: PanelWorld, workdir: Path, config: dict) -> list[dict]:
+    """Rows (COLUMNS) of one finished world: every layer x method x split."""
+    validated = smconfig.validate(config)
+    run = Path(workdir) / "results" / validated["run"]
+    inputs = smconfig.inputs_of(validated)
+    split_path = run / "samples" / "split.json"
+    split = read_split(split_path) if split_path.exists() else None
+    rows = []
+    for layer in inputs.layers:
+        truth = Path(workdir) / inputs.truth[layer]
+        factor = nest_factor(io.read_grid(Path(workdir) / inputs.coarse[layer]).res, io.read_grid(truth).res)
+        methods = method_files(run / "downscaled" / layer)
+        weights = read_weights(run / "ensemble" / layer / "weights.csv")
+        scores = score_layer(truth, methods, factor, split)
+        rows += table_rows(world, layer, scores, weights)
+    return rows
+
+
+def table_rows(world: PanelWorld, layer: str, scores: Mapping[tuple[str, str], dict],
+               weights: Mapping[str, float]) -> list[dict]:
+    """Rows of one layer with ratio_cubic, weight and the collapsed flag."""
+    rows = []
+    for (method, split), s in scores.items():
+        cubic = scores.get(("cubic", split), {}).get("ubrmse", float("nan"))
+        ratio = s["ubrmse"] / cubic if cubic and np.isfinite(cubic) else float("nan")
+        rows.append({"world": world.name, "part": world.part, "layer": layer, "method": method, "split": split,
+                     **s, "ratio_cubic": ratio, "weight": weights.get(method, float("nan")),
+                     "collapsed": bool(np.isfinite(s["std_ratio"]) and s["std_ratio"] < COLLAPSED)})
+    return [{key: row[key] for key in COLUMNS} for row in rows]
+
+
+def panel_median(table: pd.DataFrame, split: str = "all") -> pd.DataFrame:
+    """Median of the scores over the worlds, per part x layer x method (and the count of collapsed worlds)."""
+    sub = table[table["split"] == split]
+    if sub.empty:
+        return pd.DataFrame(columns=["part", "layer", "method", "worlds", *SCORES, "collapsed"])
+    grouped = sub.groupby(["part", "layer", "method"], sort=False)
+    med = grouped[SCORES].median()
+    med.insert(0, "worlds", grouped["world"].nunique())
+    med["collapsed"] = grouped["collapsed"].sum().astype(int)
+    return med.reset_index()
+
+
+# ---------------------------------------------------------------- printing
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The per-world table as fixed-width text (split `all`), a collapsed method marked."""
+    head = (f"{'world':<22} {'part':<9} {'layer':<8} {'method':<9} {'ubRMSE':>7} {'/cubic':>6} {'anom r':>6} "
+            f"{'std rat':>7} {'cell':>6} {'within':>6} {'weight':>6}")
+    lines = [head]
+    for row in table[table["split"] == "all"].itertuples():
+        flag = "  COLLAPSED" if row.collapsed else ""
+        lines.append(f"{row.world:<22} {row.part:<9} {row.layer:<8} {row.method:<9} {row.ubrmse:>7.4f} "
+                     f"{row.ratio_cubic:>6.3f} {row.anomaly_r:>6.3f} {row.std_ratio:>7.3f} {row.cell_rmse:>6.4f} "
+                     f"{row.within_rmse:>6.4f} {row.weight:>6.3f}{flag}")
+    return "\n".join(lines)
+
+
+def format_median(median: pd.DataFrame) -> str:
+    lines = []
+    for part in PARTS:
+        sub = median[median["part"] == part]
+        if sub.empty:
+            continue
+        lines.append(f"panel median, {part} worlds" + (" (settings never chosen on these)" if part == "untouched" else ""))
+        lines.append(f"  {'layer':<8} {'method':<9} {'worlds':>6} {'ubRMSE':>7} {'/cubic':>6} {'anom r':>6} "
+                     f"{'std rat':>7} {'cell':>6} {'within':>6} {'collapsed':>9}")
+        for row in sub.itertuples():
+            lines.append(f"  {row.layer:<8} {row.method:<9} {row.worlds:>6} {row.ubrmse:>7.4f} {row.ratio_cubic:>6.3f} "
+                         f"{row.anomaly_r:>6.3f} {row.std_ratio:>7.3f} {row.cell_rmse:>6.4f} {row.within_rmse:>6.4f} "
+                         f"{row.collapsed:>9}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `skill` subcommand's options."""
+    parser.add_argument("--worlds", default="all",
+                        help="tune, untouched, all (default) or comma-separated names: "
+                             + ", ".join(w.name for w in WORLDS))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every world (dotted key, YAML value), e.g. models.l2=0; repeatable")
+    parser.add_argument("--cores", "--jobs", dest="cores", type=int, default=2, help="snakemake --cores (default 2)")
+    parser.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"base config (default {DEFAULT_CONFIG})")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"panel folder: <out>/<world>/ and <out>/skill.csv "
+                                                           f"(default {DEFAULT_OUT})")
+    parser.add_argument("--fresh", action="store_true", help="delete each world's results first (keeps its inputs)")
+    parser.add_argument("--score-only", action="store_true", help="score the worlds' existing outputs, run nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run and score the selected worlds; print the table and the medians; write <out>/skill.csv. Returns the
+    exit status (1 when a world failed)."""
+    worlds = select_worlds(args.worlds)
+    overrides = parse_set(args.overrides)
+    base_path = Path(args.configfile)
+    base = yaml.safe_load(base_path.read_text()) if base_path.exists() else {}
+    out = Path(args.out).resolve()
+    configs = {w.name: world_config(base, w, overrides) for w in worlds}  # every config checked before any run
+    rows, failed = [], []
+    for world in worlds:
+        workdir = out / world.name
+        if not args.score_only:
+            print(f"[{time.strftime('%H:%M:%S')}] {world.name} ({world.part}: {world.about}) -> {workdir}",
+                  flush=True)
+            ok, seconds = run_world(world, configs[world.name], workdir, args.cores, args.fresh)
+            print(f"    {'done' if ok else 'FAILED'} in {seconds / 60:.1f} min (log {workdir / 'snakemake.log'})",
+                  flush=True)
+            if not ok:
+                failed.append(world.name)
+                continue
+        try:
+            rows += score_world(world, workdir, configs[world.name])
+        except (OSError, ValueError, io.InputError) as err:
+            print(f"    {world.name}: cannot score: {err}", flush=True)
+            failed.append(world.name)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    out.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(out / "skill.csv") as tmp:
+        table.assign(settings=" ".join(args.overrides)).to_csv(tmp, index=False, float_format="%.6g")
+    if not table.empty:
+        print("\n" + format_table(table))
+        print("\n" + format_median(panel_median(table)))
+        collapsed = table[(table["split"] == "all") & table["collapsed"]]
+        for row in collapsed.itertuples():
+            print(f"COLLAPSED: {row.world} {row.layer} {row.method} (within-cell std ratio {row.std_ratio:.3f})")
+    print(f"\nwrote {out / 'skill.csv'} ({len(table)} rows; split 'test' = test cells x test dates)")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m smdown.panel", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    raise SystemExit(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
