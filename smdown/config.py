@@ -10,10 +10,11 @@ import jsonschema
 import yaml
 
 from smdown import io
-from smdown.grid import nest_factor
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 LAYERS = ("surface", "rootzone")
+MEMBERS = ("dnn", "cnn", "lstm")
+SPLIT_KEYS = ("val_cells", "test_cells", "time_block_days", "val_days", "test_days")
 DEMO_PREDICTORS = ("precipitation", "ndvi", "ndwi", "dem", "sand", "clay")
 
 
@@ -223,9 +224,25 @@ def check_inputs(inputs: Inputs) -> None:
         raise io.InputError(f"{inputs.stations}: stations file not found")
 
 
-def scale_factors(config: dict, coarse_res: float) -> dict[str, int]:
-    """Scale name (nominal metres as text) -> integer factor in the coarse cell."""
-    return {scale_name(s): nest_factor(coarse_res, s) for s in config["scales"]}
+def model_inputs(config: dict, features: dict) -> dict:
+    """What a model's inputs mean (its signature): the features (FeatureSpec fields) and the sample geometry."""
+    s = config["samples"]
+    return {"patch": s["patch"], "sequence_days": s["sequence_days"], "target": s["target"], "spec": features}
+
+
+def split_settings(config: dict) -> dict:
+    """The keys of `samples` that decide the train / validation / test split."""
+    return {key: config["samples"][key] for key in SPLIT_KEYS}
+
+
+def sample_settings(config: dict) -> dict:
+    """The keys of `samples` that decide how examples are drawn (the split keys left out)."""
+    return {key: value for key, value in config["samples"].items() if key not in SPLIT_KEYS}
+
+
+def hyper_parameters(config: dict) -> dict:
+    """The training settings of the deep members (config `models` without the list of members)."""
+    return {key: value for key, value in config["models"].items() if key != "members"}
 
 
 def scale_name(scale: float) -> str:

@@ -15,6 +15,11 @@ SPLITS = ("train", "val", "test")
 BAG_SHARES = (0.7, 0.2, 0.1)  # of the bags drawn, for train / val / test
 
 
+def load(paths: list[str]) -> dict[str, np.ndarray]:
+    """The samples files of a layer's training scales, pooled."""
+    return pool([dict(np.load(p)) for p in paths])
+
+
 def _counts(total: int, val: float, test: float) -> tuple[int, int]:
     n_test = int(round(test * total)) if test > 0 else 0
     n_val = max(1, int(round(val * total)))

@@ -18,10 +18,15 @@ Both are deterministic for a given seed and return tidy DataFrames.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
+#: the order in which sensitivity treats (and plots) the models of a layer
+SENSITIVITY_ORDER = ("dnn", "cnn", "lstm", "rf")
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -127,3 +132,85 @@ def response_curves(
             rows.append({"feature": name, "value": float(value), "prediction": float(np.nanmean(row)),
                          "prediction_std": float(np.nanstd(row))})
     return pd.DataFrame(rows, columns=["feature", "value", "prediction", "prediction_std"])
+
+
+def validation_subset(pooled: dict, count: int, seed: int, by_bag: bool = False) -> dict[str, np.ndarray]:
+    """Up to ``count`` validation examples (split code 1) drawn without replacement, seeded, in sample order.
+
+    ``by_bag``: draw whole bags (samples target "aggregate", key ``bag``) until ``count`` examples (at
+    least one bag), so each bag's mean can still be scored against its coarse value.
+    """
+    from smdown.train import subset
+
+    val = subset(pooled, 1)
+    total = len(val["target"])
+    if total == 0:
+        raise ValueError("no validation example in the samples: sensitivity needs split code 1")
+    rng = np.random.default_rng(seed)
+    if by_bag:
+        bags = rng.permutation(np.unique(val["bag"]))
+        sizes = np.array([np.count_nonzero(val["bag"] == b) for b in bags])
+        chosen = bags[: max(1, int(np.searchsorted(np.cumsum(sizes), count, side="right")))]
+        idx = np.flatnonzero(np.isin(val["bag"], chosen))
+    else:
+        idx = np.sort(rng.choice(total, size=min(count, total), replace=False))
+    return {key: (value[idx] if key != "features" else value) for key, value in val.items()}
+
+
+def bag_mean(values: np.ndarray, bag: np.ndarray) -> np.ndarray:
+    """Each example's value replaced by the mean over its bag (same length as ``values``)."""
+    from smdown.train import bag_means
+
+    _, index = np.unique(bag, return_inverse=True)
+    return bag_means(np.asarray(values, dtype=np.float64).reshape(len(bag)), bag)[index]
+
+
+def sensitivity_tables(
+    members: Mapping[str, object],
+    samples: dict[str, np.ndarray],
+    settings: Mapping[str, int],
+    seed: int,
+    bags: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Permutation importance and response curves of each member on the given examples.
+
+    ``members``: name -> object with ``predict_samples({form: X})`` (``smdown.models.Member``), each
+    fed in its own input form (``models.INPUT_FORM``: pixel vectors, patches or sequences; the LSTM is
+    scored on its last step). ``settings``: repeats and points (config ``sensitivity``). ``bags``
+    (samples target "aggregate"): importance scores each bag's mean prediction against its label, as
+    the models were trained; response curves stay per pixel. Returns (importance, response) with a
+    ``model`` column first.
+    """
+    from smdown.models import INPUT_FORM
+
+    features = [str(f) for f in samples["features"]]
+    y = samples["target"]
+    importance, response = [], []
+    order = [m for m in SENSITIVITY_ORDER if m in members] + [m for m in members if m not in SENSITIVITY_ORDER]
+    for name in order:
+        member = members[name]
+        form = INPUT_FORM[name]
+        X = samples[form]
+
+        def predict(batch, member=member, form=form):
+            return member.predict_samples({form: batch})
+
+        def scored(batch, predict=predict):
+            return predict(batch) if bags is None else bag_mean(predict(batch), bags)
+
+        imp = permutation_importance(scored, X, y, features, n_repeats=settings["repeats"], seed=seed)
+        curves = response_curves(predict, X, features, n_points=settings["points"], seed=seed)
+        importance.append(imp.assign(n=len(X)).assign(model=name))
+        response.append(curves.assign(model=name))
+        top = ", ".join(f"{r.feature} {r.importance:.4f}" for r in imp.head(3).itertuples())
+        log.info("%s (%s, %s): baseline RMSE %.4f on %d examples; top: %s", name, form, X.shape,
+                 imp["baseline_rmse"].iloc[0], len(X), top)
+    imp_df = pd.concat(importance, ignore_index=True) if importance else pd.DataFrame()
+    resp_df = pd.concat(response, ignore_index=True) if response else pd.DataFrame()
+    return _model_first(imp_df), _model_first(resp_df)
+
+
+def _model_first(frame: pd.DataFrame) -> pd.DataFrame:
+    if "model" not in frame:
+        return frame
+    return frame[["model"] + [c for c in frame.columns if c != "model"]]

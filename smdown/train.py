@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import numpy as np
@@ -11,6 +12,25 @@ import pandas as pd
 from smdown.models import INPUT_FORM, build
 
 log = logging.getLogger(__name__)
+
+
+def use_threads(threads: int) -> None:
+    """Give a job's TensorFlow and scikit-learn work the threads Snakemake granted it."""
+    os.environ["SMDOWN_THREADS"] = str(threads)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def load_members(paths: list[str], model_inputs: dict) -> dict:
+    """The trained members of a layer, each checked against the model inputs (`config.model_inputs`) it must
+    have been trained on."""
+    from smdown.features import FeatureSpec
+    from smdown.models import load_member, signature
+
+    expected = signature(FeatureSpec.from_dict(model_inputs["spec"]).names, model_inputs)
+    return {member.name: member for member in (load_member(path, expected) for path in paths)}
 
 
 def bag_means(values: np.ndarray, bag: np.ndarray) -> np.ndarray:

@@ -31,16 +31,51 @@ START = "2023-05-01"
 DAYS = 10
 
 
-# Settings of the tiny end-to-end runs: training at 3000 m only, small models, a few epochs.
-TINY_SETTINGS = {
-    "training_scales": [3000],
-    "derived": {"terrain": ["slope"], "api_decay": [0.7]},
-    "samples": {"per_scale": 1000, "bag_size": 8, "patch": 3, "sequence_days": 5, "time_block_days": 4},
-    "models": {"epochs": 2, "batch_size": 64, "dnn_units": [8], "cnn_filters": [4], "lstm_units": 4},
-    "rf": {"trees": 5, "max_depth": 5},
-    "evaluate": {"map_days": 2},
-    "sensitivity": {"samples": 60, "repeats": 1, "points": 4},
-}
+# The tiny run of the tests and CI (.test/config.yaml): training at 3000 m only, small models, a few epochs.
+TINY_CONFIG = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+# its science settings, for runs on inputs of their own
+TINY_SETTINGS = {key: value for key, value in TINY_CONFIG.items() if key not in ("run", "demo", "scales")}
+TINY_LAYERS = ("surface", "rootzone")
+
+
+def tiny_config(inputs: Path) -> dict:
+    """The tiny run on the demo world written under `inputs` (write_tiny_world), given as the user's own rasters."""
+    files = {name: str(inputs / f"{name}.tif") for name in ("precipitation", "ndvi", "ndwi", "dem", "sand", "clay")}
+    return {
+        "run": TINY_CONFIG["run"],
+        "inputs": {
+            "coarse": {layer: str(inputs / f"coarse_{layer}.tif") for layer in TINY_LAYERS},
+            "predictors": files,
+            "stations": str(inputs / "stations.csv"),
+            "truth": {layer: str(inputs / f"truth_{layer}.tif") for layer in TINY_LAYERS},
+        },
+        "scales": [3000, 900],
+        **TINY_SETTINGS,
+    }
+
+
+def write_tiny_world(directory: Path) -> None:
+    """The demo world at 2x2 coarse cells, 24 days, with a fine grid of 10 subdivisions (about 900 m)."""
+    from smdown.demo import make_world, write_world
+
+    world = make_world({"coarse_rows": 2, "coarse_cols": 2, "days": 24, "spinup_days": 5, "stations": 4,
+                        "optical_res": 300.0}, fine_factor=10)
+    write_world(world, directory)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A complete tiny run through every rule, then `snakemake --report`: (workdir, results folder, report)."""
+    import time
+
+    workdir = tmp_path_factory.mktemp("tiny")
+    write_tiny_world(workdir / "inputs")
+    start = time.perf_counter()
+    run_workflow(workdir, tiny_config(workdir / "inputs"))
+    report = workdir / "report.html"
+    run_workflow(workdir, None, "--report", str(report))
+    print(f"tiny run + report: {time.perf_counter() - start:.0f} s")
+    return workdir, workdir / "results" / TINY_CONFIG["run"], report
 
 
 def run_workflow(workdir: Path, config: dict | None, *args: str, cores: int = 2, timeout: int = 600,

@@ -16,7 +16,7 @@ def test_defaults_are_filled_without_touching_the_input():
     config = validate(given)
     assert given == {"samples": {"patch": 5}, "models": {"cnn_filters": [8, 8]}}
     assert config["run"] == "demo" and config["source"] == "auto" and config["seed"] == 42
-    assert config["scales"] == [1000, 100, 50, 30] and config["training_scales"] == [100, 50, 30]
+    assert config["scales"] == [100, 50, 30] and config["training_scales"] == [100, 50, 30]
     assert config["samples"]["patch"] == 5 and config["samples"]["per_scale"] == 24000
     assert config["fill"] == {"max_gap_days": 45}
     assert config["models"]["members"] == ["dnn", "cnn", "lstm"] and config["models"]["cnn_filters"] == [8, 8]
@@ -100,7 +100,7 @@ def test_a_missing_required_key_is_named():
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"training_scales": [1000, 200]}, r"'training_scales': \[200\] not among 'scales'"),
+        ({"training_scales": [100, 200]}, r"'training_scales': \[200\] not among 'scales'"),
         ({"scales": [1000, 100], "training_scales": [100], "samples": {"target": "cubic"}},
          "'training_scales': with samples.target cubic or coarse they must be coarser"),
         ({"samples": {"patch": 6}}, "'samples.patch': must be odd, got 6"),
@@ -157,10 +157,18 @@ def test_layer_predictors_replace_a_shared_one_for_their_layer():
                                                      "clay": "resources/cv/clay_rootzone.tif"}
 
 
-def test_scale_factors_and_names():
-    config = validate({})
-    assert smconfig.scale_factors(config, 9008.055210146) == {"1000": 9, "100": 90, "50": 180, "30": 300}
+def test_scale_names():
     assert smconfig.scale_name(30.0) == "30" and smconfig.scale_name(12.5) == "12.5"
+
+
+def test_rule_settings_are_slices():
+    """The params a rule passes hold only the keys its job reads, so another key's change reruns nothing there."""
+    config = validate({"models": {"l2": 0.5, "members": ["dnn"]}, "samples": {"per_scale": 500, "val_days": 0.3}})
+    assert smconfig.hyper_parameters(config)["l2"] == 0.5 and "members" not in smconfig.hyper_parameters(config)
+    split = smconfig.split_settings(config)
+    assert split["val_days"] == 0.3 and "per_scale" not in split
+    inputs = smconfig.model_inputs(config, {"dynamic": ["ndvi"]})
+    assert inputs == {"patch": 7, "sequence_days": 14, "target": "aggregate", "spec": {"dynamic": ["ndvi"]}}
 
 
 def test_load_reads_yaml(tmp_path):

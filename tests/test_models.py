@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from smdown import ensemble, io, models, steps, train
+from smdown import ensemble, io, models, train
 from smdown.features import FeatureSpec
 from smdown.grid import Grid, block_expand, block_mean, nested_grid
 from smdown.predict import coarse_correction, predict_layer
+from smdown.rules import samples as samples_rule
 from smdown.samples import bag_samples, group_masks, make_split, pad_features
 
 HP = {"dnn_units": [16], "cnn_filters": [8], "lstm_units": 4, "dropout": 0.0, "learning_rate": 0.01,
@@ -111,10 +112,9 @@ def test_outage_day_is_left_out_of_training_and_logged(tmp_path, caplog):
     data[3] = np.nan
     path = tmp_path / "coarse_surface.tif"
     io.write_stack(path, io.Stack(data, COARSE, DATES))
-    config = {"samples": {"val_cells": 0.25, "test_cells": 0.25, "time_block_days": 2, "val_days": 0.25,
-                          "test_days": 0.25}, "seed": 0}
+    settings = {"val_cells": 0.25, "test_cells": 0.25, "time_block_days": 2, "val_days": 0.25, "test_days": 0.25}
     with caplog.at_level(logging.WARNING):
-        steps.split([str(path)], str(tmp_path / "split.json"), config)
+        samples_rule.split([str(path)], str(tmp_path / "split.json"), settings, seed=0)
     split = json.loads((tmp_path / "split.json").read_text())
     assert split["outage_dates"] == [DATES[3]]
     assert all(DATES[3] not in split[f"{name}_dates"] for name in ("train", "val", "test"))
@@ -178,7 +178,7 @@ def test_aggregate_learning_recovers_the_fine_pattern():
 
 
 def test_bags_read_cell_by_cell_equal_bags_drawn_in_memory(tmp_path):
-    """steps.samples reads only the windows of the cells holding bags (edge-padded at the region's border):
+    """The samples rule reads only the windows of the cells holding bags (edge-padded at the region's border):
     the samples are exactly those drawn from the whole arrays padded at once, NaN predictors included."""
     x0, x1, fine, coarse = _world(seed=4, days=8)
     factor, days = 6, fine.shape[0]
@@ -194,8 +194,8 @@ def test_bags_read_cell_by_cell_equal_bags_drawn_in_memory(tmp_path):
                                            "val_days": 0.25, "test_days": 0.25}, seed=0)
     spec = FeatureSpec(("x1",), ("x0",), (), False)
     settings = {"per_scale": 400, "bag_size": 8, "patch": 3, "sequence_days": 3}
-    windowed = steps._bag_samples(spec, rasters, io.Stack(coarse, coarse_grid, dates), split, factor, settings,
-                                  np.random.default_rng(1))
+    windowed = samples_rule._bag_samples(spec, rasters, io.Stack(coarse, coarse_grid, dates), split, factor, settings,
+                                        np.random.default_rng(1))
     whole = _bags(spec, {"x1": x1, "x0": x0}, coarse, dates, split, factor, 50, 8, 3, seed=1)
     assert set(windowed) == set(whole)
     for key in whole:

@@ -5,48 +5,13 @@ given to the workflow as the user's own rasters (`inputs:`, the data contract), 
 finest scale's grid. Scales 3000 and 900 m nest as factors 3 and 10 in the 9 km cell.
 """
 
-import time
-from pathlib import Path
-
 import pandas as pd
 import pytest
-from conftest import TINY_SETTINGS, run_workflow
+from conftest import TINY_LAYERS
 
-from smdown.demo import make_world, write_world
-
-LAYERS = ["surface", "rootzone"]
+LAYERS = TINY_LAYERS
 METHODS = ["dnn", "cnn", "lstm", "ensemble", "rf", "cubic"]
 REFERENCES = ["truth", "stations", "coarse"]
-RUN = "tiny"
-
-
-def tiny_config(inputs: Path) -> dict:
-    files = {name: str(inputs / f"{name}.tif") for name in ("precipitation", "ndvi", "ndwi", "dem", "sand", "clay")}
-    return {
-        "run": RUN,
-        "inputs": {
-            "coarse": {layer: str(inputs / f"coarse_{layer}.tif") for layer in LAYERS},
-            "predictors": files,
-            "stations": str(inputs / "stations.csv"),
-            "truth": {layer: str(inputs / f"truth_{layer}.tif") for layer in LAYERS},
-        },
-        "scales": [3000, 900],
-        **TINY_SETTINGS,
-    }
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny")
-    world = make_world({"coarse_rows": 2, "coarse_cols": 2, "days": 24, "spinup_days": 5, "stations": 4,
-                        "optical_res": 300.0}, fine_factor=10)
-    write_world(world, workdir / "inputs")
-    start = time.perf_counter()
-    run_workflow(workdir, tiny_config(workdir / "inputs"))
-    report = workdir / "report.html"
-    run_workflow(workdir, None, "--report", str(report))
-    print(f"tiny run + report: {time.perf_counter() - start:.0f} s")
-    return workdir, workdir / "results" / RUN, report
 
 
 @pytest.mark.workflow

@@ -1,4 +1,4 @@
-"""The sensitivity step (smdown.postprocess) on a tiny known world, one model per input form.
+"""The sensitivity step (smdown.sensitivity) on a tiny known world, one model per input form.
 
 Target = 3 * x0 + 0.1 * x1 (+ noise) at the example's pixel and day; x2 does nothing. Stub models
 behind real ``models.Member`` objects follow that law in their own input form (pixel vectors,
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from smdown.models import Member
-from smdown.postprocess import bag_mean, sensitivity_tables, validation_subset
+from smdown.sensitivity import bag_mean, sensitivity_tables, validation_subset
 
 NAMES = np.array(["x0", "x1", "x2"])
 STEPS = 5

@@ -1,11 +1,19 @@
+import os
 import sys
 from pathlib import Path
 
+# every job imports the library of this checkout (no install needed, conda envs included)
 sys.path.insert(0, str(Path(workflow.basedir)))
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [str(Path(workflow.basedir))] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    )
+)
 
 from snakemake.exceptions import WorkflowError
 
 from smdown import config as smconfig
+from smdown.features import spec_from_config
 from smdown.io import InputError
 from smdown.resample import terrain_names
 
@@ -39,6 +47,15 @@ LAYER_VARIANTS = INPUTS.variants()
 VARIABLES = (
     PREDICTOR_RASTERS + list(LAYER_VARIANTS) + [f"coarse_{layer}" for layer in LAYERS]
 )
+
+
+# The settings each job reads, passed as `params:` slices, so a changed setting reruns exactly what it touches.
+FEATURES = spec_from_config(config, INPUTS.dynamic, STATIC).to_dict()
+MODEL_INPUTS = smconfig.model_inputs(config, FEATURES)
+SPLIT_SETTINGS = smconfig.split_settings(config)
+SAMPLE_SETTINGS = smconfig.sample_settings(config)
+HYPER_PARAMETERS = smconfig.hyper_parameters(config)
+
 
 if SOURCE == "local":
     try:
@@ -117,7 +134,8 @@ def downscaled(layer):
 
 
 def layer_seed(wildcards):
-    return LAYERS.index(wildcards.layer) * 1000
+    """The run's seed, offset per layer so the layers draw and train independently."""
+    return config["seed"] + LAYERS.index(wildcards.layer) * 1000
 
 
 def all_outputs():

@@ -11,5 +11,8 @@ rule ensemble:
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        weighting=config["ensemble"]["weighting"],
+        model_inputs=MODEL_INPUTS,
     script:
         "../scripts/ensemble.py"

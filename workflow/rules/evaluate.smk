@@ -9,6 +9,22 @@ TRUTH_LAYERS = [layer for layer in LAYERS if layer in INPUTS.truth]
 FIGURES = f"{R}/evaluation/figures"
 
 
+rule cubic_baseline:
+    input:
+        f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
+    output:
+        f"{R}/downscaled/{{layer}}/cubic.tif",
+    log:
+        f"{R}/logs/cubic/{{layer}}.log",
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/cubic_baseline.py"
+
+
 rule evaluate:
     input:
         downscaled=expand(

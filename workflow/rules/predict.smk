@@ -19,21 +19,7 @@ rule predict:
     params:
         rasters=PREDICTOR_RASTERS,
         scale=FINE,
+        predict=config["predict"],
+        model_inputs=MODEL_INPUTS,
     script:
         "../scripts/predict.py"
-
-
-rule cubic_baseline:
-    input:
-        f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
-    output:
-        f"{R}/downscaled/{{layer}}/cubic.tif",
-    log:
-        f"{R}/logs/cubic/{{layer}}.log",
-    conda:
-        "../../envs/gdal.yaml"
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    script:
-        "../scripts/cubic_baseline.py"

@@ -10,6 +10,9 @@ rule split:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        split=SPLIT_SETTINGS,
+        seed=config["seed"],
     script:
         "../scripts/split.py"
 
@@ -33,6 +36,8 @@ rule samples:
         runtime=30,
     params:
         rasters=PREDICTOR_RASTERS,
-        seed_offset=layer_seed,
+        features=FEATURES,
+        samples=SAMPLE_SETTINGS,
+        seed=layer_seed,
     script:
         "../scripts/samples.py"

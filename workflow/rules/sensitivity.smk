@@ -19,10 +19,14 @@ rule sensitivity:
     benchmark:
         f"{R}/benchmarks/sensitivity/{{layer}}.tsv"
     conda:
-        "../../envs/plot.yaml"
+        "../../envs/ml.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        sensitivity=config["sensitivity"],
+        model_inputs=MODEL_INPUTS,
+        seed=config["seed"],
     script:
         "../scripts/sensitivity.py"

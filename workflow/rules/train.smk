@@ -16,7 +16,9 @@ rule train:
         mem_mb=8000,
         runtime=120,
     params:
-        seed_offset=layer_seed,
+        hp=HYPER_PARAMETERS,
+        model_inputs=MODEL_INPUTS,
+        seed=layer_seed,
     script:
         "../scripts/train.py"
 
@@ -38,6 +40,8 @@ rule train_rf:
         mem_mb=8000,
         runtime=60,
     params:
-        seed_offset=layer_seed,
+        rf=config["rf"],
+        model_inputs=MODEL_INPUTS,
+        seed=layer_seed,
     script:
-        "../scripts/train.py"
+        "../scripts/train_rf.py"

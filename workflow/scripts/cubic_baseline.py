@@ -1,4 +1,5 @@
-from smdown import steps
+from smdown.rules import setup_logging
+from smdown.rules.evaluate import copy_baseline
 
-steps.setup_logging(snakemake.log[0])
-steps.copy_baseline(snakemake.input[0], snakemake.output[0])
+setup_logging(snakemake.log[0])
+copy_baseline(snakemake.input[0], snakemake.output[0])

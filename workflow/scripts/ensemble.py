@@ -1,4 +1,11 @@
-from smdown import steps
+from smdown.rules import setup_logging
+from smdown.rules.ensemble import weigh
 
-steps.setup_logging(snakemake.log[0])
-steps.ensemble(list(snakemake.input.models), list(snakemake.input.samples), snakemake.output[0], snakemake.config)
+setup_logging(snakemake.log[0])
+weigh(
+    list(snakemake.input.models),
+    list(snakemake.input.samples),
+    snakemake.output[0],
+    weighting=snakemake.params.weighting,
+    model_inputs=snakemake.params.model_inputs,
+)

@@ -1,8 +1,8 @@
-from smdown import postprocess
-from smdown.steps import setup_logging
+from smdown.rules import evaluate as step
+from smdown.rules import setup_logging
 
 setup_logging(snakemake.log[0])
-postprocess.evaluate(
+step.evaluate(
     list(snakemake.input.downscaled),
     coarse=dict(zip(snakemake.params.layers, snakemake.input.coarse, strict=True)),
     truth=dict(zip(snakemake.params.truth_layers, snakemake.input.truth, strict=True)),

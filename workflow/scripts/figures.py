@@ -1,19 +1,19 @@
-from smdown import postprocess
-from smdown.steps import setup_logging
+from smdown.rules import evaluate as step
+from smdown.rules import setup_logging
 
 setup_logging(snakemake.log[0])
 rule, layer = snakemake.rule, snakemake.wildcards.get("layer")
 if rule == "maps":
     truth = dict(zip(snakemake.params.truth_layers, snakemake.input.truth, strict=True))
-    postprocess.maps_figure(layer, snakemake.input.ensemble, snakemake.input.ensemble_std, snakemake.input.coarse,
-                            truth.get(layer), snakemake.input.split, snakemake.output[0], snakemake.params.map_days)
+    step.maps_figure(layer, snakemake.input.ensemble, snakemake.input.ensemble_std, snakemake.input.coarse,
+                     truth.get(layer), snakemake.input.split, snakemake.output[0], snakemake.params.map_days)
 elif rule == "scatter":
-    postprocess.scatter_figure(snakemake.input[0], layer, snakemake.wildcards.reference, snakemake.output[0])
+    step.scatter_figure(snakemake.input[0], layer, snakemake.wildcards.reference, snakemake.output[0])
 elif rule == "station_figure":
-    postprocess.station_figure(snakemake.input[0], layer, snakemake.output[0])
+    step.station_figure(snakemake.input[0], layer, snakemake.output[0])
 elif rule == "training_figure":
-    postprocess.training_figure(list(snakemake.input), layer, snakemake.output[0])
+    step.training_figure(list(snakemake.input), layer, snakemake.output[0])
 elif rule == "metric_figure":
-    postprocess.metric_figure(snakemake.input[0], snakemake.output[0])
+    step.metric_figure(snakemake.input[0], snakemake.output[0])
 else:
     raise ValueError(f"figures.py: no figure for rule {rule!r}")

@@ -1,15 +1,16 @@
-from smdown import steps
+from smdown.rules import setup_logging
+from smdown.rules.predict import predict
+from smdown.train import use_threads
 
-steps.setup_logging(snakemake.log[0])
-steps.use_threads(snakemake.threads)
-rasters = {name: snakemake.input[name] for name in snakemake.params.rasters}
-outputs = {name: path for name, path in snakemake.output.items()}
-steps.predict(
+setup_logging(snakemake.log[0])
+use_threads(snakemake.threads)
+predict(
     list(snakemake.input.models),
     snakemake.input.weights,
-    rasters,
+    {name: snakemake.input[name] for name in snakemake.params.rasters},
     snakemake.input.coarse,
     snakemake.params.scale,
-    outputs,
-    snakemake.config,
+    {name: path for name, path in snakemake.output.items()},
+    settings=snakemake.params.predict,
+    model_inputs=snakemake.params.model_inputs,
 )

@@ -1,7 +1,8 @@
-from smdown import steps
+from smdown.rules import setup_logging
+from smdown.rules.resample import resample_one
 
-steps.setup_logging(snakemake.log[0])
-steps.resample_one(
+setup_logging(snakemake.log[0])
+resample_one(
     snakemake.input.source,
     snakemake.input.coarse,
     snakemake.output[0],

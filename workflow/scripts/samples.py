@@ -1,14 +1,15 @@
-from smdown import steps
+from smdown.rules import setup_logging
+from smdown.rules.samples import samples
 
-steps.setup_logging(snakemake.log[0])
-rasters = {name: snakemake.input[name] for name in snakemake.params.rasters}
-steps.samples(
-    rasters,
+setup_logging(snakemake.log[0])
+samples(
+    {name: snakemake.input[name] for name in snakemake.params.rasters},
     snakemake.input.target,
     snakemake.input.split,
     snakemake.input.coarse,
     snakemake.wildcards.scale,
     snakemake.output[0],
-    snakemake.config,
-    snakemake.params.seed_offset,
+    features=snakemake.params.features,
+    settings=snakemake.params.samples,
+    seed=snakemake.params.seed,
 )

@@ -1,11 +1,13 @@
-from smdown import postprocess
-from smdown.steps import setup_logging
+from smdown.rules import setup_logging
+from smdown.rules.sensitivity import sensitivity
 
 setup_logging(snakemake.log[0])
-postprocess.sensitivity(
+sensitivity(
     snakemake.wildcards.layer,
     list(snakemake.input.models),
     list(snakemake.input.samples),
     dict(snakemake.output.items()),
-    snakemake.config,
+    settings=snakemake.params.sensitivity,
+    model_inputs=snakemake.params.model_inputs,
+    seed=snakemake.params.seed,
 )

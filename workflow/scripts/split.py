@@ -1,4 +1,5 @@
-from smdown import steps
+from smdown.rules import setup_logging
+from smdown.rules.samples import split
 
-steps.setup_logging(snakemake.log[0])
-steps.split(list(snakemake.input.coarse), snakemake.output[0], snakemake.config)
+setup_logging(snakemake.log[0])
+split(list(snakemake.input.coarse), snakemake.output[0], snakemake.params.split, snakemake.params.seed)

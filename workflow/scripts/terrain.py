@@ -1,5 +1,6 @@
-from smdown import steps
+from smdown.rules import setup_logging
+from smdown.rules.resample import terrain
 
-steps.setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])
 outputs = {path.rsplit("/", 1)[-1].removesuffix(".tif"): path for path in snakemake.output}
-steps.terrain(snakemake.input.dem, outputs, snakemake.params.names)
+terrain(snakemake.input.dem, outputs, snakemake.params.names)

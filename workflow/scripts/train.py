@@ -1,13 +1,14 @@
-from smdown import steps
+from smdown.rules import setup_logging
+from smdown.rules.train import fit_member
+from smdown.train import use_threads
 
-steps.setup_logging(snakemake.log[0])
-steps.use_threads(snakemake.threads)
-steps.train(
-    snakemake.wildcards.get("model", "rf"),
+setup_logging(snakemake.log[0])
+use_threads(snakemake.threads)
+fit_member(
+    snakemake.wildcards.model,
     list(snakemake.input),
-    snakemake.output.model,
-    snakemake.output.meta,
-    snakemake.output.get("history"),
-    snakemake.config,
-    snakemake.params.seed_offset,
+    dict(snakemake.output.items()),
+    hp=snakemake.params.hp,
+    model_inputs=snakemake.params.model_inputs,
+    seed=snakemake.params.seed,
 )

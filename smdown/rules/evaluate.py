@@ -1,0 +1,148 @@
+"""Steps of workflow/rules/evaluate.smk: evaluation against truth, stations and the coarse input, and figures.
+
+The science lives in ``smdown.evaluate``, ``smdown.metrics`` and ``smdown.plots``; these functions pick the
+inputs, call them and log what they did.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smdown import io
+
+log = logging.getLogger(__name__)
+
+PathLike = str | Path
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def copy_baseline(source: str, output: str) -> None:
+    """The cubic baseline: the coarse field warped cubically onto the prediction grid (the resample rule's output)."""
+    with io.atomic_path(output) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def evaluate(
+    downscaled: Sequence[PathLike],
+    coarse: Mapping[str, PathLike],
+    truth: Mapping[str, PathLike] | None,
+    stations: PathLike | None,
+    split_path: PathLike,
+    outputs: Mapping[str, PathLike],
+    seed: int,
+) -> pd.DataFrame:
+    """metrics.csv, pairs.csv and station_series.csv of a run (``outputs``: metrics, pairs, series).
+
+    ``downscaled``: the run's ``downscaled/<layer>/<method>.tif`` files (all in one ``downscaled`` folder).
+    """
+    from smdown.evaluate import evaluate_run
+
+    folders = {Path(p).parent.parent for p in downscaled}
+    if len(folders) != 1:
+        raise ValueError(f"downscaled files must share one downscaled/<layer>/ folder, got {sorted(folders)}")
+    table = evaluate_run(folders.pop(), coarse, truth or None, stations or None, split_path,
+                         out=outputs["metrics"], pairs_out=outputs["pairs"], series_out=outputs["series"], seed=seed)
+    log.info("metrics:\n%s", table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return table
+
+
+# ------------------------------------------------------------------ figures
+
+
+def map_dates(split_path: PathLike, coarse_path: PathLike, count: int) -> list[str]:
+    """``count`` test dates spread evenly over the test period, skipping days the coarse input lacks."""
+    split = json.loads(Path(split_path).read_text())
+    coarse = io.read_stack(coarse_path)
+    observed = {d for d, ok in zip(coarse.dates, np.isfinite(coarse.data).any(axis=(1, 2)), strict=True) if ok}
+    candidates = [str(d)[:10] for d in split.get("test_dates", [])]
+    candidates = [d for d in candidates if d in observed] or sorted(observed)
+    if not candidates:
+        return []
+    picks = np.unique(np.linspace(0, len(candidates) - 1, min(count, len(candidates))).round().astype(int))
+    return [candidates[i] for i in picks]
+
+
+def maps_figure(
+    layer: str,
+    ensemble: PathLike,
+    ensemble_std: PathLike,
+    coarse: PathLike,
+    truth: PathLike | None,
+    split_path: PathLike,
+    output: PathLike,
+    map_days: int,
+) -> None:
+    """Maps of ``map_days`` test days: coarse input, ensemble, spread and (when given) truth, one colour scale."""
+    from smdown import plots
+    from smdown.evaluate import map_panels
+
+    dates = map_dates(split_path, coarse, map_days)
+    files = {"ensemble": ensemble, "ensemble_std": ensemble_std}
+    if truth:
+        files["truth"] = truth
+    plots.plot_maps(map_panels(files, coarse, dates), output, title=f"{layer}: test days")
+    log.info("%s: maps of %s (%s) -> %s", layer, dates, ", ".join(files), output)
+
+
+def scatter_figure(pairs_path: PathLike, layer: str, reference: str, output: PathLike) -> None:
+    """Predicted against reference of every method for one layer and reference (pairs.csv of evaluate)."""
+    from smdown import plots
+
+    pairs = _read_csv(pairs_path)
+    if len(pairs):
+        pairs = pairs[(pairs["layer"] == layer) & (pairs["reference"] == reference)]
+    if pairs.empty:
+        log.warning("%s: no pairs against %s (see the evaluation log)", layer, reference)
+    plots.plot_scatter(pairs, output, reference=reference, title=f"{layer} vs {reference}")
+    log.info("%s: scatter vs %s, %d pairs -> %s", layer, reference, len(pairs), output)
+
+
+def station_figure(series_path: PathLike, layer: str, output: PathLike) -> None:
+    """Station series of one layer (station_series.csv of evaluate)."""
+    from smdown import plots
+
+    series = _read_csv(series_path)
+    if len(series):
+        series = series[series["layer"] == layer]
+    if series.empty:
+        log.warning("%s: no station overlaps the run (see the evaluation log)", layer)
+    plots.plot_station_series(series, output, title=f"{layer} at stations")
+    log.info("%s: %d station(s) -> %s", layer, series["station"].nunique() if len(series) else 0, output)
+
+
+def training_figure(history_paths: Sequence[PathLike], layer: str, output: PathLike) -> None:
+    """Training and validation loss of the deep members of one layer (models/<layer>/<model>_history.csv)."""
+    from smdown import plots
+
+    histories = {Path(p).name.removesuffix("_history.csv"): pd.read_csv(p) for p in history_paths}
+    plots.plot_training_curves(histories, output, title=f"{layer}: training")
+    log.info("%s: training curves of %s -> %s", layer, list(histories), output)
+
+
+def metric_figure(metrics_path: PathLike, output: PathLike) -> None:
+    """Metric bars of every method against every reference, a colour per layer."""
+    from smdown import plots
+
+    metrics = pd.read_csv(metrics_path)
+    plots.plot_metric_bars(metrics, output, title="skill by method and reference")
+    log.info("metric bars of %d rows -> %s", len(metrics), output)
+
+
+def _read_csv(path: PathLike) -> pd.DataFrame:
+    """A CSV that may be empty (no header at all) as a possibly empty frame."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()

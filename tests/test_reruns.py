@@ -1,0 +1,93 @@
+"""Incremental reruns: after a complete tiny run, a dry run schedules exactly the jobs a change touches.
+
+Every setting a job reads reaches it as a `params:` slice of its rule (or an input file), so Snakemake's
+params trigger reruns that job and what depends on it, and nothing upstream or beside it.
+"""
+
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from conftest import run_workflow
+
+from smdown import io
+
+AFTER_TRAINING = {"ensemble", "predict", "evaluate", "maps", "scatter", "station_figure", "metric_figure",
+                  "sensitivity", "all"}
+AFTER_PREDICT = {"predict", "evaluate", "maps", "scatter", "station_figure", "metric_figure", "all"}
+
+
+def scheduled(workdir, *args) -> dict[str, int]:
+    """Rule -> job count of a dry run (with extra command-line arguments)."""
+    done = run_workflow(workdir, None, "-n", "--quiet", "rules", *args)
+    text = done.stdout + done.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats"):]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE))
+    counts.pop("total", None)
+    return {rule: int(n) for rule, n in counts.items()}
+
+
+@pytest.mark.workflow
+def test_nothing_to_do_after_a_complete_run(tiny_run):
+    workdir, _, _ = tiny_run
+    assert scheduled(workdir) == {}
+
+
+@pytest.mark.workflow
+def test_l2_reruns_the_deep_members_and_what_follows_only(tiny_run):
+    workdir, _, _ = tiny_run
+    jobs = scheduled(workdir, "--config", "models={l2: 0.5}")
+    assert set(jobs) == {"train", "training_figure"} | AFTER_TRAINING, jobs
+    assert jobs["train"] == 6  # 3 members x 2 layers; not the forest, samples or anything upstream
+
+
+@pytest.mark.workflow
+def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
+    workdir, _, _ = tiny_run
+    jobs = scheduled(workdir, "--config", "ensemble={weighting: equal}")
+    assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
+
+
+@pytest.mark.workflow
+def test_correction_reruns_predict_onward(tiny_run):
+    workdir, _, _ = tiny_run
+    jobs = scheduled(workdir, "--config", "predict={correction: none}")
+    assert set(jobs) == AFTER_PREDICT, jobs
+    assert jobs["predict"] == 2
+
+
+@pytest.mark.workflow
+def test_new_ndvi_content_reruns_ndvi_resampling_and_what_depends_on_it(tiny_run):
+    workdir, _, _ = tiny_run
+    ndvi = workdir / "inputs" / "ndvi.tif"
+    saved = workdir / "ndvi.saved.tif"
+    shutil.copy2(ndvi, saved)
+    try:
+        stack = io.read_stack(ndvi)
+        io.write_stack(ndvi, io.Stack(np.clip(stack.data * 0.9, -1, 1), stack.grid, stack.dates))
+        jobs = scheduled(workdir)
+        assert jobs["resample"] == 2, jobs  # ndvi at 3000 m and 900 m, no other variable
+        assert {"samples", "train", "train_rf"} <= set(jobs) and "split" not in jobs and "cubic_baseline" not in jobs
+    finally:
+        shutil.copy2(saved, ndvi)
+        os.utime(ndvi, ns=(saved.stat().st_atime_ns, saved.stat().st_mtime_ns))
+    assert scheduled(workdir) == {}
+
+
+@pytest.mark.workflow
+def test_a_failing_job_logs_its_traceback(tiny_run, tmp_path):
+    """A job made to fail (one bag per scale leaves no validation example) writes the exception and its
+    traceback to its rule's log, not only to the console."""
+    workdir, _, _ = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    done = run_workflow(copy, None, "--config", "samples={per_scale: 100, bag_size: 100}", check=False)
+    assert done.returncode != 0
+    failed = [path for path in (copy / "results").rglob("*.log") if "job failed" in path.read_text()]
+    assert failed, "no rule log holds the failure"
+    text = failed[0].read_text()
+    assert "Traceback (most recent call last)" in text and "Error" in text, text[-2000:]

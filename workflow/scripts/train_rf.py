@@ -1,0 +1,13 @@
+from smdown.rules import setup_logging
+from smdown.rules.train import fit_rf
+from smdown.train import use_threads
+
+setup_logging(snakemake.log[0])
+use_threads(snakemake.threads)
+fit_rf(
+    list(snakemake.input),
+    dict(snakemake.output.items()),
+    settings=snakemake.params.rf,
+    model_inputs=snakemake.params.model_inputs,
+    seed=snakemake.params.seed,
+)
