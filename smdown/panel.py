@@ -21,6 +21,9 @@ samples/split.json), streamed coarse cell by coarse cell (memory bounded by one 
   the remainder; RMS of each over the pixels (cell_rmse^2 + within_rmse^2 = rmse^2);
 - ``ratio_cubic``: ubrmse / ubrmse of the cubic baseline on the same world, layer and split;
 - ``collapsed``: std_ratio < COLLAPSED (the method paints a near-constant field inside each cell).
+
+Then the panel median per part x layer x method, and issue 9's acceptance checks on the untouched medians
+(`acceptance`). The table goes to `<out>/skill.csv` (with the `--set` settings in a column).
 """
 
 from __future__ import annotations
@@ -360,6 +363,57 @@ def panel_median(table: pd.DataFrame, split: str = "all") -> pd.DataFrame:
     return med.reset_index()
 
 
+MEMBERS = ("dnn", "cnn", "lstm")
+RF = "rf"  # the random-forest peer the ensemble must beat
+
+
+def acceptance(table: pd.DataFrame, part: str = "untouched") -> list[dict]:
+    """Issue 9's acceptance checks on the panel (split `all`), per layer; each a dict with check, layer, value,
+    limit and ok (None where the methods it needs are missing):
+
+    - ``ensemble/cubic``: median over the `part` worlds of ensemble ubRMSE / cubic ubRMSE <= 0.85;
+    - ``ensemble < rf``: median ensemble ubRMSE below the random forest's;
+    - ``anomaly r``: median ensemble within-cell anomaly r >= 0.55;
+    - ``ensemble vs best member``: median ensemble ubRMSE <= 1.02 x the best member's median;
+    - ``collapsed members``: members collapsed on any world of the panel (every part) = 0.
+    """
+    sub = table[table["split"] == "all"]
+    med = panel_median(sub[sub["part"] == part])
+    checks = []
+    for layer in dict.fromkeys(sub["layer"]):
+        get = _median_getter(med[med["layer"] == layer].set_index("method"))
+        ens = get("ensemble", "ubrmse")
+        best = float(np.nanmin([get(m, "ubrmse") for m in MEMBERS] + [np.inf]))
+        best = best if np.isfinite(best) else float("nan")
+        members = sub[(sub["layer"] == layer) & sub["method"].isin(MEMBERS)]
+        for check, value, limit, ok in (
+            ("ensemble/cubic", get("ensemble", "ratio_cubic"), 0.85, get("ensemble", "ratio_cubic") <= 0.85),
+            ("ensemble < rf", ens / get(RF, "ubrmse"), 1.0, ens < get(RF, "ubrmse")),
+            ("anomaly r", get("ensemble", "anomaly_r"), 0.55, get("ensemble", "anomaly_r") >= 0.55),
+            ("ensemble vs best member", ens / best, 1.02, ens <= 1.02 * best),
+            ("collapsed members", float(members["collapsed"].sum()), 0.0, not members["collapsed"].any()),
+        ):
+            known = np.isfinite(value)
+            checks.append({"check": check, "layer": layer, "value": value, "limit": limit,
+                           "ok": bool(ok) if known else None})
+    return checks
+
+
+def _median_getter(rows: pd.DataFrame):
+    def get(method: str, key: str) -> float:
+        return float(rows.loc[method, key]) if method in rows.index else float("nan")
+
+    return get
+
+
+def format_acceptance(checks: list[dict], part: str = "untouched") -> str:
+    lines = [f"acceptance (issue 9), panel median over the {part} worlds; collapsed: any world"]
+    for c in checks:
+        verdict = "n/a " if c["ok"] is None else ("pass" if c["ok"] else "FAIL")
+        lines.append(f"  {verdict}  {c['layer']:<8} {c['check']:<24} {c['value']:>7.3f}  (limit {c['limit']:g})")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- printing
 
 
@@ -446,6 +500,7 @@ def run(args: argparse.Namespace) -> int:
         collapsed = table[(table["split"] == "all") & table["collapsed"]]
         for row in collapsed.itertuples():
             print(f"COLLAPSED: {row.world} {row.layer} {row.method} (within-cell std ratio {row.std_ratio:.3f})")
+        print("\n" + format_acceptance(acceptance(table)))
     print(f"\nwrote {out / 'skill.csv'} ({len(table)} rows; split 'test' = test cells x test dates)")
     if failed:
         print(f"failed: {', '.join(failed)}")

@@ -204,3 +204,29 @@ def test_targets_are_the_maps_weights_and_split_only():
                        "results/x/ensemble/surface/weights.csv",
                        "results/x/downscaled/rootzone/ensemble.tif", "results/x/downscaled/rootzone/cubic.tif",
                        "results/x/ensemble/rootzone/weights.csv"]
+
+
+def _row(world, part, method, ubrmse, ratio, anomaly_r=0.6, std_ratio=0.8, layer="rootzone"):
+    return {**dict.fromkeys(panel.COLUMNS, 0.0), "world": world, "part": part, "layer": layer, "method": method,
+            "split": "all", "ubrmse": ubrmse, "ratio_cubic": ratio, "anomaly_r": anomaly_r, "std_ratio": std_ratio,
+            "collapsed": std_ratio < panel.COLLAPSED}
+
+
+def test_acceptance_checks_on_the_untouched_medians():
+    rows = []
+    for world in ("u1", "u2"):
+        rows += [_row(world, "untouched", "dnn", 0.030, 0.75), _row(world, "untouched", "cnn", 0.025, 0.62),
+                 _row(world, "untouched", "lstm", 0.040, 1.0), _row(world, "untouched", "ensemble", 0.0252, 0.63),
+                 _row(world, "untouched", "rf", 0.028, 0.7), _row(world, "untouched", "cubic", 0.040, 1.0)]
+    rows.append(_row("t1", "tune", "lstm", 0.040, 1.0, std_ratio=0.01))  # collapsed on a tune world counts too
+    rows.append(_row("t1", "tune", "ensemble", 0.5, 9.0, anomaly_r=0.0))  # tune worlds stay out of the medians
+    checks = {c["check"]: c for c in panel.acceptance(pd.DataFrame(rows, columns=panel.COLUMNS))}
+    assert checks["ensemble/cubic"]["ok"] and checks["ensemble/cubic"]["value"] == pytest.approx(0.63)
+    assert checks["ensemble < rf"]["ok"] and checks["ensemble < rf"]["value"] == pytest.approx(0.9)
+    assert checks["anomaly r"]["ok"]
+    assert checks["ensemble vs best member"]["ok"] and checks["ensemble vs best member"]["value"] == pytest.approx(1.008)
+    assert checks["collapsed members"]["ok"] is False and checks["collapsed members"]["value"] == 1
+    text = panel.format_acceptance(list(checks.values()))
+    assert "FAIL  rootzone collapsed members" in text and "pass  rootzone ensemble/cubic" in text
+    no_rf = [r for r in rows if r["method"] != "rf"]
+    assert {c["check"]: c["ok"] for c in panel.acceptance(pd.DataFrame(no_rf))}["ensemble < rf"] is None
