@@ -240,6 +240,11 @@ def sample_settings(config: dict) -> dict:
     return {key: value for key, value in config["samples"].items() if key not in SPLIT_KEYS}
 
 
+def tune_settings(config: dict) -> dict:
+    """How the members are tuned (config `tune` without the switch, which decides the DAG instead)."""
+    return {key: value for key, value in config["tune"].items() if key != "enabled"}
+
+
 def hyper_parameters(config: dict) -> dict:
     """The training settings of the deep members (config `models` without the list of members)."""
     return {key: value for key, value in config["models"].items() if key != "members"}

@@ -7,6 +7,26 @@ import pandas as pd
 from scipy.optimize import nnls
 
 WEIGHTINGS = ("inverse_mse", "equal", "stacking")
+#: a member whose detail inside the coarse cells is below this share of the spread of the coarse values has
+#: collapsed to a field flat over each cell (it adds nothing to cubic interpolation and no honest spread)
+COLLAPSE_RATIO = 0.02
+
+
+def within_bag_std(pred: np.ndarray, bag: np.ndarray) -> float:
+    """Mean over bags of the standard deviation of the per-pixel predictions inside a bag (a coarse cell-day)."""
+    _, index = np.unique(bag, return_inverse=True)
+    ok = np.isfinite(pred)
+    counts = np.bincount(index[ok])
+    mean = np.bincount(index[ok], weights=pred[ok]) / np.maximum(counts, 1)
+    sq = np.bincount(index[ok], weights=(pred[ok] - mean[index[ok]]) ** 2) / np.maximum(counts, 1)
+    return float(np.sqrt(sq[counts > 1]).mean()) if (counts > 1).any() else float("nan")
+
+
+def collapsed(spread: dict[str, float], target: np.ndarray) -> dict[str, bool]:
+    """Which members' within-cell spread is negligible against the spread of the coarse values they reproduce
+    (unknown spread, as with samples of one pixel per bag, is not a collapse)."""
+    scale = float(np.nanstd(target)) or 1.0
+    return {name: bool(value < COLLAPSE_RATIO * scale) for name, value in spread.items()}
 
 
 def weights(predictions: dict[str, np.ndarray], target: np.ndarray, method: str) -> dict[str, float]:
@@ -34,8 +54,10 @@ def weights(predictions: dict[str, np.ndarray], target: np.ndarray, method: str)
     return dict(zip(names, (raw / raw.sum()).tolist(), strict=True))
 
 
-def member_table(predictions: dict[str, np.ndarray], target: np.ndarray, member_weights: dict[str, float]) -> pd.DataFrame:
-    """Each member's weight and validation metrics."""
+def member_table(predictions: dict[str, np.ndarray], target: np.ndarray, member_weights: dict[str, float],
+                 spread: dict[str, float] | None = None, flat: dict[str, bool] | None = None) -> pd.DataFrame:
+    """Each member's weight and validation metrics (with `spread` / `flat`: its within-cell spread and whether it
+    collapsed)."""
     rows = []
     for name, pred in predictions.items():
         ok = np.isfinite(pred) & np.isfinite(target)
@@ -46,6 +68,8 @@ def member_table(predictions: dict[str, np.ndarray], target: np.ndarray, member_
             "member": name, "weight": member_weights.get(name, 0.0), "val_r": float(np.corrcoef(pred[ok], target[ok])[0, 1]),
             "val_bias": bias, "val_rmse": rmse, "val_ubrmse": float(np.sqrt(max(rmse**2 - bias**2, 0.0))), "n": int(ok.sum()),
         })
+        if spread is not None:
+            rows[-1].update(within_std=spread[name], collapsed=bool(flat[name]))
     return pd.DataFrame(rows)
 
 

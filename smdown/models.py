@@ -44,8 +44,11 @@ def _head(keras, x, units: list[int], dropout: float, dense, l2: float = 0.0):
     return x
 
 
-def build(kind: str, n_features: int, mean, variance, y_mean: float, y_std: float, hp: dict, n_dynamic: int | None = None):
-    """A compiled Keras model of one kind with scaling inside (`n_dynamic`: how many leading features are dynamic)."""
+def build(kind: str, n_features: int, mean, variance, hp: dict, n_dynamic: int | None = None):
+    """A compiled Keras model of one kind with its input scaling inside, predicting the standardised target
+    (`n_dynamic`: how many leading features are dynamic). Training on the standardised target makes the loss, and
+    so the weight of the L2 penalty against it, the same whatever the layer's units and variance; `with_units`
+    then appends the target's scale."""
     keras = _keras()
     # an L2 penalty on the weights: with few coarse cells many combinations of the static predictors
     # fit the cell means equally well; the penalty picks the smallest one instead of large opposite
@@ -82,10 +85,16 @@ def build(kind: str, n_features: int, mean, variance, y_mean: float, y_std: floa
         x = keras.layers.Dense(1)(x)
     else:
         raise ValueError(f"unknown model kind {kind!r}")
-    outputs = keras.layers.Rescaling(scale=float(y_std), offset=float(y_mean))(x)
-    model = keras.Model(inputs, outputs, name=kind)
+    model = keras.Model(inputs, x, name=kind)
     model.compile(optimizer=keras.optimizers.Adam(hp["learning_rate"]), loss="mse")
     return model
+
+
+def with_units(model, y_mean: float, y_std: float):
+    """The trained standardised model with the target's scale appended: it predicts m3/m3."""
+    keras = _keras()
+    outputs = keras.layers.Rescaling(scale=float(y_std), offset=float(y_mean))(model.output)
+    return keras.Model(model.input, outputs, name=model.name)
 
 
 @dataclass

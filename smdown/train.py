@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from smdown.models import INPUT_FORM, build
+from smdown.models import INPUT_FORM
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,13 @@ def _scaling(train: dict) -> tuple[np.ndarray, np.ndarray, float, float]:
     return mean.astype(np.float32), variance.astype(np.float32), float(np.mean(y)), float(np.std(y) or 1.0)
 
 
-def _xy(kind: str, part: dict):
+def _xy(kind: str, part: dict, y_mean: float, y_std: float):
+    """Inputs, standardised targets and sample weights of one split, per pixel."""
     x = part[INPUT_FORM[kind]]
     if kind == "lstm":
-        return x, part["target_sequence"][..., None], part["sequence_weight"]
-    if kind == "cnn":
-        return x, part["target"].reshape(-1, 1, 1, 1), None
-    return x, part["target"].reshape(-1, 1), None
+        return x, ((part["target_sequence"] - y_mean) / y_std)[..., None], part["sequence_weight"]
+    y = (part["target"] - y_mean) / y_std
+    return x, (y.reshape(-1, 1, 1, 1) if kind == "cnn" else y.reshape(-1, 1)), None
 
 
 class _EpochLog:
@@ -123,12 +123,15 @@ def _bag_model(keras, inner, kind: str, input_shape: tuple, learning_rate: float
 
 
 def train_deep(kind: str, samples: dict, hp: dict, seed: int, aggregate: bool = False, n_dynamic: int | None = None):
-    """Fit one deep member; returns (per-pixel model, history DataFrame).
+    """Fit one deep member; returns (per-pixel model in m3/m3, history DataFrame).
 
-    With `aggregate`, the model is fitted through a bag wrapper: the mean of its predictions over
-    the pixels of a coarse cell-day must match the coarse value.
+    The model learns the standardised target (so the loss and the L2 penalty weigh the same in every layer);
+    the returned model has the target's scale appended. With `aggregate`, it is fitted through a bag wrapper:
+    the mean of its predictions over the pixels of a coarse cell-day must match the coarse value.
     """
     import keras
+
+    from smdown.models import build, with_units
 
     seed_everything(seed)
     train, val = subset(samples, 0), subset(samples, 1)
@@ -136,20 +139,22 @@ def train_deep(kind: str, samples: dict, hp: dict, seed: int, aggregate: bool = 
         raise ValueError(f"{kind}: no training or no validation example (train {len(train['target'])}, "
                          f"val {len(val['target'])})")
     mean, variance, y_mean, y_std = _scaling(train)
-    model = build(kind, len(mean), mean, variance, y_mean, y_std, hp, n_dynamic)
+    model = build(kind, len(mean), mean, variance, hp, n_dynamic)
     fitted = model
     if aggregate:
         (x, y), (xv, yv) = _bags(train, kind), _bags(val, kind)
+        y, yv = (y - y_mean) / y_std, (yv - y_mean) / y_std
         w = wv = None
         fitted = _bag_model(keras, model, kind, x.shape[1:], hp["learning_rate"])
     else:
-        x, y, w = _xy(kind, train)
-        xv, yv, wv = _xy(kind, val)
+        x, y, w = _xy(kind, train, y_mean, y_std)
+        xv, yv, wv = _xy(kind, val, y_mean, y_std)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp["patience"], restore_best_weights=True),
         _EpochLog.make(kind, hp["epochs"]),
     ]
-    log.info("%s: %d training and %d validation examples, %d features", kind, len(x), len(xv), len(mean))
+    log.info("%s: %d training and %d validation examples, %d features, target mean %.4f sd %.4f", kind, len(x),
+             len(xv), len(mean), y_mean, y_std)
     history = fitted.fit(
         x, y, sample_weight=w, validation_data=(xv, yv, wv) if wv is not None else (xv, yv),
         epochs=hp["epochs"], batch_size=max(1, hp["batch_size"] // (x.shape[1] if aggregate else 1)),
@@ -157,19 +162,35 @@ def train_deep(kind: str, samples: dict, hp: dict, seed: int, aggregate: bool = 
     )
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    return model, frame[["epoch", "loss", "val_loss"]]
+    return with_units(model, y_mean, y_std), frame[["epoch", "loss", "val_loss"]]
+
+
+def bag_features(part: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Each bag's mean pixel vector (the area-mean predictors of its coarse cell-day) and its coarse value."""
+    _, index = np.unique(part["bag"], return_inverse=True)
+    x = part["pixel"].astype(np.float64)
+    ok = np.isfinite(x).all(axis=1)
+    counts = np.bincount(index[ok], minlength=index.max() + 1)
+    sums = np.stack([np.bincount(index[ok], weights=x[ok, j], minlength=len(counts)) for j in range(x.shape[1])], 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (sums / counts[:, None]).astype(np.float32)
+    return means, bag_means(part["target"], part["bag"])
 
 
 def train_rf(samples: dict, settings: dict, seed: int, n_jobs: int = 1):
-    """Fit the random-forest peer on the pixel vectors of the training split."""
+    """Fit the random-forest peer as the downscaling literature does: at the coarse scale, on the area-mean
+    predictors of each training cell-day (the mean of its bag) against the coarse value; it is then applied
+    pixel by pixel at the fine scale, with the same coarse correction as the deep members. Samples without bags
+    (targets cubic / coarse) are already one value per pixel of a coarser scale."""
     from sklearn.ensemble import RandomForestRegressor
 
     train = subset(samples, 0)
-    ok = np.isfinite(train["pixel"]).all(axis=1)
+    x, y = bag_features(train) if "bag" in train and len(train["bag"]) else (train["pixel"], train["target"])
+    ok = np.isfinite(x).all(axis=1) & np.isfinite(y)
     model = RandomForestRegressor(
         n_estimators=settings["trees"], max_depth=settings["max_depth"],
         min_samples_leaf=settings["min_samples_leaf"], random_state=seed, n_jobs=n_jobs,
     )
-    log.info("rf: %d training examples, %d trees", int(ok.sum()), settings["trees"])
-    model.fit(train["pixel"][ok], train["target"][ok])
+    log.info("rf: %d coarse training examples (area-mean predictors), %d trees", int(ok.sum()), settings["trees"])
+    model.fit(x[ok], y[ok])
     return model

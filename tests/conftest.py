@@ -79,14 +79,19 @@ def tiny_run(tmp_path_factory):
 
 
 def run_workflow(workdir: Path, config: dict | None, *args: str, cores: int = 2, timeout: int = 600,
-                 env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the workflow in `workdir` with `config` (written to workdir/config.yaml; None keeps the file there).
+                 env: dict | None = None, check: bool = True, override: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the workflow in `workdir` with `config` (written to workdir/config.yaml; None keeps the file there) and
+    `override` (a second config file on top of it, as a user changes a setting).
 
     With check, a non-zero exit fails the test with the tail of Snakemake's output."""
     configfile = workdir / "config.yaml"
     if config is not None:
         configfile.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
+    configfiles = [str(configfile)]
+    if override is not None:
+        configfiles.append(str(workdir / "override.yaml"))
+        Path(configfiles[-1]).write_text(yaml.safe_dump(override, sort_keys=False))
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", *configfiles,
            "--cores", str(cores), *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)

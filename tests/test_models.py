@@ -24,7 +24,7 @@ DATES = [f"2023-05-{d:02d}" for d in range(1, 9)]
 
 def _member(kind: str, n_features: int = 2, patch: int = 3, sequence_days: int = 3) -> models.Member:
     hp = dict(HP, cnn_filters=[8] * ((patch - 1) // 2))
-    model = models.build(kind, n_features, np.zeros(n_features), np.ones(n_features), 0.2, 0.05, hp)
+    model = models.with_units(models.build(kind, n_features, np.zeros(n_features), np.ones(n_features), hp), 0.2, 0.05)
     return models.Member(kind, model, {"patch": patch, "sequence_days": sequence_days})
 
 
@@ -268,3 +268,17 @@ def test_predictors_nan_on_every_drawn_cell_day_is_a_clear_error():
     spec = FeatureSpec(("x1",), ("x0",), (), False)
     with pytest.raises(ValueError, match="no training example: the predictors are NaN on every drawn training"):
         _bags(spec, {"x1": np.full_like(x1, np.nan), "x0": x0}, coarse, dates, split, 6, 10, 4, 2, seed=0)
+
+
+def test_a_member_flat_inside_each_cell_is_collapsed_and_others_are_not():
+    bag = np.repeat(np.arange(4), 8)
+    rng = np.random.default_rng(0)
+    target = np.array([0.1, 0.2, 0.3, 0.4])
+    flat = np.repeat(target, 8) + 1e-6 * rng.standard_normal(32)
+    detailed = np.repeat(target, 8) + 0.02 * rng.standard_normal(32)
+    spread = {"flat": ensemble.within_bag_std(flat, bag), "detailed": ensemble.within_bag_std(detailed, bag)}
+    assert spread["flat"] < 1e-5 and 0.01 < spread["detailed"] < 0.03
+    assert ensemble.collapsed(spread, target) == {"flat": True, "detailed": False}
+    # one pixel per bag: the spread is unknown, not a collapse
+    one = ensemble.within_bag_std(detailed[:4], np.arange(4))
+    assert np.isnan(one) and ensemble.collapsed({"x": one}, target) == {"x": False}

@@ -19,9 +19,9 @@ AFTER_TRAINING = {"ensemble", "predict", "evaluate", "maps", "scatter", "station
 AFTER_PREDICT = {"predict", "evaluate", "maps", "scatter", "station_figure", "metric_figure", "all"}
 
 
-def scheduled(workdir, *args) -> dict[str, int]:
-    """Rule -> job count of a dry run (with extra command-line arguments)."""
-    done = run_workflow(workdir, None, "-n", "--quiet", "rules", *args)
+def scheduled(workdir, override: dict | None = None) -> dict[str, int]:
+    """Rule -> job count of a dry run (with `override`: changed settings in a second config file)."""
+    done = run_workflow(workdir, None, "-n", "--quiet", "rules", override=override)
     text = done.stdout + done.stderr
     if "Nothing to be done" in text:
         return {}
@@ -40,7 +40,7 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 @pytest.mark.workflow
 def test_l2_reruns_the_deep_members_and_what_follows_only(tiny_run):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, "--config", "models={l2: 0.5}")
+    jobs = scheduled(workdir, {"models": {"l2": 0.5}})
     assert set(jobs) == {"train", "training_figure"} | AFTER_TRAINING, jobs
     assert jobs["train"] == 6  # 3 members x 2 layers; not the forest, samples or anything upstream
 
@@ -48,14 +48,14 @@ def test_l2_reruns_the_deep_members_and_what_follows_only(tiny_run):
 @pytest.mark.workflow
 def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, "--config", "ensemble={weighting: equal}")
+    jobs = scheduled(workdir, {"ensemble": {"weighting": "equal"}})
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
 
 
 @pytest.mark.workflow
 def test_correction_reruns_predict_onward(tiny_run):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, "--config", "predict={correction: none}")
+    jobs = scheduled(workdir, {"predict": {"correction": "none"}})
     assert set(jobs) == AFTER_PREDICT, jobs
     assert jobs["predict"] == 2
 
@@ -85,7 +85,7 @@ def test_a_failing_job_logs_its_traceback(tiny_run, tmp_path):
     workdir, _, _ = tiny_run
     copy = tmp_path / "copy"
     shutil.copytree(workdir, copy, symlinks=True)
-    done = run_workflow(copy, None, "--config", "samples={per_scale: 100, bag_size: 100}", check=False)
+    done = run_workflow(copy, None, check=False, override={"samples": {"per_scale": 100, "bag_size": 100}})
     assert done.returncode != 0
     failed = [path for path in (copy / "results").rglob("*.log") if "job failed" in path.read_text()]
     assert failed, "no rule log holds the failure"

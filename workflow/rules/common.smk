@@ -55,6 +55,7 @@ MODEL_INPUTS = smconfig.model_inputs(config, FEATURES)
 SPLIT_SETTINGS = smconfig.split_settings(config)
 SAMPLE_SETTINGS = smconfig.sample_settings(config)
 HYPER_PARAMETERS = smconfig.hyper_parameters(config)
+TUNE_SETTINGS = smconfig.tune_settings(config)
 
 
 if SOURCE == "local":
@@ -126,6 +127,13 @@ def layer_samples(wildcards):
 def layer_models(wildcards):
     paths = [f"{R}/models/{wildcards.layer}/{m}.keras" for m in MEMBERS]
     return paths + [f"{R}/models/{wildcards.layer}/rf.joblib"]
+
+
+def tuned_parameters(wildcards):
+    """The member's tuned hyper-parameters (rule tune) when tuning is on; none otherwise."""
+    if not config["tune"]["enabled"]:
+        return []
+    return f"{R}/models/{wildcards.layer}/{wildcards.model}_tuned.json"
 
 
 def downscaled(layer):

@@ -1,6 +1,31 @@
-rule train:
+rule tune:
     input:
         layer_samples,
+    output:
+        f"{R}/models/{{layer}}/{{model}}_tuned.json",
+    log:
+        f"{R}/logs/tune/{{layer}}/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/tune/{{layer}}/{{model}}.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        hp=HYPER_PARAMETERS,
+        tune=TUNE_SETTINGS,
+        model_inputs=MODEL_INPUTS,
+        seed=layer_seed,
+    script:
+        "../scripts/tune.py"
+
+
+rule train:
+    input:
+        samples=layer_samples,
+        tuned=tuned_parameters,
     output:
         model=f"{R}/models/{{layer}}/{{model}}.keras",
         meta=f"{R}/models/{{layer}}/{{model}}.json",

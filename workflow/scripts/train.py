@@ -6,9 +6,10 @@ setup_logging(snakemake.log[0])
 use_threads(snakemake.threads)
 fit_member(
     snakemake.wildcards.model,
-    list(snakemake.input),
+    list(snakemake.input.samples),
     dict(snakemake.output.items()),
     hp=snakemake.params.hp,
     model_inputs=snakemake.params.model_inputs,
     seed=snakemake.params.seed,
+    tuned=snakemake.input.tuned or None,
 )
