@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 LAYERS = ("surface", "rootzone")
 MEMBERS = ("dnn", "cnn", "lstm")
-METHODS = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic")
+METHODS = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic", "cubic_corrected")
 CI_COLUMNS = [f"{m}_{side}" for m in CI_METRICS for side in ("lo", "hi")]
 COLUMNS = ["layer", "method", "reference", "r", "bias", "rmse", "ubrmse", "n", "anomaly_r", "kge", *CI_COLUMNS]
 SEAM_COLUMNS = ["layer", "method", "seam_ratio", "across", "inside", "n_across", "n_inside"]

@@ -12,7 +12,7 @@ from smdown.features import FeatureSpec, derive, gather
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-BAG_SHARES = (0.7, 0.2, 0.1)  # of the bags drawn, for train / val / test
+BAG_SHARES = (0.7, 0.2)  # of the bags drawn, for train / val (the test split is scored on the maps, not on bags)
 
 
 def load(paths: list[str]) -> dict[str, np.ndarray]:
@@ -121,12 +121,12 @@ def draw_bag_cells(coarse: np.ndarray, cell_masks: dict, n_bags: int, rng: np.ra
     """
     finite = np.isfinite(coarse)
     pairs = {}
-    for code, name in enumerate(SPLITS):
+    for code, name in enumerate(SPLITS[: len(BAG_SHARES)]):
         day_mask, cell_mask = cell_masks[name]
         pairs[code] = np.argwhere(finite & day_mask[:, None, None] & cell_mask[None])  # (t, cr, cc)
     if not len(pairs[0]):
         raise ValueError("no training example: every target or predictor value is NaN in the training split")
-    shares = {code: share for code, share in zip((0, 1, 2), BAG_SHARES, strict=True) if len(pairs[code])}
+    shares = {code: share for code, share in enumerate(BAG_SHARES) if len(pairs[code])}
     total = sum(shares.values())
     chosen = [np.column_stack([np.full(size, code), pairs[code][rng.integers(len(pairs[code]), size=size)]])
               for code, share in shares.items() for size in [int(round(n_bags * share / total))]]

@@ -78,7 +78,7 @@ def tiny_run(tmp_path_factory):
     return workdir, workdir / "results" / TINY_CONFIG["run"], report
 
 
-def run_workflow(workdir: Path, config: dict | None, *args: str, cores: int = 2, timeout: int = 600,
+def run_workflow(workdir: Path, config: dict | None, *args: str, cores: int = 2, timeout: int = 1500,
                  env: dict | None = None, check: bool = True, override: dict | None = None) -> subprocess.CompletedProcess:
     """Run the workflow in `workdir` with `config` (written to workdir/config.yaml; None keeps the file there) and
     `override` (a second config file on top of it, as a user changes a setting).

@@ -25,10 +25,36 @@ PathLike = str | Path
 # ------------------------------------------------------------------ baselines
 
 
-def copy_baseline(source: str, output: str) -> None:
-    """The cubic baseline: the coarse field warped cubically onto the prediction grid (the resample rule's output)."""
-    with io.atomic_path(output) as tmp:
+def cubic_baselines(source: str, coarse: str, outputs: dict[str, str], correction: str, block_cells: int) -> None:
+    """The cubic baseline, raw (`cubic`: the coarse field warped cubically onto the prediction grid, the resample
+    rule's output) and with the members' coarse correction (`cubic_corrected`, config predict.correction), so
+    every method is compared like for like. Written block by block of `block_cells` coarse cells."""
+    from smdown import correction as corrections
+    from smdown.predict import blocks
+
+    with io.atomic_path(outputs["cubic"]) as tmp:
         shutil.copyfile(source, tmp)
+    grid, dates = io.read_grid(source), io.read_dates(source)
+    cells = io.read_stack(coarse).data
+    factor = grid.height // cells.shape[1]
+    windows = [(r, c, h, w) for r, c, h, w in blocks(cells.shape[1:], block_cells)]
+
+    def read(r, c, h, w):
+        return io.read_window(source, r * factor, c * factor, h * factor, w * factor)
+
+    nodes = None
+    if correction == "smooth":  # exact block-wise: the residual of the whole region first (one value per cell)
+        residual = np.full(cells.shape, np.nan)
+        for r, c, h, w in windows:
+            residual[:, r : r + h, c : c + w] = corrections.cell_residual(read(r, c, h, w), cells[:, r : r + h, c : c + w],
+                                                                          factor)
+        nodes = corrections.smooth_nodes(residual, factor)
+    with io.open_writer(outputs["cubic_corrected"], grid, dates) as dst:
+        for r, c, h, w in windows:
+            kwargs = {"nodes": nodes, "offset": (r, c)} if nodes is not None else {}
+            fixed = corrections.correct(correction, read(r, c, h, w), cells[:, r : r + h, c : c + w], factor, **kwargs)
+            io.write_window(dst, fixed, r * factor, c * factor)
+    log.info("cubic baselines: %s raw and with the %s correction, %d blocks", source, correction, len(windows))
 
 
 # ------------------------------------------------------------------ evaluate

@@ -60,9 +60,9 @@ def samples(rasters: dict[str, str], target: str, split_path: str, coarse: str, 
             result = _pixel_samples(spec, rasters, target_stack, split_groups, factor, settings, rng)
     except ValueError as err:
         raise io.InputError(f"{target} at scale {scale}: {err}") from err
-    counts = np.bincount(result["split"], minlength=3)
-    log.info("scale %s: %d examples in %d bags (train %d, val %d, test %d), %d features", scale,
-             len(result["target"]), result["bag"].max() + 1, *counts, len(spec.names))
+    counts = np.bincount(result["split"], minlength=2)
+    log.info("scale %s: %d examples in %d bags (train %d, val %d), %d features", scale,
+             len(result["target"]), result["bag"].max() + 1, *counts[:2], len(spec.names))
     with io.atomic_path(output) as tmp:
         np.savez(tmp, **result)
 

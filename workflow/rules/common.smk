@@ -150,7 +150,10 @@ def all_outputs():
     outputs = []
     for layer in LAYERS:
         outputs += list(downscaled(layer).values())
-        outputs.append(f"{R}/downscaled/{layer}/cubic.tif")
+        outputs += expand(
+            f"{R}/downscaled/{layer}/{{method}}.tif",
+            method=["cubic", "cubic_corrected"],
+        )
         outputs.append(f"{R}/ensemble/{layer}/weights.csv")
     # evaluation, figures and sensitivity (rules in evaluate.smk and sensitivity.smk, included before rule all)
     outputs += list(rules.evaluate.output) + list(rules.metric_figure.output)

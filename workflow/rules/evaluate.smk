@@ -11,9 +11,11 @@ FIGURES = f"{R}/evaluation/figures"
 
 rule cubic_baseline:
     input:
-        f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
+        cubic=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
+        coarse=coarse_input,
     output:
-        f"{R}/downscaled/{{layer}}/cubic.tif",
+        cubic=f"{R}/downscaled/{{layer}}/cubic.tif",
+        cubic_corrected=f"{R}/downscaled/{{layer}}/cubic_corrected.tif",
     log:
         f"{R}/logs/cubic/{{layer}}.log",
     conda:
@@ -21,6 +23,9 @@ rule cubic_baseline:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        correction=config["predict"]["correction"],
+        block_cells=config["predict"]["block_cells"],
     script:
         "../scripts/cubic_baseline.py"
 
@@ -30,7 +35,8 @@ rule evaluate:
         downscaled=expand(
             f"{R}/downscaled/{{layer}}/{{method}}.tif",
             layer=LAYERS,
-            method=MEMBERS + ["rf", "ensemble", "ensemble_std", "cubic"],
+            method=MEMBERS
+            + ["rf", "ensemble", "ensemble_std", "cubic", "cubic_corrected"],
         ),
         split=f"{R}/samples/split.json",
         coarse=[INPUTS.coarse[layer] for layer in LAYERS],

@@ -1,5 +1,11 @@
 from smdown.rules import setup_logging
-from smdown.rules.evaluate import copy_baseline
+from smdown.rules.evaluate import cubic_baselines
 
 setup_logging(snakemake.log[0])
-copy_baseline(snakemake.input[0], snakemake.output[0])
+cubic_baselines(
+    snakemake.input.cubic,
+    snakemake.input.coarse,
+    dict(snakemake.output.items()),
+    correction=snakemake.params.correction,
+    block_cells=snakemake.params.block_cells,
+)
