@@ -211,10 +211,20 @@ SOURCE_KEYS = {"smap": ("earthdata", "smap"), "sentinel2": ("sentinel2",), "dem"
                "sentinel1": ("sentinel1",), "ismn": ("ismn",)}
 
 
+def _sorted(value):
+    """Mappings with their keys sorted, recursively: Snakemake compares params as written, so the order of the
+    keys in a config file must not matter."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def params_for(source: str, acquire_config: dict | None) -> dict:
-    """The slice of config['acquire'] the source's job reads (a rule's `params: acquire=...`)."""
+    """The slice of config['acquire'] the source's job reads (a rule's `params: acquire=...`), keys sorted."""
     given = acquire_config or {}
-    return {key: given[key] for key in (*COMMON_KEYS, *SOURCE_KEYS[source]) if key in given}
+    return _sorted({key: given[key] for key in (*COMMON_KEYS, *SOURCE_KEYS[source]) if key in given})
 
 
 def run_script(snakemake, source: str) -> None:

@@ -172,3 +172,15 @@ def test_snakemake_entry_script(world, tmp_path):
     run_script(snakemake, "dem")
     assert read_stack(tmp_path / "dem.tif", static=True).dates is None
     assert "DEM: 1 tiles" in log.read_text()
+
+
+def test_each_source_gets_only_its_settings_in_a_canonical_order(world):
+    from smdown.acquire import params_for
+
+    given = world["acquire"]
+    smap = params_for("smap", given)
+    assert set(smap) == {"bbox", "start", "end", "cache_dir", "http", "earthdata", "smap"}
+    assert set(params_for("sentinel2", given)) == {"bbox", "start", "end", "cache_dir", "http", "sentinel2"}
+    reordered = {key: given[key] for key in reversed(list(given))}
+    reordered["http"] = dict(reversed(list(given["http"].items())))
+    assert repr(params_for("smap", reordered)) == repr(smap)  # Snakemake compares params as written
