@@ -123,3 +123,19 @@ def test_config_errors_name_the_key(tmp_path):
         acquire({"acquire": {"start": "2023-05-01", "end": "2023-05-02"}}, tmp_path)
     with pytest.raises(InputError, match="acquire.end: 2023-04-01 is before acquire.start"):
         make_region([-120, 37, -119, 38], "2023-05-01", "2023-04-01")
+
+
+def test_the_schema_types_every_acquire_key():
+    """The config schema (checked before any job runs) and smdown.acquire.DEFAULTS name the same keys."""
+    import yaml
+
+    from smdown.acquire import DEFAULTS
+    from smdown.config import SCHEMA_PATH, ConfigError, validate
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["acquire"]["properties"]
+    assert set(schema) == set(DEFAULTS)
+    for key, value in DEFAULTS.items():
+        if isinstance(value, dict):
+            assert set(schema[key]["properties"]) == set(value), key
+    with pytest.raises(ConfigError, match="acquire.sentinel1.enabled': 'yes' is not one of"):
+        validate({"source": "earthdata", "acquire": {"sentinel1": {"enabled": "yes"}}})
