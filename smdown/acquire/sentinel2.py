@@ -81,19 +81,24 @@ def _raster(item: pystac.Item, band: str, sign=None) -> Raster:
     return raster
 
 
-def check_reflectance(values: np.ndarray, raster: Raster, band: str) -> None:
-    """Fail loudly on reflectances no correct scaling gives: below/above REFLECTANCE_RANGE, or negative on most
-    clear pixels (an offset applied twice shifts a whole scene by -0.1)."""
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+LAND_CLASSES = (4, 5)  # SCL vegetation, not vegetated: reflectance there is positive in every band
+
+
+def check_reflectance(values: np.ndarray, land: np.ndarray, raster: Raster, band: str) -> None:
+    """Fail loudly on reflectances no correct scaling gives: below/above REFLECTANCE_RANGE on any clear pixel, or
+    negative on most land pixels (an offset applied twice shifts a whole scene by -0.1; over water, slightly
+    negative values are noise and do not count)."""
+    valid = np.isfinite(values)
+    if not valid.any():
         return
     lo, hi = REFLECTANCE_RANGE
-    low, high = float(values.min()), float(values.max())
-    negative = float((values < 0).mean())
-    if low < lo - 1e-4 or high > hi or (values.size >= 20 and negative > 0.5):
+    low, high = float(values[valid].min()), float(values[valid].max())
+    on_land = values[valid & land]
+    negative = float((on_land < 0).mean()) if on_land.size else 0.0
+    if low < lo - 1e-4 or high > hi or (on_land.size >= 20 and negative > 0.5):
         raise InputError(
             f"Sentinel-2 item {getattr(raster, 'item_id', '?')} asset {band} ({redact(raster.href)}): scaled "
-            f"reflectance {low:.4f}..{high:.4f} with {negative:.0%} of the clear pixels negative, outside what "
+            f"reflectance {low:.4f}..{high:.4f} with {negative:.0%} of the clear land pixels negative, outside what "
             f"surface reflectance can be ({lo}..{hi}, mostly positive); scale {raster.scale:g}, offset "
             f"{raster.offset:g}, {BOA_APPLIED}={getattr(raster, 'boa_applied', None)}. The offset is probably "
             "applied twice or missing: check the item's raster:bands and processing baseline, or use "
@@ -123,9 +128,10 @@ def _date_indices(scenes: list[dict[str, Raster]], grid: Grid, box, cfg: dict) -
         if not np.isin(np.nan_to_num(scl, nan=0), cfg["scl_keep"]).any():
             continue  # nothing clear here: skip the reflectance reads
         bands = {b: scene[b].read(grid, cfg["resampling"]) for b in ("red", "nir", "swir16")}
-        clear = np.isin(np.nan_to_num(scl, nan=0).astype(np.int16), list(cfg["scl_keep"]))
+        classes = np.nan_to_num(scl, nan=0).astype(np.int16)
+        clear, land = np.isin(classes, list(cfg["scl_keep"])), np.isin(classes, LAND_CLASSES)
         for b, values in bands.items():
-            check_reflectance(values[clear], scene[b], b)
+            check_reflectance(np.where(clear, values, np.nan), clear & land, scene[b], b)
         for k, index in enumerate(indices(bands["red"], bands["nir"], bands["swir16"], scl, cfg["scl_keep"])):
             valid = np.isfinite(index)
             sums[k][valid] += index[valid]

@@ -136,7 +136,7 @@ def test_reflectance_outside_its_range_fails_loudly(world, server, tmp_path):
     cfg = settings(world)
     cfg["sentinel2"]["collection"] = S2_COLLECTION
     with pytest.raises(InputError, match=r"Sentinel-2 item S2A_10SGF_20230501 asset red .*reflectance -0\.07.*"
-                                         r"100% of the clear pixels negative.*offset is probably applied twice"):
+                                         r"100% of the clear land pixels negative.*offset is probably applied twice"):
         run_source("sentinel2", cfg, _s2_out(tmp_path))
 
 
@@ -246,3 +246,17 @@ def test_no_polaris_tile_at_all_is_an_error(world, server, tmp_path):
     cfg["soil"].update(source="polaris", polaris_url=url, res=1000)
     with pytest.raises(InputError, match="soil: no polaris sand data over acquire.bbox"):
         run_source("soil", cfg, {"sand": tmp_path / "sand.tif"})
+
+
+def test_the_reflectance_check_spares_water_and_catches_impossible_values():
+    from smdown.acquire.remote import Raster
+    from smdown.acquire.sentinel2 import check_reflectance
+
+    raster = Raster("x.tif", scale=1e-4, offset=-0.1)
+    water = np.full((10, 10), -0.01, dtype=np.float32)  # dark water: slightly negative, noise
+    check_reflectance(water, np.zeros(water.shape, dtype=bool), raster, "swir16")
+    with pytest.raises(InputError, match="100% of the clear land pixels negative"):
+        check_reflectance(water, np.ones(water.shape, dtype=bool), raster, "swir16")
+    impossible = np.full((2, 2), -0.15, dtype=np.float32)  # below DN 1 with the -0.1 offset
+    with pytest.raises(InputError, match=r"reflectance -0\.1500\.\.-0\.1500"):
+        check_reflectance(impossible, np.zeros(impossible.shape, dtype=bool), raster, "red")
