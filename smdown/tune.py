@@ -27,6 +27,23 @@ def _suggest(trial, name: str, bounds: dict):
     return trial.suggest_float(name, low, high, log=bool(bounds.get("log")))
 
 
+def start_points(space: dict, count: int) -> list[dict]:
+    """`count` first trials spread evenly over each range (geometric for a log range, cycling through choices),
+    so the sampler starts from the whole range, not from a few random draws."""
+    import numpy as np
+
+    points = [{} for _ in range(count)]
+    for name, bounds in space.items():
+        if isinstance(bounds.get("choices"), list):
+            values = [bounds["choices"][i % len(bounds["choices"])] for i in range(count)]
+        else:
+            spread = np.geomspace if bounds.get("log") else np.linspace
+            values = [float(v) for v in spread(float(bounds["low"]), float(bounds["high"]), count + 2)[1:-1]]
+        for point, value in zip(points, values, strict=True):
+            point[name] = value
+    return points
+
+
 def search(kind: str, samples: dict, hp: dict, settings: dict, seed: int, aggregate: bool,
            n_dynamic: int | None = None) -> tuple[dict, pd.DataFrame]:
     """Best values of `settings["space"]` (name -> {low, high, log} or {choices}) after `settings["trials"]`
@@ -38,9 +55,11 @@ def search(kind: str, samples: dict, hp: dict, settings: dict, seed: int, aggreg
     unknown = sorted(set(space) - set(hp))
     if unknown:
         raise ValueError(f"tune.space: {unknown} are not hyper-parameters of config 'models' {sorted(hp)}")
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(settings["startup_trials"],
-                                                                           settings["trials"]))
-    study = optuna.create_study(direction="minimize", sampler=sampler)
+    start = min(settings["startup_trials"], settings["trials"])
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed,
+                                                                                         n_startup_trials=start))
+    for point in start_points(space, start):
+        study.enqueue_trial(point)
     base = {**hp, "epochs": settings["epochs"], "patience": min(hp["patience"], settings["epochs"])}
 
     def objective(trial) -> float:
