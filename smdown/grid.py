@@ -89,3 +89,10 @@ def ease2_9km_grid(x: float, y: float, rows: int, cols: int) -> Grid:
         EASE2_9KM_RES, 0.0, EASE2_9KM_X0 + col * EASE2_9KM_RES, 0.0, -EASE2_9KM_RES, EASE2_9KM_Y0 - row * EASE2_9KM_RES
     )
     return Grid(EASE2_CRS, transform, rows, cols)
+
+
+def cell_blocks(coarse_shape: tuple[int, int], block_cells: int):
+    """(coarse row, coarse col, rows, cols) of each block of at most `block_cells` x `block_cells` coarse cells."""
+    for r in range(0, coarse_shape[0], block_cells):
+        for c in range(0, coarse_shape[1], block_cells):
+            yield r, c, min(block_cells, coarse_shape[0] - r), min(block_cells, coarse_shape[1] - c)

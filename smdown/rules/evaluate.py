@@ -30,14 +30,14 @@ def cubic_baselines(source: str, coarse: str, outputs: dict[str, str], correctio
     rule's output) and with the members' coarse correction (`cubic_corrected`, config predict.correction), so
     every method is compared like for like. Written block by block of `block_cells` coarse cells."""
     from smdown import correction as corrections
-    from smdown.predict import blocks
+    from smdown.grid import cell_blocks
 
     with io.atomic_path(outputs["cubic"]) as tmp:
         shutil.copyfile(source, tmp)
     grid, dates = io.read_grid(source), io.read_dates(source)
     cells = io.read_stack(coarse).data
     factor = grid.height // cells.shape[1]
-    windows = [(r, c, h, w) for r, c, h, w in blocks(cells.shape[1:], block_cells)]
+    windows = list(cell_blocks(cells.shape[1:], block_cells))
 
     def read(r, c, h, w):
         return io.read_window(source, r * factor, c * factor, h * factor, w * factor)
