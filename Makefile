@@ -21,6 +21,7 @@ test: $(BIN)/snakemake
 
 lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --software-deployment-method conda
 	$(BIN)/snakefmt --check .
 	$(BIN)/ruff check .
 
