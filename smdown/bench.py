@@ -1,8 +1,10 @@
 """Benchmarks of the workflow's heavy steps, run by hand: `python -m smdown.bench resample|predict [--configfile F]`.
 
-predict: after a completed run, the 30 m prediction of one layer (all members, ensemble, spread) on the
+predict: after a completed run, the 30 m prediction of one layer (all members, ensemble, spread, written) on the
 run's region and on a region 2 x 2 times larger (its predictors and coarse input tiled), each in its own
-process: wall time, pixel-days per second and peak resident memory (RSS).
+process: wall time, pixel-days per second and peak resident memory (RSS); then the time of each part on the
+run's region (reading with feature derivation, each member, the random forest, the coarse correction, the
+ensemble and spread, writing), wall and CPU, and the largest difference of each output from the run's own file.
 
 samples: after a completed run, the training samples of one layer at one scale (30 m by default), on the run's
 region and on a region 2 x 2 times larger, each in its own process: wall time and peak RSS.
@@ -144,16 +146,26 @@ def _has_dates(path: str) -> bool:
         return False
 
 
-def _tiled_inputs(config: dict, layer: str, scale: str, workdir: str, reps: int, days: int,
-                  prepare: bool) -> tuple[dict[str, str], str]:
-    """The predictor rasters of `scale` and the layer's coarse input, tiled reps x reps under workdir
-    (written when `prepare`), or the run's own files for reps 1 and all days."""
-    from smdown import steps
+def _feature_spec(config: dict):
+    """The run's features, as the workflow derives them from its config (workflow/rules/common.smk)."""
+    from smdown.features import spec_from_config
 
-    spec = steps.feature_spec(config)
-    run = f"results/{config['run']}"
-    rasters = {name: f"{run}/scales/{scale}/{name}.tif" for name in spec.rasters}
-    coarse = smconfig.inputs_of(config).coarse[layer]
+    inputs = smconfig.inputs_of(config)
+    terrain = resample.terrain_names(config["derived"]["terrain"]) if "dem" in inputs.predictors else []
+    return spec_from_config(config, inputs.dynamic, inputs.static + terrain)
+
+
+def _layer_rasters(config: dict, layer: str, scale: str, names: list[str]) -> dict[str, str]:
+    """A layer's predictor rasters at a scale, as the rules name them (its own variant where it has one)."""
+    own = smconfig.inputs_of(config).layer_predictors.get(layer, {})
+    return {n: f"results/{config['run']}/scales/{scale}/{smconfig.layer_variable(n, layer) if n in own else n}.tif"
+            for n in names}
+
+
+def _tiled(rasters: dict[str, str], coarse: str, workdir: str, reps: int, days: int,
+           prepare: bool) -> tuple[dict[str, str], str]:
+    """The rasters and the coarse input tiled reps x reps (first `days` days) under workdir, written when
+    `prepare`; the files themselves for reps 1 and all days."""
     if reps == 1 and not days:
         return rasters, coarse
     tiled = {name: f"{workdir}/{name}.tif" for name in rasters}
@@ -164,64 +176,209 @@ def _tiled_inputs(config: dict, layer: str, scale: str, workdir: str, reps: int,
     return tiled, f"{workdir}/coarse.tif"
 
 
-def _child(step: str, config_path: str, layer: str, workdir: str, reps: int, days: int, scale: str,
-           prepare: bool = False) -> None:
-    """Run in a fresh process: write the tiled inputs (prepare), or run one step on them and print the time and
-    the peak RSS (so the measure holds that step alone)."""
-    import json
+def _predict_inputs(config: dict, layer: str):
+    """What the predict rule gets for one layer: members, their features, finest-scale rasters, coarse input,
+    weights."""
+    from smdown import models
+    from smdown.features import FeatureSpec
+
+    run = f"results/{config['run']}"
+    names = [*config["models"]["members"], "rf"]
+    paths = [str(models.model_path(f"{run}/models/{layer}", name)) for name in names]
+    weights = f"{run}/ensemble/{layer}/weights.csv"
+    missing = [p for p in [*paths, weights] if not Path(p).exists()]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: complete the run first (snakemake --cores N)")
+    members = {name: models.load_member(path) for name, path in zip(names, paths, strict=True)}
+    spec = FeatureSpec.from_dict(members[names[0]].meta["spec"])
+    rasters = _layer_rasters(config, layer, smconfig.scale_name(min(config["scales"])), spec.rasters)
+    return members, spec, rasters, smconfig.inputs_of(config).coarse[layer], weights
+
+
+def _use_threads(threads: int) -> None:
+    """What the rule's job gets: TensorFlow and scikit-learn on `threads` threads."""
+    import os
+
+    os.environ["SMDOWN_THREADS"] = str(threads)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int, threads: int,
+                   reference: str = "", overlap: bool = True) -> dict:
+    """One predict job as the rule runs it, timed part by part, and the largest difference of each output from the
+    same file in `reference` (a folder of outputs of the same job, e.g. kept by an earlier bench), or for the run
+    region from the run's own file."""
     import resource
 
-    from smdown import steps
+    import pandas as pd
+
+    from smdown.predict import predict_layer
+
+    _use_threads(threads)
+    members, spec, rasters, coarse, weights_path = _predict_inputs(config, layer)
+    rasters, coarse = _tiled(rasters, coarse, workdir, reps, days, prepare=False)
+    for member in members.values():
+        if member.name == "rf":
+            member.model.n_jobs = threads
+    table = pd.read_csv(weights_path)
+    member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member != "rf"}
+    factor = nest_factor(io.read_grid(coarse).res, float(min(config["scales"])))
+    outputs = {name: f"{workdir}/out_{name}.tif" for name in [*members, "ensemble", "ensemble_std"]}
+    settings = config["predict"]
+    timings: dict[str, list[float]] = {}
+    start, cpu = time.perf_counter(), time.process_time()
+    predict_layer(members, member_weights, spec, rasters, coarse, factor, outputs, settings["block_cells"],
+                  settings["correction"], tuple(settings["valid_range"]), timings=timings, overlap=overlap)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    grid, n_days = io.read_grid(outputs["ensemble"]), len(io.read_dates(outputs["ensemble"]))
+    reference = reference or (f"results/{config['run']}/downscaled/{layer}" if reps == 1 and not days else "")
+    diffs = {name: _max_diff(path, f"{reference}/{name}.tif") for name, path in outputs.items()
+             if reference and Path(f"{reference}/{name}.tif").exists()}
+    return {"pixels": grid.height * grid.width, "days": n_days, "seconds": seconds, "cpu": cpu, "rss_mb": rss,
+            "parts": timings, "max_diff": diffs, "threads": threads}
+
+
+def _max_diff(a: str, b: str, rows: int = 300) -> float:
+    """Largest |a - b| of two rasters on the same grid, read in strips; inf where their NaN differ."""
+    grid = io.read_grid(a)
+    worst = 0.0
+    for row in range(0, grid.height, rows):
+        height = min(rows, grid.height - row)
+        x, y = io.read_window(a, row, 0, height, grid.width), io.read_window(b, row, 0, height, grid.width)
+        if x.shape != y.shape or not np.array_equal(np.isnan(x), np.isnan(y)):
+            return float("inf")
+        if np.isfinite(x).any():
+            worst = max(worst, float(np.nanmax(np.abs(x - y))))
+    return worst
+
+
+def _samples_child(config: dict, layer: str, scale: str, workdir: str, reps: int, days: int) -> dict:
+    """The samples job of one layer at one scale (split first), as the rules run them."""
+    import resource
+
+    from smdown.rules import samples as sampling
+
+    spec = _feature_spec(config)
+    rasters = _layer_rasters(config, layer, scale, spec.rasters)
+    rasters, coarse = _tiled(rasters, smconfig.inputs_of(config).coarse[layer], workdir, reps, days, prepare=False)
+    start = time.perf_counter()
+    split = f"{workdir}/split.json"
+    sampling.split([coarse], split, smconfig.split_settings(config), config["seed"])
+    sampling.samples(rasters, coarse, split, coarse, scale, f"{workdir}/samples.npz", spec.to_dict(),
+                     smconfig.sample_settings(config), config["seed"])
+    seconds = time.perf_counter() - start
+    grid = io.read_grid(rasters[next(iter(rasters))])
+    return {"pixels": grid.height * grid.width, "days": len(io.read_dates(coarse)), "seconds": seconds,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(step: str, config_path: str, layer: str, workdir: str, reps: int, days: int, scale: str,
+           prepare: bool = False, threads: int = 2, reference: str = "", overlap: bool = True) -> None:
+    """Run in a fresh process: write the tiled inputs (prepare), or run one step on them and print its figures as
+    JSON (so the time and the peak RSS hold that step alone)."""
+    import json
 
     config = smconfig.load(config_path) if Path(config_path).exists() else smconfig.validate({})
     if step == "predict":
         scale = smconfig.scale_name(min(config["scales"]))
-    rasters, coarse = _tiled_inputs(config, layer, scale, workdir, reps, days, prepare)
     if prepare:
+        names = _predict_inputs(config, layer)[1].rasters if step == "predict" else _feature_spec(config).rasters
+        _tiled(_layer_rasters(config, layer, scale, names), smconfig.inputs_of(config).coarse[layer], workdir, reps,
+               days, prepare=True)
         return
-    run = f"results/{config['run']}"
-    start = time.perf_counter()
     if step == "predict":
-        members = config["models"]["members"]
-        model_paths = [f"{run}/models/{layer}/{m}.keras" for m in members] + [f"{run}/models/{layer}/rf.joblib"]
-        outputs = {name: f"{workdir}/out_{name}.tif" for name in [*members, "rf", "ensemble", "ensemble_std"]}
-        steps.predict(model_paths, f"{run}/ensemble/{layer}/weights.csv", rasters, coarse, scale, outputs, config)
-        grid, days = io.read_grid(outputs["ensemble"]), len(io.read_dates(outputs["ensemble"]))
+        row = _predict_child(config, layer, workdir, reps, days, threads, reference, overlap)
     else:
-        split = f"{workdir}/split.json"
-        steps.split([coarse], split, config)
-        steps.samples(rasters, coarse, split, coarse, scale, f"{workdir}/samples.npz", config, 0)
-        grid, days = io.read_grid(rasters[next(iter(rasters))]), len(io.read_dates(coarse))
-    seconds = time.perf_counter() - start
-    print(json.dumps({"pixels": grid.height * grid.width, "days": days, "seconds": seconds,
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        row = _samples_child(config, layer, scale, workdir, reps, days)
+    print(json.dumps(row))
 
 
-def bench_step(step: str, config_path: str, layer: str, days: int, scale: str = "") -> None:
-    """One step (predict or samples) on the run region and on a 2 x 2 tiled region, each in a fresh process."""
+def _in_child(step: str, config_path: str, layer: str, workdir: str, reps: int, days: int, scale: str = "",
+              prepare: bool = False, threads: int = 2, reference: str = "", overlap: bool = True) -> dict | None:
     import json
 
-    print(f"{'region':>12} {'pixels':>10} {'days':>5} {'pixel-days':>12} {'seconds':>8} {'pixel-days/s':>13} "
-          f"{'peak RSS MB':>12}")
+    child = [sys.executable, "-m", "smdown.bench", "_child", step, config_path, layer, workdir, str(reps), str(days),
+             scale or "-", str(threads), "prepare" if prepare else "run" if overlap else "sequential", reference]
+    done = subprocess.run(child, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    return None if prepare else json.loads(done.stdout.strip().splitlines()[-1])
+
+
+REGION_HEADER = (f"{'region':>12} {'pixels':>10} {'days':>5} {'pixel-days':>12} {'seconds':>8} {'pixel-days/s':>13} "
+                 f"{'peak RSS MB':>12}")
+
+
+def _region_line(label: str, row: dict) -> str:
+    pixel_days = row["pixels"] * row["days"]
+    return (f"{label:>12} {row['pixels']:>10} {row['days']:>5} {pixel_days:>12} {row['seconds']:>8.1f} "
+            f"{pixel_days / row['seconds']:>13.0f} {row['rss_mb']:>12.0f}")
+
+
+def bench_samples(config_path: str, layer: str, scale: str) -> None:
+    """The samples step on the run region and on a 2 x 2 tiled region, each in a fresh process."""
+    print(REGION_HEADER)
     for reps in (1, 2):
         with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
-            child = [sys.executable, "-m", "smdown.bench", "_child", step, config_path, layer, tmp, str(reps),
-                     str(days), scale]
-            subprocess.run([*child, "prepare"], capture_output=True, text=True, check=True)
-            done = subprocess.run(child, capture_output=True, text=True)
-            if done.returncode:
-                raise SystemExit(done.stderr[-3000:])
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-        pixel_days = row["pixels"] * row["days"]
+            _in_child("samples", config_path, layer, tmp, reps, 0, scale, prepare=True)
+            row = _in_child("samples", config_path, layer, tmp, reps, 0, scale)
+        print(_region_line("run region" if reps == 1 else f"{reps * reps}x region", row), flush=True)
+
+
+def bench_predict(config_path: str, layer: str, days: int, repeat: int, sizes: list[int], threads: int,
+                  keep: str = "", compare: str = "", sequential: bool = False) -> None:
+    """The predict job on the run region tiled N x N for each N of `sizes`, `repeat` times each in a fresh
+    process: medians of the wall and CPU time, of each part's, and of the peak RSS. `keep`: a folder to copy the
+    first region's outputs to; `compare`: a folder of such outputs to compare the first region's with."""
+    mode = "sequential (no overlap of reading and writing)" if sequential else "reading and writing overlapped"
+    print(f"predict, layer {layer}, {threads} threads, {mode}: medians of {repeat} run(s), each in a fresh process",
+          flush=True)
+    print(REGION_HEADER, flush=True)
+    first = None
+    for reps in sizes:
+        with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
+            _in_child("predict", config_path, layer, tmp, reps, days, prepare=True)
+            reference = str(Path(compare).resolve()) if compare and first is None else ""
+            rows = [_in_child("predict", config_path, layer, tmp, reps, days, threads=threads, reference=reference,
+                              overlap=not sequential) for _ in range(repeat)]
+            if keep and first is None:
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                for out in Path(tmp).glob("out_*.tif"):
+                    shutil.copyfile(out, Path(keep) / f"{out.name.removeprefix('out_')}")
+        row = dict(rows[0], seconds=float(np.median([r["seconds"] for r in rows])),
+                   cpu=float(np.median([r["cpu"] for r in rows])),
+                   rss_mb=float(np.median([r["rss_mb"] for r in rows])),
+                   parts={p: np.median([r["parts"].get(p, [0.0, 0.0]) for r in rows], axis=0).tolist()
+                          for p in rows[0]["parts"]})
         label = "run region" if reps == 1 else f"{reps * reps}x region"
-        print(f"{label:>12} {row['pixels']:>10} {row['days']:>5} {pixel_days:>12} {row['seconds']:>8.1f} "
-              f"{pixel_days / row['seconds']:>13.0f} {row['rss_mb']:>12.0f}", flush=True)
+        each = ", ".join(f"{r['seconds']:.1f}" for r in rows)
+        print(_region_line(label, row) + f"   (each run: {each} s)", flush=True)
+        first = first or (label, row)
+    label, row = first
+    pixel_days = row["pixels"] * row["days"]
+    print(f"\nparts on the {label} ({pixel_days} pixel-days): wall seconds, the process's CPU seconds in them (all "
+          f"threads), and the pixel-days/s each part alone would allow, from its wall time and from its CPU time "
+          f"spread over {threads} cores (what an idle machine would give)", flush=True)
+    print(f"{'part':<12} {'wall s':>8} {'share %':>8} {'CPU s':>8} {'px-days/s wall':>15} {'px-days/s CPU':>14}")
+    lines = [(part, wall, cpu) for part, (wall, cpu) in row["parts"].items()]
+    for part, wall, cpu in [*lines, ("whole job", row["seconds"], row["cpu"])]:
+        print(f"{part:<12} {wall:>8.2f} {100 * wall / row['seconds']:>8.1f} {cpu:>8.2f} "
+              f"{pixel_days / max(wall, 1e-9):>15.0f} {pixel_days * threads / max(cpu, 1e-9):>14.0f}")
+    if row["max_diff"]:
+        print(f"\nlargest |difference| from {compare or 'the run'}'s outputs: "
+              + ", ".join(f"{name} {diff:.2e}" for name, diff in row["max_diff"].items()), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
-        _child(argv[1], argv[2], argv[3], argv[4], int(argv[5]), int(argv[6]), argv[7], prepare=argv[8:] == ["prepare"])
+        step, config_path, layer, workdir, reps, days, scale, threads, mode, reference = argv[1:]
+        _child(step, config_path, layer, workdir, int(reps), int(days), scale, mode == "prepare", int(threads),
+               reference, mode != "sequential")
         return
     parser = argparse.ArgumentParser(prog="python -m smdown.bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +390,16 @@ def main(argv: list[str] | None = None) -> None:
     predict_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
     predict_cmd.add_argument("--layer", default="surface", help="layer to predict (default surface)")
     predict_cmd.add_argument("--days", type=int, default=0, help="only the first N days (0: all)")
+    predict_cmd.add_argument("--repeat", type=int, default=1, help="runs per region; medians shown (default 1)")
+    predict_cmd.add_argument("--sizes", type=int, nargs="+", default=[1, 2],
+                             help="regions: the run's region tiled N x N, for each N (default: 1 2)")
+    predict_cmd.add_argument("--threads", type=int, default=2, help="threads of the job (default 2, as the rule)")
+    predict_cmd.add_argument("--sequential", action="store_true",
+                             help="read and write in the main thread, not beside the prediction: each part's CPU "
+                                  "time is then its own")
+    predict_cmd.add_argument("--keep", default="", help="folder to copy the first region's outputs to")
+    predict_cmd.add_argument("--compare", default="",
+                             help="folder of outputs (from --keep) to compare the first region's with")
     samples_cmd = commands.add_parser("samples", help="training samples at one scale: time and peak memory, run region and 4x")
     samples_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
     samples_cmd.add_argument("--layer", default="surface", help="layer (default surface)")
@@ -243,10 +410,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "skill":
         raise SystemExit(panel.run(args))
     if args.command == "predict":
-        bench_step("predict", args.configfile, args.layer, args.days)
+        bench_predict(args.configfile, args.layer, args.days, args.repeat, args.sizes, args.threads, args.keep,
+                      args.compare, args.sequential)
         return
     if args.command == "samples":
-        bench_step("samples", args.configfile, args.layer, 0, args.scale)
+        bench_samples(args.configfile, args.layer, args.scale)
         return
 
     path = Path(args.configfile)

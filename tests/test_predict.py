@@ -1,0 +1,174 @@
+"""Block prediction: compiled members against Keras `predict`, the in-place correction and combination against their
+reference formulas, the threaded pipeline against the sequential one, and peers predicted only on request."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from smdown import ensemble, io, models
+from smdown.features import FeatureSpec
+from smdown.grid import Grid, block_expand, block_mean, nested_grid
+from smdown.predict import coarse_correction, combine_fields, predict_layer
+
+HP = {"dnn_units": [8], "cnn_filters": [4], "lstm_units": 3, "dropout": 0.0, "learning_rate": 0.01, "l2": 0.0}
+COARSE = Grid("EPSG:6933", Affine(9000.0, 0, 0.0, 0, -9000.0, 900000.0), 2, 2)
+DATES = [f"2023-05-{d:02d}" for d in range(1, 7)]
+
+
+def _member(kind: str, n_features: int = 2, seed: int = 0) -> models.Member:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = models.build(kind, n_features, np.zeros(n_features), np.ones(n_features), HP)
+    return models.Member(kind, model, {"patch": 3, "sequence_days": 3})
+
+
+class _Forest:
+    """A stand-in random forest: a known function of the features, counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, x):
+        self.calls += 1
+        return 0.1 + 0.2 * x[:, 0] + 0.05 * x[:, 1]
+
+
+def _reference_cube(member: models.Member, cube: np.ndarray, halo: int) -> np.ndarray:
+    """The member on a block through Keras `predict` (the code before compiled prediction)."""
+    days, height, width = cube.shape[0], cube.shape[1] - 2 * halo, cube.shape[2] - 2 * halo
+    core = cube[:, halo : halo + height, halo : halo + width]
+    if member.name == "cnn":
+        inner = member.halo
+        trimmed = cube[:, halo - inner : halo + height + inner, halo - inner : halo + width + inner]
+        return member.model.predict(trimmed, verbose=0)[..., 0]
+    if member.name == "dnn":
+        return member.model.predict(core.reshape(-1, cube.shape[-1]), verbose=0).reshape(days, height, width)
+    spin = member.meta["sequence_days"] - 1
+    series = core.reshape(days, -1, cube.shape[-1]).transpose(1, 0, 2)
+    series = np.concatenate([np.repeat(series[:, :1], spin, axis=1), series], axis=1)
+    return member.model.predict(series, verbose=0)[:, spin:, 0].T.reshape(days, height, width)
+
+
+@pytest.mark.parametrize("kind", ["dnn", "cnn", "lstm"])
+def test_compiled_member_equals_keras_predict_with_padded_chunks(kind, monkeypatch):
+    # chunks that do not divide the block, so that the last one is padded
+    monkeypatch.setattr(models, "CHUNK_ROWS", 37)
+    monkeypatch.setattr(models, "CHUNK_DAYS", 4)
+    monkeypatch.setattr(models, "CHUNK_SERIES", 7)
+    member = _member(kind)
+    cube = np.random.default_rng(1).normal(size=(6, 9, 8, 2)).astype(np.float32)
+    out = member.predict_cube(cube, halo=1)
+    assert out.dtype == np.float32 and out.shape == (6, 7, 6)
+    np.testing.assert_allclose(out, _reference_cube(member, cube, 1), atol=1e-6)
+
+
+def test_batched_calls_one_shape_and_keeps_the_rows():
+    shapes = []
+
+    def fn(x):
+        shapes.append(x.shape)
+        return x[:, :1] * 2
+
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    out = models._batched(fn, x, 4)
+    assert shapes == [(4, 2)] * 3
+    np.testing.assert_array_equal(out[:, 0], x[:, 0] * 2)
+
+
+def test_rf_predict_nan_rows_only_where_a_feature_is_nan():
+    x = np.array([[0.5, 1.0], [np.nan, 1.0], [1.0, 0.0]], dtype=np.float32)
+    out = models._rf_predict(_Forest(), x)
+    np.testing.assert_allclose(out[[0, 2]], [0.1 + 0.1 + 0.05, 0.3], atol=1e-7)
+    assert np.isnan(out[1]) and out.dtype == np.float32
+
+
+def test_coarse_correction_in_place_equals_the_block_formula():
+    rng = np.random.default_rng(2)
+    pred = rng.random((3, 6, 9)).astype(np.float32)
+    pred[0, :3, :3] = np.nan  # a cell without a finite pixel keeps its (NaN) estimate
+    pred[1, 4, 7] = np.nan
+    coarse = rng.random((3, 2, 3)).astype(np.float32)
+    coarse[2, 1, 2] = np.nan  # no coarse value: the estimate is kept
+    delta = coarse - block_mean(pred, 3)
+    expected = pred + block_expand(np.where(np.isfinite(delta), delta, 0.0).astype(np.float32), 3)
+    same = pred.copy()
+    out = coarse_correction(same, coarse, 3, out=same)
+    assert out is same
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_allclose(block_mean(out, 3)[1], coarse[1], atol=1e-6)
+    np.testing.assert_array_equal(out[2, 3:, 6:], pred[2, 3:, 6:])
+
+
+def test_combine_fields_equals_ensemble_combine():
+    rng = np.random.default_rng(3)
+    fields = {name: rng.random((4, 5, 6)).astype(np.float32) for name in ("a", "b", "c")}
+    fields["a"][0, 0, :3] = np.nan
+    fields["b"][0, 0, :2] = np.nan
+    fields["c"][0, 0, :1] = np.nan  # pixel (0, 0, 0): no member -> NaN
+    weights = {"a": 0.5, "b": 0.3, "c": 0.2}
+    mean, spread = combine_fields({k: v.copy() for k, v in fields.items()}, weights)
+    ref_mean, ref_spread = ensemble.combine(fields, weights)
+    assert mean.dtype == spread.dtype == np.float32
+    np.testing.assert_allclose(mean, ref_mean, atol=1e-6)
+    np.testing.assert_allclose(spread, ref_spread, atol=1e-6)
+    np.testing.assert_array_equal(np.isnan(mean), np.isnan(ref_mean))
+    assert np.isnan(mean[0, 0, 0]) and np.isfinite(mean[0, 0, 1])
+    # a member with no weight changes nothing
+    zero, _ = combine_fields(fields, {**weights, "c": 0.0})
+    np.testing.assert_allclose(zero[1:], ensemble.combine(fields, {"a": 0.5, "b": 0.3})[0][1:], atol=1e-6)
+
+
+def _world(tmp_path):
+    factor = 4
+    fine_grid = nested_grid(COARSE, factor)
+    rng = np.random.default_rng(5)
+    rasters = {}
+    for name, static in (("x1", False), ("x0", True)):
+        data = rng.random((1 if static else len(DATES), 8, 8)).astype(np.float32)
+        if name == "x1":
+            data[2, 6, 1] = np.nan
+        rasters[name] = str(tmp_path / f"{name}.tif")
+        io.write_stack(rasters[name], io.Stack(data, fine_grid, None if static else DATES))
+    coarse_path = str(tmp_path / "coarse.tif")
+    io.write_stack(coarse_path, io.Stack(rng.uniform(0.1, 0.4, (len(DATES), 2, 2)).astype(np.float32), COARSE, DATES))
+    return rasters, coarse_path, factor
+
+
+def test_threaded_pipeline_equals_sequential_and_rf_runs_only_on_request(tmp_path):
+    rasters, coarse_path, factor = _world(tmp_path)
+    spec = FeatureSpec(("x1",), ("x0",), (), False)
+    forest = _Forest()
+    members = {"dnn": _member("dnn", seed=1), "cnn": _member("cnn", seed=2), "lstm": _member("lstm", seed=3),
+               "rf": models.Member("rf", forest, {})}
+    weights = {"dnn": 0.5, "cnn": 0.25, "lstm": 0.25}
+    results = {}
+    for overlap in (True, False):
+        outputs = {name: str(tmp_path / f"{name}_{overlap}.tif") for name in ["dnn", "cnn", "lstm", "rf", "ensemble",
+                                                                               "ensemble_std"]}
+        timings = {}
+        predict_layer(members, weights, spec, rasters, coarse_path, factor, outputs, block_cells=1,
+                      timings=timings, overlap=overlap)
+        results[overlap] = {name: io.read_stack(path).data for name, path in outputs.items()}
+        assert {"read", "dnn", "cnn", "lstm", "rf", "correction", "ensemble", "write"} <= set(timings)
+    assert forest.calls == 8  # 4 blocks, twice
+    for name, data in results[True].items():
+        np.testing.assert_array_equal(data, results[False][name], err_msg=name)
+    assert np.isnan(results[True]["dnn"][2, 6, 1]) and np.isnan(results[True]["rf"][2, 6, 1])
+    assert np.isfinite(results[True]["rf"][2, 5, 5])
+
+    # no rf output and no rf weight: the forest is not run
+    outputs = {name: str(tmp_path / f"{name}_norf.tif") for name in ["dnn", "cnn", "lstm", "ensemble", "ensemble_std"]}
+    predict_layer(members, weights, spec, rasters, coarse_path, factor, outputs, block_cells=2)
+    assert forest.calls == 8
+    np.testing.assert_array_equal(io.read_stack(outputs["ensemble"]).data, results[True]["ensemble"])
+
+
+def test_weights_of_an_unloaded_member_are_an_error(tmp_path):
+    rasters, coarse_path, factor = _world(tmp_path)
+    with pytest.raises(ValueError, match="cnn"):
+        predict_layer({"dnn": _member("dnn")}, {"dnn": 0.5, "cnn": 0.5}, FeatureSpec(("x1",), ("x0",), (), False),
+                      rasters, coarse_path, factor, {"ensemble": str(tmp_path / "e.tif")})
