@@ -31,9 +31,8 @@ from scipy import ndimage
 from smdown import config as smconfig
 from smdown import grid as g
 from smdown import io, terrain
-from smdown.config import contract_file
+from smdown.config import LAYERS, contract_file
 
-LAYERS = ("surface", "rootzone")
 SURFACE_MM = 50.0  # 0-5 cm
 ROOTZONE_MM = 1000.0  # 0-100 cm, includes the surface layer
 LAND_COVER = {0: "bare", 1: "grassland", 2: "shrub", 3: "crop", 4: "irrigated crop"}

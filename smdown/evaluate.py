@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from smdown import io
+from smdown.config import LAYERS
 from smdown.grid import Grid, block_mean
 from smdown.metrics import (
     CI_METRICS,
@@ -60,8 +61,6 @@ from smdown.metrics import (
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("surface", "rootzone")
-MEMBERS = ("dnn", "cnn", "lstm")
 METHODS = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic", "cubic_corrected")
 CI_COLUMNS = [f"{m}_{side}" for m in CI_METRICS for side in ("lo", "hi")]
 COLUMNS = ["layer", "method", "reference", "r", "bias", "rmse", "ubrmse", "n", "anomaly_r", "kge", *CI_COLUMNS]

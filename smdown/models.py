@@ -20,7 +20,6 @@ from smdown import io
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-DEEP = ("dnn", "cnn", "lstm")
 INPUT_FORM = {"dnn": "pixel", "rf": "pixel", "cnn": "patch", "lstm": "sequence"}
 
 

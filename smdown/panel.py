@@ -45,6 +45,7 @@ import yaml
 
 from smdown import config as smconfig
 from smdown import io
+from smdown.config import MEMBERS
 from smdown.evaluate import read_split
 from smdown.grid import nest_factor
 from smdown.metrics import Moments, cell_anomalies
@@ -363,7 +364,7 @@ def panel_median(table: pd.DataFrame, split: str = "all") -> pd.DataFrame:
     return med.reset_index()
 
 
-MEMBERS = ("dnn", "cnn", "lstm")
+
 RF = "rf"  # the random-forest peer the ensemble must beat
 
 

@@ -193,4 +193,24 @@ def test_every_schema_key_is_described_and_defaulted():
             walk(sub, key)
 
     walk(schema, "")
+    # acquire's defaults live in one place, smdown.acquire.DEFAULTS (checked against the schema below)
+    assert [m for m in missing if not m.startswith("acquire.")] == []
+
+
+def test_acquire_schema_keys_have_their_defaults_in_one_place():
+    """Every typed acquire key (but the required bbox / start / end) has its default in smdown.acquire.DEFAULTS."""
+    from smdown.acquire import DEFAULTS
+
+    schema = yaml.safe_load(smconfig.SCHEMA_PATH.read_text())["properties"]["acquire"]
+    missing = []
+
+    def walk(node, defaults, where):
+        for name, sub in node.get("properties", {}).items():
+            key = f"{where}.{name}"
+            if name not in defaults:
+                missing.append(key)
+            elif isinstance(defaults[name], dict) and "properties" in sub:
+                walk(sub, defaults[name], key)
+
+    walk(schema, {**DEFAULTS, "bbox": None, "start": None, "end": None}, "acquire")
     assert missing == []

@@ -230,18 +230,9 @@ def params_for(source: str, acquire_config: dict | None) -> dict:
 def run_script(snakemake, source: str) -> None:
     """Entry for workflow/scripts/acquire_<source>.py: settings from snakemake.params.acquire (the rule's slice of
     config['acquire'], never snakemake.config), log to snakemake.log[0], write snakemake.output."""
-    handler = logging.FileHandler(snakemake.log[0]) if snakemake.log else logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        cfg = settings({"acquire": snakemake.params.acquire})
-        named = dict(snakemake.output.items())
-        out = {name: named[name] for name in SOURCES[source] if name in named}
-        run_source(source, cfg, out)
-    except InputError as err:
-        log.error("%s", err)
-        raise
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+    from smdown.rules import setup_logging
+
+    setup_logging(snakemake.log[0] if snakemake.log else None)
+    cfg = settings({"acquire": snakemake.params.acquire})
+    named = dict(snakemake.output.items())
+    run_source(source, cfg, {name: named[name] for name in SOURCES[source] if name in named})
