@@ -172,3 +172,15 @@ def test_weights_of_an_unloaded_member_are_an_error(tmp_path):
     with pytest.raises(ValueError, match="cnn"):
         predict_layer({"dnn": _member("dnn")}, {"dnn": 0.5, "cnn": 0.5}, FeatureSpec(("x1",), ("x0",), (), False),
                       rasters, coarse_path, factor, {"ensemble": str(tmp_path / "e.tif")})
+
+
+def test_lstm_head_runs_after_the_spin_up_only_where_it_works_day_by_day():
+    import keras
+
+    member = _member("lstm")
+    assert models._lstm_parts(member.model) is not None
+    # a head that mixes days (a convolution along time) must run on the spin-up days too
+    inputs = keras.Input((None, 2))
+    memory = keras.layers.LSTM(3, return_sequences=True)(inputs)
+    mixed = keras.layers.Conv1D(1, 3, padding="causal")(memory)
+    assert models._lstm_parts(keras.Model(inputs, mixed)) is None

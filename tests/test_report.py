@@ -50,7 +50,7 @@ def test_report_holds_every_figure(tiny_run):
     workdir, results, report = tiny_run
     pngs = sorted(results.rglob("*.png"))
     figures = results / "evaluation" / "figures"
-    expected = [figures / "metrics.png"] + [results / "sensitivity" / layer / "sensitivity.png" for layer in LAYERS]
+    expected = [figures / "metrics.png", figures / "reliability.png"] + [results / "sensitivity" / layer / "sensitivity.png" for layer in LAYERS]
     expected += [figures / f"{layer}_{kind}.png" for layer in LAYERS
                  for kind in ["maps", "training", "stations"] + [f"scatter_{r}" for r in REFERENCES]]
     assert sorted(expected) == pngs

@@ -14,9 +14,9 @@ from conftest import run_workflow
 
 from smdown import io
 
-AFTER_TRAINING = {"ensemble", "predict", "evaluate", "maps", "scatter", "station_figure", "metric_figure",
-                  "sensitivity", "all"}
-AFTER_PREDICT = {"predict", "evaluate", "maps", "scatter", "station_figure", "metric_figure", "all"}
+AFTER_PREDICT = {"predict", "evaluate", "maps", "scatter", "station_figure", "metric_figure", "reliability_figure",
+                 "all"}
+AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity"}
 
 
 def scheduled(workdir, override: dict | None = None) -> dict[str, int]:
@@ -41,8 +41,8 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 def test_l2_reruns_the_deep_members_and_what_follows_only(tiny_run):
     workdir, _, _ = tiny_run
     jobs = scheduled(workdir, {"models": {"l2": 0.5}})
-    assert set(jobs) == {"train", "training_figure"} | AFTER_TRAINING, jobs
-    assert jobs["train"] == 6  # 3 members x 2 layers; not the forest, samples or anything upstream
+    assert set(jobs) == {"tune", "train", "training_figure"} | AFTER_TRAINING, jobs
+    assert jobs["train"] == jobs["tune"] == 6  # 3 members x 2 layers; not the forest, samples or anything upstream
 
 
 @pytest.mark.workflow
@@ -56,7 +56,7 @@ def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
 def test_correction_reruns_predict_onward(tiny_run):
     workdir, _, _ = tiny_run
     jobs = scheduled(workdir, {"predict": {"correction": "none"}})
-    assert set(jobs) == AFTER_PREDICT, jobs
+    assert set(jobs) == AFTER_PREDICT | {"cubic_baseline"}, jobs  # cubic_corrected follows the correction
     assert jobs["predict"] == 2
 
 

@@ -69,7 +69,8 @@ def evaluate(
     outputs: Mapping[str, PathLike],
     seed: int,
 ) -> pd.DataFrame:
-    """metrics.csv, pairs.csv and station_series.csv of a run (``outputs``: metrics, pairs, series).
+    """metrics.csv (with bootstrap intervals), pairs.csv, station_series.csv, seams.csv, uncertainty.csv,
+    reliability.csv and differences.csv of a run (``outputs`` under those names without the extension).
 
     ``downscaled``: the run's ``downscaled/<layer>/<method>.tif`` files (all in one ``downscaled`` folder).
     """
@@ -79,7 +80,9 @@ def evaluate(
     if len(folders) != 1:
         raise ValueError(f"downscaled files must share one downscaled/<layer>/ folder, got {sorted(folders)}")
     table = evaluate_run(folders.pop(), coarse, truth or None, stations or None, split_path,
-                         out=outputs["metrics"], pairs_out=outputs["pairs"], series_out=outputs["series"], seed=seed)
+                         out=outputs["metrics"], pairs_out=outputs["pairs"], series_out=outputs["series"], seed=seed,
+                         seams_out=outputs["seams"], uncertainty_out=outputs["uncertainty"],
+                         reliability_out=outputs["reliability"], differences_out=outputs["differences"])
     log.info("metrics:\n%s", table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return table
 
@@ -155,6 +158,15 @@ def training_figure(history_paths: Sequence[PathLike], layer: str, output: PathL
     histories = {Path(p).name.removesuffix("_history.csv"): pd.read_csv(p) for p in history_paths}
     plots.plot_training_curves(histories, output, title=f"{layer}: training")
     log.info("%s: training curves of %s -> %s", layer, list(histories), output)
+
+
+def reliability_figure(reliability_path: PathLike, uncertainty_path: PathLike, output: PathLike) -> None:
+    """Reliability diagram of the uncertainty: observed RMSE per bin of predicted std, and coverage."""
+    from smdown import plots
+
+    plots.plot_reliability(_read_csv(reliability_path), _read_csv(uncertainty_path), output,
+                           title="is the uncertainty what it says?")
+    log.info("reliability diagram -> %s", output)
 
 
 def metric_figure(metrics_path: PathLike, output: PathLike) -> None:

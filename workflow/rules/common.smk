@@ -157,6 +157,7 @@ def all_outputs():
         outputs.append(f"{R}/ensemble/{layer}/weights.csv")
     # evaluation, figures and sensitivity (rules in evaluate.smk and sensitivity.smk, included before rule all)
     outputs += list(rules.evaluate.output) + list(rules.metric_figure.output)
+    outputs += list(rules.reliability_figure.output)
     figures = [rules.maps.output[0], rules.training_figure.output[0]]
     if INPUTS.stations:
         figures.append(rules.station_figure.output[0])

@@ -51,6 +51,10 @@ rule evaluate:
         ),
         pairs=f"{R}/evaluation/pairs.csv",
         series=f"{R}/evaluation/station_series.csv",
+        seams=f"{R}/evaluation/seams.csv",
+        uncertainty=f"{R}/evaluation/uncertainty.csv",
+        reliability=f"{R}/evaluation/reliability.csv",
+        differences=f"{R}/evaluation/differences.csv",
     log:
         f"{R}/logs/evaluate.log",
     benchmark:
@@ -154,6 +158,28 @@ rule training_figure:
         ),
     log:
         f"{R}/logs/figures/{{layer}}_training.log",
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/figures.py"
+
+
+rule reliability_figure:
+    input:
+        reliability=f"{R}/evaluation/reliability.csv",
+        uncertainty=f"{R}/evaluation/uncertainty.csv",
+    output:
+        report(
+            f"{FIGURES}/reliability.png",
+            caption="../report/reliability.rst",
+            category="Evaluation",
+            subcategory="All layers",
+        ),
+    log:
+        f"{R}/logs/figures/reliability.log",
     conda:
         "../../envs/plot.yaml"
     resources:

@@ -13,6 +13,8 @@ elif rule == "station_figure":
     step.station_figure(snakemake.input[0], layer, snakemake.output[0])
 elif rule == "training_figure":
     step.training_figure(list(snakemake.input), layer, snakemake.output[0])
+elif rule == "reliability_figure":
+    step.reliability_figure(snakemake.input.reliability, snakemake.input.uncertainty, snakemake.output[0])
 elif rule == "metric_figure":
     step.metric_figure(snakemake.input[0], snakemake.output[0])
 else:
