@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,7 +173,9 @@ def inputs_of(config: dict) -> Inputs:
         # SoilGrids texture is acquired for each layer's depth (0-5 cm and 0-100 cm)
         layer_predictors = {"rootzone": {name: f"{base}/{contract_file(f'{name}_rootzone')}" for name in ("sand", "clay")}}
         acquire = config.get("acquire") or {}
-        if (acquire.get("sentinel1") or {}).get("enabled"):
+        enabled = (acquire.get("sentinel1") or {}).get("enabled", False)
+        # the rule of smdown.acquire.sentinel1.sentinel1_enabled (not imported here: it pulls in rasterio and h5py)
+        if enabled is True or (enabled == "auto" and os.environ.get("PC_SDK_SUBSCRIPTION_KEY")):
             names += ["s1_vv", "s1_vh"]
         ismn = acquire.get("ismn") or {}
         stations = stations if (ismn.get("path") or ismn.get("url")) else None

@@ -214,3 +214,12 @@ def test_acquire_schema_keys_have_their_defaults_in_one_place():
 
     walk(schema, {**DEFAULTS, "bbox": None, "start": None, "end": None}, "acquire")
     assert missing == []
+
+
+def test_sentinel1_auto_needs_the_planetary_computer_key(monkeypatch):
+    """`sentinel1.enabled: auto` asks for the Sentinel-1 files only where the key to fetch them is set."""
+    config = validate({"run": "cv", "source": "earthdata", "acquire": {"sentinel1": {"enabled": "auto"}}})
+    monkeypatch.delenv("PC_SDK_SUBSCRIPTION_KEY", raising=False)
+    assert "s1_vv" not in smconfig.inputs_of(config).predictors
+    monkeypatch.setenv("PC_SDK_SUBSCRIPTION_KEY", "key")
+    assert {"s1_vv", "s1_vh"} <= set(smconfig.inputs_of(config).predictors)
