@@ -208,7 +208,8 @@ def _lstm_parts(model, spin: int = 3):
         return None
     x = np.random.default_rng(0).normal(size=(4, spin + 5, model.inputs[0].shape[-1])).astype(np.float32)
     whole = np.asarray(model(x, training=False))[:, spin:]
-    split = np.asarray(parts[1]([parts[0](x, training=False)[:, spin:], x[:, spin:]], training=False))
+    memory = np.asarray(parts[0](x, training=False))[:, spin:]
+    split = np.asarray(parts[1]([memory, x[:, spin:]], training=False))
     return parts if whole.shape == split.shape and np.allclose(whole, split, rtol=0, atol=1e-6) else None
 
 
