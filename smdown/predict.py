@@ -171,8 +171,10 @@ def predict_layer(
                 write(fields, row, col)
             del fields, mean, spread, pred
             done = sum(b[2] * b[3] for b in all_blocks[:i]) * factor**2 * len(dates)
+            total = sum(b[2] * b[3] for b in all_blocks) * factor**2 * len(dates)
             rate = done / (time.perf_counter() - started)
-            log.info("block %d/%d done (%.0f pixel-days/s)", i, len(all_blocks), rate)
+            log.info("block %d/%d done (%.0f pixel-days/s, about %.0f s left)", i, len(all_blocks), rate,
+                     (total - done) / rate)
         if pending_write is not None:
             with _timed(timings, "write wait"):
                 pending_write.result()

@@ -86,8 +86,10 @@ class _EpochLog:
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
-                log.info("%s epoch %d/%d loss %.3e val_loss %.3e (%.1f s)", kind, epoch + 1, epochs,
-                         logs.get("loss", np.nan), logs.get("val_loss", np.nan), time.perf_counter() - self.start)
+                seconds = time.perf_counter() - self.start
+                log.info("%s epoch %d/%d loss %.3e val_loss %.3e (%.1f s, at most %.0f s left)", kind, epoch + 1,
+                         epochs, logs.get("loss", np.nan), logs.get("val_loss", np.nan), seconds,
+                         seconds * (epochs - epoch - 1))
 
         return EpochLog()
 
