@@ -73,15 +73,28 @@ def member_table(predictions: dict[str, np.ndarray], target: np.ndarray, member_
     return pd.DataFrame(rows)
 
 
-def combine(members: dict[str, np.ndarray], member_weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted mean and weighted standard deviation of member fields; a member that is NaN at a
-    pixel is left out there and the others' weights renormalised."""
-    stack = np.stack([members[n] for n in member_weights])
-    w = np.array(list(member_weights.values()), dtype=np.float64).reshape((-1,) + (1,) * (stack.ndim - 1))
-    w = np.where(np.isfinite(stack), w, 0.0)
-    total = w.sum(axis=0)
+def combine(fields: dict[str, np.ndarray], member_weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean and weighted standard deviation of member fields (float32, member by member, no stacked copy):
+    a member that is NaN at a pixel is left out there and the others' weights renormalised."""
+    names = list(member_weights)
+    shape = fields[names[0]].shape
+    total = np.zeros(shape, np.float32)
+    mean = np.zeros(shape, np.float32)
+    for name in names:
+        values, w = fields[name], np.float32(member_weights[name])
+        finite = np.isfinite(values)
+        total += np.where(finite, w, np.float32(0))
+        mean += np.where(finite, values * w, np.float32(0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(np.isfinite(stack), stack, 0.0).__mul__(w).sum(axis=0) / total
-        var = (w * (np.where(np.isfinite(stack), stack, 0.0) - mean) ** 2).sum(axis=0) / total
-    mean = np.where(total > 0, mean, np.nan)
-    return mean.astype(np.float32), np.sqrt(np.where(total > 0, var, np.nan)).astype(np.float32)
+        mean /= total
+        var = np.zeros(shape, np.float32)
+        for name in names:
+            dev = fields[name] - mean
+            np.multiply(dev, dev, out=dev)
+            dev *= np.float32(member_weights[name])
+            var += np.where(np.isfinite(dev), dev, np.float32(0))
+        var /= total
+    empty = total <= 0
+    mean[empty] = np.nan
+    var[empty] = np.nan
+    return mean, np.sqrt(var, out=var)

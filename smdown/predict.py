@@ -16,7 +16,9 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 
 from smdown import io
+from smdown.ensemble import combine
 from smdown.features import FeatureSpec, cube, derive
+from smdown.grid import cell_blocks
 from smdown.models import Member
 
 log = logging.getLogger(__name__)
@@ -40,41 +42,6 @@ def coarse_correction(pred: np.ndarray, coarse: np.ndarray, factor: int, out: np
     out = np.empty_like(pred, dtype=np.float32) if out is None else out
     np.add(cells, delta[:, :, None, :, None], out=out.reshape(cells.shape))
     return out
-
-
-def combine_fields(fields: dict[str, np.ndarray], member_weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted mean and weighted standard deviation of member fields (float32, member by member, no stacked copy):
-    a member that is NaN at a pixel is left out there and the others' weights renormalised (as
-    `smdown.ensemble.combine`)."""
-    names = list(member_weights)
-    shape = fields[names[0]].shape
-    total = np.zeros(shape, np.float32)
-    mean = np.zeros(shape, np.float32)
-    for name in names:
-        values, w = fields[name], np.float32(member_weights[name])
-        finite = np.isfinite(values)
-        total += np.where(finite, w, np.float32(0))
-        mean += np.where(finite, values * w, np.float32(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean /= total
-        var = np.zeros(shape, np.float32)
-        for name in names:
-            dev = fields[name] - mean
-            np.multiply(dev, dev, out=dev)
-            dev *= np.float32(member_weights[name])
-            var += np.where(np.isfinite(dev), dev, np.float32(0))
-        var /= total
-    empty = total <= 0
-    mean[empty] = np.nan
-    var[empty] = np.nan
-    return mean, np.sqrt(var, out=var)
-
-
-def blocks(coarse_shape: tuple[int, int], block_cells: int):
-    """(coarse row, coarse col, rows, cols) of each block, in coarse cells."""
-    for r in range(0, coarse_shape[0], block_cells):
-        for c in range(0, coarse_shape[1], block_cells):
-            yield r, c, min(block_cells, coarse_shape[0] - r), min(block_cells, coarse_shape[1] - c)
 
 
 def predict_layer(
@@ -111,7 +78,7 @@ def predict_layer(
     active = {name: m for name, m in members.items() if name in outputs or name in member_weights}
     halo = max(m.halo for m in active.values())
     clipped = dict.fromkeys(list(active) + ["ensemble"], 0)
-    all_blocks = list(blocks(coarse.data.shape[1:], block_cells))
+    all_blocks = list(cell_blocks(coarse.data.shape[1:], block_cells))
     started = time.perf_counter()
 
     def read(block: tuple[int, int, int, int]):
@@ -159,7 +126,7 @@ def predict_layer(
                     fields[name] = _clip(pred, valid_range, clipped, name)
             del block_cube, missing
             with _timed(timings, "ensemble"):
-                mean, spread = combine_fields(fields, member_weights)
+                mean, spread = combine(fields, member_weights)
                 fields["ensemble"] = _clip(mean, valid_range, clipped, "ensemble")
                 fields["ensemble_std"] = spread
             if overlap:

@@ -10,7 +10,7 @@ from affine import Affine
 from smdown import ensemble, io, models
 from smdown.features import FeatureSpec
 from smdown.grid import Grid, block_expand, block_mean, nested_grid
-from smdown.predict import coarse_correction, combine_fields, predict_layer
+from smdown.predict import coarse_correction, predict_layer
 
 HP = {"dnn_units": [8], "cnn_filters": [4], "lstm_units": 3, "dropout": 0.0, "learning_rate": 0.01, "l2": 0.0}
 COARSE = Grid("EPSG:6933", Affine(9000.0, 0, 0.0, 0, -9000.0, 900000.0), 2, 2)
@@ -103,22 +103,25 @@ def test_coarse_correction_in_place_equals_the_block_formula():
     np.testing.assert_array_equal(out[2, 3:, 6:], pred[2, 3:, 6:])
 
 
-def test_combine_fields_equals_ensemble_combine():
+def test_combine_is_the_weighted_mean_and_spread_of_the_finite_members():
     rng = np.random.default_rng(3)
     fields = {name: rng.random((4, 5, 6)).astype(np.float32) for name in ("a", "b", "c")}
     fields["a"][0, 0, :3] = np.nan
     fields["b"][0, 0, :2] = np.nan
     fields["c"][0, 0, :1] = np.nan  # pixel (0, 0, 0): no member -> NaN
     weights = {"a": 0.5, "b": 0.3, "c": 0.2}
-    mean, spread = combine_fields({k: v.copy() for k, v in fields.items()}, weights)
-    ref_mean, ref_spread = ensemble.combine(fields, weights)
+    mean, spread = ensemble.combine({k: v.copy() for k, v in fields.items()}, weights)
     assert mean.dtype == spread.dtype == np.float32
-    np.testing.assert_allclose(mean, ref_mean, atol=1e-6)
-    np.testing.assert_allclose(spread, ref_spread, atol=1e-6)
-    np.testing.assert_array_equal(np.isnan(mean), np.isnan(ref_mean))
-    assert np.isnan(mean[0, 0, 0]) and np.isfinite(mean[0, 0, 1])
+    stack = np.ma.masked_invalid(np.stack([fields[n] for n in weights]).astype(np.float64))
+    w = np.broadcast_to(np.array(list(weights.values()))[:, None, None, None], stack.shape)
+    ref_mean = np.ma.average(stack, axis=0, weights=w)
+    ref_spread = np.sqrt(np.ma.average((stack - ref_mean) ** 2, axis=0, weights=w))
+    ok = ~np.ma.getmaskarray(ref_mean)
+    np.testing.assert_allclose(mean[ok], ref_mean[ok], atol=1e-6)
+    np.testing.assert_allclose(spread[ok], ref_spread[ok], atol=1e-6)
+    assert np.isnan(mean[0, 0, 0]) and np.isfinite(mean[0, 0, 1]) and np.isnan(mean[~ok]).all()
     # a member with no weight changes nothing
-    zero, _ = combine_fields(fields, {**weights, "c": 0.0})
+    zero, _ = ensemble.combine(fields, {**weights, "c": 0.0})
     np.testing.assert_allclose(zero[1:], ensemble.combine(fields, {"a": 0.5, "b": 0.3})[0][1:], atol=1e-6)
 
 
