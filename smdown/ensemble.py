@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-WEIGHTINGS = ("inverse_mse", "equal", "stacking")
+WEIGHTINGS = ("inverse_mse", "equal", "stacking", "within_cell")
 #: a member whose detail inside the coarse cells is below this share of the spread of the coarse values has
 #: collapsed to a field flat over each cell (it adds nothing to cubic interpolation and no honest spread)
 COLLAPSE_RATIO = 0.02
@@ -29,14 +29,23 @@ def collapsed(spread: dict[str, float], target: np.ndarray) -> dict[str, bool]:
     return {name: bool(value < COLLAPSE_RATIO * scale) for name, value in spread.items()}
 
 
-def weights(predictions: dict[str, np.ndarray], target: np.ndarray, method: str) -> dict[str, float]:
+def weights(predictions: dict[str, np.ndarray], target: np.ndarray, method: str,
+            within_error: dict[str, float] | None = None) -> dict[str, float]:
     """Member weights (summing to 1) from validation predictions.
 
     inverse_mse: w_i ∝ 1 / MSE_i; equal: 1 / n; stacking: non-negative least squares of the
     target on the members' predictions, normalised to sum to 1 (a convex combination, so the
-    ensemble stays on the members' scale and coarse consistency is kept).
+    ensemble stays on the members' scale and coarse consistency is kept); within_cell: w_i ∝ 1 / the
+    member's within-cell error `within_error` (the self-similarity check's nmse), since after the coarse
+    correction the members differ only inside the cells.
     """
     names = list(predictions)
+    if method == "within_cell":
+        missing = [n for n in names if not np.isfinite((within_error or {}).get(n, np.nan))]
+        if missing:
+            raise ValueError(f"within_cell weighting: no self-similarity check for {missing}")
+        raw = np.array([1.0 / max(within_error[n], 1e-6) for n in names])
+        return dict(zip(names, (raw / raw.sum()).tolist(), strict=True))
     ok = np.isfinite(target) & np.all([np.isfinite(predictions[n]) for n in names], axis=0)
     if not ok.any():
         raise ValueError("no validation example where every member has a prediction")

@@ -96,6 +96,13 @@ def with_units(model, y_mean: float, y_std: float):
     return keras.Model(model.input, outputs, name=model.name)
 
 
+def predict_examples(kind: str, model, samples: dict) -> np.ndarray:
+    """A deep model's predictions for sample examples (in its own input form), one value per example."""
+    x = samples[INPUT_FORM[kind]]
+    out = np.asarray(model.predict(x, batch_size=4096, verbose=0))
+    return out[:, -1, 0] if kind == "lstm" else out.reshape(len(x))
+
+
 @dataclass
 class Member:
     """A trained member ready to predict: name, model object and its metadata."""
@@ -110,11 +117,9 @@ class Member:
 
     def predict_samples(self, samples: dict) -> np.ndarray:
         """Predictions for sample examples (their own input form), one value per example."""
-        x = samples[INPUT_FORM[self.name]]
         if self.name == "rf":
-            return _rf_predict(self.model, x)
-        out = np.asarray(self.model.predict(x, batch_size=4096, verbose=0))
-        return out[:, -1, 0] if self.name == "lstm" else out.reshape(len(x))
+            return _rf_predict(self.model, samples[INPUT_FORM["rf"]])
+        return predict_examples(self.name, self.model, samples)
 
     def predict_cube(self, cube: np.ndarray, halo: int, missing: np.ndarray | None = None) -> np.ndarray:
         """Predict a block: cube (T, H + 2 halo, W + 2 halo, F) float32 -> (T, H, W) float32.

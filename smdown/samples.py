@@ -192,6 +192,8 @@ def bag_samples(spec: FeatureSpec, read_cell: CellReader, coarse: np.ndarray, da
                              settings["sequence_days"], cell_masks, halo_included=True)
         part["row"] += row - halo
         part["col"] += col - halo
+        part["cell_row"] = np.full(len(part["target"]), cr, dtype=np.int32)
+        part["cell_col"] = np.full(len(part["target"]), cc, dtype=np.int32)
         parts.append(part)
     result = pool(parts)
     if not np.any(result["split"] == 0):

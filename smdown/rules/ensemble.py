@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 from smdown import ensemble as combining
 from smdown import io
@@ -12,8 +14,22 @@ from smdown import train as training
 log = logging.getLogger(__name__)
 
 
-def weigh(model_paths: list[str], sample_paths: list[str], output: str, weighting: str, model_inputs: dict) -> None:
-    """weights.csv: each member's weight (`weighting`: config ensemble.weighting) and validation metrics."""
+def similarity_of(tuned_paths: list[str]) -> dict[str, dict]:
+    """Each tuned member's self-similarity check under its chosen hyper-parameters (the best trial of rule tune)."""
+    checks = {}
+    for path in tuned_paths:
+        result = json.loads(Path(path).read_text())
+        best = min(result["trials"], key=lambda trial: trial["objective"])
+        if "similarity_nmse" in best:
+            checks[Path(path).name.removesuffix("_tuned.json")] = {
+                key: best[key] for key in ("similarity_nmse", "similarity_r", "similarity_ratio")}
+    return checks
+
+
+def weigh(model_paths: list[str], sample_paths: list[str], output: str, weighting: str, model_inputs: dict,
+          tuned_paths: list[str] = ()) -> None:
+    """weights.csv: each member's weight (`weighting`: config ensemble.weighting), validation metrics and, when
+    tuned, its self-similarity check (`tuned_paths`: the files of rule tune)."""
     members = training.load_members(model_paths, model_inputs)
     val = training.subset(sampling.load(sample_paths), 1)
     predictions = {name: m.predict_samples(val) for name, m in members.items()}
@@ -30,8 +46,17 @@ def weigh(model_paths: list[str], sample_paths: list[str], output: str, weightin
     if not deep:
         log.warning("every deep member collapsed: equal weights, the maps hold no detail inside the coarse cells")
         deep = {name: p for name, p in predictions.items() if name != "rf"}
-    w = combining.weights(deep, target, weighting)
+    checks = similarity_of(list(tuned_paths))
+    within_error = {name: check["similarity_nmse"] for name, check in checks.items()}
+    if weighting == "within_cell" and not all(name in within_error for name in deep):
+        log.warning("within_cell weighting needs the self-similarity check of every member (tune enabled, target "
+                    "aggregate, neighbouring training cells): inverse_mse instead")
+        weighting = "inverse_mse"
+    w = combining.weights(deep, target, weighting, within_error)
     table = combining.member_table(predictions, target, w, spread, flat)
+    for key in ("similarity_nmse", "similarity_r", "similarity_ratio"):
+        if checks:
+            table[key] = [checks.get(name, {}).get(key, float("nan")) for name in table["member"]]
     log.info("weights (%s): %s", weighting, w)
     log.info("validation metrics:\n%s", table.to_string(index=False))
     io.write_csv(output, table)

@@ -136,6 +136,13 @@ def tuned_parameters(wildcards):
     return f"{R}/models/{wildcards.layer}/{wildcards.model}_tuned.json"
 
 
+def layer_tuned(wildcards):
+    """The deep members' tuning results (with their self-similarity check) when tuning is on; none otherwise."""
+    if not config["tune"]["enabled"]:
+        return []
+    return [f"{R}/models/{wildcards.layer}/{m}_tuned.json" for m in MEMBERS]
+
+
 def downscaled(layer):
     names = MEMBERS + ["rf", "ensemble", "ensemble_std"]
     return {name: f"{R}/downscaled/{layer}/{name}.tif" for name in names}

@@ -2,6 +2,7 @@ rule ensemble:
     input:
         models=layer_models,
         samples=layer_samples,
+        tuned=layer_tuned,
     output:
         f"{R}/ensemble/{{layer}}/weights.csv",
     log:

@@ -8,4 +8,5 @@ weigh(
     snakemake.output[0],
     weighting=snakemake.params.weighting,
     model_inputs=snakemake.params.model_inputs,
+    tuned_paths=list(snakemake.input.tuned),
 )
