@@ -1,9 +1,10 @@
 """Benchmarks of the workflow's heavy steps, run by hand: `python -m smdown.bench resample|predict [--configfile F]`.
 
-predict: after a completed run, the 30 m prediction of one layer (all members, ensemble, spread, written) on the
-run's region and on a region 2 x 2 times larger (its predictors and coarse input tiled), each in its own
-process: wall time, pixel-days per second and peak resident memory (RSS); then the time of each part on the
-run's region (reading with feature derivation, each member, the random forest, the coarse correction, the
+predict: after a completed run, the two 30 m prediction jobs of one layer as the rules run them: `predict` (the deep
+members, the correction, ensemble and spread, written) and `predict_rf` (the random-forest peer, corrected, written),
+on the run's region and on a region 2 x 2 times larger (its predictors and coarse input tiled), each in its own
+process: wall time, pixel-days per second and peak resident memory (RSS); then the time of each part of each job on
+the run's region (reading with feature derivation, each member, the random forest, the coarse correction, the
 ensemble and spread, writing), wall and CPU, and the largest difference of each output from the run's own file.
 
 samples: after a completed run, the training samples of one layer at one scale (30 m by default), on the run's
@@ -176,14 +177,14 @@ def _tiled(rasters: dict[str, str], coarse: str, workdir: str, reps: int, days: 
     return tiled, f"{workdir}/coarse.tif"
 
 
-def _predict_inputs(config: dict, layer: str):
-    """What the predict rule gets for one layer: members, their features, finest-scale rasters, coarse input,
-    weights."""
+def _predict_inputs(config: dict, layer: str, names: list[str] | None = None):
+    """What the predict rules get for one layer: members (`names`: all, the forest included, by default), their
+    features, finest-scale rasters, coarse input, weights."""
     from smdown import models
     from smdown.features import FeatureSpec
 
     run = f"results/{config['run']}"
-    names = [*config["models"]["members"], "rf"]
+    names = names or [*config["models"]["members"], "rf"]
     paths = [str(models.model_path(f"{run}/models/{layer}", name)) for name in names]
     weights = f"{run}/ensemble/{layer}/weights.csv"
     missing = [p for p in [*paths, weights] if not Path(p).exists()]
@@ -206,35 +207,47 @@ def _use_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+JOBS = ("predict", "rf")  # the rules predict and predict_rf
+
+
 def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int, threads: int,
-                   reference: str = "", overlap: bool = True) -> dict:
-    """One predict job as the rule runs it, timed part by part, and the largest difference of each output from the
-    same file in `reference` (a folder of outputs of the same job, e.g. kept by an earlier bench), or for the run
-    region from the run's own file."""
+                   reference: str = "", overlap: bool = True, job: str = "predict", correction: str = "") -> dict:
+    """One predict job as its rule runs it (`job`: "predict", the deep members, ensemble and spread; "rf", the
+    random forest alone), timed part by part, and the largest difference of each output from the same file in
+    `reference` (a folder of outputs of the same job, e.g. kept by an earlier bench), or for the run region from the
+    run's own file. `correction`: instead of the config's."""
     import resource
 
     import pandas as pd
 
     from smdown.predict import predict_layer
 
-    _use_threads(threads)
-    members, spec, rasters, coarse, weights_path = _predict_inputs(config, layer)
+    names = ["rf"] if job == "rf" else list(config["models"]["members"])
+    if job != "rf":
+        _use_threads(threads)
+    else:
+        import os
+
+        os.environ["SMDOWN_THREADS"] = str(threads)
+    members, spec, rasters, coarse, weights_path = _predict_inputs(config, layer, names)
     rasters, coarse = _tiled(rasters, coarse, workdir, reps, days, prepare=False)
-    for member in members.values():
-        if member.name == "rf":
-            member.model.n_jobs = threads
-    table = pd.read_csv(weights_path)
-    member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member != "rf"}
+    member_weights = {}
+    if job != "rf":
+        table = pd.read_csv(weights_path)
+        member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member != "rf"}
     factor = nest_factor(io.read_grid(coarse).res, float(min(config["scales"])))
-    outputs = {name: f"{workdir}/out_{name}.tif" for name in [*members, "ensemble", "ensemble_std"]}
+    combined = [] if job == "rf" else ["ensemble", "ensemble_std"]
+    outputs = {name: f"{workdir}/out_{name}.tif" for name in [*members, *combined]}
     settings = config["predict"]
     timings: dict[str, list[float]] = {}
     start, cpu = time.perf_counter(), time.process_time()
     predict_layer(members, member_weights, spec, rasters, coarse, factor, outputs, settings["block_cells"],
-                  settings["correction"], tuple(settings["valid_range"]), timings=timings, overlap=overlap)
+                  correction or settings["correction"], tuple(settings["valid_range"]), timings=timings,
+                  overlap=overlap)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    grid, n_days = io.read_grid(outputs["ensemble"]), len(io.read_dates(outputs["ensemble"]))
+    first = next(iter(outputs.values()))
+    grid, n_days = io.read_grid(first), len(io.read_dates(first))
     reference = reference or (f"results/{config['run']}/downscaled/{layer}" if reps == 1 and not days else "")
     diffs = {name: _max_diff(path, f"{reference}/{name}.tif") for name, path in outputs.items()
              if reference and Path(f"{reference}/{name}.tif").exists()}
@@ -277,7 +290,8 @@ def _samples_child(config: dict, layer: str, scale: str, workdir: str, reps: int
 
 
 def _child(step: str, config_path: str, layer: str, workdir: str, reps: int, days: int, scale: str,
-           prepare: bool = False, threads: int = 2, reference: str = "", overlap: bool = True) -> None:
+           prepare: bool = False, threads: int = 2, reference: str = "", overlap: bool = True, job: str = "predict",
+           correction: str = "") -> None:
     """Run in a fresh process: write the tiled inputs (prepare), or run one step on them and print its figures as
     JSON (so the time and the peak RSS hold that step alone)."""
     import json
@@ -291,18 +305,20 @@ def _child(step: str, config_path: str, layer: str, workdir: str, reps: int, day
                days, prepare=True)
         return
     if step == "predict":
-        row = _predict_child(config, layer, workdir, reps, days, threads, reference, overlap)
+        row = _predict_child(config, layer, workdir, reps, days, threads, reference, overlap, job, correction)
     else:
         row = _samples_child(config, layer, scale, workdir, reps, days)
     print(json.dumps(row))
 
 
 def _in_child(step: str, config_path: str, layer: str, workdir: str, reps: int, days: int, scale: str = "",
-              prepare: bool = False, threads: int = 2, reference: str = "", overlap: bool = True) -> dict | None:
+              prepare: bool = False, threads: int = 2, reference: str = "", overlap: bool = True, job: str = "predict",
+              correction: str = "") -> dict | None:
     import json
 
     child = [sys.executable, "-m", "smdown.bench", "_child", step, config_path, layer, workdir, str(reps), str(days),
-             scale or "-", str(threads), "prepare" if prepare else "run" if overlap else "sequential", reference]
+             scale or "-", str(threads), "prepare" if prepare else "run" if overlap else "sequential", reference, job,
+             correction or "-"]
     done = subprocess.run(child, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr[-3000:])
@@ -330,55 +346,61 @@ def bench_samples(config_path: str, layer: str, scale: str) -> None:
 
 
 def bench_predict(config_path: str, layer: str, days: int, repeat: int, sizes: list[int], threads: int,
-                  keep: str = "", compare: str = "", sequential: bool = False) -> None:
-    """The predict job on the run region tiled N x N for each N of `sizes`, `repeat` times each in a fresh
-    process: medians of the wall and CPU time, of each part's, and of the peak RSS. `keep`: a folder to copy the
-    first region's outputs to; `compare`: a folder of such outputs to compare the first region's with."""
+                  keep: str = "", compare: str = "", sequential: bool = False, jobs: tuple[str, ...] = JOBS,
+                  correction: str = "") -> None:
+    """Each predict job (`jobs`: "predict", the deep members with the ensemble; "rf", the forest's own job) on the
+    run region tiled N x N for each N of `sizes`, `repeat` times each in a fresh process: medians of the wall and
+    CPU time, of each part's, and of the peak RSS. `keep`: a folder to copy the first region's outputs to;
+    `compare`: a folder of such outputs to compare the first region's with; `correction`: instead of the config's."""
     mode = "sequential (no overlap of reading and writing)" if sequential else "reading and writing overlapped"
-    print(f"predict, layer {layer}, {threads} threads, {mode}: medians of {repeat} run(s), each in a fresh process",
-          flush=True)
-    print(REGION_HEADER, flush=True)
-    first = None
-    for reps in sizes:
-        with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
-            _in_child("predict", config_path, layer, tmp, reps, days, prepare=True)
-            reference = str(Path(compare).resolve()) if compare and first is None else ""
-            rows = [_in_child("predict", config_path, layer, tmp, reps, days, threads=threads, reference=reference,
-                              overlap=not sequential) for _ in range(repeat)]
-            if keep and first is None:
-                Path(keep).mkdir(parents=True, exist_ok=True)
-                for out in Path(tmp).glob("out_*.tif"):
-                    shutil.copyfile(out, Path(keep) / f"{out.name.removeprefix('out_')}")
-        row = dict(rows[0], seconds=float(np.median([r["seconds"] for r in rows])),
-                   cpu=float(np.median([r["cpu"] for r in rows])),
-                   rss_mb=float(np.median([r["rss_mb"] for r in rows])),
-                   parts={p: np.median([r["parts"].get(p, [0.0, 0.0]) for r in rows], axis=0).tolist()
-                          for p in rows[0]["parts"]})
-        label = "run region" if reps == 1 else f"{reps * reps}x region"
-        each = ", ".join(f"{r['seconds']:.1f}" for r in rows)
-        print(_region_line(label, row) + f"   (each run: {each} s)", flush=True)
-        first = first or (label, row)
-    label, row = first
-    pixel_days = row["pixels"] * row["days"]
-    print(f"\nparts on the {label} ({pixel_days} pixel-days): wall seconds, the process's CPU seconds in them (all "
-          f"threads), and the pixel-days/s each part alone would allow, from its wall time and from its CPU time "
-          f"spread over {threads} cores (what an idle machine would give)", flush=True)
-    print(f"{'part':<12} {'wall s':>8} {'share %':>8} {'CPU s':>8} {'px-days/s wall':>15} {'px-days/s CPU':>14}")
-    lines = [(part, wall, cpu) for part, (wall, cpu) in row["parts"].items()]
-    for part, wall, cpu in [*lines, ("whole job", row["seconds"], row["cpu"])]:
-        print(f"{part:<12} {wall:>8.2f} {100 * wall / row['seconds']:>8.1f} {cpu:>8.2f} "
-              f"{pixel_days / max(wall, 1e-9):>15.0f} {pixel_days * threads / max(cpu, 1e-9):>14.0f}")
-    if row["max_diff"]:
-        print(f"\nlargest |difference| from {compare or 'the run'}'s outputs: "
-              + ", ".join(f"{name} {diff:.2e}" for name, diff in row["max_diff"].items()), flush=True)
+    print(f"layer {layer}, {threads} threads, {mode}, correction {correction or 'as configured'}: medians of "
+          f"{repeat} run(s), each in a fresh process", flush=True)
+    firsts = {}
+    for job in jobs:
+        print(f"\njob {'predict (deep members, correction, ensemble, spread)' if job == 'predict' else 'predict_rf'}",
+              flush=True)
+        print(REGION_HEADER, flush=True)
+        for reps in sizes:
+            with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
+                _in_child("predict", config_path, layer, tmp, reps, days, prepare=True)
+                reference = str(Path(compare).resolve()) if compare and job not in firsts else ""
+                rows = [_in_child("predict", config_path, layer, tmp, reps, days, threads=threads, reference=reference,
+                                  overlap=not sequential, job=job, correction=correction) for _ in range(repeat)]
+                if keep and job not in firsts:
+                    Path(keep).mkdir(parents=True, exist_ok=True)
+                    for out in Path(tmp).glob("out_*.tif"):
+                        shutil.copyfile(out, Path(keep) / f"{out.name.removeprefix('out_')}")
+            row = dict(rows[0], seconds=float(np.median([r["seconds"] for r in rows])),
+                       cpu=float(np.median([r["cpu"] for r in rows])),
+                       rss_mb=float(np.median([r["rss_mb"] for r in rows])),
+                       parts={p: np.median([r["parts"].get(p, [0.0, 0.0]) for r in rows], axis=0).tolist()
+                              for p in rows[0]["parts"]})
+            label = "run region" if reps == 1 else f"{reps * reps}x region"
+            each = ", ".join(f"{r['seconds']:.1f}" for r in rows)
+            print(_region_line(label, row) + f"   (each run: {each} s)", flush=True)
+            firsts.setdefault(job, (label, row))
+    for job, (label, row) in firsts.items():
+        pixel_days = row["pixels"] * row["days"]
+        print(f"\n{'predict' if job == 'predict' else 'predict_rf'}: parts on the {label} ({pixel_days} pixel-days): "
+              f"wall seconds, the process's CPU seconds in them (all threads), and the pixel-days/s each part alone "
+              f"would allow, from its wall time and from its CPU time spread over {threads} cores (what an idle "
+              f"machine would give)", flush=True)
+        print(f"{'part':<12} {'wall s':>8} {'share %':>8} {'CPU s':>8} {'px-days/s wall':>15} {'px-days/s CPU':>14}")
+        lines = [(part, wall, cpu) for part, (wall, cpu) in row["parts"].items()]
+        for part, wall, cpu in [*lines, ("whole job", row["seconds"], row["cpu"])]:
+            print(f"{part:<12} {wall:>8.2f} {100 * wall / row['seconds']:>8.1f} {cpu:>8.2f} "
+                  f"{pixel_days / max(wall, 1e-9):>15.0f} {pixel_days * threads / max(cpu, 1e-9):>14.0f}")
+        if row["max_diff"]:
+            print(f"largest |difference| from {compare or 'the run'}'s outputs: "
+                  + ", ".join(f"{name} {diff:.2e}" for name, diff in row["max_diff"].items()), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
-        step, config_path, layer, workdir, reps, days, scale, threads, mode, reference = argv[1:]
+        step, config_path, layer, workdir, reps, days, scale, threads, mode, reference, job, correction = argv[1:]
         _child(step, config_path, layer, workdir, int(reps), int(days), scale, mode == "prepare", int(threads),
-               reference, mode != "sequential")
+               reference, mode != "sequential", job, "" if correction == "-" else correction)
         return
     parser = argparse.ArgumentParser(prog="python -m smdown.bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -400,6 +422,10 @@ def main(argv: list[str] | None = None) -> None:
     predict_cmd.add_argument("--keep", default="", help="folder to copy the first region's outputs to")
     predict_cmd.add_argument("--compare", default="",
                              help="folder of outputs (from --keep) to compare the first region's with")
+    predict_cmd.add_argument("--jobs", nargs="+", choices=JOBS, default=list(JOBS),
+                             help="jobs to time: predict (deep members, ensemble, spread) and/or rf (rule predict_rf)")
+    predict_cmd.add_argument("--correction", default="", choices=["", "none", "additive", "smooth"],
+                             help="coarse correction instead of the config's")
     samples_cmd = commands.add_parser("samples", help="training samples at one scale: time and peak memory, run region and 4x")
     samples_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
     samples_cmd.add_argument("--layer", default="surface", help="layer (default surface)")
@@ -411,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(panel.run(args))
     if args.command == "predict":
         bench_predict(args.configfile, args.layer, args.days, args.repeat, args.sizes, args.threads, args.keep,
-                      args.compare, args.sequential)
+                      args.compare, args.sequential, tuple(args.jobs), args.correction)
         return
     if args.command == "samples":
         bench_samples(args.configfile, args.layer, args.scale)

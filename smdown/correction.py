@@ -112,6 +112,38 @@ def smooth_field(nodes: np.ndarray, factor: int, offset: tuple[int, int], shape:
     return along_rows[:, :, lo] * (1.0 - f) + along_rows[:, :, hi] * f
 
 
+def _interpolation(n: int, factor: int, first_cell: int, cells: int) -> tuple[np.ndarray, slice]:
+    """The linear interpolation of ``n`` nodes at the fine pixels of ``cells`` cells from ``first_cell`` along one
+    axis as a dense (pixels, nodes used) matrix, and the slice of the nodes it uses."""
+    lower, upper, frac = _weights(n, factor, first_cell * factor, (first_cell + cells) * factor)
+    first, last = int(lower.min()), int(upper.max())
+    matrix = np.zeros((len(lower), last - first + 1))
+    pixel = np.arange(len(lower))
+    np.add.at(matrix, (pixel, lower - first), 1.0 - frac)
+    np.add.at(matrix, (pixel, upper - first), frac)
+    return matrix, slice(first, last + 1)
+
+
+def add_smooth_field(pred: np.ndarray, nodes: np.ndarray, factor: int, offset: tuple[int, int],
+                     valid: np.ndarray | None = None) -> np.ndarray:
+    """``pred += smooth_field(nodes, factor, offset, cells)`` in place, in float32, where ``valid`` (T, rows, cols
+    cells; all where None): the field of ``smooth`` without its float64 copies, as two small matrix products (the
+    interpolation along rows, then along columns). Follow with the additive fix (``additive``, or an in-place
+    equivalent) to make the means exact where a cell has NaN pixels: together they are ``smooth(pred, coarse,
+    factor, nodes=nodes, offset=offset)`` to float32 rounding."""
+    days, height, width = pred.shape
+    rows_m, rows = _interpolation(nodes.shape[1], factor, offset[0], height // factor)
+    cols_m, cols = _interpolation(nodes.shape[2], factor, offset[1], width // factor)
+    if rows_m.shape[0] != height or cols_m.shape[0] != width:
+        raise ValueError(f"pred {pred.shape} is not whole cells of factor {factor}")
+    along_rows = np.einsum("ij,tjk->tik", rows_m, nodes[:, rows, cols]).astype(np.float32)  # (T, H, node cols)
+    field = np.matmul(along_rows, cols_m.T.astype(np.float32))  # (T, H, W)
+    if valid is not None and not valid.all():
+        field.reshape(days, height // factor, factor, width // factor, factor).transpose(0, 1, 3, 2, 4)[~valid] = 0.0
+    pred += field
+    return pred
+
+
 def smooth(
     pred: np.ndarray,
     coarse: np.ndarray,

@@ -103,6 +103,33 @@ def test_blockwise_two_pass_equals_whole_region(world):
     np.testing.assert_allclose(parts, whole, atol=1e-7)
 
 
+def test_float32_field_in_place_plus_additive_fix_equals_smooth(world):
+    """What prediction runs block by block (add_smooth_field, then the additive fix) is `smooth` with the region's
+    nodes, NaN pixels and a cell-day without a coarse value included."""
+    _, coarse, pred = world
+    pred, coarse = pred.copy(), coarse.copy()
+    pred[0, :K, :K] = np.nan  # a cell without a finite pixel
+    pred[1, 3, 40] = np.nan
+    coarse[2, 4, 1] = np.nan
+    residual = correction.cell_residual(pred, coarse, K)
+    nodes = correction.smooth_nodes(residual, K)
+    whole = correction.smooth(pred, coarse, K)
+    parts = np.full_like(whole, np.nan)
+    for r in range(0, CELLS, 2):
+        for c in range(0, CELLS, 3):
+            rows, cols = slice(r * K, (r + 2) * K), slice(c * K, (c + 3) * K)
+            block = pred[:, rows, cols].copy()
+            valid = np.isfinite(residual[:, r : r + 2, c : c + 3])
+            out = correction.add_smooth_field(block, nodes, K, (r, c), valid)
+            assert out is block and block.dtype == np.float32
+            parts[:, rows, cols] = correction.additive(block, coarse[:, r : r + 2, c : c + 3], K)
+    np.testing.assert_allclose(parts, whole, atol=1e-6)
+    np.testing.assert_array_equal(np.isnan(parts), np.isnan(whole))
+    ok = np.isfinite(coarse) & np.isfinite(block_mean(pred, K))
+    assert np.abs(block_mean(parts, K) - coarse)[ok].max() < 1e-4
+    np.testing.assert_array_equal(parts[2, 4 * K : 5 * K, K : 2 * K], pred[2, 4 * K : 5 * K, K : 2 * K])
+
+
 def test_blockwise_with_a_halo_ring_matches_block_edges(world):
     truth, coarse, pred = world
     whole = correction.smooth(pred, coarse, K)

@@ -1,5 +1,6 @@
 """Block prediction: compiled members against Keras `predict`, the in-place correction and combination against their
-reference formulas, the threaded pipeline against the sequential one, and peers predicted only on request."""
+reference formulas, the threaded pipeline against the sequential one, peers predicted only on request (the random
+forest in a job of its own), and the two-pass smooth correction against the whole-region one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from smdown import ensemble, io, models
+from smdown import correction, ensemble, io, models
 from smdown.features import FeatureSpec
 from smdown.grid import Grid, block_expand, block_mean, nested_grid
 from smdown.predict import coarse_correction, predict_layer
@@ -187,3 +188,100 @@ def test_lstm_head_runs_after_the_spin_up_only_where_it_works_day_by_day():
     memory = keras.layers.LSTM(3, return_sequences=True)(inputs)
     mixed = keras.layers.Conv1D(1, 3, padding="causal")(memory)
     assert models._lstm_parts(keras.Model(inputs, mixed)) is None
+
+
+def test_rf_alone_equals_the_rf_of_the_joint_job(tmp_path):
+    """predict_rf's job: the forest alone, no ensemble, the same map as when predicted beside the members."""
+    rasters, coarse_path, factor = _world(tmp_path)
+    spec = FeatureSpec(("x1",), ("x0",), (), False)
+    joint = {name: str(tmp_path / f"{name}_joint.tif") for name in ["dnn", "rf", "ensemble", "ensemble_std"]}
+    rf = models.Member("rf", _Forest(), {})
+    predict_layer({"dnn": _member("dnn"), "rf": rf}, {"dnn": 1.0}, spec, rasters, coarse_path, factor, joint)
+    alone = {"rf": str(tmp_path / "rf_alone.tif")}
+    timings = {}
+    predict_layer({"rf": rf}, {}, spec, rasters, coarse_path, factor, alone, timings=timings)
+    np.testing.assert_array_equal(io.read_stack(alone["rf"]).data, io.read_stack(joint["rf"]).data)
+    assert "ensemble" not in timings and "dnn" not in timings
+    with pytest.raises(ValueError, match="without member weights"):
+        predict_layer({"rf": rf}, {}, spec, rasters, coarse_path, factor, {"rf": alone["rf"], "ensemble": joint["ensemble"]})
+
+
+def _smooth_world(tmp_path):
+    """A 3 x 4 coarse grid (factor 4) with known coarse values, a NaN predictor pixel and a day without one cell's
+    coarse value; predictors whose model output has steps the coarse input does not."""
+    grid = Grid("EPSG:6933", Affine(9000.0, 0, 0.0, 0, -9000.0, 900000.0), 3, 4)
+    factor, days = 4, DATES[:4]
+    fine_grid = nested_grid(grid, factor)
+    rng = np.random.default_rng(11)
+    x1 = rng.random((len(days), 12, 16)).astype(np.float32)
+    x1[1, 5, 9] = np.nan
+    x0 = np.add.outer(np.linspace(0, 1, 12), np.linspace(0, 1, 16))[None].astype(np.float32)
+    rasters = {"x1": str(tmp_path / "x1.tif"), "x0": str(tmp_path / "x0.tif")}
+    io.write_stack(rasters["x1"], io.Stack(x1, fine_grid, days))
+    io.write_stack(rasters["x0"], io.Stack(x0, fine_grid, None))
+    coarse = (0.2 + 0.1 * np.add.outer(np.arange(3), np.arange(4)) / 5)[None].repeat(len(days), 0).astype(np.float32)
+    coarse[2, 1, 2] = np.nan
+    coarse_path = str(tmp_path / "coarse.tif")
+    io.write_stack(coarse_path, io.Stack(coarse, grid, days))
+    return rasters, coarse_path, coarse, factor
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_smooth_correction_in_two_passes_keeps_cell_means_and_equals_the_whole_region(tmp_path, overlap):
+    rasters, coarse_path, coarse, factor = _smooth_world(tmp_path)
+    spec = FeatureSpec(("x1",), ("x0",), (), False)
+    members = {"dnn": _member("dnn", seed=1), "cnn": _member("cnn", seed=2), "rf": models.Member("rf", _Forest(), {})}
+    weights = {"dnn": 0.6, "cnn": 0.4}
+    names = ["dnn", "cnn", "rf", "ensemble", "ensemble_std"]
+    raw = {name: str(tmp_path / f"{name}_none.tif") for name in names}
+    predict_layer(members, weights, spec, rasters, coarse_path, factor, raw, correction="none", valid_range=(-9, 9))
+    out = {name: str(tmp_path / f"{name}_smooth_{overlap}.tif") for name in names}
+    timings = {}
+    predict_layer(members, weights, spec, rasters, coarse_path, factor, out, block_cells=2, correction="smooth",
+                  valid_range=(-9, 9), timings=timings, overlap=overlap)
+    assert {"scratch", "correction"} <= set(timings)
+    assert not list(tmp_path.glob(".smdown-scratch-*")), "the scratch file is removed"
+    for name in ("dnn", "cnn", "rf"):
+        data = io.read_stack(out[name]).data
+        # each cell's mean is the coarse input (the cell without a coarse value keeps the model's estimate)
+        means, ok = block_mean(data, factor), np.isfinite(coarse)
+        np.testing.assert_allclose(means[ok], coarse[ok], atol=1e-4, err_msg=name)
+        uncorrected = io.read_stack(raw[name]).data
+        np.testing.assert_allclose(data[2, 4:8, 8:12], uncorrected[2, 4:8, 8:12], atol=1e-6, err_msg=name)
+        # block by block in two passes = the whole region at once
+        whole = correction.smooth(uncorrected, coarse, factor)
+        np.testing.assert_allclose(data, whole, atol=2e-6, err_msg=name)
+        assert np.isnan(data[1, 5, 9]) and np.isfinite(data).sum() == np.isfinite(uncorrected).sum()
+    fields = {name: io.read_stack(out[name]).data for name in ("dnn", "cnn")}
+    mean, spread = ensemble.combine(fields, weights)
+    np.testing.assert_allclose(io.read_stack(out["ensemble"]).data, mean, atol=1e-6)
+    np.testing.assert_allclose(io.read_stack(out["ensemble_std"]).data, spread, atol=1e-6)
+
+
+def test_smooth_correction_has_no_steps_at_cell_edges_where_additive_has(tmp_path):
+    """A model output smooth across a cell edge stays smooth under the smooth correction; additive puts a step."""
+    rasters, coarse_path, coarse, factor = _smooth_world(tmp_path)
+    spec = FeatureSpec(("x1",), ("x0",), (), False)
+
+    class Flat:  # a model output constant in space: all the structure comes from the correction
+        def predict(self, x):
+            return np.full(len(x), 0.25)
+
+    member = {"rf": models.Member("rf", Flat(), {})}
+    jumps = {}
+    for method in ("additive", "smooth"):
+        path = str(tmp_path / f"{method}.tif")
+        predict_layer(member, {}, spec, rasters, coarse_path, factor, {"rf": path}, correction=method)
+        day = io.read_stack(path).data[0]
+        edge = np.abs(day[:, factor - 1] - day[:, factor]).mean()  # across the first column edge
+        inside = np.abs(day[:, 1] - day[:, 2]).mean()
+        jumps[method] = edge / max(inside, 1e-9), edge
+    assert jumps["additive"][0] > 1e3  # a step at the edge, none inside
+    assert jumps["smooth"][0] < 2.0 and jumps["smooth"][1] < jumps["additive"][1] / 2
+
+
+def test_unknown_correction_is_refused(tmp_path):
+    rasters, coarse_path, factor = _world(tmp_path)
+    with pytest.raises(ValueError, match="unknown correction"):
+        predict_layer({"dnn": _member("dnn")}, {"dnn": 1.0}, FeatureSpec(("x1",), ("x0",), (), False), rasters,
+                      coarse_path, factor, {"dnn": str(tmp_path / "d.tif")}, correction="tobler")

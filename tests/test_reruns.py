@@ -56,8 +56,9 @@ def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
 def test_correction_reruns_predict_onward(tiny_run):
     workdir, _, _ = tiny_run
     jobs = scheduled(workdir, {"predict": {"correction": "none"}})
-    assert set(jobs) == AFTER_PREDICT | {"cubic_baseline"}, jobs  # cubic_corrected follows the correction
-    assert jobs["predict"] == 2
+    # cubic_corrected and the random forest's map (rule predict_rf) follow the correction too
+    assert set(jobs) == AFTER_PREDICT | {"cubic_baseline", "predict_rf"}, jobs
+    assert jobs["predict"] == jobs["predict_rf"] == 2
 
 
 @pytest.mark.workflow

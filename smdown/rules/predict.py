@@ -1,8 +1,10 @@
-"""Step of workflow/rules/predict.smk: the 30 m maps of every member, the ensemble and its spread."""
+"""Steps of workflow/rules/predict.smk: the 30 m maps of the deep members, the ensemble and its spread (`predict`),
+and of the random-forest peer (`predict_rf`, a baseline that is evaluated, not part of the ensemble)."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 import pandas as pd
 
@@ -21,10 +23,24 @@ def predict(model_paths: list[str], weights_path: str, rasters: dict[str, str], 
     members = load_members(model_paths, model_inputs)
     table = pd.read_csv(weights_path)
     member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member != "rf"}
+    _predict(members, member_weights, rasters, coarse, scale, outputs, settings, model_inputs, predict_layer)
+
+
+def predict_rf(model_path: str, rasters: dict[str, str], coarse: str, scale: str, output: str, settings: dict,
+               model_inputs: dict, threads: int = 1) -> None:
+    """The random forest's 30 m map with the members' correction (so it is compared like for like), in a job of its
+    own: no TensorFlow, the forest on `threads` cores."""
+    from smdown.predict import predict_layer
+
+    os.environ["SMDOWN_THREADS"] = str(threads)  # the forest's n_jobs (models.load_member)
+    members = load_members([model_path], model_inputs)
+    _predict(members, {}, rasters, coarse, scale, {"rf": output}, settings, model_inputs, predict_layer)
+
+
+def _predict(members, member_weights, rasters, coarse, scale, outputs, settings, model_inputs, predict_layer):
     factor = factor_of(scale, coarse)
     spec = FeatureSpec.from_dict(model_inputs["spec"])
     clipped = predict_layer(members, member_weights, spec, rasters, coarse, factor, outputs,
                             settings["block_cells"], settings["correction"], tuple(settings["valid_range"]))
     for name, count in clipped.items():
         log.info("%s: %d values outside %s clipped", name, count, settings["valid_range"])
-

@@ -124,9 +124,12 @@ def layer_samples(wildcards):
     return [f"{R}/samples/{wildcards.layer}/{scale}.npz" for scale in TRAIN_SCALES]
 
 
+def deep_models(wildcards):
+    return [f"{R}/models/{wildcards.layer}/{m}.keras" for m in MEMBERS]
+
+
 def layer_models(wildcards):
-    paths = [f"{R}/models/{wildcards.layer}/{m}.keras" for m in MEMBERS]
-    return paths + [f"{R}/models/{wildcards.layer}/rf.joblib"]
+    return deep_models(wildcards) + [f"{R}/models/{wildcards.layer}/rf.joblib"]
 
 
 def tuned_parameters(wildcards):
@@ -143,9 +146,15 @@ def layer_tuned(wildcards):
     return [f"{R}/models/{wildcards.layer}/{m}_tuned.json" for m in MEMBERS]
 
 
-def downscaled(layer):
-    names = MEMBERS + ["rf", "ensemble", "ensemble_std"]
+def ensemble_maps(layer):
+    """The predict job's outputs: the deep members, the ensemble and its spread."""
+    names = MEMBERS + ["ensemble", "ensemble_std"]
     return {name: f"{R}/downscaled/{layer}/{name}.tif" for name in names}
+
+
+def downscaled(layer):
+    """Every model's map: predict's and the random forest's (rule predict_rf)."""
+    return {**ensemble_maps(layer), "rf": f"{R}/downscaled/{layer}/rf.tif"}
 
 
 def layer_seed(wildcards):

@@ -1,11 +1,11 @@
 rule predict:
     input:
         unpack(fine_rasters),
-        models=layer_models,
+        models=deep_models,
         weights=f"{R}/ensemble/{{layer}}/weights.csv",
         coarse=coarse_input,
     output:
-        **downscaled("{layer}"),
+        **ensemble_maps("{layer}"),
     log:
         f"{R}/logs/predict/{{layer}}.log",
     benchmark:
@@ -23,3 +23,30 @@ rule predict:
         model_inputs=MODEL_INPUTS,
     script:
         "../scripts/predict.py"
+
+
+# the random-forest peer: a baseline that is evaluated, not part of the ensemble, so a job of its own
+rule predict_rf:
+    input:
+        unpack(fine_rasters),
+        model=f"{R}/models/{{layer}}/rf.joblib",
+        coarse=coarse_input,
+    output:
+        rf=f"{R}/downscaled/{{layer}}/rf.tif",
+    log:
+        f"{R}/logs/predict/{{layer}}_rf.log",
+    benchmark:
+        f"{R}/benchmarks/predict/{{layer}}_rf.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        rasters=PREDICTOR_RASTERS,
+        scale=FINE,
+        predict=config["predict"],
+        model_inputs=MODEL_INPUTS,
+    script:
+        "../scripts/predict_rf.py"

@@ -1,0 +1,14 @@
+from smdown.rules import setup_logging
+from smdown.rules.predict import predict_rf
+
+setup_logging(snakemake.log[0])
+predict_rf(
+    snakemake.input.model,
+    {name: snakemake.input[name] for name in snakemake.params.rasters},
+    snakemake.input.coarse,
+    snakemake.params.scale,
+    snakemake.output.rf,
+    settings=snakemake.params.predict,
+    model_inputs=snakemake.params.model_inputs,
+    threads=snakemake.threads,
+)
