@@ -209,10 +209,20 @@ def _profile(grid: Grid, count: int) -> dict:
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary name beside `path` (same extension) to write to; renamed to `path` when the block
-    ends without error, removed otherwise, so a reader never sees a half-written file."""
+    ends without error, removed otherwise, so a reader never sees a half-written file.
+
+    A killed job (SIGKILL, node lost) cannot remove its temporary file, so the temporary files of `path`
+    left by earlier writers (`.{stem}.<8 hex>.part{suffix}`, nothing else) are deleted first: the
+    rerun that rewrites a target clears what the killed one left of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
+    head, tail = f".{path.stem}.", f".part{path.suffix}"
+    for old in path.parent.iterdir():
+        tag = old.name[len(head):-len(tail)]
+        if (old.name.startswith(head) and old.name.endswith(tail) and len(old.name) == len(head) + 8 + len(tail)
+                and all(c in "0123456789abcdef" for c in tag)):
+            old.unlink(missing_ok=True)
+    tmp = path.with_name(f"{head}{uuid.uuid4().hex[:8]}{tail}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -274,3 +274,22 @@ def test_a_stack_warps_like_each_of_its_bands_alone(coarse_grid, method):
     assert np.isnan(alone[1]).any() and np.isfinite(alone[0]).all()
     np.testing.assert_array_equal(np.isnan(together), np.isnan(alone))
     np.testing.assert_allclose(together, alone, rtol=1e-6)
+
+
+def test_a_write_removes_the_temporary_files_a_killed_writer_left_of_its_target_only(tmp_path, coarse_grid,
+                                                                                     write_raster):
+    """A job killed with SIGKILL leaves its `.part` file; the next write of the same target deletes it (and no other
+    file: another target's temporary, a name that only looks alike, the target's own siblings)."""
+    left = tmp_path / ".stack.0a1b2c3d.part.tif"  # what a killed writer of stack.tif left
+    left.write_bytes(b"half a raster")
+    keep = [tmp_path / name for name in (".stack.b.0a1b2c3d.part.tif", ".stacks.0a1b2c3d.part.tif",
+                                         ".stack.0a1b2c3d.part.csv", ".stack.notahex!.part.tif", "stack.part.tif")]
+    for path in keep:
+        path.write_bytes(b"not stack.tif's")
+    write_raster("stack.tif", np.ones((1, 2, 2)), coarse_grid, ["2023-05-01"])
+    assert not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["stack.tif"] + [p.name for p in keep])
+    with pytest.raises(RuntimeError), io.atomic_path(tmp_path / "stack.tif") as tmp:  # a failed write cleans up too
+        tmp.write_bytes(b"half")
+        raise RuntimeError
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["stack.tif"] + [p.name for p in keep])
