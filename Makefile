@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: run test lint bench-resample bench-predict bench-samples bench-skill figure clean
+.PHONY: run test test-slurm lint bench-resample bench-predict bench-samples bench-skill figure clean
 
 $(BIN)/snakemake: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ run: $(BIN)/snakemake
 
 test: $(BIN)/snakemake
 	$(BIN)/pytest
+
+# the SLURM profile on a real one-node SLURM (as root: installs slurm-wlm + munge from Debian), compared with a local run
+test-slurm: $(BIN)/snakemake
+	bash .ci/slurm/run.sh
 
 lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint
