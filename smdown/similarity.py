@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from smdown.train import subset
-
 BLOCK_DAYS = 4  # pairs are split into fit and score days by blocks of this many training days
 SCORE_EVERY = 3  # one block in three scores, the others fit
 MIN_PAIRS = 12  # fewer pairs than this in the fit or the score part: no check (too few neighbouring cells)
@@ -58,9 +56,12 @@ def pair_samples(samples: dict, rng: np.random.Generator, max_pairs: int) -> dic
     Each pair is one bag of twice the bag size (its first half one cell, its second the other) labelled with the
     pair's mean; `cell_target` holds each half's own coarse value. None when the samples carry no cells (targets
     other than `aggregate`) or too few neighbouring training cells to score (regions of one or two cells)."""
-    train = subset(samples, 0)
-    if "cell_row" not in train or not len(train["bag"]):
+    if "cell_row" not in samples:
         return None
+    in_train = np.flatnonzero(samples["split"] == 0)  # indices into samples: the big arrays are gathered once
+    if not len(in_train):
+        return None
+    train = {key: samples[key][in_train] for key in ("bag", "t", "cell_row", "cell_col", "target")}
     order, starts, size = _bag_starts(train)
     first = order[starts]
     pairs = neighbour_pairs(train["t"][first], train["cell_row"][first], train["cell_col"][first], rng)
@@ -70,9 +71,9 @@ def pair_samples(samples: dict, rng: np.random.Generator, max_pairs: int) -> dic
     if min(int((code == 0).sum()), int((code == 1).sum())) < MIN_PAIRS:
         return None
     members = starts[pairs][..., None] + np.arange(size)  # (pairs, 2, size) positions in bag order
-    index = order[members].reshape(-1)
-    per_example = [key for key, value in train.items() if key != "features" and len(value) == len(train["bag"])]
-    out = {key: train[key][index] for key in per_example}
+    index = in_train[order[members].reshape(-1)]
+    per_example = [key for key, value in samples.items() if key != "features" and len(value) == len(samples["bag"])]
+    out = {key: samples[key][index] for key in per_example}
     cell_target = train["target"][first][pairs]  # (pairs, 2)
     out["bag"] = np.repeat(np.arange(len(pairs)), 2 * size)
     out["target"] = np.repeat(cell_target.mean(axis=1), 2 * size).astype(np.float32)

@@ -54,8 +54,8 @@ def weigh(model_paths: list[str], sample_paths: list[str], output: str, weightin
         weighting = "inverse_mse"
     w = combining.weights(deep, target, weighting, within_error)
     table = combining.member_table(predictions, target, w, spread, flat)
-    for key in ("similarity_nmse", "similarity_r", "similarity_ratio"):
-        if checks:
+    if checks:
+        for key in ("similarity_nmse", "similarity_r", "similarity_ratio"):
             table[key] = [checks.get(name, {}).get(key, float("nan")) for name in table["member"]]
     log.info("weights (%s): %s", weighting, w)
     log.info("validation metrics:\n%s", table.to_string(index=False))
