@@ -13,9 +13,13 @@ os.environ.update(
 from snakemake.exceptions import WorkflowError
 
 from smdown import config as smconfig
+from smdown import io as smio
+from smdown import resources as smres
+from smdown.acquire.region import coarse_grid, make_region
+from smdown.grid import EASE2_9KM_RES
 from smdown.features import spec_from_config
 from smdown.io import InputError
-from smdown.resample import terrain_names
+from smdown.resample import BLOCK_PIXEL_DAYS, terrain_names
 
 try:
     _validated = smconfig.validate(config)
@@ -185,3 +189,88 @@ def all_outputs():
 
 def coarse_input(wildcards):
     return INPUTS.coarse[wildcards.layer]
+
+
+# Resources that follow the work (smdown.resources): each heavy rule's mem_mb and runtime are functions of its
+# job's size, pixel-days of the run's region (from the config or the inputs' headers) or training examples.
+def run_region():
+    """The run's region (coarse cells, cell size, output days), known before any job runs."""
+    if SOURCE == "demo":
+        demo = config["demo"]
+        return smres.Region(
+            demo["coarse_rows"], demo["coarse_cols"], EASE2_9KM_RES, demo["days"]
+        )
+    if SOURCE == "earthdata":
+        acquire = config["acquire"]
+        region = make_region(acquire["bbox"], acquire["start"], acquire["end"])
+        grid = coarse_grid(region)
+        return smres.Region(grid.height, grid.width, grid.res, len(region.days))
+    path = INPUTS.coarse[LAYERS[0]]
+    grid = smio.read_grid(path)
+    return smres.Region(grid.height, grid.width, grid.res, smio.band_count(path))
+
+
+def dem_pixels():
+    """Pixels of the DEM the terrain job reads: its header where it exists, else the region at its resolution."""
+    dem = INPUTS.predictors.get("dem")
+    if dem and Path(dem).exists():
+        grid = smio.read_grid(dem)
+        return grid.height * grid.width
+    res = config["acquire"]["dem"]["res"] if SOURCE == "earthdata" else 30
+    return int(
+        REGION.pixels(res) * 1.25
+    )  # the demo's UTM DEM covers the region with a margin
+
+
+REGION = run_region()
+EXAMPLES = config["samples"]["per_scale"] * len(TRAIN_SCALES)
+
+
+def job_size(step, wildcards):
+    """(work, held) of one job of `step` (a rule's name), in the units of smdown.resources.MODELS."""
+    fine = float(FINE)
+    if step in ("predict", "predict_rf", "cubic_baseline"):
+        block = config["predict"]["block_cells"]
+        return REGION.pixel_days(fine), REGION.cell_pixel_days(fine, block)
+    if step == "resample":
+        scale = None if wildcards.scale == "coarse" else float(wildcards.scale)
+        static = is_static(wildcards)
+        work = REGION.pixel_days(scale, static)
+        return work, REGION.budget_block(scale, BLOCK_PIXEL_DAYS, static)
+    if step == "samples":
+        scale = None if wildcards.scale == "coarse" else float(wildcards.scale)
+        return REGION.pixel_days(scale), REGION.cell_pixel_days(scale)
+    if step == "evaluate":
+        work = REGION.pixel_days(fine) * len(LAYERS)
+        return work, REGION.budget_block(fine, 20_000_000)
+    if step == "terrain":
+        pixels = dem_pixels()
+        return pixels, pixels  # the whole DEM is read at once
+    if step == "demo":
+        days = config["demo"]["days"] + config["demo"]["spinup_days"]
+        pixels = REGION.pixels(30) * days
+        return pixels, pixels
+    if step == "train":
+        return EXAMPLES * config["models"]["epochs"], EXAMPLES
+    if step == "tune":
+        tune = config["tune"]
+        return EXAMPLES * tune["epochs"] * tune["trials"], EXAMPLES
+    return EXAMPLES, EXAMPLES  # train_rf, ensemble, sensitivity
+
+
+def mem_mb_of(step):
+    """mem_mb of the step (a rule name) as a function of its job size, doubled on the second try (`attempt`)."""
+
+    def mem_mb(wildcards, attempt):
+        return smres.request(step, *job_size(step, wildcards), attempt).mem_mb
+
+    return mem_mb
+
+
+def runtime_of(step):
+    """runtime (minutes) of the step (a rule name) as a function of its job size, doubled on the second try."""
+
+    def runtime(wildcards, attempt):
+        return smres.request(step, *job_size(step, wildcards), attempt).runtime
+
+    return runtime

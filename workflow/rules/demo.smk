@@ -11,8 +11,8 @@ rule demo:
     conda:
         "../../envs/gdal.yaml"
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=mem_mb_of("demo"),
+        runtime=runtime_of("demo"),
     params:
         demo=config["demo"],
     script:

@@ -10,8 +10,8 @@ rule ensemble:
     conda:
         "../../envs/ml.yaml"
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=mem_mb_of("ensemble"),
+        runtime=runtime_of("ensemble"),
     params:
         weighting=config["ensemble"]["weighting"],
         model_inputs=MODEL_INPUTS,

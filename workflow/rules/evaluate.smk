@@ -21,8 +21,8 @@ rule cubic_baseline:
     conda:
         "../../envs/plot.yaml"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem_mb_of("cubic_baseline"),
+        runtime=runtime_of("cubic_baseline"),
     params:
         correction=config["predict"]["correction"],
         block_cells=config["predict"]["block_cells"],
@@ -62,8 +62,8 @@ rule evaluate:
     conda:
         "../../envs/plot.yaml"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=mem_mb_of("evaluate"),
+        runtime=runtime_of("evaluate"),
     params:
         layers=LAYERS,
         truth_layers=TRUTH_LAYERS,

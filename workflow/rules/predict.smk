@@ -14,8 +14,8 @@ rule predict:
         "../../envs/ml.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=mem_mb_of("predict"),
+        runtime=runtime_of("predict"),
     params:
         rasters=PREDICTOR_RASTERS,
         scale=FINE,
@@ -41,8 +41,8 @@ rule predict_rf:
         "../../envs/ml.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=240,
+        mem_mb=mem_mb_of("predict_rf"),
+        runtime=runtime_of("predict_rf"),
     params:
         rasters=PREDICTOR_RASTERS,
         scale=FINE,

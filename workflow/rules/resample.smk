@@ -8,8 +8,8 @@ rule terrain:
     conda:
         "../../envs/gdal.yaml"
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=mem_mb_of("terrain"),
+        runtime=runtime_of("terrain"),
     params:
         names=config["derived"]["terrain"],
     script:
@@ -29,8 +29,8 @@ rule resample:
     conda:
         "../../envs/gdal.yaml"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=mem_mb_of("resample"),
+        runtime=runtime_of("resample"),
     params:
         static=is_static,
         is_target=is_coarse_variable,

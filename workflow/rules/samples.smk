@@ -32,8 +32,8 @@ rule samples:
     conda:
         "../../envs/ml.yaml"
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=mem_mb_of("samples"),
+        runtime=runtime_of("samples"),
     params:
         rasters=PREDICTOR_RASTERS,
         features=FEATURES,

@@ -22,8 +22,8 @@ rule sensitivity:
         "../../envs/ml.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=mem_mb_of("sensitivity"),
+        runtime=runtime_of("sensitivity"),
     params:
         sensitivity=config["sensitivity"],
         model_inputs=MODEL_INPUTS,

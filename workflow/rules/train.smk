@@ -11,8 +11,8 @@ rule tune:
         "../../envs/ml.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=mem_mb_of("tune"),
+        runtime=runtime_of("tune"),
     params:
         hp=HYPER_PARAMETERS,
         tune=TUNE_SETTINGS,
@@ -38,8 +38,8 @@ rule train:
         "../../envs/ml.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=mem_mb_of("train"),
+        runtime=runtime_of("train"),
     params:
         hp=HYPER_PARAMETERS,
         model_inputs=MODEL_INPUTS,
@@ -62,8 +62,8 @@ rule train_rf:
         "../../envs/ml.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=mem_mb_of("train_rf"),
+        runtime=runtime_of("train_rf"),
     params:
         rf=config["rf"],
         model_inputs=MODEL_INPUTS,

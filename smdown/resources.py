@@ -1,0 +1,251 @@
+"""What a job asks a cluster for (`mem_mb`, `runtime`), as functions of the job's size.
+
+A job's size is two numbers, both known when the DAG is built (from the config and the inputs' headers):
+`work`, what it processes (pixel-days for the raster steps, examples x epochs for the training steps) and
+`held`, what it holds in memory at once (a prediction block, a resampling block, one coarse cell, the whole
+region where a step still reads it whole). For each rule
+
+    CPU seconds = start_s + s_per_unit * work
+    peak RSS MB = base_mb + mb_per_unit * held
+
+fitted on the rules' own Snakemake `benchmark:` files (columns cpu_time and max_rss) from runs of two sizes:
+the tiny test config (.test/config.yaml: 2 x 2 coarse cells, 16 days, 1000 m finest scale) and the demo (4 x 4
+or 3 x 3 cells, 40 days, 30 m), as listed in CALIBRATION with the file each number comes from. The fit is the
+line through the largest measurement at the smallest and at the largest size (an upper envelope, not a mean; its
+intercept at least the smallest size's measurement).
+CPU time, not wall time, is fitted: the measuring machine (2 cores) was shared with other work at load 5-15, so
+its wall times measure the load. The requests then add margins:
+
+    runtime (min) = max(MIN_RUNTIME, RUNTIME_MARGIN * CPU seconds / 60) x attempt
+    mem_mb        = max(MIN_MEM_MB, MEM_MARGIN * peak RSS MB) x attempt        (rounded up to 100 MB)
+
+so a job killed for memory or time is retried (the SLURM profile's `retries: 1`) with twice the request.
+
+Where memory does not follow the size today, the model says so (`held` is then a constant or the whole input):
+- predict, predict_rf, cubic_baseline, resample, samples, evaluate read block by block: their memory is set by
+  the block (`predict.block_cells`, the resampling block of resample.BLOCK_PIXEL_DAYS pixel-days, one coarse
+  cell, evaluate's 20 M-value windows), not by the region; their time grows with the region's pixel-days.
+- terrain reads its DEM window by window with a halo (smdown.terrain.windowed): memory is a window's.
+- demo builds the whole synthetic world in memory (it is meant for small worlds): memory grows with the region.
+- train, tune, train_rf, ensemble, sensitivity work on the training examples (`samples.per_scale` per training
+  scale), not on the region: their size is the number of examples, which the region does not change.
+- split, the figures and the acquire rules (network-bound) have fixed requests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from smdown.grid import nest_factor
+
+# Request margins and floors (a request at least this large; small jobs still get a few minutes).
+RUNTIME_MARGIN = 3.0
+MEM_MARGIN = 1.5
+MIN_RUNTIME = 10  # minutes
+MIN_MEM_MB = 1000
+# What a typical HPC partition grants one job (one node, a 2-day limit); `exceeds` flags requests above it.
+GRANT_MEM_MB = 250_000
+GRANT_RUNTIME = 2 * 24 * 60
+
+
+@dataclass(frozen=True)
+class Region:
+    """The run's region: coarse cells, coarse cell size (m) and output days."""
+
+    rows: int
+    cols: int
+    res: float
+    days: int
+
+    def factor(self, scale: float | None) -> int:
+        """Fine pixels per coarse cell side at a nominal scale in metres (None: the coarse grid)."""
+        return 1 if scale is None else nest_factor(self.res, float(scale))
+
+    def pixels(self, scale: float | None) -> int:
+        return self.rows * self.cols * self.factor(scale) ** 2
+
+    def pixel_days(self, scale: float | None, static: bool = False) -> int:
+        return self.pixels(scale) * (1 if static else self.days)
+
+    def cell_pixel_days(self, scale: float | None, cells: int = 1, static: bool = False) -> int:
+        """Pixel-days of a block of cells x cells coarse cells (all days), bounded by the region."""
+        side = self.factor(scale) * cells
+        return min(side * side, self.pixels(scale)) * (1 if static else self.days)
+
+    def budget_block(self, scale: float | None, budget: float, static: bool = False) -> int:
+        """Pixel-days of the largest square block of whole coarse cells within `budget` pixel-days (one cell at
+        least), as resample and evaluate cut their work; bounded by the region."""
+        per_cell = self.factor(scale) ** 2 * (1 if static else self.days)
+        cells = max(1, int(math.sqrt(budget / per_cell)))
+        return min(cells * cells * per_cell, self.pixel_days(scale, static))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One benchmark measurement: a rule's job of a given size, and where the number comes from."""
+
+    rule: str
+    work: float
+    held: float
+    cpu_s: float
+    rss_mb: float
+    source: str
+
+
+_TINY = "the tiny config's SLURM check (/tmp/smdown-slurm.CoKPaU/{local,slurm}/results/tiny/benchmarks)"
+_DEMO3 = "demo 3 x 3 cells, 40 days (/tmp/simpanel/wet_winter_rainfed/results/demo/benchmarks)"
+_DEMO4 = "demo 4 x 4 cells, 40 days (/tmp/fresh_run and /tmp/panel_run/.../hot_dry_irrigated benchmarks)"
+_BENCH = "python -m smdown.bench predict, demo 4 x 4 cells (README, Speed: predict_rf, root zone)"
+
+# Sizes: tiny fine scale 1000 m = 9 x 9 pixels a cell, 18 x 18 pixels, 16 days -> 5184 pixel-days, a
+# one-cell block 1296; demo 30 m = 300 x 300 pixels a cell: 4 x 4 cells x 40 days = 57.6 M pixel-days,
+# 3 x 3 = 32.4 M, a one-cell block 3.6 M. Training examples: tiny 1000 (one scale), demo 24000 x 3 scales.
+CALIBRATION: tuple[Point, ...] = (
+    # predict: the deep members, correction, ensemble, spread; work = fine pixel-days, held = one block
+    Point("predict", 5184, 1296, 13.52, 862.6, _TINY),
+    Point("predict", 32.4e6, 3.6e6, 143.33, 2459.4, _DEMO3),
+    # predict_rf: the random forest's map
+    Point("predict_rf", 5184, 1296, 4.34, 222.5, _TINY),
+    Point("predict_rf", 57.6e6, 3.6e6, 72.1, 1236.0, _BENCH),
+    # resample: one variable onto one scale (the heaviest, daily 30 m precipitation / NDVI / NDWI / coarse SM);
+    # held = its block (resample.BLOCK_PIXEL_DAYS at most): memory is bounded, the line is nearly flat
+    Point("resample", 5184, 5184, 1.85, 213.6, _TINY),
+    Point("resample", 57.6e6, 2**23, 18.01, 633.0, _DEMO4),
+    # samples: one layer x scale; work = the scale's pixel-days (an upper bound: it reads the cells it visits),
+    # held = one coarse cell's pixel-days
+    Point("samples", 576, 144, 0.92, 94.0, _TINY),
+    Point("samples", 57.6e6, 3.6e6, 8.22, 399.5, _DEMO4),
+    # evaluate: both layers' maps; work = fine pixel-days x layers, held = its windows (20 M values at most)
+    Point("evaluate", 10368, 10368, 3.24, 186.0, _TINY),
+    Point("evaluate", 115.2e6, 20e6, 84.34, 588.2, _DEMO4),
+    # demo: the whole synthetic world at 30 m over days + 30 spin-up days (tiny 600 x 600 x 46; 4 x 4: 1200^2 x 70)
+    Point("demo", 16.56e6, 16.56e6, 6.20, 331.8, _TINY),
+    Point("demo", 100.8e6, 100.8e6, 57.63, 1838.0, _DEMO4),
+    # training family: work = examples x epochs (x trials), held = examples
+    Point("train", 2000, 1000, 9.01, 748.3, _TINY),
+    Point("train", 1.8e6, 72000, 72.87, 1861.8, _DEMO3 + "; " + _DEMO4),
+    Point("tune", 2000, 1000, 22.18, 804.1, _TINY),
+    Point("tune", 1.728e6, 72000, 105.21, 2385.3, _DEMO3),
+    Point("train_rf", 1000, 1000, 8.70, 750.6, _TINY),
+    Point("train_rf", 72000, 72000, 35.48, 1120.9, _DEMO4),
+    # sensitivity: work and held = examples (its samples are drawn from them)
+    Point("sensitivity", 1000, 1000, 22.10, 787.2, _TINY),
+    Point("sensitivity", 72000, 72000, 34.94, 1235.6, _DEMO4),
+    # terrain: work and held = DEM pixels (whole-DEM code: slope on the tiny DEM, 708 x 611 at 30 m; slope,
+    # aspect and twi on the demo's 1374 x 1183), measured with /usr/bin/time on smdown.rules.resample.terrain
+    Point("terrain", 432588, 432588, 1.46, 122.2, "/usr/bin/time, tiny demo DEM (/tmp/smdown-slurm.CoKPaU/local)"),
+    Point("terrain", 1625442, 1625442, 3.43, 495.7, "/usr/bin/time, demo DEM (/tmp/fresh_run/resources/demo)"),
+)
+
+
+@dataclass(frozen=True)
+class Model:
+    start_s: float
+    s_per_unit: float
+    base_mb: float
+    mb_per_unit: float
+
+    def cpu_s(self, work: float) -> float:
+        return self.start_s + self.s_per_unit * work
+
+    def rss_mb(self, held: float) -> float:
+        return self.base_mb + self.mb_per_unit * held
+
+
+def fit(points: list[Point]) -> Model:
+    """The line through the largest measurement at the smallest and at the largest size (CPU on work, RSS on held)."""
+
+    def line(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+        x0, x1 = min(x for x, _ in pairs), max(x for x, _ in pairs)
+        y0 = max(y for x, y in pairs if x == x0)
+        y1 = max(y for x, y in pairs if x == x1)
+        slope = 0.0 if x1 == x0 else max(0.0, (y1 - y0) / (x1 - x0))
+        return max(y0, y1 - slope * x1), slope
+
+    start, per_unit = line([(p.work, p.cpu_s) for p in points])
+    base, per_held = line([(p.held, p.rss_mb) for p in points])
+    return Model(start, per_unit, base, per_held)
+
+
+# The fitted coefficients (fit() on CALIBRATION; tests/test_resources.py checks they agree): CPU seconds at no
+# size, CPU seconds per unit of work, MB at no size, MB per unit held. Units: pixel-days for the raster rules,
+# examples (x epochs, x trials) for the training rules.
+MODELS: dict[str, Model] = {
+    "predict": Model(13.52, 4.007e-06, 862.6, 4.437e-04),
+    "predict_rf": Model(4.34, 1.176e-06, 222.5, 2.816e-04),
+    "resample": Model(1.85, 2.806e-07, 213.6, 5.003e-05),
+    "samples": Model(0.92, 1.267e-07, 94.0, 8.486e-05),
+    "evaluate": Model(3.24, 7.041e-07, 186.0, 2.012e-05),
+    "demo": Model(6.2, 6.105e-07, 331.8, 1.788e-05),
+    "train": Model(9.01, 3.552e-05, 748.3, 1.568e-02),
+    "tune": Model(22.18, 4.811e-05, 804.1, 2.227e-02),
+    "train_rf": Model(8.7, 3.772e-04, 750.6, 5.215e-03),
+    "sensitivity": Model(22.1, 1.808e-04, 787.2, 6.315e-03),
+    "terrain": Model(1.46, 1.651e-06, 122.2, 3.128e-04),
+}
+# Not benchmarked (no `benchmark:` in their rules): the cubic baseline reads and writes block by block like
+# predict_rf with a cheaper model (cubic values are read, not computed), so predict_rf's line bounds it; ensemble
+# loads the members and the validation examples, as sensitivity does.
+MODELS["cubic_baseline"] = MODELS["predict_rf"]
+MODELS["ensemble"] = MODELS["sensitivity"]
+
+
+@dataclass(frozen=True)
+class Request:
+    mem_mb: int
+    runtime: int  # minutes
+
+    def exceeds(self) -> list[str]:
+        """What a typical partition would refuse (GRANT_MEM_MB, GRANT_RUNTIME)."""
+        out = []
+        if self.mem_mb > GRANT_MEM_MB:
+            out.append(f"mem_mb {self.mem_mb} > {GRANT_MEM_MB}")
+        if self.runtime > GRANT_RUNTIME:
+            out.append(f"runtime {self.runtime} min > {GRANT_RUNTIME}")
+        return out
+
+
+def request(rule: str, work: float, held: float, attempt: int = 1) -> Request:
+    """The request of one job of `rule` processing `work` and holding `held` (units as in MODELS), on try `attempt`."""
+    model = MODELS[rule]
+    attempt = max(1, int(attempt))
+    minutes = max(MIN_RUNTIME, math.ceil(RUNTIME_MARGIN * model.cpu_s(work) / 60.0))
+    mem = max(MIN_MEM_MB, 100 * math.ceil(MEM_MARGIN * model.rss_mb(held) / 100.0))
+    return Request(mem_mb=mem * attempt, runtime=minutes * attempt)
+
+
+def summarise_dry_run(text: str) -> list[dict]:
+    """Per rule of a `snakemake -n` printout: its jobs and their largest mem_mb and runtime requests, with what a
+    typical partition would refuse (Request.exceeds)."""
+    rows: dict[str, dict] = {}
+    rule = None
+    for line in text.splitlines():
+        if line.startswith(("rule ", "localrule ")) and line.rstrip().endswith(":"):
+            rule = line.split()[1].rstrip(":")
+            rows.setdefault(rule, {"rule": rule, "jobs": 0, "mem_mb": 0, "runtime": 0})["jobs"] += 1
+        elif rule and line.strip().startswith("resources:"):
+            values = dict(item.split("=", 1) for item in line.split(":", 1)[1].replace(" ", "").split(",") if "=" in item)
+            row = rows[rule]
+            row["mem_mb"] = max(row["mem_mb"], int(values.get("mem_mb", 0)))
+            row["runtime"] = max(row["runtime"], int(values.get("runtime", 0)))
+            rule = None
+    for row in rows.values():
+        row["exceeds"] = "; ".join(Request(row["mem_mb"], row["runtime"]).exceeds())
+    return [rows[r] for r in sorted(rows)]
+
+
+def main() -> None:
+    """`snakemake -n ... | python -m smdown.resources`: the requests per rule, as a Markdown table."""
+    import sys
+
+    rows = [r for r in summarise_dry_run(sys.stdin.read()) if r["rule"] != "all"]
+    print("| rule | jobs | mem_mb (largest) | runtime min (largest) | beyond a typical partition |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['rule']} | {r['jobs']} | {r['mem_mb']} | {r['runtime']} | {r['exceeds'] or '-'} |")
+    print(f"\n{sum(r['jobs'] for r in rows)} jobs")
+
+
+if __name__ == "__main__":
+    main()

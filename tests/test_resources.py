@@ -1,0 +1,66 @@
+"""Job resources as functions of the job's size (smdown.resources)."""
+
+import pytest
+
+from smdown import resources as res
+from smdown.grid import EASE2_9KM_RES
+
+SMALL = res.Region(2, 2, EASE2_9KM_RES, 16)
+LARGE = res.Region(100, 100, EASE2_9KM_RES, 300)
+
+
+@pytest.mark.parametrize("rule", sorted({p.rule for p in res.CALIBRATION}))
+def test_written_coefficients_are_the_fit_of_the_calibration(rule):
+    fitted = res.fit([p for p in res.CALIBRATION if p.rule == rule])
+    written = res.MODELS[rule]
+    for name in ("start_s", "s_per_unit", "base_mb", "mb_per_unit"):
+        assert getattr(written, name) == pytest.approx(getattr(fitted, name), rel=2e-3, abs=1e-9), name
+
+
+@pytest.mark.parametrize("point", res.CALIBRATION, ids=lambda p: f"{p.rule}-{p.work:g}")
+def test_requests_cover_every_measurement(point):
+    asked = res.request(point.rule, point.work, point.held)
+    assert asked.mem_mb >= point.rss_mb * res.MEM_MARGIN
+    assert asked.runtime * 60 >= point.cpu_s * res.RUNTIME_MARGIN
+
+
+def test_memory_grows_on_retry():
+    first, second = res.request("predict", 1e9, 3.6e6, 1), res.request("predict", 1e9, 3.6e6, 2)
+    assert second.mem_mb == 2 * first.mem_mb and second.runtime == 2 * first.runtime
+
+
+def test_predict_time_follows_the_region_and_memory_the_block():
+    small = res.request("predict", SMALL.pixel_days(1000), SMALL.cell_pixel_days(1000))
+    large = res.request("predict", LARGE.pixel_days(30), LARGE.cell_pixel_days(30))
+    assert small == res.Request(res.MIN_MEM_MB + 300, res.MIN_RUNTIME)  # 862.6 MB x 1.5, 10 min
+    assert LARGE.pixel_days(30) == 100 * 100 * 300**2 * 300
+    # 2.7e11 pixel-days at ~250 000 per CPU-s, x 3: beyond a 2-day partition (one job per layer, no tiles yet)
+    assert large.runtime > res.GRANT_RUNTIME and "runtime" in large.exceeds()[0]
+    # one block of 300 x 300 pixels x 300 days: memory a node grants, whatever the region
+    assert 10_000 < large.mem_mb < 30_000 and not [e for e in large.exceeds() if "mem" in e]
+    assert res.request("predict", LARGE.pixel_days(30) * 4, LARGE.cell_pixel_days(30)).mem_mb == large.mem_mb
+
+
+def test_budget_block_is_whole_cells_within_the_budget():
+    assert SMALL.budget_block(1000, 2**23) == SMALL.pixel_days(1000)  # the whole (tiny) region
+    assert LARGE.budget_block(30, 2**23) == 300 * 300 * 300  # one cell is more than the budget
+    assert LARGE.budget_block(1000, 2**23) == 9 * 9 * 300 * int((2**23 / (81 * 300)) ** 0.5) ** 2
+    assert LARGE.budget_block(30, 2**23, static=True) == 300 * 300 * 9 * 9  # 9 x 9 cells of the DEM
+
+
+def test_summarise_dry_run():
+    text = """
+rule resample:
+    wildcards: scale=30, var=ndvi
+    resources: tmpdir=/tmp, runtime=3789, mem_mb=2400, mem=2.4 GB, mem_mib=2289
+
+rule resample:
+    resources: tmpdir=/tmp, runtime=10, mem_mb=1000, mem=1 GB, mem_mib=954
+
+localrule all:
+    resources: tmpdir=/tmp
+"""
+    rows = {r["rule"]: r for r in res.summarise_dry_run(text)}
+    assert rows["resample"] == {"rule": "resample", "jobs": 2, "mem_mb": 2400, "runtime": 3789,
+                                "exceeds": "runtime 3789 min > 2880"}
+    assert rows["all"]["jobs"] == 1
