@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from smdown import io, temporal, terrain
+from smdown import io, temporal
 from smdown.grid import Grid, nested_grid
 
 
@@ -70,24 +70,6 @@ def resample_variable(path: str, coarse_path: str, factor: int | None, static: b
                 io.write_window(dst, block, row * size, col * size)
                 missing += int(np.count_nonzero(np.isnan(block)))
     return missing / (bands * grid.height * grid.width)
-
-
-def terrain_layers(dem_path: str, names: list[str]) -> dict[str, io.Stack]:
-    """Terrain derivatives at the DEM's native resolution: slope, northness/eastness (aspect), twi."""
-    dem = io.read_stack(dem_path, static=True)
-    res_x, res_y = io.pixel_size_m(dem.grid)
-    elevation = dem.data[0]
-    res = float(np.sqrt(res_x * res_y))
-    layers = {}
-    if "slope" in names:
-        layers["slope"] = terrain.slope(elevation, res)
-    if "aspect" in names:
-        radians = np.deg2rad(terrain.aspect(elevation, res))
-        layers["northness"] = np.cos(radians)
-        layers["eastness"] = np.sin(radians)
-    if "twi" in names:
-        layers["twi"] = terrain.twi(elevation, res)
-    return {name: io.Stack(value[np.newaxis].astype(np.float32), dem.grid) for name, value in layers.items()}
 
 
 def terrain_names(names: list[str]) -> list[str]:

@@ -25,7 +25,8 @@ Where memory does not follow the size today, the model says so (`held` is then a
 - predict, predict_rf, cubic_baseline, resample, samples, evaluate read block by block: their memory is set by
   the block (`predict.block_cells`, the resampling block of resample.BLOCK_PIXEL_DAYS pixel-days, one coarse
   cell, evaluate's 20 M-value windows), not by the region; their time grows with the region's pixel-days.
-- terrain reads its DEM window by window with a halo (smdown.terrain.windowed): memory is a window's.
+- terrain reads its DEM window by window with a halo (smdown.terrain.windowed): memory is a window's (before,
+  the whole DEM, 122 MB + 313 bytes a pixel by the same measurements: 11.4 GB for 36 M pixels, 1.3 GB measured).
 - demo builds the whole synthetic world in memory (it is meant for small worlds): memory grows with the region.
 - train, tune, train_rf, ensemble, sensitivity work on the training examples (`samples.per_scale` per training
   scale), not on the region: their size is the number of examples, which the region does not change.
@@ -132,10 +133,13 @@ CALIBRATION: tuple[Point, ...] = (
     # sensitivity: work and held = examples (its samples are drawn from them)
     Point("sensitivity", 1000, 1000, 22.10, 787.2, _TINY),
     Point("sensitivity", 72000, 72000, 34.94, 1235.6, _DEMO4),
-    # terrain: work and held = DEM pixels (whole-DEM code: slope on the tiny DEM, 708 x 611 at 30 m; slope,
-    # aspect and twi on the demo's 1374 x 1183), measured with /usr/bin/time on smdown.rules.resample.terrain
-    Point("terrain", 432588, 432588, 1.46, 122.2, "/usr/bin/time, tiny demo DEM (/tmp/smdown-slurm.CoKPaU/local)"),
-    Point("terrain", 1625442, 1625442, 3.43, 495.7, "/usr/bin/time, demo DEM (/tmp/fresh_run/resources/demo)"),
+    # terrain: work = DEM pixels, held = one window and its halo (smdown.terrain.WINDOW_PIXELS) or the whole DEM
+    # where smaller; /usr/bin/time on smdown.rules.resample.terrain (windowed code): slope on the tiny demo's DEM
+    # (708 x 611 at 30 m); slope, aspect and twi on the demo's (1374 x 1183, one window) and on a synthetic
+    # 6000 x 6000 DEM (9 windows of 2048 x 2048)
+    Point("terrain", 432588, 432588, 1.47, 120.6, "/usr/bin/time, tiny demo DEM (/tmp/smdown-slurm.CoKPaU/local)"),
+    Point("terrain", 1625442, 1625442, 4.03, 480.5, "/usr/bin/time, demo DEM (/tmp/fresh_run/resources/demo)"),
+    Point("terrain", 36e6, 4210704, 75.84, 1329.1, "/usr/bin/time, synthetic 6000 x 6000 DEM"),
 )
 
 
@@ -182,7 +186,7 @@ MODELS: dict[str, Model] = {
     "tune": Model(22.18, 4.811e-05, 804.1, 2.227e-02),
     "train_rf": Model(8.7, 3.772e-04, 750.6, 5.215e-03),
     "sensitivity": Model(22.1, 1.808e-04, 787.2, 6.315e-03),
-    "terrain": Model(1.46, 1.651e-06, 122.2, 3.128e-04),
+    "terrain": Model(1.47, 2.091e-06, 120.6, 3.199e-04),
 }
 # Not benchmarked (no `benchmark:` in their rules): the cubic baseline reads and writes block by block like
 # predict_rf with a cheaper model (cubic values are read, not computed), so predict_rf's line bounds it; ensemble

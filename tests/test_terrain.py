@@ -86,3 +86,63 @@ def test_twi_higher_in_valley_and_nan_propagates():
     w = terrain.twi(z, 30.0)
     assert np.isnan(w[3, 3]) and np.isfinite(w[4, 4])
     assert np.isnan(terrain.slope(z, 30.0)[3, 3]) and np.isnan(terrain.aspect(z, 30.0)[3, 3])
+
+
+def _windowed(z, size, names=("slope", "aspect", "twi")):
+    out = {name: np.full(z.shape, -999.0, dtype=np.float32) for name in names}
+    for (r, c, h, w), values in terrain.windowed(lambda r, c, h, w: z[r : r + h, c : c + w], z.shape, 30.0,
+                                                 list(names), size):
+        for name, value in values.items():
+            out[name][r : r + h, c : c + w] = value
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_windowed_terrain_equals_the_whole_dem(seed):
+    """Slope, aspect and the wetness index (its flow accumulation across windows included) window by window are
+    bitwise those of the whole DEM, with rivers crossing window edges back and forth, NaN holes, flats and ties."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(30, 70)), int(rng.integers(30, 70)))
+    z = rng.normal(size=shape).cumsum(0).cumsum(1) * 0.3 + rng.normal(scale=2, size=shape)
+    z[rng.random(shape) < 0.05] = np.nan
+    if seed == 0:
+        z = np.round(z)  # flats and ties
+    whole = {"slope": terrain.slope(z, 30.0), "aspect": terrain.aspect(z, 30.0), "twi": terrain.twi(z, 30.0)}
+    for size in (5, 16, 100):
+        out = _windowed(z, size)
+        for name, expected in whole.items():
+            np.testing.assert_array_equal(out[name], expected, err_msg=f"{name}, windows of {size}")
+
+
+def test_windowed_flow_crosses_many_windows():
+    z = plane(12, 40, -0.01, 0.0)  # every row drains east through 8 windows of 5 columns
+    acc = np.exp(_windowed(z, 5, ["twi"])["twi"]) * np.tan(np.radians(terrain.slope(z, 30.0))) / 30.0
+    np.testing.assert_allclose(acc, np.tile(np.arange(1, 41), (12, 1)), rtol=1e-5)
+
+
+def test_windows_cover_the_raster():
+    wins = terrain.windows((5, 7), 3)
+    assert wins == [(0, 0, 3, 3), (0, 3, 3, 3), (0, 6, 3, 1), (3, 0, 2, 3), (3, 3, 2, 3), (3, 6, 2, 1)]
+
+
+def test_terrain_step_writes_the_whole_dem_result_window_by_window(tmp_path):
+    from affine import Affine
+
+    from smdown import io
+    from smdown.grid import Grid
+    from smdown.rules.resample import terrain as terrain_step
+
+    rng = np.random.default_rng(5)
+    z = (rng.normal(size=(45, 38)).cumsum(0) + plane(45, 38, 0.01, 0.02)).astype(np.float32)
+    z[10:13, 20:22] = np.nan
+    io.write_stack(tmp_path / "dem.tif", io.Stack(z[np.newaxis], Grid("EPSG:32611", Affine(30, 0, 7e5, 0, -30, 4.2e6), 45, 38)))
+    names = ["slope", "northness", "eastness", "twi"]
+    terrain_step(str(tmp_path / "dem.tif"), {n: str(tmp_path / f"{n}.tif") for n in names}, ["slope", "aspect", "twi"],
+                 window=16)
+    z64 = z.astype(np.float64)
+    radians = np.deg2rad(terrain.aspect(z64, 30.0))
+    expected = {"slope": terrain.slope(z64, 30.0), "northness": np.cos(radians), "eastness": np.sin(radians),
+                "twi": terrain.twi(z64, 30.0)}
+    for name in names:
+        np.testing.assert_array_equal(io.read_stack(tmp_path / f"{name}.tif", static=True).data[0],
+                                      expected[name].astype(np.float32), err_msg=name)

@@ -15,6 +15,7 @@ from snakemake.exceptions import WorkflowError
 from smdown import config as smconfig
 from smdown import io as smio
 from smdown import resources as smres
+from smdown import terrain as smterrain
 from smdown.acquire.region import coarse_grid, make_region
 from smdown.grid import EASE2_9KM_RES
 from smdown.features import spec_from_config
@@ -245,7 +246,7 @@ def job_size(step, wildcards):
         return work, REGION.budget_block(fine, 20_000_000)
     if step == "terrain":
         pixels = dem_pixels()
-        return pixels, pixels  # the whole DEM is read at once
+        return pixels, min(pixels, smterrain.WINDOW_PIXELS)
     if step == "demo":
         days = config["demo"]["days"] + config["demo"]["spinup_days"]
         pixels = REGION.pixels(30) * days

@@ -5,6 +5,8 @@ rule terrain:
         expand(f"{R}/derived/{{name}}.tif", name=TERRAIN),
     log:
         f"{R}/logs/terrain.log",
+    benchmark:
+        f"{R}/benchmarks/terrain.tsv"
     conda:
         "../../envs/gdal.yaml"
     resources:
