@@ -219,6 +219,67 @@ def request(rule: str, work: float, held: float, attempt: int = 1) -> Request:
     return Request(mem_mb=mem * attempt, runtime=minutes * attempt)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """Jobs of one step on the DAG's critical path: how many, the CPU seconds of each, the cores each holds."""
+
+    name: str
+    jobs: int
+    cpu_s: float
+    threads: int = 1
+
+
+def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = (100, 50, 30), dynamic: int = 3,
+           static: int = 7, examples: int = 72000, epochs: int = 25, trials: int = 4, tune_epochs: int = 6,
+           tiles: int = 1) -> list[Stage]:
+    """The run's heavy jobs, step by step in DAG order, for a region of `pixels` 30 m pixels a day over `days`, with
+    the config's defaults (3 scales, precipitation/NDVI/NDWI, dem/sand/clay + 4 terrain rasters, 24000 examples per
+    scale). `tiles` > 1 splits the fine-scale jobs (30 m resample, predict, predict_rf, cubic, evaluate) into that
+    many equal tiles: issue 11.1's plan, not built yet (today every one of them is one job per layer or variable).
+    CPU seconds from MODELS; the 2-thread jobs (predict, predict_rf, tune, train, sensitivity) hold 2 cores."""
+    fine = min(scales)
+    out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels))]
+    resample = []
+    for scale in scales:
+        share = (fine / scale) ** 2
+        split = tiles if scale == fine else 1
+        resample.append(Stage(f"resample {scale} m", dynamic * split, MODELS["resample"].cpu_s(pixels * share * days / split)))
+        resample.append(Stage(f"resample {scale} m static", static, MODELS["resample"].cpu_s(pixels * share)))
+    resample.append(Stage("resample coarse SM", layers * tiles, MODELS["resample"].cpu_s(pixels * days / tiles)))
+    out += resample
+    out += [Stage("samples", layers * len(scales), MODELS["samples"].cpu_s(pixels * days)),
+            Stage("tune", layers * 3, MODELS["tune"].cpu_s(examples * trials * tune_epochs), 2),
+            Stage("train", layers * 3, MODELS["train"].cpu_s(examples * epochs), 2),
+            Stage("train_rf", layers, MODELS["train_rf"].cpu_s(examples), 2),
+            Stage("ensemble", layers, MODELS["ensemble"].cpu_s(examples)),
+            Stage("predict", layers * tiles, MODELS["predict"].cpu_s(pixels * days / tiles), 2),
+            Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2),
+            Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles)),
+            Stage("evaluate", tiles, MODELS["evaluate"].cpu_s(layers * pixels * days / tiles)),
+            Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples), 2)]
+    return out
+
+
+# The steps that wait for each other (a later group starts when the earlier ones end); within a group all jobs
+# may run at once. Wall time per job = its CPU time (predict's CPU/wall ratio on a quiet machine: 0.98).
+_GROUPS = (("terrain",), ("resample",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
+           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("evaluate",))
+
+
+def project(plan: list[Stage], nodes: int, cores: int = 32) -> dict:
+    """Jobs, CPU core-hours, core-hours held (cores x wall) and the wall time (hours) on `nodes` nodes of `cores`
+    cores: each group of steps takes max(its longest job, its held core-seconds / all cores)."""
+    wall = 0.0
+    for group in _GROUPS:
+        members = [s for s in plan if s.name.split()[0] in group]
+        if members:
+            longest = max(s.cpu_s for s in members)
+            held = sum(s.jobs * s.cpu_s * s.threads for s in members)
+            wall += max(longest, held / (nodes * cores))
+    return {"jobs": sum(s.jobs for s in plan), "cpu_core_h": sum(s.jobs * s.cpu_s for s in plan) / 3600,
+            "held_core_h": sum(s.jobs * s.cpu_s * s.threads for s in plan) / 3600, "wall_h": wall / 3600}
+
+
 def summarise_dry_run(text: str) -> list[dict]:
     """Per rule of a `snakemake -n` printout: its jobs and their largest mem_mb and runtime requests, with what a
     typical partition would refuse (Request.exceeds)."""
@@ -240,9 +301,20 @@ def summarise_dry_run(text: str) -> list[dict]:
 
 
 def main() -> None:
-    """`snakemake -n ... | python -m smdown.resources`: the requests per rule, as a Markdown table."""
+    """`snakemake -n ... | python -m smdown.resources`: the requests per rule, as a Markdown table.
+    `python -m smdown.resources project PIXELS DAYS`: the projection on 10 and 100 nodes of 32 cores."""
     import sys
 
+    if sys.argv[1:2] == ["project"]:
+        pixels, days = float(sys.argv[2]), int(sys.argv[3])
+        print("| jobs as | nodes | jobs | CPU core-hours | core-hours held | wall hours |")
+        print("|---|---|---|---|---|---|")
+        for tiles, label in ((1, "today (one predict job per layer)"), (pixels / 90000 / 16, "tiles of 4 x 4 cells (not built)")):
+            plan = stages(pixels, days, tiles=max(1, round(tiles)))
+            for nodes in (10, 100):
+                p = project(plan, nodes)
+                print(f"| {label} | {nodes} | {p['jobs']} | {p['cpu_core_h']:.0f} | {p['held_core_h']:.0f} | {p['wall_h']:.1f} |")
+        return
     rows = [r for r in summarise_dry_run(sys.stdin.read()) if r["rule"] != "all"]
     print("| rule | jobs | mem_mb (largest) | runtime min (largest) | beyond a typical partition |")
     print("|---|---|---|---|---|")

@@ -64,3 +64,14 @@ localrule all:
     assert rows["resample"] == {"rule": "resample", "jobs": 2, "mem_mb": 2400, "runtime": 3789,
                                 "exceeds": "runtime 3789 min > 2880"}
     assert rows["all"]["jobs"] == 1
+
+
+def test_projection_today_is_bound_by_one_predict_job_per_layer():
+    today = res.stages(58e6, 300)
+    predict = next(s for s in today if s.name == "predict")
+    assert predict.jobs == 2 and predict.cpu_s > 15 * 3600  # 17.4 G pixel-days at ~250 000 per CPU-s
+    ten, hundred = res.project(today, 10), res.project(today, 100)
+    assert ten["wall_h"] == hundred["wall_h"] > predict.cpu_s / 3600  # more nodes do not help
+    tiled = res.stages(58e6, 300, tiles=40)
+    assert res.project(tiled, 10)["wall_h"] < ten["wall_h"] / 5
+    assert res.project(tiled, 10)["cpu_core_h"] == pytest.approx(ten["cpu_core_h"], rel=0.05)
