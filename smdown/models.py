@@ -151,6 +151,9 @@ class Member:
         if self.name == "rf":
             rows = cube[crop].reshape(-1, cube.shape[-1])
             return _rf_predict(self.model, rows).reshape(days, height, width)
+        fast = self._plan()
+        if fast is not None:
+            return self._predict_onnx(fast, cube, halo, days, height, width)
         fn = self._compiled()
         if self.name == "cnn":
             inner = self.halo
@@ -165,6 +168,35 @@ class Member:
         band = cube[:, halo : halo + height].reshape(days, -1, cube.shape[-1])
         out = _batched(self._compiled_series(), band.transpose(1, 0, 2), CHUNK_SERIES)
         return out.T.reshape(days, height, cube.shape[2])[:, :, halo : halo + width].copy()
+
+    def _plan(self):
+        """The member as an ONNX Runtime session (smdown.inference; built and checked against the model once, cached),
+        or None: the model is not of the shape it handles, or SMDOWN_INFERENCE=tensorflow asks for TensorFlow."""
+        if os.environ.get("SMDOWN_INFERENCE", "numpy") == "tensorflow":
+            return None
+        if "_onnx_plan" not in self.__dict__:
+            from smdown import inference
+
+            spin = self.meta["sequence_days"] - 1 if self.name == "lstm" else 0
+            self.__dict__["_onnx_plan"] = inference.plan(self.name, self.model, spin)
+        return self.__dict__["_onnx_plan"]
+
+    def _predict_onnx(self, fast, cube: np.ndarray, halo: int, days: int, height: int, width: int) -> np.ndarray:
+        """_predict_cube through ONNX Runtime: the same pieces of the cube as the TensorFlow path."""
+        if self.name == "cnn":
+            inner = self.halo
+            out = np.empty((days, height, width), np.float32)
+            fast.conv_days(cube[:, halo - inner : halo + height + inner, halo - inner : halo + width + inner], out)
+            return out
+        if self.name == "dnn":
+            rows = cube.reshape(-1, cube.shape[-1])
+            out = np.empty(len(rows), np.float32)
+            fast.dense_rows(rows, out)
+            return out.reshape(cube.shape[:3])[:, halo : halo + height, halo : halo + width].copy()
+        band = cube[:, halo : halo + height].reshape(days, -1, cube.shape[-1])  # (days, pixels, F), a view
+        out = np.empty(band.shape[:2], np.float32)
+        fast.series(band, out)
+        return out.reshape(days, height, cube.shape[2])[:, :, halo : halo + width].copy()
 
     def _compiled(self):
         """The model as one graph function (cached on the member). Graph mode, not XLA: for the DNN's dense layers

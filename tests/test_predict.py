@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from smdown import correction, ensemble, io, models
+from smdown import correction, ensemble, inference, io, models
 from smdown.features import FeatureSpec
 from smdown.grid import Grid, block_expand, block_mean, nested_grid
 from smdown.predict import coarse_correction, predict_layer
@@ -53,17 +53,43 @@ def _reference_cube(member: models.Member, cube: np.ndarray, halo: int) -> np.nd
     return member.model.predict(series, verbose=0)[:, spin:, 0].T.reshape(days, height, width)
 
 
-@pytest.mark.parametrize("kind", ["dnn", "cnn", "lstm"])
-def test_compiled_member_equals_keras_predict_with_padded_chunks(kind, monkeypatch):
-    # chunks that do not divide the block, so that the last one is padded
+@pytest.mark.parametrize("engine", ["onnx", "tensorflow"])
+@pytest.mark.parametrize("kind", ["dnn", "cnn", "lstm", "lstm_static"])
+def test_compiled_member_equals_keras_predict_with_padded_chunks(kind, engine, monkeypatch):
+    # chunks that do not divide the block, so that the last one is padded (TensorFlow) or shorter (ONNX Runtime)
     monkeypatch.setattr(models, "CHUNK_ROWS", 37)
     monkeypatch.setattr(models, "CHUNK_DAYS", 4)
     monkeypatch.setattr(models, "CHUNK_SERIES", 7)
-    member = _member(kind)
+    monkeypatch.setattr(inference, "ROWS", 37)
+    monkeypatch.setattr(inference, "DAYS", 4)
+    monkeypatch.setattr(inference, "SERIES", 7)
+    monkeypatch.setenv("SMDOWN_INFERENCE", engine)
+    monkeypatch.setenv("SMDOWN_THREADS", "2")
+    if kind == "lstm_static":  # the second feature static: it joins the LSTM's memory in the dense head
+        import keras
+
+        keras.utils.set_random_seed(0)
+        model = models.with_units(models.build("lstm", 2, np.array([0.5, -1.0]), np.array([2.0, 0.5]), HP,
+                                               n_dynamic=1), 0.2, 0.05)
+        member = models.Member("lstm", model, {"patch": 3, "sequence_days": 3})
+    else:
+        member = _member(kind)
+    assert (member._plan() is not None) == (engine == "onnx")
     cube = np.random.default_rng(1).normal(size=(6, 9, 8, 2)).astype(np.float32)
     out = member.predict_cube(cube, halo=1)
     assert out.dtype == np.float32 and out.shape == (6, 7, 6)
     np.testing.assert_allclose(out, _reference_cube(member, cube, 1), atol=1e-6)
+
+
+def test_member_of_another_shape_is_predicted_by_tensorflow():
+    import keras
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(4, activation="tanh")(inputs)))
+    member = models.Member("dnn", model, {"patch": 3, "sequence_days": 3})
+    assert inference.plan("dnn", model) is None and member._plan() is None
+    cube = np.random.default_rng(2).normal(size=(2, 3, 3, 2)).astype(np.float32)
+    np.testing.assert_allclose(member.predict_cube(cube, halo=0), _reference_cube(member, cube, 0), atol=1e-6)
 
 
 def test_batched_calls_one_shape_and_keeps_the_rows():
