@@ -62,7 +62,7 @@ def gdalwarp_command(source: str, output: str, grid: Grid, method: str = "cubic"
     return ["gdalwarp", "-q", "-overwrite", "-r", method, "-t_srs", grid.crs,
             "-te", repr(left), repr(bottom), repr(right), repr(top), "-ts", str(grid.width), str(grid.height),
             "-srcnodata", "nan", "-dstnodata", "nan", "-ot", "Float32",
-            "-co", "COMPRESS=DEFLATE", "-co", "PREDICTOR=3", "-co", "TILED=YES", source, output]
+            "-co", "COMPRESS=ZSTD", "-co", "ZSTD_LEVEL=1", "-co", "PREDICTOR=3", "-co", "TILED=YES", source, output]
 
 
 def _timed(fn, *args, **kwargs):

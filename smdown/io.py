@@ -195,8 +195,10 @@ def _profile(grid: Grid, count: int) -> dict:
         height=grid.height,
         width=grid.width,
         count=count,
-        compress="deflate",
-        zlevel=1,  # a quarter of the default level's time for files a few percent larger
+        # ZSTD level 1 with the floating-point predictor: files as small as DEFLATE level 1's (itself a quarter of
+        # DEFLATE's default time for files a few percent larger) in half its CPU time (GDAL >= 2.3 reads them)
+        compress="zstd",
+        zstd_level=1,
         predictor=3,
         interleave="band",
         BIGTIFF="IF_SAFER",
