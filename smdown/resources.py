@@ -143,6 +143,20 @@ CALIBRATION: tuple[Point, ...] = (
 )
 
 
+_CHECK = "python -m smdown.bench predict --jobs predict on the 3 x 3 demo (/tmp/simpanel/wet_winter_rainfed), this code"
+# Checks, not fitted: the predict job alone at other shapes of the same size. The region 4 x larger at 10 days
+# (32.4 M pixel-days, one block 0.9 M) took about what the region at 40 days did (175.7 against 161.6 wall s,
+# load 6-8): time follows the pixel-days. It peaked at 1331 MB against 1213 MB for the region itself at 10 days,
+# and at 1069 MB with GDAL_CACHEMAX=64: the growth was GDAL's block cache, which by default takes up to 5 % of the
+# machine's memory (12.8 GB on a 256 GB node, whatever the job asked for). So the workflow caps it at 256 MB
+# where unset (workflow/rules/common.smk), and memory follows the block. The requests cover every check.
+CHECKS: tuple[Point, ...] = (
+    Point("predict", 8.1e6, 0.9e6, 27.18, 1213.0, _CHECK + ", 10 days"),
+    Point("predict", 32.4e6, 3.6e6, 88.43, 1840.0, _CHECK + ", 40 days"),
+    Point("predict", 32.4e6, 0.9e6, math.nan, 1331.0, _CHECK + ", the region tiled 2 x 2, 10 days (CPU not printed)"),
+    Point("predict", 32.4e6, 0.9e6, 76.64, 1069.0, _CHECK + ", the region tiled 2 x 2, 10 days, GDAL_CACHEMAX=64"),
+)
+
 @dataclass(frozen=True)
 class Model:
     start_s: float

@@ -1,5 +1,7 @@
 """Job resources as functions of the job's size (smdown.resources)."""
 
+import math
+
 import pytest
 
 from smdown import resources as res
@@ -75,3 +77,10 @@ def test_projection_today_is_bound_by_one_predict_job_per_layer():
     tiled = res.stages(58e6, 300, tiles=40)
     assert res.project(tiled, 10)["wall_h"] < ten["wall_h"] / 5
     assert res.project(tiled, 10)["cpu_core_h"] == pytest.approx(ten["cpu_core_h"], rel=0.05)
+
+
+@pytest.mark.parametrize("point", res.CHECKS, ids=lambda p: p.source.rsplit(", ", 1)[-1])
+def test_requests_cover_the_checks_not_fitted(point):
+    asked = res.request(point.rule, point.work, point.held)
+    assert asked.mem_mb >= point.rss_mb and res.MODELS[point.rule].rss_mb(point.held) >= 0.9 * point.rss_mb
+    assert math.isnan(point.cpu_s) or res.MODELS[point.rule].cpu_s(point.work) >= point.cpu_s

@@ -10,6 +10,10 @@ os.environ.update(
     )
 )
 
+# GDAL's block cache takes up to 5 % of the machine's memory by default (12.8 GB on a 256 GB node), whatever
+# a job asked for: capped where unset, so a job's memory follows its block (smdown/resources.py, CHECKS)
+os.environ.setdefault("GDAL_CACHEMAX", "256")
+
 from snakemake.exceptions import WorkflowError
 
 from smdown import config as smconfig
