@@ -21,7 +21,8 @@ Beside metrics.csv (all optional):
 
 - seams.csv: the seam ratio (``smdown.metrics.Seams``) of every method and of the truth, over all
   cells on the test dates (all dates without a split).
-- uncertainty.csv: how well a spread (``ensemble_std`` for ``ensemble``) describes the error against
+- uncertainty.csv: how well each standard deviation of ``SPREADS`` (the members' spread ``ensemble_std``
+  and the calibrated ``uncertainty``, both of ``ensemble``; column ``spread``) describes the error against
   truth and stations: coverage of the central normal intervals (coverage_90: ensemble +/- 1.645 std),
   spread-error correlation, mean std, MAE, RMSE, n. reliability.csv: RMSE per bin of predicted std.
 - differences.csv: paired bootstrap intervals of each method's metric minus the ensemble's.
@@ -68,10 +69,11 @@ SEAM_COLUMNS = ["layer", "method", "seam_ratio", "across", "inside", "n_across",
 COVERAGE_COLUMNS = [f"coverage_{round(p * 100):02d}" for p in NOMINAL]
 UNCERTAINTY_COLUMNS = ["layer", "method", "reference", "spread", "coverage_90", "spread_error_r", "mean_std", "mae",
                        "rmse", "n", *[c for c in COVERAGE_COLUMNS if c != "coverage_90"]]
-RELIABILITY_COLUMNS = ["layer", "method", "reference", "std_lo", "std_hi", "n", "rms_std", "rmse"]
+RELIABILITY_COLUMNS = ["layer", "method", "reference", "spread", "std_lo", "std_hi", "n", "rms_std", "rmse"]
 DIFFERENCE_COLUMNS = ["layer", "reference", "method", "versus", "metric", "difference", "lo", "hi"]
-#: spreads scored in uncertainty.csv: method -> the file (downscaled/<layer>/<name>.tif) of its standard deviation
-SPREADS = {"ensemble": "ensemble_std"}
+#: spreads scored in uncertainty.csv: a standard deviation's file name (downscaled/<layer>/<name>.tif) -> the method
+#: whose error it describes (ensemble_std: the members' spread; uncertainty: the calibrated uncertainty)
+SPREADS = {"ensemble_std": "ensemble", "uncertainty": "ensemble"}
 PAIR_COLUMNS = ["layer", "method", "reference", "pred", "ref"]
 STATION_COLUMNS = ["station", "lon", "lat", "date", "surface", "rootzone"]
 
@@ -188,8 +190,9 @@ class _Stats:
     def cluster_sums(self, reference: str, method: str) -> ClusterSums:
         return self.sums.setdefault((reference, method), ClusterSums())
 
-    def spread_of(self, reference: str, method: str) -> Spread:
-        return self.spread.setdefault((reference, method), Spread())
+    def spread_of(self, reference: str, name: str) -> Spread:
+        """The calibration of the spread ``name`` (e.g. uncertainty) against ``reference``."""
+        return self.spread.setdefault((reference, name), Spread())
 
 
 def confidence(
@@ -269,20 +272,20 @@ def evaluate_truth(
     layer: str = "",
     sampler: _Sampler | None = None,
     stats: _Stats | None = None,
-    spreads: Mapping[str, PathLike] | None = None,
+    spreads: Mapping[str, tuple[str, PathLike]] | None = None,
     block_days: int = 3,
 ) -> list[dict]:
     """Metric rows of each method against truth on the given coarse cells x dates, one cell at a time.
 
     With ``stats``, the bootstrap sums (cluster: the test cell, block: ``block_days`` days) and, for
-    the methods in ``spreads`` (method -> std file), the spread calibration are gathered there.
+    the spreads in ``spreads`` (name -> (method, std file)), their calibration are gathered there.
     """
     truth_aligned = _aligned(truth_path, dates)
     dates = [dates[i] for i in truth_aligned[1]]
     truth_aligned = (truth_aligned[0], np.arange(len(dates)))
     aligned = {m: _aligned(p, dates) for m, p in paths.items()}
-    spreads = {m: p for m, p in (spreads or {}).items() if m in paths} if stats is not None else {}
-    spread_aligned = {m: _aligned(p, dates) for m, p in spreads.items()}
+    spreads = {s: mp for s, mp in (spreads or {}).items() if mp[0] in paths} if stats is not None else {}
+    spread_aligned = {s: _aligned(p, dates) for s, (_, p) in spreads.items()}
     blocks = day_blocks(dates, block_days)[:, None, None]
     acc = {m: Accumulator(factor) for m in paths}
     if dates:
@@ -297,9 +300,10 @@ def evaluate_truth(
                     sampler.add(layer, method, "truth", pred, ref, mask)
                 if stats is not None:
                     stats.cluster_sums("truth", method).add_many(np.array(i), blocks, pred, ref)
-                if method in spreads:
-                    std = _read_dated(spreads[method], *window, dates, spread_aligned[method])
-                    stats.spread_of("truth", method).update(pred, std, ref)
+                for name, (of, std_path) in spreads.items():
+                    if of == method:
+                        std = _read_dated(std_path, *window, dates, spread_aligned[name])
+                        stats.spread_of("truth", name).update(pred, std, ref)
     return [_row(layer, m, "truth", a.result()) for m, a in acc.items()]
 
 
@@ -455,7 +459,7 @@ def evaluate_stations(
     """Metric rows of each method against the station observations of ``station_series``, pooled.
 
     With ``stats``: bootstrap sums (cluster: the station, block: ``block_days`` days) and the spread
-    calibration of the methods in ``spreads`` (method -> the series column of its std).
+    calibration of the spreads in ``spreads`` (a series column holding a std -> the method it describes).
     """
     rows = []
     if not series.empty and stats is not None:
@@ -471,9 +475,9 @@ def evaluate_stations(
         rows.append(_row(layer, method, "stations", acc.result()))
         if stats is not None:
             stats.cluster_sums("stations", method).add_many(clusters, blocks, pred, obs)
-            column = (spreads or {}).get(method)
-            if column is not None and column in series.columns:
-                stats.spread_of("stations", method).update(pred, series[column].to_numpy(dtype=float), obs)
+            for column, of in (spreads or {}).items():
+                if of == method and column in series.columns:
+                    stats.spread_of("stations", column).update(pred, series[column].to_numpy(dtype=float), obs)
     return rows
 
 
@@ -513,8 +517,8 @@ def evaluate_run(
     Optionally writes a seeded sample of (pred, ref) pairs per layer, method and reference (about
     ``max_pairs`` each for truth and coarse; all station pairs) to ``pairs_out`` for the scatter
     plots, the station series (``station_series``, with a ``layer`` column) to ``series_out``, the
-    seam ratios to ``seams_out``, the calibration of the spreads (``spreads``: method -> the file
-    name of its standard deviation) to ``uncertainty_out`` and ``reliability_out``, and the paired
+    seam ratios to ``seams_out``, the calibration of the spreads (``spreads``: the file name of a
+    standard deviation -> the method it describes) to ``uncertainty_out`` and ``reliability_out``, and the paired
     intervals of each method minus the ensemble to ``differences_out`` (see the module docstring).
     ``max_pixels`` bounds the values held per read in the coarse check and the seams.
     """
@@ -538,11 +542,11 @@ def evaluate_run(
         log.info("%s: %d method(s) %s, factor %d", layer, len(paths), list(paths), factor)
         stats = _Stats()
         layer_rows: list[dict] = []
-        std_paths = {m: Path(downscaled_dir) / layer / f"{name}.tif" for m, name in spreads.items() if m in paths}
-        for m, p in list(std_paths.items()):
+        std_paths = {name: Path(downscaled_dir) / layer / f"{name}.tif" for name, m in spreads.items() if m in paths}
+        for name, p in list(std_paths.items()):
             if not p.exists():
-                log.warning("%s: %s has no spread (%s missing); its uncertainty is not scored", layer, m, p)
-                del std_paths[m]
+                log.warning("%s: %s has no %s (%s missing); it is not scored", layer, spreads[name], name, p)
+                del std_paths[name]
         seam_files = dict(paths)
         seam_dates = split.get("test_dates") or io.read_dates(coarse_path)
 
@@ -563,8 +567,8 @@ def evaluate_run(
                 log.warning("%s: %d test cell(s) outside the coarse grid ignored, e.g. %s", layer, len(bad), bad[:3])
                 cells = [rc for rc in cells if rc not in bad]
             sampler = _Sampler(len(cells) * len(dates) * factor * factor, max_pairs, seed)
-            layer_rows += evaluate_truth(paths, truth_path, factor, cells, dates, layer, sampler, stats, std_paths,
-                                         block_days)
+            layer_rows += evaluate_truth(paths, truth_path, factor, cells, dates, layer, sampler, stats,
+                                         {name: (spreads[name], p) for name, p in std_paths.items()}, block_days)
             pairs.append(sampler.frame())
             log.info("%s: truth on %d test cell(s) x %d test date(s)", layer, len(cells), len(dates))
         elif truth_path is not None:
@@ -572,12 +576,12 @@ def evaluate_run(
 
         if station_df is not None:
             # the spreads ride along as columns named by their file (ensemble_std, ...)
-            files = {**paths, **{spreads[m]: p for m, p in std_paths.items()}}
+            files = {**paths, **std_paths}
             series = station_series(files, station_df, layer, coarse_path)
             if series.empty:
                 log.warning("%s: no station overlaps the run; stations skipped", layer)
             else:
-                station_spreads = {m: spreads[m] for m in std_paths}
+                station_spreads = {name: spreads[name] for name in std_paths}
                 layer_rows += evaluate_stations(series, list(paths), layer, stats, station_spreads, block_days)
                 long = series.melt(id_vars=["date", "observed"], value_vars=list(paths), var_name="method",
                                    value_name="pred")
@@ -597,14 +601,16 @@ def evaluate_run(
         diff_rows += diffs
         if seams_out is not None:
             seam_rows += evaluate_seams(seam_files, coarse_path, seam_dates, layer, max_pixels)
-        for (reference, method), spread in sorted(stats.spread.items()):
+        for (reference, name), spread in sorted(stats.spread.items()):
             cover = {f"coverage_{round(c['nominal'] * 100):02d}": c["observed"] for c in spread.coverage()}
             out_ = spread.result()
-            spread_rows.append({"layer": layer, "method": method, "reference": reference, "spread": spreads[method],
+            method = spreads[name]
+            spread_rows.append({"layer": layer, "method": method, "reference": reference, "spread": name,
                                 **{k: v for k, v in out_.items() if k != "coverage90"}, **cover})
-            bin_rows += [{"layer": layer, "method": method, "reference": reference, **b} for b in spread.reliability()]
-            log.info("%s: %s spread vs %s: coverage of the 90%% interval %.3f, spread-error r %.3f (n %d)", layer,
-                     method, reference, cover.get("coverage_90", float("nan")), out_["spread_error_r"], out_["n"])
+            bin_rows += [{"layer": layer, "method": method, "reference": reference, "spread": name, **b}
+                         for b in spread.reliability()]
+            log.info("%s: %s %s vs %s: coverage of the 90%% interval %.3f, spread-error r %.3f (n %d)", layer,
+                     method, name, reference, cover.get("coverage_90", float("nan")), out_["spread_error_r"], out_["n"])
 
     table = pd.DataFrame(rows, columns=COLUMNS)
     if out is not None:

@@ -143,9 +143,10 @@ def plot_scatter(pairs: pd.DataFrame, path: PathLike, reference: str = "referenc
 
 
 def plot_station_series(series: pd.DataFrame, path: PathLike, title: str = "", max_stations: int = 6) -> Path:
-    """Time series per station: coarse input, ensemble +- spread, and the station observations.
+    """Time series per station: coarse input, ensemble with the 90 % interval of its calibrated uncertainty and
+    its members' spread, and the station observations.
 
-    ``series`` has columns station, date, observed and any of coarse, ensemble, ensemble_std (as
+    ``series`` has columns station, date, observed and any of coarse, ensemble, ensemble_std, uncertainty (as
     ``smdown.evaluate.station_series`` returns); at most ``max_stations`` stations are drawn.
     """
     stations = list(dict.fromkeys(series["station"]))[:max_stations] if len(series) else []
@@ -161,9 +162,13 @@ def plot_station_series(series: pd.DataFrame, path: PathLike, title: str = "", m
             ax.step(t, sub["coarse"], where="mid", color="0.5", lw=1, label="coarse input")
         if "ensemble" in sub:
             ax.plot(t, sub["ensemble"], color="tab:blue", lw=1.2, label="ensemble")
+            if "uncertainty" in sub:  # the calibrated uncertainty's 90 % interval
+                half = 1.6448536 * sub["uncertainty"]
+                ax.fill_between(t, sub["ensemble"] - half, sub["ensemble"] + half, color="tab:blue", alpha=0.2, lw=0,
+                                label="90 % interval")
             if "ensemble_std" in sub:
                 ax.fill_between(t, sub["ensemble"] - sub["ensemble_std"], sub["ensemble"] + sub["ensemble_std"],
-                                color="tab:blue", alpha=0.25, lw=0, label="± spread")
+                                color="tab:blue", alpha=0.35, lw=0, label="± members' spread")
         ax.plot(t, sub["observed"], "o", ms=2.5, color="k", label="station")
         ax.set_title(str(name), fontsize=9, loc="left")
         ax.set_ylabel("m³/m³", fontsize=8)
@@ -284,27 +289,50 @@ def plot_sensitivity(importance: pd.DataFrame, curves: pd.DataFrame, path: PathL
     return _save(fig, path)
 
 
+def _with_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of evaluate's uncertainty.csv or reliability.csv with its ``spread`` column (older tables lack it:
+    the members' spread)."""
+    table = table.copy()
+    if "spread" not in table.columns:
+        table["spread"] = "ensemble_std"
+    for column in ("layer", "reference", "method"):
+        if column not in table.columns:
+            table[column] = ""
+    return table
+
+
 def plot_reliability(bins: pd.DataFrame, uncertainty: pd.DataFrame, path: PathLike, title: str = "") -> Path:
-    """Reliability of a predicted standard deviation: two panels, one line per layer x reference.
+    """Reliability of the predicted standard deviations: two panels, one line per layer x reference x spread
+    (solid: the calibrated ``uncertainty``; dotted: the members' spread ``ensemble_std``).
 
     Left: observed RMSE against the RMS predicted std, per bin of predicted std (reliability.csv of
     ``smdown.evaluate``); a calibrated std lies on the 1:1 line. Right: observed against nominal
     coverage of the central normal intervals (the ``coverage_XX`` columns of uncertainty.csv).
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(7.6, 3.4))
-    groups = ["layer", "reference", "method"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.8))
+    bins, uncertainty = _with_spread(bins), _with_spread(uncertainty)
+    groups = ["layer", "reference", "method", "spread"]
+    pairs = sorted({(row.layer, row.reference) for row in pd.concat([bins, uncertainty]).itertuples()})
+    color = {pair: f"C{k}" for k, pair in enumerate(pairs)}
+
+    def style(row) -> dict:
+        """A colour per layer x reference, solid for the calibrated uncertainty, dashed for the members' spread."""
+        solid = row["spread"] == "uncertainty"
+        return dict(color=color[(row["layer"], row["reference"])], ls="-" if solid else ":", marker="o" if solid else ".",
+                    label=f"{row['layer']} / {row['reference']} / {row['spread']}")
+
     lo, hi = np.inf, 0.0
-    for k, (key, sub) in enumerate(bins.groupby(groups, sort=True) if len(bins) else []):
+    for key, sub in bins.groupby(groups, sort=True) if len(bins) else []:
         x, y = sub["rms_std"].to_numpy(float), sub["rmse"].to_numpy(float)
         ok = (x > 0) & (y > 0)
         if ok.any():
-            left.plot(x[ok], y[ok], "o-", ms=3, lw=1, color=f"C{k}", label=" / ".join(map(str, key[:2])))
+            left.plot(x[ok], y[ok], ms=3, lw=1, **style(dict(zip(groups, key, strict=True))))
             lo, hi = min(lo, x[ok].min(), y[ok].min()), max(hi, x[ok].max(), y[ok].max())
     if hi > 0:
         left.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="1:1")
         left.set_xscale("log")
         left.set_yscale("log")
-        left.legend(fontsize=7)
+        left.legend(fontsize=5)
     else:
         left.text(0.5, 0.5, "no spread scored", ha="center", va="center", transform=left.transAxes)
     left.set_xlabel("predicted std (RMS per bin, m³/m³)", fontsize=8)
@@ -312,16 +340,15 @@ def plot_reliability(bins: pd.DataFrame, uncertainty: pd.DataFrame, path: PathLi
     left.set_title("spread vs error", fontsize=9)
     columns = sorted(c for c in uncertainty.columns if str(c).startswith("coverage_"))
     nominal = np.array([int(c.split("_")[1]) / 100.0 for c in columns])
-    for k, (_, row) in enumerate(uncertainty.sort_values(groups).iterrows() if len(uncertainty) else []):
-        right.plot(nominal, row[columns].to_numpy(float), "o-", ms=3, lw=1, color=f"C{k}",
-                   label=f"{row['layer']} / {row['reference']}")
+    for _, row in uncertainty.sort_values(groups).iterrows() if len(uncertainty) else []:
+        right.plot(nominal, row[columns].to_numpy(float), ms=3, lw=1, **style(row))
     right.plot([0, 1], [0, 1], "k--", lw=0.8, label="1:1")
     right.set_xlim(0, 1)
     right.set_ylim(0, 1.02)
     right.set_xlabel("nominal coverage", fontsize=8)
     right.set_ylabel("observed coverage", fontsize=8)
     right.set_title("interval coverage", fontsize=9)
-    right.legend(fontsize=7)
+    right.legend(fontsize=5)
     for ax in (left, right):
         ax.tick_params(labelsize=7)
     if title:

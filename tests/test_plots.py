@@ -42,7 +42,8 @@ def test_station_series(tmp_path, rng):
     dates = pd.date_range("2023-05-01", periods=20).strftime("%Y-%m-%d")
     series = pd.concat([pd.DataFrame({"station": s, "date": dates, "observed": rng.random(20),
                                       "coarse": rng.random(20), "ensemble": rng.random(20),
-                                      "ensemble_std": 0.02 * rng.random(20)}) for s in ("A", "B")])
+                                      "ensemble_std": 0.02 * rng.random(20),
+                                      "uncertainty": 0.04 * rng.random(20)}) for s in ("A", "B")])
     check(plots.plot_station_series(series, tmp_path / "stations.png", title="surface"))
     check(plots.plot_station_series(pd.DataFrame(), tmp_path / "none.png"))
 
@@ -73,3 +74,19 @@ def test_sensitivity(tmp_path):
     check(plots.plot_sensitivity(imp, curves, tmp_path / "sens.png", title="surface"))
     check(plots.plot_sensitivity(imp[imp["model"] == "dnn"].drop(columns="model"),
                                  curves[curves["model"] == "dnn"].drop(columns="model"), tmp_path / "one.png"))
+
+
+def test_reliability_of_both_standard_deviations(tmp_path, rng):
+    bins = pd.DataFrame([{"layer": layer, "method": "ensemble", "reference": ref, "spread": spread, "std_lo": lo,
+                          "std_hi": lo * 2, "n": 100, "rms_std": lo * 1.5, "rmse": lo * (1.5 if spread == "uncertainty"
+                                                                                             else 5)}
+                         for layer in ("surface", "rootzone") for ref in ("truth", "stations")
+                         for spread in ("ensemble_std", "uncertainty") for lo in (0.005, 0.01, 0.02)])
+    coverage = {f"coverage_{p}": p / 100 for p in (50, 68, 80, 90, 95, 99)}
+    table = pd.DataFrame([{"layer": layer, "method": "ensemble", "reference": ref, "spread": spread, **coverage}
+                          for layer in ("surface", "rootzone") for ref in ("truth", "stations")
+                          for spread in ("ensemble_std", "uncertainty")])
+    check(plots.plot_reliability(bins, table, tmp_path / "reliability.png"))
+    # tables of an older evaluation (no spread column) still draw
+    check(plots.plot_reliability(bins.drop(columns="spread"), table.drop(columns="spread"), tmp_path / "old.png"))
+    check(plots.plot_reliability(pd.DataFrame(), pd.DataFrame(), tmp_path / "empty.png"))

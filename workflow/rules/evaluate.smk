@@ -36,7 +36,14 @@ rule evaluate:
             f"{R}/downscaled/{{layer}}/{{method}}.tif",
             layer=LAYERS,
             method=MEMBERS
-            + ["rf", "ensemble", "ensemble_std", "cubic", "cubic_corrected"],
+            + [
+                "rf",
+                "ensemble",
+                "ensemble_std",
+                "uncertainty",
+                "cubic",
+                "cubic_corrected",
+            ],
         ),
         split=f"{R}/samples/split.json",
         coarse=[INPUTS.coarse[layer] for layer in LAYERS],

@@ -50,3 +50,31 @@ rule predict_rf:
         model_inputs=MODEL_INPUTS,
     script:
         "../scripts/predict_rf.py"
+
+
+# the calibrated uncertainty of the ensemble (smdown.uncertainty): after predict, since its calibration on stations
+# needs the ensemble at the stations' pixels
+rule uncertainty:
+    input:
+        ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
+        spread=f"{R}/downscaled/{{layer}}/ensemble_std.tif",
+        weights=f"{R}/ensemble/{{layer}}/weights.csv",
+        coarse=coarse_input,
+        split=f"{R}/samples/split.json",
+        stations=INPUTS.stations or [],
+    output:
+        uncertainty=f"{R}/downscaled/{{layer}}/uncertainty.tif",
+        calibration=f"{R}/ensemble/{{layer}}/calibration.csv",
+    log:
+        f"{R}/logs/uncertainty/{{layer}}.log",
+    benchmark:
+        f"{R}/benchmarks/uncertainty/{{layer}}.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        uncertainty=config["uncertainty"],
+    script:
+        "../scripts/uncertainty.py"

@@ -1,0 +1,143 @@
+"""A calibrated uncertainty of the 30 m ensemble: the standard deviation of its error, not the members' spread.
+
+The members' spread (``ensemble_std``) measures how much the members disagree. They are trained on the same data
+and corrected to the same coarse means, so they agree far more than they are right: on the demo their spread is a
+tenth of the error. The error of a 30 m value has two parts the spread cannot see: the coarse product's own error,
+which the coarse correction hands down to every pixel of a cell, and the detail inside the cell that the members
+paint wrongly. The uncertainty is modelled as
+
+    sigma^2 = a^2 + (b * ensemble)^2 + (k * within)^2 + spread^2
+
+per pixel-day, where ``ensemble`` is the ensemble value (wetter soil, larger errors), ``within`` the standard
+deviation of the ensemble inside its coarse cell that day (the detail it paints) and ``spread`` the members'
+spread (so the interval is never narrower than the members' disagreement). Its parameters come from the data a
+user has, in this order:
+
+- ``stations`` (when given, with at least ``min_station_days`` observations on days outside the test days of the
+  split): a and b by maximum likelihood of a normal error on the station-days (ensemble at the station's pixel
+  minus the observation), k = 0. The stations' own error (sensor, point against pixel) counts as model error
+  unless ``station_error`` (m3/m3) is given, which is removed in quadrature: without it the interval is wide by
+  that much.
+- ``prior`` (no stations): a = ``coarse_error`` of the layer (the coarse product's published accuracy, e.g. SMAP
+  L4's 0.04 / 0.03 m3/m3 at core sites), b = 0, k from the self-similarity check of the members (weights.csv:
+  the error of the within-cell detail relative to the detail painted, k^2 = (1 + s^2 - 2 r s) / s^2 with s the
+  check's std ratio and r its correlation, weighted by the ensemble weights) or ``within_factor`` without one.
+
+Pure numpy; the rule step (smdown.rules.uncertainty) reads and writes the rasters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SOURCES = ("stations", "prior")
+
+
+@dataclass
+class Calibration:
+    """sigma^2 = a^2 + (b * ensemble)^2 + (k * within)^2 + spread^2; `source`: what set a, b, k; `n`: the
+    station-days of the fit (0 for the prior)."""
+
+    a: float
+    b: float = 0.0
+    k: float = 0.0
+    source: str = "prior"
+    n: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def cell_within_std(field: np.ndarray, factor: int) -> np.ndarray:
+    """Standard deviation of a field (days, rows, cols) inside each coarse cell and day, repeated over the cell's
+    pixels (float32; NaN pixels left out, a cell-day without a finite pixel NaN)."""
+    days, rows, cols = field.shape
+    if rows % factor or cols % factor:
+        raise ValueError(f"shape {rows}x{cols} is not a multiple of factor {factor}")
+    cells = field.reshape(days, rows // factor, factor, cols // factor, factor).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell-day without a finite pixel
+        std = np.nanstd(cells, axis=(2, 4))
+    return np.broadcast_to(std[:, :, None, :, None], cells.shape).reshape(field.shape).astype(np.float32)
+
+
+def sigma(ensemble: np.ndarray, spread: np.ndarray, within: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """The uncertainty (float32, NaN where the ensemble is NaN; a NaN spread or within counts as 0)."""
+    c = calibration
+    var = np.full(ensemble.shape, np.float32(c.a) ** 2, dtype=np.float32)
+    if c.b:
+        var += (np.float32(c.b) * ensemble) ** 2
+    if c.k:
+        var += np.nan_to_num(np.float32(c.k) * within) ** 2
+    var += np.nan_to_num(spread) ** 2
+    out = np.sqrt(var)
+    out[~np.isfinite(ensemble)] = np.nan
+    return out
+
+
+def within_factor(table: Mapping[str, np.ndarray] | None, default: float) -> float:
+    """k of the prior from the members' self-similarity check (columns member, weight, similarity_r,
+    similarity_ratio of weights.csv): sqrt(sum_i w_i (1 + s_i^2 - 2 r_i s_i) / s_i^2) over the weighted members
+    with a check; `default` where none has one."""
+    if table is None or "similarity_r" not in table or "similarity_ratio" not in table:
+        return float(default)
+    w = np.asarray(table["weight"], dtype=float)
+    r = np.asarray(table["similarity_r"], dtype=float)
+    s = np.asarray(table["similarity_ratio"], dtype=float)
+    ok = (w > 0) & np.isfinite(r) & np.isfinite(s) & (s > 0)
+    if not ok.any():
+        return float(default)
+    k2 = (1.0 + s[ok] ** 2 - 2.0 * r[ok] * s[ok]) / s[ok] ** 2
+    return float(np.sqrt(np.sum(w[ok] * k2) / np.sum(w[ok])))
+
+
+def fit_stations(ensemble: np.ndarray, spread: np.ndarray, error: np.ndarray, station_error: float = 0.0
+                 ) -> Calibration:
+    """a, b by maximum likelihood of error ~ N(0, a^2 + (b ensemble)^2 + spread^2 + station_error^2) over the finite
+    station-days (the station's own error then left out of the uncertainty)."""
+    m, s, e = (np.asarray(x, dtype=float).ravel() for x in (ensemble, spread, error))
+    s = np.nan_to_num(s)
+    ok = np.isfinite(m) & np.isfinite(e)
+    m, s, e = m[ok], s[ok], e[ok]
+    if len(e) < 3:
+        raise ValueError(f"{len(e)} station-days: too few to calibrate the uncertainty")
+    fixed = s**2 + station_error**2 + 1e-10
+    rms = max(float(np.sqrt(np.mean(e * e))), 1e-4)
+
+    def nll(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Mean negative log-likelihood (up to constants) on a grid of a (A,) x b (B,), one a at a time (memory
+        B x station-days)."""
+        growth = (b[:, None] * m[None, :]) ** 2 + fixed[None, :]
+        out = np.empty((len(a), len(b)))
+        for i, value in enumerate(a):
+            var = growth + value * value
+            out[i] = np.mean(np.log(var) + e * e / var, axis=-1)
+        return out
+
+    # coarse to fine on log grids (b = 0 kept as a candidate: no growth with the soil moisture)
+    log_a, log_b = np.linspace(np.log(rms) - 6, np.log(rms) + 1, 71), np.linspace(np.log(1e-3), np.log(5.0), 71)
+    best_a, best_b, best = rms, 0.0, np.inf
+    for _ in range(4):
+        a_grid = np.exp(log_a)
+        b_grid = np.concatenate([[0.0], np.exp(log_b)])
+        values = nll(a_grid, b_grid)
+        i, j = np.unravel_index(np.argmin(values), values.shape)
+        if values[i, j] < best:
+            best, best_a, best_b = float(values[i, j]), float(a_grid[i]), float(b_grid[j])
+        step_a, step_b = log_a[1] - log_a[0], log_b[1] - log_b[0]
+        log_a = np.linspace(np.log(best_a) - 3 * step_a, np.log(best_a) + 3 * step_a, 41)
+        centre_b = np.log(best_b) if best_b > 0 else log_b[0]
+        log_b = np.linspace(centre_b - 3 * step_b, centre_b + 3 * step_b, 41)
+    a, b = best_a, best_b
+    return Calibration(a=float(a), b=float(b), k=0.0, source="stations", n=int(len(e)))
+
+
+def coverage(error: np.ndarray, sigma_: np.ndarray, z: float = 1.6448536269514722) -> float:
+    """Share of the finite pairs with |error| <= z sigma (z = 1.645: the central 90 % normal interval)."""
+    e, s = np.asarray(error, dtype=float), np.asarray(sigma_, dtype=float)
+    ok = np.isfinite(e) & np.isfinite(s)
+    return float(np.mean(np.abs(e[ok]) <= z * s[ok])) if ok.any() else float("nan")
