@@ -24,6 +24,13 @@ samples/split.json), streamed coarse cell by coarse cell (memory bounded by one 
 
 Then the panel median per part x layer x method, and issue 9's acceptance checks on the untouched medians
 (`acceptance`). The table goes to `<out>/skill.csv` (with the `--set` settings in a column).
+
+The weighting study (`<out>/weightings.csv`): how the ensemble would score under other member weights, from
+the members' maps already written (no rerun). The sums of each member's error and of every product of two
+members' errors give the ubRMSE of any convex combination exactly (ErrorMoments). Schemes: the weights the run
+used, the rules' alternatives computed from weights.csv's validation columns (equal, inverse_mse,
+inverse_ubmse, within_cell) and two oracles that see the truth (the best member; the best convex weights),
+which bound what any weighting could reach.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from scipy.optimize import minimize
 
 from smdown import config as smconfig
 from smdown import io
@@ -268,6 +276,97 @@ def method_files(downscaled: Path) -> dict[str, Path]:
     return {m: found[m] for m in order + (["cubic"] if "cubic" in found else [])}
 
 
+class ErrorMoments:
+    """Sums of the members' errors against the truth and of the products of every two, over the pixel-days where
+    the truth and every member are finite: enough to score any convex combination of the members afterwards,
+    since with weights w summing to 1 the ensemble's error is w'e, so ubMSE(w) = w'Cw - (w'b)^2 with
+    C = E[e e'] and b = E[e]."""
+
+    def __init__(self, members: Sequence[str]) -> None:
+        self.members = list(members)
+        self.n = 0
+        self.total = np.zeros(len(self.members))
+        self.cross = np.zeros((len(self.members), len(self.members)))
+
+    def update(self, preds: Mapping[str, np.ndarray], truth: np.ndarray) -> None:
+        truth = np.asarray(truth, np.float64).ravel()
+        err = np.stack([np.asarray(preds[m], np.float64).ravel() - truth for m in self.members])
+        err = err[:, np.isfinite(err).all(axis=0)]
+        self.n += err.shape[1]
+        self.total += err.sum(axis=1)
+        self.cross += err @ err.T
+
+    def ubrmse(self, weights: Mapping[str, float]) -> float:
+        """ubRMSE of the members combined with `weights` (renormalised to sum to 1; a missing member weighs 0)."""
+        w = np.array([max(float(weights.get(m, 0.0)), 0.0) for m in self.members])
+        if self.n == 0 or not np.isfinite(w).all() or w.sum() <= 0:
+            return float("nan")
+        w /= w.sum()
+        mean = self.total / self.n
+        return math.sqrt(max(float(w @ (self.cross / self.n) @ w - (w @ mean) ** 2), 0.0))
+
+    def best_convex(self) -> dict[str, float]:
+        """The convex weights with the lowest ubRMSE against the truth (an oracle: no run can know them)."""
+        k = len(self.members)
+        fit = minimize(lambda w: self.ubrmse(dict(zip(self.members, w, strict=True))) ** 2, np.full(k, 1.0 / k),
+                       method="SLSQP", bounds=[(0.0, 1.0)] * k,
+                       constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}])
+        w = np.clip(fit.x, 0.0, None)
+        return dict(zip(self.members, (w / w.sum()).tolist(), strict=True))
+
+
+def weighting_schemes(table: pd.DataFrame, moments: ErrorMoments) -> dict[str, dict[str, float]]:
+    """Member weights per scheme: as the run used them (weights.csv), the rules' alternatives from weights.csv's
+    validation columns (NaN where the column is missing), and the two oracles."""
+    rows = table.set_index("member").reindex(moments.members)
+
+    def inverse(column: str, power: float = 1.0) -> dict[str, float]:
+        values = rows[column] if column in rows else pd.Series(np.nan, index=rows.index)
+        return {m: 1.0 / max(float(v), 1e-12) ** power for m, v in values.items()}
+
+    each = {m: moments.ubrmse({m: 1.0}) for m in moments.members}
+    best = min(each, key=lambda m: each[m] if np.isfinite(each[m]) else np.inf)
+    return {
+        "as run": dict(rows["weight"].fillna(0.0)),
+        "equal": dict.fromkeys(moments.members, 1.0),
+        "inverse_mse": inverse("val_rmse", 2),
+        "inverse_ubmse": inverse("val_ubrmse", 2),
+        "within_cell": inverse("similarity_nmse"),
+        "oracle: best member": {m: float(m == best) for m in moments.members},
+        "oracle: best weights": moments.best_convex(),
+    }
+
+
+WEIGHTING_COLUMNS = ["world", "part", "layer", "scheme", "ubrmse", "ratio_cubic", "ratio_best", "weights"]
+
+
+def weighting_rows(world: PanelWorld, layer: str, moments: ErrorMoments, table: pd.DataFrame,
+                   cubic_ubrmse: float) -> list[dict]:
+    """Rows (WEIGHTING_COLUMNS) of one world x layer: each scheme's ensemble ubRMSE, its ratio to cubic and to
+    the best member."""
+    best = min(moments.ubrmse({m: 1.0}) for m in moments.members)
+    rows = []
+    for scheme, weights in weighting_schemes(table, moments).items():
+        score = moments.ubrmse(weights)
+        total = sum(weights.values())
+        shares = " ".join(f"{m} {weights[m] / total:.2f}" for m in moments.members) if total > 0 else ""
+        rows.append({"world": world.name, "part": world.part, "layer": layer, "scheme": scheme, "ubrmse": score,
+                     "ratio_cubic": score / cubic_ubrmse, "ratio_best": score / best, "weights": shares})
+    return rows
+
+
+def format_weightings(table: pd.DataFrame) -> str:
+    """Median over the worlds of each scheme's ensemble ubRMSE / cubic and / best member, per part x layer."""
+    lines = ["weighting study: the ensemble under other member weights (median over worlds; ubRMSE / cubic, "
+             "/ best member)"]
+    grouped = table.groupby(["part", "layer", "scheme"], sort=False)
+    med = grouped[["ratio_cubic", "ratio_best"]].median().join(grouped["world"].nunique().rename("worlds"))
+    for (part, layer, scheme), row in med.iterrows():
+        lines.append(f"  {part:<9} {layer:<8} {scheme:<21} {row.worlds:>2} worlds  {row.ratio_cubic:6.3f} "
+                     f"{row.ratio_best:6.3f}")
+    return "\n".join(lines)
+
+
 def _band_index(path: Path, dates: list[str]) -> list[int]:
     """The 0-based bands of a dated raster that hold `dates`, in that order."""
     own = {d: i for i, d in enumerate(io.read_dates(path))}
@@ -277,13 +376,14 @@ def _band_index(path: Path, dates: list[str]) -> list[int]:
     return [own[d] for d in dates]
 
 
-def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, split: Mapping | None = None
-                ) -> dict[tuple[str, str], dict[str, float]]:
+def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, split: Mapping | None = None,
+                moments: ErrorMoments | None = None) -> dict[tuple[str, str], dict[str, float]]:
     """Scores of each method against the truth raster, on all pixels and days and (with a split holding
     test_cells and test_dates) on the test cells x test dates; read one coarse cell (factor x factor
     pixels) at a time.
 
-    Returns {(method, split name): scores}; the methods must be on the truth's grid, with its dates.
+    Returns {(method, split name): scores}; the methods must be on the truth's grid, with its dates. With
+    ``moments``, its members' errors on all pixels and days are summed into it as well.
     """
     grid = io.read_grid(truth_path)
     if grid.height % factor or grid.width % factor:
@@ -305,11 +405,15 @@ def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, spli
     for r in range(rows):
         for c in range(cols):
             truth = io.read_window(truth_path, r * factor, c * factor, factor, factor)
+            preds = {}
             for method, path in methods.items():
-                pred = io.read_window(path, r * factor, c * factor, factor, factor, bands=bands[method])
+                pred = preds[method] = io.read_window(path, r * factor, c * factor, factor, factor,
+                                                      bands=bands[method])
                 acc[(method, "all")].update(pred, truth)
                 if (r, c) in test_cells and (method, "test") in acc:
                     acc[(method, "test")].update(pred[test_days], truth[test_days])
+            if moments is not None:
+                moments.update(preds, truth)
     return {key: a.result() for key, a in acc.items()}
 
 
@@ -321,8 +425,9 @@ def read_weights(path: Path) -> dict[str, float]:
     return dict(zip(table["member"], table["weight"], strict=True)) if "member" in table else {}
 
 
-def score_world(world: PanelWorld, workdir: Path, config: dict) -> list[dict]:
-    """Rows (COLUMNS) of one finished world: every layer x method x split."""
+def score_world(world: PanelWorld, workdir: Path, config: dict, weightings: list | None = None) -> list[dict]:
+    """Rows (COLUMNS) of one finished world: every layer x method x split; with ``weightings``, the weighting
+    study's rows (WEIGHTING_COLUMNS) are appended to it."""
     validated = smconfig.validate(config)
     run = Path(workdir) / "results" / validated["run"]
     inputs = smconfig.inputs_of(validated)
@@ -333,9 +438,15 @@ def score_world(world: PanelWorld, workdir: Path, config: dict) -> list[dict]:
         truth = Path(workdir) / inputs.truth[layer]
         factor = nest_factor(io.read_grid(Path(workdir) / inputs.coarse[layer]).res, io.read_grid(truth).res)
         methods = method_files(run / "downscaled" / layer)
-        weights = read_weights(run / "ensemble" / layer / "weights.csv")
-        scores = score_layer(truth, methods, factor, split)
+        weights_csv = run / "ensemble" / layer / "weights.csv"
+        weights = read_weights(weights_csv)
+        members = [m for m in MEMBERS if m in methods and m in weights]
+        moments = ErrorMoments(members) if weightings is not None and members else None
+        scores = score_layer(truth, methods, factor, split, moments)
         rows += table_rows(world, layer, scores, weights)
+        if moments is not None and ("cubic", "all") in scores:
+            weightings += weighting_rows(world, layer, moments, pd.read_csv(weights_csv),
+                                         scores[("cubic", "all")]["ubrmse"])
     return rows
 
 
@@ -474,7 +585,7 @@ def run(args: argparse.Namespace) -> int:
     base = yaml.safe_load(base_path.read_text()) if base_path.exists() else {}
     out = Path(args.out).resolve()
     configs = {w.name: world_config(base, w, overrides) for w in worlds}  # every config checked before any run
-    rows, failed = [], []
+    rows, weightings, failed = [], [], []
     for world in worlds:
         workdir = out / world.name
         if not args.score_only:
@@ -487,7 +598,7 @@ def run(args: argparse.Namespace) -> int:
                 failed.append(world.name)
                 continue
         try:
-            rows += score_world(world, workdir, configs[world.name])
+            rows += score_world(world, workdir, configs[world.name], weightings)
         except (OSError, ValueError, io.InputError) as err:
             print(f"    {world.name}: cannot score: {err}", flush=True)
             failed.append(world.name)
@@ -502,6 +613,11 @@ def run(args: argparse.Namespace) -> int:
         for row in collapsed.itertuples():
             print(f"COLLAPSED: {row.world} {row.layer} {row.method} (within-cell std ratio {row.std_ratio:.3f})")
         print("\n" + format_acceptance(acceptance(table)))
+    if weightings:
+        study = pd.DataFrame(weightings, columns=WEIGHTING_COLUMNS)
+        with io.atomic_path(out / "weightings.csv") as tmp:
+            study.to_csv(tmp, index=False, float_format="%.6g")
+        print("\n" + format_weightings(study) + f"\nwrote {out / 'weightings.csv'}")
     print(f"\nwrote {out / 'skill.csv'} ({len(table)} rows; split 'test' = test cells x test dates)")
     if failed:
         print(f"failed: {', '.join(failed)}")

@@ -230,3 +230,48 @@ def test_acceptance_checks_on_the_untouched_medians():
     assert "FAIL  rootzone collapsed members" in text and "pass  rootzone ensemble/cubic" in text
     no_rf = [r for r in rows if r["method"] != "rf"]
     assert {c["check"]: c["ok"] for c in panel.acceptance(pd.DataFrame(no_rf))}["ensemble < rf"] is None
+
+
+# ---------------------------------------------------------------- weighting study
+
+
+def test_error_moments_score_any_weights_exactly(rasters):
+    paths, truth, dates, _ = rasters
+    rng = np.random.default_rng(4)
+    members = {"dnn": truth + 0.02 * rng.standard_normal(truth.shape) + 0.01,
+               "cnn": truth + 0.04 * rng.standard_normal(truth.shape),
+               "lstm": 0.6 * truth + 0.1}
+    members["cnn"][1, :2, :3] = np.nan  # a NaN in one member leaves that pixel-day out for all
+    moments = panel.ErrorMoments(list(members))
+    for c in range(3):  # streamed one column of coarse cells at a time
+        window = (slice(None), slice(None), slice(c * FACTOR, (c + 1) * FACTOR))
+        moments.update({m: v[window] for m, v in members.items()}, truth[window])
+    ok = np.isfinite(members["cnn"])
+    for weights in ({"dnn": 1.0}, {"dnn": 0.2, "cnn": 0.5, "lstm": 0.3}, {"dnn": 2.0, "lstm": 2.0}):
+        total = sum(weights.values())
+        ensemble = sum(w / total * members[m] for m, w in weights.items())
+        err = (ensemble - truth)[ok]
+        assert moments.ubrmse(weights) == pytest.approx(err.std(), rel=1e-6)  # the fields are float32
+    best = moments.best_convex()
+    assert sum(best.values()) == pytest.approx(1.0) and min(best.values()) >= 0.0
+    for weights in ({"dnn": 1.0}, {"cnn": 1.0}, {"lstm": 1.0}, dict.fromkeys(members, 1.0)):
+        assert moments.ubrmse(best) <= moments.ubrmse(weights) + 1e-9
+    assert math.isnan(moments.ubrmse({"dnn": 0.0}))
+
+
+def test_weighting_rows_from_weights_csv_columns(rasters):
+    paths, truth, _, _ = rasters
+    moments = panel.ErrorMoments(["dnn", "cnn"])
+    moments.update({"dnn": truth + 0.01 * np.sin(truth * 50), "cnn": _flat(truth)}, truth)
+    table = pd.DataFrame({"member": ["dnn", "cnn", "rf"], "weight": [0.25, 0.75, 0.0],
+                          "val_rmse": [0.02, 0.01, 0.03], "val_ubrmse": [0.01, 0.02, 0.03]})
+    rows = {r["scheme"]: r for r in panel.weighting_rows(panel.WORLDS[0], "surface", moments, table, 0.05)}
+    assert rows["as run"]["weights"] == "dnn 0.25 cnn 0.75"
+    assert rows["inverse_mse"]["weights"] == "dnn 0.20 cnn 0.80"  # 1/0.02^2 : 1/0.01^2
+    assert rows["inverse_ubmse"]["weights"] == "dnn 0.80 cnn 0.20"
+    assert math.isnan(rows["within_cell"]["ubrmse"])  # no self-similarity column in this weights.csv
+    assert rows["oracle: best member"]["weights"] == "dnn 1.00 cnn 0.00"
+    assert rows["oracle: best member"]["ratio_best"] == pytest.approx(1.0)
+    assert rows["oracle: best weights"]["ubrmse"] <= rows["equal"]["ubrmse"] + 1e-12
+    assert rows["equal"]["ratio_cubic"] == pytest.approx(rows["equal"]["ubrmse"] / 0.05)
+    assert "best member" in panel.format_weightings(pd.DataFrame(list(rows.values())))
