@@ -5,8 +5,9 @@ References (column ``reference`` of metrics.csv):
 - ``truth``: a fine-scale truth raster (synthetic experiments), on the test cells x test dates of
   ``samples/split.json`` only, read one test cell at a time (memory bounded by one cell's series).
 - ``stations``: in-situ series against the 30 m pixel holding each station, pooled over stations.
-  Stations are never used in training. A station outside the region, or without a finite
-  observation on a date of the run, is logged and skipped. anomaly_r is NaN here (one pixel per
+  Stations are never used in training (the uncertainty may be calibrated on their days outside the
+  test days, so the station rows of uncertainty.csv use the test days only). A station outside the
+  region, or without a finite observation on a date of the run, is logged and skipped. anomaly_r is NaN here (one pixel per
   station gives no within-cell pattern).
 - ``coarse``: the 30 m output block-averaged back to the coarse grid against the coarse input,
   all cells and dates (the consistency / mass-conservation check). anomaly_r is NaN here.
@@ -23,7 +24,7 @@ Beside metrics.csv (all optional):
   cells on the test dates (all dates without a split).
 - uncertainty.csv: how well each standard deviation of ``SPREADS`` (the members' spread ``ensemble_std``
   and the calibrated ``uncertainty``, both of ``ensemble``; column ``spread``) describes the error against
-  truth and stations: coverage of the central normal intervals (coverage_90: ensemble +/- 1.645 std),
+  truth and stations (on the test days of the split only): coverage of the central normal intervals (coverage_90: ensemble +/- 1.645 std),
   spread-error correlation, mean std, MAE, RMSE, n. reliability.csv: RMSE per bin of predicted std.
 - differences.csv: paired bootstrap intervals of each method's metric minus the ensemble's.
 
@@ -455,11 +456,13 @@ def evaluate_stations(
     stats: _Stats | None = None,
     spreads: Mapping[str, str] | None = None,
     block_days: int = 3,
+    spread_dates: Sequence[str] | None = None,
 ) -> list[dict]:
     """Metric rows of each method against the station observations of ``station_series``, pooled.
 
     With ``stats``: bootstrap sums (cluster: the station, block: ``block_days`` days) and the spread
-    calibration of the spreads in ``spreads`` (a series column holding a std -> the method it describes).
+    calibration of the spreads in ``spreads`` (a series column holding a std -> the method it describes),
+    on the ``spread_dates`` only when given (the test days: the uncertainty may be calibrated on the others).
     """
     rows = []
     if not series.empty and stats is not None:
@@ -475,9 +478,11 @@ def evaluate_stations(
         rows.append(_row(layer, method, "stations", acc.result()))
         if stats is not None:
             stats.cluster_sums("stations", method).add_many(clusters, blocks, pred, obs)
+            keep = series["date"].isin(list(spread_dates)).to_numpy() if spread_dates is not None else slice(None)
             for column, of in (spreads or {}).items():
                 if of == method and column in series.columns:
-                    stats.spread_of("stations", column).update(pred, series[column].to_numpy(dtype=float), obs)
+                    std = series[column].to_numpy(dtype=float)
+                    stats.spread_of("stations", column).update(pred[keep], std[keep], obs[keep])
     return rows
 
 
@@ -582,7 +587,8 @@ def evaluate_run(
                 log.warning("%s: no station overlaps the run; stations skipped", layer)
             else:
                 station_spreads = {name: spreads[name] for name in std_paths}
-                layer_rows += evaluate_stations(series, list(paths), layer, stats, station_spreads, block_days)
+                layer_rows += evaluate_stations(series, list(paths), layer, stats, station_spreads, block_days,
+                                                split.get("test_dates"))
                 long = series.melt(id_vars=["date", "observed"], value_vars=list(paths), var_name="method",
                                    value_name="pred")
                 long = long[np.isfinite(long["pred"]) & np.isfinite(long["observed"])]
