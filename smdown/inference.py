@@ -21,11 +21,14 @@ pieces are spread over the job's threads (SMDOWN_THREADS).
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 ROWS = 8192  # dnn: pixel-days per call (its layers' activations stay in the L2 cache)
 SERIES = 256  # lstm: pixels per call (the head's activations of all their days stay in the caches)
@@ -117,14 +120,21 @@ def plan(kind: str, model, spin: int = 0) -> Plan | None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
+        log.info("%s: onnxruntime or onnx not installed; predicted by TensorFlow", kind)
         return None
     try:
         built = {"dnn": _plan_dense, "cnn": _plan_conv, "lstm": _plan_lstm}[kind](model)
         built.spin = spin
         built.session = _session(_graph(built, model.inputs[0].shape[-1]))
-    except (_Unsupported, KeyError, ValueError, IndexError):
-        return None
-    return built if _check(built, model) else None
+        if _check(built, model):
+            log.info("%s: predicted by ONNX Runtime (checked against Keras to %g)", kind, TOLERANCE)
+            return built
+        log.warning("%s: ONNX Runtime differs from Keras on random inputs; predicted by TensorFlow", kind)
+    except _Unsupported as why:
+        log.info("%s: a model shape ONNX Runtime is not set up for (%s); predicted by TensorFlow", kind, why)
+    except Exception as error:  # noqa: BLE001 (any failure of the faster path falls back to the reference one)
+        log.warning("%s: ONNX Runtime failed (%s); predicted by TensorFlow", kind, error)
+    return None
 
 
 class _Unsupported(Exception):

@@ -81,8 +81,15 @@ def test_compiled_member_equals_keras_predict_with_padded_chunks(kind, engine, m
     np.testing.assert_allclose(out, _reference_cube(member, cube, 1), atol=1e-6)
 
 
-def test_member_of_another_shape_is_predicted_by_tensorflow():
+def test_member_of_another_shape_or_a_failing_session_is_predicted_by_tensorflow(monkeypatch):
     import keras
+
+    def broken(model):
+        raise RuntimeError("no session")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(inference, "_session", broken)
+        assert inference.plan("dnn", _member("dnn").model) is None
 
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(4, activation="tanh")(inputs)))
