@@ -305,12 +305,20 @@ class ErrorMoments:
         mean = self.total / self.n
         return math.sqrt(max(float(w @ (self.cross / self.n) @ w - (w @ mean) ** 2), 0.0))
 
+    def covariance(self) -> np.ndarray:
+        """Covariance of the members' errors: the ubMSE of convex weights w is w' cov w."""
+        mean = self.total / self.n
+        return self.cross / self.n - np.outer(mean, mean)
+
     def best_convex(self) -> dict[str, float]:
-        """The convex weights with the lowest ubRMSE against the truth (an oracle: no run can know them)."""
+        """The convex weights with the lowest ubRMSE against the truth (an oracle: no run can know them), the
+        minimum of w' cov w on the simplex, solved on the covariance scaled to unit trace."""
         k = len(self.members)
-        fit = minimize(lambda w: self.ubrmse(dict(zip(self.members, w, strict=True))) ** 2, np.full(k, 1.0 / k),
-                       method="SLSQP", bounds=[(0.0, 1.0)] * k,
-                       constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}])
+        cov = self.covariance()
+        cov = cov / max(float(np.trace(cov)), 1e-300)
+        fit = minimize(lambda w: w @ cov @ w, np.full(k, 1.0 / k), jac=lambda w: 2 * cov @ w, method="SLSQP",
+                       bounds=[(0.0, 1.0)] * k, constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+                       options={"ftol": 1e-14, "maxiter": 500})
         w = np.clip(fit.x, 0.0, None)
         return dict(zip(self.members, (w / w.sum()).tolist(), strict=True))
 
@@ -360,9 +368,10 @@ def format_weightings(table: pd.DataFrame) -> str:
     lines = ["weighting study: the ensemble under other member weights (median over worlds; ubRMSE / cubic, "
              "/ best member)"]
     grouped = table.groupby(["part", "layer", "scheme"], sort=False)
-    med = grouped[["ratio_cubic", "ratio_best"]].median().join(grouped["world"].nunique().rename("worlds"))
+    med = grouped[["ratio_cubic", "ratio_best"]].median()
+    med["worlds"] = grouped["world"].nunique()
     for (part, layer, scheme), row in med.iterrows():
-        lines.append(f"  {part:<9} {layer:<8} {scheme:<21} {row.worlds:>2} worlds  {row.ratio_cubic:6.3f} "
+        lines.append(f"  {part:<9} {layer:<8} {scheme:<21} {int(row.worlds):>2} world(s)  {row.ratio_cubic:6.3f} "
                      f"{row.ratio_best:6.3f}")
     return "\n".join(lines)
 
