@@ -268,10 +268,13 @@ def skill(pred: np.ndarray, truth: np.ndarray, factor: int) -> dict[str, float]:
     return acc.result()
 
 
+SPREADS = ("ensemble_std", "uncertainty")  # standard-deviation maps beside the methods, not methods
+
+
 def method_files(downscaled: Path) -> dict[str, Path]:
-    """The method rasters of a layer's downscaled folder (the spread map left out), in METHOD_ORDER, then any
+    """The method rasters of a layer's downscaled folder (the spread maps left out), in METHOD_ORDER, then any
     others, cubic last."""
-    found = {p.stem: p for p in sorted(Path(downscaled).glob("*.tif")) if p.stem != "ensemble_std"}
+    found = {p.stem: p for p in sorted(Path(downscaled).glob("*.tif")) if p.stem not in SPREADS}
     order = [m for m in METHOD_ORDER if m in found] + sorted(set(found) - {*METHOD_ORDER, "cubic"})
     return {m: found[m] for m in order + (["cubic"] if "cubic" in found else [])}
 
