@@ -48,8 +48,9 @@ def test_l2_reruns_the_deep_members_and_what_follows_only(tiny_run):
 @pytest.mark.workflow
 def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, {"ensemble": {"weighting": "equal"}})
+    jobs = scheduled(workdir, {"ensemble": {"weighting": "equal"}})  # the root zone's changes (default inverse_mse)
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
+    assert jobs["ensemble"] == jobs["predict"] == 1, jobs  # the surface's is equal already
 
 
 @pytest.mark.workflow

@@ -166,6 +166,12 @@ def downscaled(layer):
     return {**ensemble_maps(layer), "rf": f"{R}/downscaled/{layer}/rf.tif"}
 
 
+def layer_weighting(wildcards):
+    """The layer's member weighting (ensemble.weighting: one scheme for both layers, or one per layer)."""
+    weighting = config["ensemble"]["weighting"]
+    return weighting if isinstance(weighting, str) else weighting[wildcards.layer]
+
+
 def layer_seed(wildcards):
     """The run's seed, offset per layer so the layers draw and train independently."""
     return config["seed"] + LAYERS.index(wildcards.layer) * 1000

@@ -13,7 +13,7 @@ rule ensemble:
         mem_mb=mem_mb_of("ensemble"),
         runtime=runtime_of("ensemble"),
     params:
-        weighting=config["ensemble"]["weighting"],
+        weighting=layer_weighting,
         model_inputs=MODEL_INPUTS,
     script:
         "../scripts/ensemble.py"
