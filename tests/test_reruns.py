@@ -14,7 +14,8 @@ from conftest import run_workflow
 
 from smdown import io
 
-AFTER_PREDICT = {"predict", "evaluate", "maps", "scatter", "station_figure", "metric_figure", "reliability_figure",
+AFTER_PREDICT = {"predict", "uncertainty", "evaluate", "maps", "scatter", "station_figure", "metric_figure",
+                 "reliability_figure",
                  "all"}
 AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity"}
 

@@ -61,6 +61,9 @@ def season_config(url: str, ismn: str) -> dict:
         },
         "scales": [3000, 1000],  # the acquired rasters' 1000 m grid is the finest scale
         **TINY_SETTINGS,
+        # the tuning is tested on the tiny run; here it would add six jobs (about 2 minutes of CI) to a test of
+        # the acquired files
+        "tune": {**TINY_SETTINGS.get("tune", {}), "enabled": False},
     }
 
 
