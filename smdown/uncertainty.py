@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.optimize import minimize
 
 SOURCES = ("stations", "prior")
 
@@ -108,32 +109,16 @@ def fit_stations(ensemble: np.ndarray, spread: np.ndarray, error: np.ndarray, st
     fixed = s**2 + station_error**2 + 1e-10
     rms = max(float(np.sqrt(np.mean(e * e))), 1e-4)
 
-    def nll(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Mean negative log-likelihood (up to constants) on a grid of a (A,) x b (B,), one a at a time (memory
-        B x station-days)."""
-        growth = (b[:, None] * m[None, :]) ** 2 + fixed[None, :]
-        out = np.empty((len(a), len(b)))
-        for i, value in enumerate(a):
-            var = growth + value * value
-            out[i] = np.mean(np.log(var) + e * e / var, axis=-1)
-        return out
+    def nll(params: np.ndarray) -> float:
+        """Mean negative log-likelihood (up to constants) of (log a, b)."""
+        var = np.exp(2 * params[0]) + (params[1] * m) ** 2 + fixed
+        return float(np.mean(np.log(var) + e * e / var))
 
-    # coarse to fine on log grids (b = 0 kept as a candidate: no growth with the soil moisture)
-    log_a, log_b = np.linspace(np.log(rms) - 6, np.log(rms) + 1, 71), np.linspace(np.log(1e-3), np.log(5.0), 71)
-    best_a, best_b, best = rms, 0.0, np.inf
-    for _ in range(4):
-        a_grid = np.exp(log_a)
-        b_grid = np.concatenate([[0.0], np.exp(log_b)])
-        values = nll(a_grid, b_grid)
-        i, j = np.unravel_index(np.argmin(values), values.shape)
-        if values[i, j] < best:
-            best, best_a, best_b = float(values[i, j]), float(a_grid[i]), float(b_grid[j])
-        step_a, step_b = log_a[1] - log_a[0], log_b[1] - log_b[0]
-        log_a = np.linspace(np.log(best_a) - 3 * step_a, np.log(best_a) + 3 * step_a, 41)
-        centre_b = np.log(best_b) if best_b > 0 else log_b[0]
-        log_b = np.linspace(centre_b - 3 * step_b, centre_b + 3 * step_b, 41)
-    a, b = best_a, best_b
-    return Calibration(a=float(a), b=float(b), k=0.0, source="stations", n=int(len(e)))
+    # b starts inside its range: at b = 0 the likelihood is flat in b (it enters squared)
+    start_b = min(0.5 * rms / max(float(np.mean(np.abs(m))), 1e-3), 5.0)
+    fit = minimize(nll, np.array([np.log(rms), start_b]), method="L-BFGS-B",
+                   bounds=[(np.log(rms) - 8, np.log(rms) + 2), (0.0, 5.0)])
+    return Calibration(a=float(np.exp(fit.x[0])), b=float(fit.x[1]), k=0.0, source="stations", n=int(len(e)))
 
 
 def coverage(error: np.ndarray, sigma_: np.ndarray, z: float = 1.6448536269514722) -> float:

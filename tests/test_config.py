@@ -59,6 +59,8 @@ def test_the_shipped_configs_are_valid():
         ({"scales": "30"}, "scales"),
         ({"models": {"members": ["dnn", "gru"]}}, "models.members.1"),
         ({"ensemble": {"weighting": "median"}}, "ensemble.weighting"),
+        ({"ensemble": {"weighting": {"surface": "median"}}}, "ensemble.weighting"),
+        ({"ensemble": {"weighting": {"deep": "equal"}}}, "ensemble.weighting"),
         ({"run": "my run"}, "run"),
         ({"inputs": {"coarse": {"surface": 5}, "predictors": {"dem": "dem.tif"}}}, "inputs.coarse.surface"),
     ],
