@@ -181,13 +181,14 @@ def _snakemake() -> list[str]:
 
 def targets(config: dict) -> list[str]:
     """What scoring needs, relative to the world's directory: every method's 30 m maps (the predict rule writes
-    the members, rf and the ensemble together), the cubic baseline, weights.csv and the split."""
+    the members and the ensemble together, rule predict_rf the random forest), the cubic baseline, weights.csv and
+    the split."""
     validated = smconfig.validate(config)
     run = f"results/{validated['run']}"
     out = [f"{run}/samples/split.json"]
     for layer in smconfig.inputs_of(validated).layers:
-        out += [f"{run}/downscaled/{layer}/ensemble.tif", f"{run}/downscaled/{layer}/cubic.tif",
-                f"{run}/ensemble/{layer}/weights.csv"]
+        out += [f"{run}/downscaled/{layer}/ensemble.tif", f"{run}/downscaled/{layer}/rf.tif",
+                f"{run}/downscaled/{layer}/cubic.tif", f"{run}/ensemble/{layer}/weights.csv"]
     return out
 
 

@@ -200,10 +200,12 @@ def test_set_overrides_apply_to_every_world_and_bad_ones_name_the_key(tmp_path):
 def test_targets_are_the_maps_weights_and_split_only():
     targets = panel.targets(panel.world_config({"run": "x"}, panel.WORLDS[0], {}))
     assert targets == ["results/x/samples/split.json",
-                       "results/x/downscaled/surface/ensemble.tif", "results/x/downscaled/surface/cubic.tif",
-                       "results/x/ensemble/surface/weights.csv",
-                       "results/x/downscaled/rootzone/ensemble.tif", "results/x/downscaled/rootzone/cubic.tif",
-                       "results/x/ensemble/rootzone/weights.csv"]
+                       "results/x/downscaled/surface/ensemble.tif", "results/x/downscaled/surface/rf.tif",
+                       "results/x/downscaled/surface/cubic.tif", "results/x/ensemble/surface/weights.csv",
+                       "results/x/downscaled/rootzone/ensemble.tif", "results/x/downscaled/rootzone/rf.tif",
+                       "results/x/downscaled/rootzone/cubic.tif", "results/x/ensemble/rootzone/weights.csv"]
+    # the random forest is a job of its own (rule predict_rf): the acceptance's peer must be among the targets
+    assert panel.RF in panel.METHOD_ORDER and "results/x/downscaled/rootzone/rf.tif" in targets
 
 
 def _row(world, part, method, ubrmse, ratio, anomaly_r=0.6, std_ratio=0.8, layer="rootzone"):
