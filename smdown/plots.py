@@ -19,12 +19,15 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from smdown import io  # noqa: E402
-from smdown.metrics import Accumulator  # noqa: E402
+from smdown.metrics import Z90, Accumulator  # noqa: E402
 
 PathLike = str | os.PathLike
 METHOD_ORDER = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic")
-PANEL_TITLES = {"coarse": "coarse input", "ensemble": "ensemble (30 m)", "ensemble_std": "ensemble spread",
-                "truth": "truth (30 m)"}
+PANEL_TITLES = {"coarse": "coarse input", "ensemble": "ensemble (30 m)", "uncertainty": "uncertainty (90 %)",
+                "ensemble_std": "members' spread", "truth": "truth (30 m)"}
+SPREAD_PANELS = ("uncertainty", "ensemble_std")  # drawn from 0 on a scale of their own
+SPREAD_LABELS = {"uncertainty": "90 % half-width (m³/m³)", "ensemble_std": "spread (m³/m³)"}
+
 SM_LABEL = "soil moisture (m³/m³)"
 DPI = 110
 
@@ -51,54 +54,98 @@ def _range(arrays, q=(2, 98)) -> tuple[float, float]:
     return (float(lo), float(hi)) if hi > lo else (float(lo) - 1e-6, float(hi) + 1e-6)
 
 
-def plot_maps(panels: Mapping[str, Mapping[str, np.ndarray]], path: PathLike, title: str = "") -> Path:
-    """Maps for chosen days side by side: one row per date, columns coarse, ensemble, spread, truth.
+def plot_maps(panels: Mapping[str, Mapping[str, np.ndarray]], path: PathLike, title: str = "",
+              series: pd.DataFrame | None = None) -> Path:
+    """The map figure (see ``maps_figure``), written to ``path``."""
+    return _save(maps_figure(panels, title, series), path)
 
-    ``panels`` is {date: {name: 2-D array}} (as ``smdown.evaluate.map_panels`` returns); the coarse
-    array may be at the coarse resolution, as all panels are drawn over the same extent (the coarse
-    input appears expanded to the fine grid). Soil-moisture panels share one colour scale (2-98 %
-    over all of them); ``ensemble_std`` has its own.
+
+def maps_figure(panels: Mapping[str, Mapping[str, np.ndarray]], title: str = "",
+                series: pd.DataFrame | None = None):
+    """Maps for chosen days side by side, one row per date, columns coarse, ensemble, uncertainty, truth, each
+    column with its own colour bar beneath it; below them, when ``series`` has a station, its time series.
+
+    ``panels`` is {date: {name: 2-D array}} (as ``smdown.evaluate.map_panels`` returns); the coarse array may be at
+    the coarse resolution, as all panels are drawn over the same extent. The soil-moisture columns share one
+    range (2-98 % over all of them) so they compare by eye; ``uncertainty`` (a standard deviation) is drawn as the
+    half-width of its 90 % interval and ``ensemble_std`` as it is, from 0. ``series`` is station_series.csv of
+    one layer; the station with the most observations is drawn (see ``station_panel``). Returns the figure.
     """
     dates = list(panels)
     names = list(dict.fromkeys(k for d in dates for k in panels[d]))
-    order = [k for k in ("coarse", "ensemble", "ensemble_std", "truth") if k in names]
+    order = [k for k in ("coarse", "ensemble", "uncertainty", "ensemble_std", "truth") if k in names]
     order += [k for k in names if k not in order]
-    sm = [panels[d][k] for d in dates for k in order if k != "ensemble_std" and k in panels[d]]
-    sd = [panels[d][k] for d in dates for k in order if k == "ensemble_std" and k in panels[d]]
-    vmin, vmax = _range(sm)
-    smin, smax = _range(sd)
-    smin = 0.0
+    shown = {k: {d: Z90 * panels[d][k] if k == "uncertainty" else panels[d][k] for d in dates if k in panels[d]}
+             for k in order}
+    sm_range = _range([a for k in order if k not in SPREAD_PANELS for a in shown[k].values()])
+    station = station_panel(series) if series is not None else None
     nrow, ncol = max(1, len(dates)), max(1, len(order))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol + 0.8, 2.4 * nrow + 0.4), squeeze=False)
-    im_sm = im_sd = None
-    for i, date in enumerate(dates):
-        ref = panels[date].get("coarse", next(iter(panels[date].values())))
-        extent = (0, ref.shape[1], ref.shape[0], 0)
-        for j, key in enumerate(order):
-            ax = axes[i, j]
+    heights = [1.0] * nrow + [0.08] + ([0.35, 1.0] if station is not None else [])  # maps, bars, gap, station
+    fig = plt.figure(figsize=(2.5 * ncol + 0.4, 2.4 * nrow + 0.9 + (3.0 if station is not None else 0)))
+    grid = fig.add_gridspec(len(heights), ncol, height_ratios=heights, hspace=0.25, wspace=0.08)
+    for j, key in enumerate(order):
+        cmap, (vmin, vmax), label = ("magma", (0.0, _range(list(shown[key].values()))[1]), SPREAD_LABELS[key]) \
+            if key in SPREAD_PANELS else ("YlGnBu", sm_range, SM_LABEL)
+        image = None
+        for i, date in enumerate(dates):
+            ax = fig.add_subplot(grid[i, j])
             ax.set_xticks([])
             ax.set_yticks([])
-            if key not in panels[date]:
-                ax.set_axis_off()
-                continue
-            if key == "ensemble_std":
-                im_sd = ax.imshow(panels[date][key], cmap="magma", vmin=smin, vmax=smax, extent=extent,
-                                  interpolation="nearest")
-            else:
-                im_sm = ax.imshow(panels[date][key], cmap="YlGnBu", vmin=vmin, vmax=vmax, extent=extent,
-                                  interpolation="nearest")
             if i == 0:
                 ax.set_title(PANEL_TITLES.get(key, key), fontsize=9)
             if j == 0:
                 ax.set_ylabel(date, fontsize=9)
-    if im_sm is not None:
-        fig.colorbar(im_sm, ax=[a for a in axes.ravel()], shrink=0.6, label=SM_LABEL, location="right", pad=0.02)
-    if im_sd is not None:
-        fig.colorbar(im_sd, ax=[a for a in axes.ravel()], shrink=0.6, label="spread (m³/m³)", location="right",
-                     pad=0.02)
+            if key not in panels[date]:
+                ax.set_axis_off()
+                continue
+            ref = panels[date].get("coarse", panels[date][key])
+            image = ax.imshow(shown[key][date], cmap=cmap, vmin=vmin, vmax=vmax,
+                              extent=(0, ref.shape[1], ref.shape[0], 0), interpolation="nearest")
+        if image is not None:
+            bar = fig.colorbar(image, cax=fig.add_subplot(grid[nrow, j]), orientation="horizontal")
+            bar.set_label(label, fontsize=8)
+            bar.ax.tick_params(labelsize=7)
+            bar.ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    if station is not None:
+        _draw_station(fig.add_subplot(grid[nrow + 2, :]), *station, marks=dates)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return fig
+
+
+def station_panel(series: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
+    """The station of ``series`` (station_series.csv of one layer) with the most observations (ties: the first
+    name), and its rows by date; None without an observation."""
+    observed = series.dropna(subset=["observed"]) if len(series) else series
+    if observed.empty:
+        return None
+    counts = observed.groupby("station").size()
+    name = str(counts[counts == counts.max()].sort_index().index[0])
+    return name, series[series["station"] == name].sort_values("date")
+
+
+def _draw_station(ax, name: str, rows: pd.DataFrame, marks: Sequence[str] = ()) -> None:
+    """Coarse input, ensemble with the 90 % interval of its uncertainty, and the station, over time; the
+    mapped days marked."""
+    t = pd.to_datetime(rows["date"])
+    if "coarse" in rows:
+        ax.step(t, rows["coarse"], where="mid", color="0.5", lw=1, label="coarse input")
+    if "ensemble" in rows:
+        ax.plot(t, rows["ensemble"], color="tab:blue", lw=1.2, label="ensemble")
+        if "uncertainty" in rows:
+            half = Z90 * rows["uncertainty"]
+            ax.fill_between(t, rows["ensemble"] - half, rows["ensemble"] + half, color="tab:blue", alpha=0.2, lw=0,
+                            label="90 % interval")
+    ax.plot(t, rows["observed"], "o", ms=2.5, color="k", label=f"station {name}")
+    for date in marks:
+        ax.axvline(pd.Timestamp(date), color="0.3", lw=0.6, ls=":")
+    ax.set_ylabel(SM_LABEL, fontsize=8)
+    ax.tick_params(labelsize=7)
+    locator = mdates.AutoDateLocator(maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.legend(fontsize=7, ncol=4, loc="upper left", framealpha=0.8)
+    ax.set_title(f"station {name} (dotted: the days mapped above)", fontsize=9, loc="left")
 
 
 def plot_scatter(pairs: pd.DataFrame, path: PathLike, reference: str = "reference", title: str = "",
@@ -163,7 +210,7 @@ def plot_station_series(series: pd.DataFrame, path: PathLike, title: str = "", m
         if "ensemble" in sub:
             ax.plot(t, sub["ensemble"], color="tab:blue", lw=1.2, label="ensemble")
             if "uncertainty" in sub:  # the calibrated uncertainty's 90 % interval
-                half = 1.6448536 * sub["uncertainty"]
+                half = Z90 * sub["uncertainty"]
                 ax.fill_between(t, sub["ensemble"] - half, sub["ensemble"] + half, color="tab:blue", alpha=0.2, lw=0,
                                 label="90 % interval")
             if "ensemble_std" in sub:

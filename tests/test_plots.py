@@ -1,10 +1,12 @@
-"""Every figure writes a non-empty PNG."""
+"""Every figure writes a non-empty PNG; the map figure shows what its panels and colour bars say."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
 from smdown import plots
+from smdown.metrics import Z90
 
 PNG = b"\x89PNG"
 
@@ -19,15 +21,64 @@ def rng():
     return np.random.default_rng(0)
 
 
-def test_maps(tmp_path, rng):
+def _panels(rng):
     fine = 0.2 + 0.1 * rng.random((6, 6))
-    panels = {d: {"coarse": fine.reshape(2, 3, 2, 3).mean(axis=(1, 3)), "ensemble": fine,
-                  "ensemble_std": 0.01 * rng.random((6, 6)), "truth": fine + 0.01}
-              for d in ("2023-05-01", "2023-05-02")}
+    return {d: {"coarse": fine.reshape(2, 3, 2, 3).mean(axis=(1, 3)), "ensemble": fine,
+                "uncertainty": 0.01 + 0.01 * rng.random((6, 6)), "truth": fine + 0.01}
+            for d in ("2023-05-01", "2023-05-02")}
+
+
+def _series():
+    dates = pd.date_range("2023-05-01", periods=5).strftime("%Y-%m-%d")
+    one = pd.DataFrame({"date": dates, "coarse": 0.2, "ensemble": [0.20, 0.22, 0.25, 0.21, 0.2],
+                        "uncertainty": [0.01, 0.02, 0.03, 0.02, 0.01], "observed": [0.21, np.nan, 0.26, 0.2, 0.19]})
+    # S2 has 4 observations, S1 3 and S3 4: the most observed, first by name, is S2
+    return pd.concat([one.assign(station="S1", observed=[0.2, np.nan, np.nan, 0.2, 0.2]), one.assign(station="S2"),
+                      one.assign(station="S3")], ignore_index=True)
+
+
+def test_maps(tmp_path, rng):
+    panels = _panels(rng)
     panels["2023-05-02"]["ensemble"][0, 0] = np.nan
-    check(plots.plot_maps(panels, tmp_path / "maps.png", title="surface"))
+    check(plots.plot_maps(panels, tmp_path / "maps.png", title="surface", series=_series()))
     check(plots.plot_maps({"2023-05-01": {"coarse": np.ones((2, 2)), "ensemble": np.ones((6, 6))}},
                           tmp_path / "maps2.png"))
+
+
+def test_maps_have_a_colour_bar_per_column_and_draw_the_90_percent_half_width(rng):
+    panels = _panels(rng)
+    fig = plots.maps_figure(panels, series=None)
+    bars = [ax for ax in fig.axes if ax.get_xlabel().endswith("(m³/m³)")]
+    assert [ax.get_xlabel() for ax in bars] == ["soil moisture (m³/m³)", "soil moisture (m³/m³)",
+                                               "90 % half-width (m³/m³)", "soil moisture (m³/m³)"]
+    uncertainty = [ax for ax in fig.axes if ax.get_title() == "uncertainty (90 %)"][0]
+    np.testing.assert_allclose(uncertainty.images[0].get_array(), Z90 * panels["2023-05-01"]["uncertainty"],
+                               rtol=1e-6)
+    assert uncertainty.images[0].get_clim()[0] == 0.0
+    # soil-moisture columns share one range, so coarse, ensemble and truth compare by eye
+    sm = [ax.images[0].get_clim() for ax in fig.axes if ax.get_title() in ("coarse input", "truth (30 m)")]
+    assert len(sm) == 2 and sm[0] == sm[1]
+    plt.close(fig)
+
+
+def test_maps_end_with_the_most_observed_station_and_its_90_percent_interval(rng):
+    fig = plots.maps_figure(_panels(rng), series=_series())
+    station = [ax for ax in fig.axes if ax.get_title(loc="left").startswith("station")][0]
+    assert station.get_title(loc="left").startswith("station S2")
+    labels = [t.get_text() for t in station.get_legend().get_texts()]
+    assert labels == ["coarse input", "ensemble", "90 % interval", "station S2"]
+    band = station.collections[0].get_paths()[0].vertices[:, 1]
+    rows = _series().query("station == 'S2'")
+    np.testing.assert_allclose([band.min(), band.max()],
+                               [(rows.ensemble - Z90 * rows.uncertainty).min(),
+                                (rows.ensemble + Z90 * rows.uncertainty).max()], rtol=1e-6)
+    plt.close(fig)
+
+
+def test_no_station_panel_without_an_observation():
+    series = _series().assign(observed=np.nan)
+    assert plots.station_panel(series) is None
+    assert plots.station_panel(series.iloc[:0]) is None
 
 
 def test_scatter(tmp_path, rng):

@@ -106,23 +106,29 @@ def map_dates(split_path: PathLike, coarse_path: PathLike, count: int) -> list[s
 def maps_figure(
     layer: str,
     ensemble: PathLike,
-    ensemble_std: PathLike,
+    uncertainty: PathLike,
     coarse: PathLike,
     truth: PathLike | None,
     split_path: PathLike,
+    series_path: PathLike,
     output: PathLike,
     map_days: int,
 ) -> None:
-    """Maps of ``map_days`` test days: coarse input, ensemble, spread and (when given) truth, one colour scale."""
+    """Maps of ``map_days`` test days: coarse input, ensemble, its uncertainty and (when given) truth, above the
+    time series of the station with the most observations (station_series.csv of evaluate), when there is one."""
     from smdown import plots
     from smdown.evaluate import map_panels
 
     dates = map_dates(split_path, coarse, map_days)
-    files = {"ensemble": ensemble, "ensemble_std": ensemble_std}
+    files = {"ensemble": ensemble, "uncertainty": uncertainty}
     if truth:
         files["truth"] = truth
-    plots.plot_maps(map_panels(files, coarse, dates), output, title=f"{layer}: test days")
-    log.info("%s: maps of %s (%s) -> %s", layer, dates, ", ".join(files), output)
+    series = _read_csv(series_path)
+    if len(series):
+        series = series[series["layer"] == layer]
+    plots.plot_maps(map_panels(files, coarse, dates), output, title=f"{layer}: test days", series=series)
+    log.info("%s: maps of %s (%s)%s -> %s", layer, dates, ", ".join(files),
+             " and a station's series" if len(series) else "", output)
 
 
 def scatter_figure(pairs_path: PathLike, layer: str, reference: str, output: PathLike) -> None:

@@ -82,10 +82,11 @@ rule evaluate:
 rule maps:
     input:
         ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
-        ensemble_std=f"{R}/downscaled/{{layer}}/ensemble_std.tif",
+        uncertainty=f"{R}/downscaled/{{layer}}/uncertainty.tif",
         coarse=coarse_input,
         truth=[INPUTS.truth[layer] for layer in TRUTH_LAYERS],
         split=f"{R}/samples/split.json",
+        series=f"{R}/evaluation/station_series.csv",
     output:
         report(
             f"{FIGURES}/{{layer}}_maps.png",

@@ -5,8 +5,9 @@ setup_logging(snakemake.log[0])
 rule, layer = snakemake.rule, snakemake.wildcards.get("layer")
 if rule == "maps":
     truth = dict(zip(snakemake.params.truth_layers, snakemake.input.truth, strict=True))
-    step.maps_figure(layer, snakemake.input.ensemble, snakemake.input.ensemble_std, snakemake.input.coarse,
-                     truth.get(layer), snakemake.input.split, snakemake.output[0], snakemake.params.map_days)
+    step.maps_figure(layer, snakemake.input.ensemble, snakemake.input.uncertainty, snakemake.input.coarse,
+                     truth.get(layer), snakemake.input.split, snakemake.input.series, snakemake.output[0],
+                     snakemake.params.map_days)
 elif rule == "scatter":
     step.scatter_figure(snakemake.input[0], layer, snakemake.wildcards.reference, snakemake.output[0])
 elif rule == "station_figure":
