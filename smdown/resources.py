@@ -22,9 +22,9 @@ its wall times measure the load. The requests then add margins:
 so a job killed for memory or time is retried (the SLURM profile's `retries: 1`) with twice the request.
 
 Where memory does not follow the size today, the model says so (`held` is then a constant or the whole input):
-- predict, predict_rf, cubic_baseline, resample, samples, evaluate read block by block: their memory is set by
+- predict, predict_rf, uncertainty, cubic_baseline, resample, samples, evaluate read block by block: their memory is set by
   the block (`predict.block_cells`, the resampling block of resample.BLOCK_PIXEL_DAYS pixel-days, one coarse
-  cell, evaluate's 20 M-value windows), not by the region; their time grows with the region's pixel-days.
+  cell, uncertainty's 8 M and evaluate's 20 M-value windows), not by the region; their time grows with the region's pixel-days.
 - terrain reads its DEM window by window with a halo (smdown.terrain.windowed): memory is a window's (before,
   the whole DEM, 122 MB + 313 bytes a pixel by the same measurements: 11.4 GB for 36 M pixels, 1.3 GB measured).
 - demo builds the whole synthetic world in memory (it is meant for small worlds): memory grows with the region.
@@ -109,6 +109,10 @@ CALIBRATION: tuple[Point, ...] = (
     # predict_rf: the random forest's map
     Point("predict_rf", 5184, 1296, 4.34, 222.5, _TINY),
     Point("predict_rf", 57.6e6, 3.6e6, 72.1, 1236.0, _BENCH),
+    # uncertainty: one layer's ensemble and spread read again; held = its block of whole cells (8 M pixel-days at
+    # most, one cell at least)
+    Point("uncertainty", 5184, 1296, 2.01, 177.0, "tiny config in the test suite (pytest tiny run, benchmarks)"),
+    Point("uncertainty", 57.6e6, 3.6e6, 8.87, 487.9, "demo 4 x 4 cells, 40 days (/tmp/demo_final, make run)"),
     # resample: one variable onto one scale (the heaviest, daily 30 m precipitation / NDVI / NDWI / coarse SM);
     # held = its block (resample.BLOCK_PIXEL_DAYS at most): memory is bounded, the line is nearly flat
     Point("resample", 5184, 5184, 1.85, 213.6, _TINY),
@@ -194,6 +198,7 @@ MODELS: dict[str, Model] = {
     "predict_rf": Model(4.34, 1.176e-06, 222.5, 2.816e-04),
     "resample": Model(1.85, 2.806e-07, 213.6, 5.003e-05),
     "samples": Model(0.92, 1.267e-07, 94.0, 8.486e-05),
+    "uncertainty": Model(2.01, 1.191e-07, 177.0, 8.639e-05),
     "evaluate": Model(3.24, 7.041e-07, 186.0, 2.012e-05),
     "demo": Model(6.2, 6.105e-07, 331.8, 1.788e-05),
     "train": Model(9.01, 3.552e-05, 748.3, 1.568e-02),
@@ -269,6 +274,7 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
             Stage("predict", layers * tiles, MODELS["predict"].cpu_s(pixels * days / tiles), 2),
             Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2),
             Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles)),
+            Stage("uncertainty", layers, MODELS["uncertainty"].cpu_s(pixels * days)),
             Stage("evaluate", tiles, MODELS["evaluate"].cpu_s(layers * pixels * days / tiles)),
             Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples), 2)]
     return out
@@ -277,7 +283,7 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
 # The steps that wait for each other (a later group starts when the earlier ones end); within a group all jobs
 # may run at once. Wall time per job = its CPU time (predict's CPU/wall ratio on a quiet machine: 0.98).
 _GROUPS = (("terrain",), ("resample",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
-           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("evaluate",))
+           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("uncertainty",), ("evaluate",))
 
 
 def project(plan: list[Stage], nodes: int, cores: int = 32) -> dict:

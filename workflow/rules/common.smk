@@ -251,6 +251,8 @@ def job_size(step, wildcards):
     if step == "samples":
         scale = None if wildcards.scale == "coarse" else float(wildcards.scale)
         return REGION.pixel_days(scale), REGION.cell_pixel_days(scale)
+    if step == "uncertainty":
+        return REGION.pixel_days(fine), REGION.budget_block(fine, 8_000_000)
     if step == "evaluate":
         work = REGION.pixel_days(fine) * len(LAYERS)
         return work, REGION.budget_block(fine, 20_000_000)

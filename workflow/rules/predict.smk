@@ -72,8 +72,8 @@ rule uncertainty:
     conda:
         "../../envs/plot.yaml"
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=mem_mb_of("uncertainty"),
+        runtime=runtime_of("uncertainty"),
     params:
         uncertainty=config["uncertainty"],
     script:
