@@ -6,33 +6,36 @@ tenth of the error. The error of a 30 m value has two parts the spread cannot se
 which the coarse correction hands down to every pixel of a cell, and the detail inside the cell that the members
 paint wrongly. The uncertainty is modelled as
 
-    sigma^2 = a^2 + (b * ensemble)^2 + (k * within)^2 + spread^2
+    sigma^2 = a^2 + (b * ensemble)^2 + (k * detail)^2 + spread^2
 
-per pixel-day, where ``ensemble`` is the ensemble value (wetter soil, larger errors), ``within`` the standard
-deviation of the ensemble inside its coarse cell that day (the detail it paints) and ``spread`` the members'
-spread (so the interval is never narrower than the members' disagreement). Its parameters come from the data a
-user has, in this order:
+per pixel-day, where ``ensemble`` is the ensemble value (wetter soil, larger errors), ``detail`` the pixel's local
+detail, |ensemble - its mean over a ``detail_window`` x ``detail_window`` neighbourhood| that day (the fine
+structure the members paint: where they paint much of it, they can paint it wrongly by much), and ``spread`` the
+members' spread (so the interval is never narrower than the members' disagreement). Its parameters come from the
+data a user has:
 
+- k, in both sources, from the self-similarity check of the members (weights.csv: the error of the within-cell
+  detail relative to the detail painted, k^2 = (1 + s^2 - 2 r s) / s^2 with s the check's std ratio and r its
+  correlation, weighted by the ensemble weights), or ``within_factor`` without one. It is not fitted on stations:
+  a pixel-scale term needs many pixels, and a station network is a dozen (on the demo the station fit of k is 0).
 - ``stations`` (when given, with at least ``min_station_days`` observations on days outside the test days of the
   split): a and b by maximum likelihood of a normal error on the station-days (ensemble at the station's pixel
-  minus the observation), k = 0. The stations' own error (sensor, point against pixel) counts as model error
-  unless ``station_error`` (m3/m3) is given, which is removed in quadrature: without it the interval is wide by
-  that much.
+  minus the observation), with the k term of the prior inside the likelihood. The stations' own error (sensor,
+  point against pixel) counts as model error unless ``station_error`` (m3/m3) is given, which is removed in
+  quadrature: without it the interval is wide by that much.
 - ``prior`` (no stations): a = ``coarse_error`` of the layer (the coarse product's published accuracy, e.g. SMAP
-  L4's 0.04 / 0.03 m3/m3 at core sites), b = 0, k from the self-similarity check of the members (weights.csv:
-  the error of the within-cell detail relative to the detail painted, k^2 = (1 + s^2 - 2 r s) / s^2 with s the
-  check's std ratio and r its correlation, weighted by the ensemble weights) or ``within_factor`` without one.
+  L4's 0.04 / 0.03 m3/m3 at core sites), b = 0.
 
-Pure numpy; the rule step (smdown.rules.uncertainty) reads and writes the rasters.
+Pure numpy and scipy; the rule step (smdown.rules.uncertainty) reads and writes the rasters.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.ndimage import uniform_filter
 from scipy.optimize import minimize
 
 SOURCES = ("stations", "prior")
@@ -40,7 +43,7 @@ SOURCES = ("stations", "prior")
 
 @dataclass
 class Calibration:
-    """sigma^2 = a^2 + (b * ensemble)^2 + (k * within)^2 + spread^2; `source`: what set a, b, k; `n`: the
+    """sigma^2 = a^2 + (b * ensemble)^2 + (k * detail)^2 + spread^2; `source`: what set a and b; `n`: the
     station-days of the fit (0 for the prior)."""
 
     a: float
@@ -53,27 +56,37 @@ class Calibration:
         return asdict(self)
 
 
-def cell_within_std(field: np.ndarray, factor: int) -> np.ndarray:
-    """Standard deviation of a field (days, rows, cols) inside each coarse cell and day, repeated over the cell's
-    pixels (float32; NaN pixels left out, a cell-day without a finite pixel NaN)."""
-    days, rows, cols = field.shape
-    if rows % factor or cols % factor:
-        raise ValueError(f"shape {rows}x{cols} is not a multiple of factor {factor}")
-    cells = field.reshape(days, rows // factor, factor, cols // factor, factor).astype(np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a cell-day without a finite pixel
-        std = np.nanstd(cells, axis=(2, 4))
-    return np.broadcast_to(std[:, :, None, :, None], cells.shape).reshape(field.shape).astype(np.float32)
+def local_detail(field: np.ndarray, window: int, halo: int = 0) -> np.ndarray:
+    """|field - its mean over a window x window neighbourhood| per day of a field (days, rows, cols), float32.
+
+    `window` is made odd (an even one grows by 1); NaN pixels are left out of the means (a NaN pixel stays NaN).
+    With `halo` > 0 the field carries that many extra rows and columns on each side (io.read_block), which feed
+    the means and are cropped from the result; beyond them the edge values repeat (scipy's "nearest")."""
+    field = np.asarray(field, dtype=np.float32)
+    half = max(int(window), 1) // 2
+    if half == 0:
+        out = np.zeros_like(field)
+    else:
+        finite = np.isfinite(field)
+        size = (1, 2 * half + 1, 2 * half + 1)
+        total = uniform_filter(np.where(finite, field, 0.0).astype(np.float64), size=size, mode="nearest")
+        count = uniform_filter(finite.astype(np.float64), size=size, mode="nearest")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.abs(field - total / count).astype(np.float32)
+        out[~finite] = np.nan
+    if halo:
+        out = out[:, halo:-halo, halo:-halo]
+    return out
 
 
-def sigma(ensemble: np.ndarray, spread: np.ndarray, within: np.ndarray, calibration: Calibration) -> np.ndarray:
-    """The uncertainty (float32, NaN where the ensemble is NaN; a NaN spread or within counts as 0)."""
+def sigma(ensemble: np.ndarray, spread: np.ndarray, detail: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """The uncertainty (float32, NaN where the ensemble is NaN; a NaN spread or detail counts as 0)."""
     c = calibration
     var = np.full(ensemble.shape, np.float32(c.a) ** 2, dtype=np.float32)
     if c.b:
         var += (np.float32(c.b) * ensemble) ** 2
     if c.k:
-        var += np.nan_to_num(np.float32(c.k) * within) ** 2
+        var += np.nan_to_num(np.float32(c.k) * detail) ** 2
     var += np.nan_to_num(spread) ** 2
     out = np.sqrt(var)
     out[~np.isfinite(ensemble)] = np.nan
@@ -96,17 +109,19 @@ def within_factor(table: Mapping[str, np.ndarray] | None, default: float) -> flo
     return float(np.sqrt(np.sum(w[ok] * k2) / np.sum(w[ok])))
 
 
-def fit_stations(ensemble: np.ndarray, spread: np.ndarray, error: np.ndarray, station_error: float = 0.0
-                 ) -> Calibration:
-    """a, b by maximum likelihood of error ~ N(0, a^2 + (b ensemble)^2 + spread^2 + station_error^2) over the finite
-    station-days (the station's own error then left out of the uncertainty)."""
+def fit_stations(ensemble: np.ndarray, spread: np.ndarray, error: np.ndarray, station_error: float = 0.0,
+                 detail: np.ndarray | None = None, k: float = 0.0) -> Calibration:
+    """a, b by maximum likelihood of error ~ N(0, a^2 + (b ensemble)^2 + (k detail)^2 + spread^2 + station_error^2)
+    over the finite station-days, k and the detail at the stations' pixels given (the prior's k: see the module);
+    the station's own error is then left out of the uncertainty."""
     m, s, e = (np.asarray(x, dtype=float).ravel() for x in (ensemble, spread, error))
-    s = np.nan_to_num(s)
+    d = np.zeros_like(m) if detail is None else np.asarray(detail, dtype=float).ravel()
+    s, d = np.nan_to_num(s), np.nan_to_num(d)
     ok = np.isfinite(m) & np.isfinite(e)
-    m, s, e = m[ok], s[ok], e[ok]
+    m, s, e, d = m[ok], s[ok], e[ok], d[ok]
     if len(e) < 3:
         raise ValueError(f"{len(e)} station-days: too few to calibrate the uncertainty")
-    fixed = s**2 + station_error**2 + 1e-10
+    fixed = s**2 + (k * d) ** 2 + station_error**2 + 1e-10
     rms = max(float(np.sqrt(np.mean(e * e))), 1e-4)
 
     def nll(params: np.ndarray) -> float:
@@ -118,7 +133,7 @@ def fit_stations(ensemble: np.ndarray, spread: np.ndarray, error: np.ndarray, st
     start_b = min(0.5 * rms / max(float(np.mean(np.abs(m))), 1e-3), 5.0)
     fit = minimize(nll, np.array([np.log(rms), start_b]), method="L-BFGS-B",
                    bounds=[(np.log(rms) - 8, np.log(rms) + 2), (0.0, 5.0)])
-    return Calibration(a=float(np.exp(fit.x[0])), b=float(fit.x[1]), k=0.0, source="stations", n=int(len(e)))
+    return Calibration(a=float(np.exp(fit.x[0])), b=float(fit.x[1]), k=float(k), source="stations", n=int(len(e)))
 
 
 def coverage(error: np.ndarray, sigma_: np.ndarray, z: float = 1.6448536269514722) -> float:

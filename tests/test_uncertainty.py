@@ -10,15 +10,19 @@ from smdown import io
 from smdown import uncertainty as unc
 
 
-def test_cell_within_std_is_per_cell_and_day():
-    field = np.zeros((2, 4, 4), np.float32)
-    field[0, :2, :2] = [[0.1, 0.3], [0.1, 0.3]]  # std 0.1 in cell (0, 0) on day 0
-    field[1, 2:, 2:] = np.nan  # a cell-day without a finite pixel
-    within = unc.cell_within_std(field, 2)
-    assert within.shape == field.shape
-    np.testing.assert_allclose(within[0, :2, :2], 0.1, atol=1e-7)
-    assert np.all(within[0, 2:, :] == 0) and np.all(within[1, :2, :] == 0)
-    assert np.isnan(within[1, 2:, 2:]).all()
+def test_local_detail_is_the_departure_from_the_neighbourhood_mean():
+    field = np.zeros((2, 5, 5), np.float32)
+    field[0, 2, 2] = 0.9  # a spike: the 3 x 3 mean around it is 0.1
+    field[1, 0, 0] = np.nan
+    detail = unc.local_detail(field, 3)
+    assert detail.shape == field.shape
+    assert detail[0, 2, 2] == pytest.approx(0.8, abs=1e-6)
+    assert detail[0, 1, 1] == pytest.approx(0.1, abs=1e-6) and detail[0, 0, 0] == 0
+    assert np.isnan(detail[1, 0, 0]) and np.all(detail[1][np.isfinite(field[1])] == 0)  # NaN left out of the means
+    assert unc.local_detail(field, 4)[0, 2, 2] == pytest.approx(0.9 - 0.9 / 25, abs=1e-6)  # an even window: 5
+    assert np.all(unc.local_detail(field, 1)[np.isfinite(field)] == 0)  # window 1: no detail
+    # a halo feeds the means and is cropped: the inner 3 x 3 of the whole field's detail
+    np.testing.assert_allclose(unc.local_detail(field[:1], 3, 1), detail[:1, 1:4, 1:4], atol=1e-7)
 
 
 def test_sigma_adds_its_parts_in_quadrature():
@@ -51,6 +55,27 @@ def test_station_fit_recovers_a_known_error_model():
     assert unc.fit_stations(ensemble, spread, noisy, station_error=0.02).b == pytest.approx(0.15, rel=0.15)
     with pytest.raises(ValueError, match="too few"):
         unc.fit_stations(ensemble[:2], spread[:2], error[:2])
+
+
+def test_station_fit_with_the_detail_term_keeps_the_interval_right_where_the_detail_is_large():
+    # the error std grows with the local detail: sigma^2 = 0.01^2 + (1.5 detail)^2
+    rng = np.random.default_rng(3)
+    detail = rng.uniform(0.0, 0.04, 6000)
+    ensemble = rng.uniform(0.05, 0.45, detail.size)
+    spread = np.zeros_like(ensemble)
+    true_sigma = np.sqrt(0.01**2 + (1.5 * detail) ** 2)
+    error = true_sigma * rng.standard_normal(detail.size)
+    large = detail > 0.03
+    with_k = unc.fit_stations(ensemble, spread, error, detail=detail, k=1.5)
+    assert with_k.k == 1.5 and with_k.a == pytest.approx(0.01, abs=0.003) and with_k.b < 0.02
+    sig = unc.sigma(ensemble, spread, detail, with_k)
+    assert unc.coverage(error[large], sig[large]) == pytest.approx(0.90, abs=0.03)
+    assert unc.coverage(error[~large], sig[~large]) == pytest.approx(0.90, abs=0.03)
+    assert np.corrcoef(sig, np.abs(error))[0, 1] > 0.3
+    # without the term the same stations give one width for all: too narrow where the detail is large
+    without = unc.fit_stations(ensemble, spread, error)
+    sig0 = unc.sigma(ensemble, spread, detail, without)
+    assert without.k == 0 and unc.coverage(error[large], sig0[large]) < 0.85
 
 
 def test_within_factor_from_the_self_similarity_check():
@@ -109,7 +134,7 @@ def _tiny_world(tmp_path, station_days: int):
 
 
 SETTINGS = {"use_stations": True, "min_station_days": 30, "station_error": 0.0,
-            "coarse_error": {"surface": 0.04, "rootzone": 0.03}, "within_factor": 1.0}
+            "coarse_error": {"surface": 0.04, "rootzone": 0.03}, "within_factor": 0.25, "detail_window": 3}
 
 
 @pytest.mark.parametrize("days, source", [(12, "stations"), (6, "prior")])
@@ -120,15 +145,27 @@ def test_the_rule_step_calibrates_on_stations_or_falls_back_to_the_prior(tmp_pat
     out = tmp_path / "uncertainty.tif"
     cal = uncertainty("surface", str(paths["ensemble"]), str(paths["ensemble_std"]), str(tmp_path / "weights.csv"),
                       str(paths["coarse"]), str(tmp_path / "split.json"), str(tmp_path / "stations.csv"), str(out),
-                      str(tmp_path / "calibration.csv"), {**SETTINGS, "min_station_days": 30})
+                      str(tmp_path / "calibration.csv"), {**SETTINGS, "min_station_days": 30},
+                      max_pixels=days * 9)  # one coarse cell a block: the detail's halo crosses the blocks
     table = pd.read_csv(tmp_path / "calibration.csv")
     assert cal.source == source == table["source"].iloc[0]
     sig = io.read_stack(out)
     assert sig.data.shape == ensemble.shape and np.isfinite(sig.data).all()
+    detail = unc.local_detail(ensemble, 3)  # the whole field's: as if in one block
+    assert cal.k == 0.25 == table["k"].iloc[0]  # no self-similarity check: within_factor, with both sources
     if source == "stations":  # 3 stations x 11 days outside the test day; errors of SD 0.03
         assert table["n"].iloc[0] == 33 and table["station_days"].iloc[0] == 33
         assert 0.015 < float(np.sqrt(np.mean(sig.data**2))) < 0.05
+        np.testing.assert_allclose(sig.data, np.sqrt(cal.a**2 + (cal.b * ensemble) ** 2 + (0.25 * detail) ** 2 + 0.005**2),
+                                   rtol=1e-5)
+        # the detail at the stations' pixels is the map's
+        from smdown.evaluate import station_series
+        from smdown.rules.uncertainty import station_detail
+
+        series = station_series({"ensemble": str(paths["ensemble"])}, str(tmp_path / "stations.csv"), "surface")
+        dates = io.read_dates(paths["ensemble"])
+        expected = detail[[dates.index(d) for d in series["date"]], series["row"], series["col"]]
+        np.testing.assert_allclose(station_detail(str(paths["ensemble"]), series, 3), expected, atol=1e-7)
     else:  # 3 x 5 = 15 station-days are too few: a = coarse_error, k = within_factor (no self-similarity check)
-        assert cal.a == 0.04 and cal.k == 1.0
-        within = unc.cell_within_std(ensemble, 3)
-        np.testing.assert_allclose(sig.data, np.sqrt(0.04**2 + within**2 + 0.005**2), rtol=1e-5)
+        assert cal.a == 0.04
+        np.testing.assert_allclose(sig.data, np.sqrt(0.04**2 + (0.25 * detail) ** 2 + 0.005**2), rtol=1e-5)

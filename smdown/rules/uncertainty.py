@@ -1,8 +1,8 @@
 """Step of workflow/rules/predict.smk (rule uncertainty): the calibrated uncertainty map of the ensemble.
 
 It runs after predict because its calibration on stations needs the ensemble at the stations' pixels; the map is
-one more read of the ensemble and its spread, block by block of whole coarse cells (the within-cell detail is a
-per-cell quantity), memory bounded by the block.
+one more read of the ensemble and its spread, block by block of whole coarse cells with a halo of half the detail
+window (the local detail needs the neighbourhood), memory bounded by the block.
 """
 
 from __future__ import annotations
@@ -21,12 +21,32 @@ from smdown.grid import cell_blocks
 log = logging.getLogger(__name__)
 
 
+def station_detail(ensemble: str, series: pd.DataFrame, window: int) -> np.ndarray:
+    """The local detail (smdown.uncertainty.local_detail) at each row (station pixel and date) of `series`."""
+    shape = (io.read_grid(ensemble).height, io.read_grid(ensemble).width)
+    index = {d: i for i, d in enumerate(io.read_dates(ensemble))}
+    half = max(int(window), 1) // 2
+    out = np.full(len(series), np.nan, np.float32)
+    for (row, col), rows in series.groupby(["row", "col"]).indices.items():
+        block = io.read_block(ensemble, int(row), int(col), 1, 1, half, shape)
+        detail = unc.local_detail(block, window, half)[:, 0, 0]
+        out[rows] = detail[[index[d] for d in series["date"].iloc[rows]]]
+    return out
+
+
 def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str, split: str | None,
               stations: str | None, settings: dict) -> tuple[unc.Calibration, dict]:
     """The layer's calibration (smdown.uncertainty) and what it was made from (a row of calibration.csv).
 
-    `settings`: config uncertainty (use_stations, min_station_days, station_error, coarse_error, within_factor)."""
+    `settings`: config uncertainty (use_stations, min_station_days, station_error, coarse_error, within_factor,
+    detail_window)."""
     info: dict = {"layer": layer}
+    window = int(settings.get("detail_window", 31))
+    table = pd.read_csv(weights)
+    table = table[table["member"] != "rf"]
+    k = unc.within_factor({c: table[c].to_numpy() for c in table.columns}, settings["within_factor"])
+    info.update(k_from="self-similarity check" if "similarity_r" in table else "uncertainty.within_factor",
+                detail_window=window)
     if stations and settings["use_stations"]:
         from smdown.evaluate import station_series
 
@@ -35,27 +55,24 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
         if len(series):
             series = series[~series["date"].isin(test_dates)]
             series = series[np.isfinite(series["ensemble"]) & np.isfinite(series["observed"])]
+            series = series.reset_index(drop=True)
         info["station_days"] = len(series)
         if len(series) >= settings["min_station_days"]:
             error = (series["ensemble"] - series["observed"]).to_numpy()
+            detail = station_detail(ensemble, series, window) if k else np.zeros(len(series), np.float32)
             cal = unc.fit_stations(series["ensemble"].to_numpy(), series["ensemble_std"].to_numpy(), error,
-                                   settings["station_error"])
+                                   settings["station_error"], detail, k)
             sig = unc.sigma(series["ensemble"].to_numpy(np.float32), series["ensemble_std"].to_numpy(np.float32),
-                            np.zeros(len(series), np.float32), cal)
+                            detail, cal)
             info.update(stations=int(series["station"].nunique()),
                         station_coverage_90=unc.coverage(error, np.sqrt(sig**2 + settings["station_error"] ** 2)))
-            log.info("%s: uncertainty calibrated on %d day(s) of %d station(s) outside the test days", layer,
-                     len(series), info["stations"])
+            log.info("%s: uncertainty calibrated on %d day(s) of %d station(s) outside the test days, detail "
+                     "factor %.3f (%s)", layer, len(series), info["stations"], k, info["k_from"])
             return cal, info
         log.warning("%s: %d station-day(s) outside the test days, fewer than uncertainty.min_station_days (%d): "
                     "the prior calibration instead", layer, len(series), settings["min_station_days"])
-    table = pd.read_csv(weights)
-    table = table[table["member"] != "rf"]
-    k = unc.within_factor({c: table[c].to_numpy() for c in table.columns}, settings["within_factor"])
-    info["within_from"] = "self-similarity check" if "similarity_r" in table else "uncertainty.within_factor"
     cal = unc.Calibration(a=float(settings["coarse_error"][layer]), b=0.0, k=k, source="prior", n=0)
-    log.info("%s: prior uncertainty: coarse error %.4f, within-cell factor %.3f (%s)", layer, cal.a, k,
-             info["within_from"])
+    log.info("%s: prior uncertainty: coarse error %.4f, detail factor %.3f (%s)", layer, cal.a, k, info["k_from"])
     return cal, info
 
 
@@ -68,14 +85,20 @@ def uncertainty(layer: str, ensemble: str, spread: str, weights: str, coarse: st
     coarse_grid = io.read_grid(coarse)
     factor = grid.height // coarse_grid.height
     side = max(1, int(np.sqrt(max_pixels / max(1, len(dates) * factor * factor))))
+    half = max(int(settings.get("detail_window", 31)), 1) // 2 if cal.k else 0
     blocks = list(cell_blocks((coarse_grid.height, coarse_grid.width), side))
     total, count = 0.0, 0
     with io.open_writer(output, grid, dates) as dst:
         for i, (r, c, h, w) in enumerate(blocks, 1):
             window = (r * factor, c * factor, h * factor, w * factor)
-            mean = io.read_window(ensemble, *window)
-            within = unc.cell_within_std(mean, factor) if cal.k else np.zeros_like(mean)
-            sig = unc.sigma(mean, io.read_window(spread, *window), within, cal)
+            if half:  # the block and a halo of half the detail window
+                block = io.read_block(ensemble, *window, half, (grid.height, grid.width))
+                mean = block[:, half:-half, half:-half]
+                detail = unc.local_detail(block, 2 * half + 1, half)
+            else:
+                mean = io.read_window(ensemble, *window)
+                detail = np.zeros_like(mean)
+            sig = unc.sigma(mean, io.read_window(spread, *window), detail, cal)
             io.write_window(dst, sig, *window[:2])
             finite = np.isfinite(sig)
             total, count = total + float(sig[finite].sum(dtype=np.float64)), count + int(finite.sum())
