@@ -1,7 +1,7 @@
 """Coarse-consistency corrections: make a fine prediction average back to the coarse input, cell by cell.
 
-Pure numpy. ``pred`` is a fine stack (T, H, W), ``coarse`` the coarse cells it covers (T, h, w) with
-``H = h * factor`` and ``W = w * factor``. Every function returns a float32 stack of ``pred``'s shape
+Pure numpy, but for ``anchor_means``, which reads a raster. ``pred`` is a fine stack (T, H, W), ``coarse`` the
+coarse cells it covers (T, h, w) with ``H = h * factor`` and ``W = w * factor``. Every function returns a float32 stack of ``pred``'s shape
 whose block means (over each cell's finite pixels) equal ``coarse``. Cells or days without a coarse
 value (NaN), and cells without a finite predicted pixel, keep the model's estimate unchanged.
 
@@ -35,15 +35,40 @@ per cell). Two ways:
 
 NaN residuals (no coarse value, or no finite prediction in the cell) are solved as 0 and the
 correction is set to 0 inside those cells, so they keep the model's estimate.
+
+The anchor. What each cell's mean is pinned to: the coarse value itself (``coarse``), or the cell mean of the
+coarse field's cubic interpolation onto the fine grid (``smoothed``, ``anchor_means``). The cubic kernel blends each
+cell with its neighbours, so the smoothed anchor damps the coarse product's random error, cell by cell, at the cost
+of exact consistency with the input.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from smdown.grid import block_expand, block_mean
+from smdown import io
+from smdown.grid import block_expand, block_mean, cell_blocks
 
 CORRECTIONS = ("none", "additive", "smooth")
+ANCHORS = ("coarse", "smoothed")
+
+
+def anchor_means(fine_path: str, coarse: np.ndarray, factor: int, max_pixels: int = 8_000_000) -> np.ndarray:
+    """The smoothed anchor: the cell means (days, rows, cols) of a fine raster nested in the coarse grid (the coarse
+    field's cubic interpolation), read block by block of whole cells (``max_pixels`` pixel-days at most, one cell at
+    least). Cells without a coarse value stay NaN; cells without a finite fine pixel keep the coarse value."""
+    days, rows, cols = coarse.shape
+    grid = io.read_grid(fine_path)
+    if (grid.height, grid.width) != (rows * factor, cols * factor) or len(io.read_dates(fine_path) or []) != days:
+        raise ValueError(f"{fine_path}: {len(io.read_dates(fine_path) or [])} days of {grid.height} x {grid.width} "
+                         f"pixels, not the coarse input's {days} days of {rows} x {cols} cells x {factor}")
+    side = max(1, int(np.sqrt(max_pixels / max(1, days * factor * factor))))
+    means = np.full(coarse.shape, np.nan, dtype=np.float64)
+    for r, c, h, w in cell_blocks((rows, cols), side):
+        fine = io.read_window(fine_path, r * factor, c * factor, h * factor, w * factor)
+        means[:, r : r + h, c : c + w] = block_mean(fine, factor)
+    means = np.where(np.isfinite(means), means, coarse)
+    return np.where(np.isfinite(coarse), means, np.nan).astype(np.float32)
 
 
 def cell_residual(pred: np.ndarray, coarse: np.ndarray, factor: int) -> np.ndarray:

@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from smdown import io
-from smdown.correction import CORRECTIONS, add_smooth_field, cell_residual, smooth_nodes
+from smdown.correction import CORRECTIONS, add_smooth_field, anchor_means, cell_residual, smooth_nodes
 from smdown.ensemble import combine
 from smdown.features import FeatureSpec, cube, derive
 from smdown.grid import cell_blocks
@@ -69,6 +70,7 @@ def predict_layer(
     valid_range: tuple[float, float] = (0.0, 0.65),
     timings: dict[str, list[float]] | None = None,
     overlap: bool = True,
+    anchor: str | None = None,
 ) -> dict[str, int]:
     """Predict members, and where asked the ensemble mean and spread, at the fine scale; returns clip counts.
 
@@ -81,6 +83,8 @@ def predict_layer(
     "scratch": spilling the uncorrected blocks and reading them back); with `overlap` (reading and writing in their
     own threads, beside the prediction) "read", "write" and "scratch" are their threads' own wall and CPU time and
     "read wait" / "write wait" the main thread's waits for them.
+    `anchor`: a fine raster whose cell means replace the coarse values as the correction's target (the smoothed
+    anchor, smdown.correction.anchor_means); None pins the cells to the coarse values themselves.
     """
     if correction not in CORRECTIONS:
         raise ValueError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
@@ -88,6 +92,8 @@ def predict_layer(
     with _timed(timings, "read"):
         coarse = io.read_stack(coarse_path)
         fine_grid = io.read_grid(rasters[spec.rasters[0]])
+        if anchor is not None:
+            coarse = replace(coarse, data=anchor_means(anchor, coarse.data, factor))
     dates = coarse.dates
     unknown = [name for name in member_weights if name not in members]
     if unknown:

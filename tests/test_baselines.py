@@ -49,3 +49,18 @@ def test_smooth_cubic_is_the_same_whatever_the_block_size(tmp_path):
         cubic_baselines(str(tmp_path / "in.tif"), str(tmp_path / "coarse.tif"), outputs, "smooth", cells)
         results.append(io.read_stack(outputs["cubic_corrected"]).data)
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("correction", ["additive", "smooth"])
+def test_with_the_smoothed_anchor_the_corrected_cubic_is_the_cubic_itself(tmp_path, correction):
+    """The smoothed anchor is the cubic field's own cell means, so correcting the cubic field to it changes nothing."""
+    rng = np.random.default_rng(3)
+    coarse = rng.uniform(0.1, 0.4, (2, 3, 4)).astype(np.float32)
+    fine_grid = nested_grid(COARSE, FACTOR)
+    cubic = rng.uniform(0.1, 0.4, (2, *fine_grid.shape)).astype(np.float32)
+    io.write_stack(tmp_path / "coarse.tif", io.Stack(coarse, COARSE, DATES))
+    io.write_stack(tmp_path / "cubic_in.tif", io.Stack(cubic, fine_grid, DATES))
+    outputs = {"cubic": str(tmp_path / "cubic.tif"), "cubic_corrected": str(tmp_path / "cubic_corrected.tif")}
+    cubic_baselines(str(tmp_path / "cubic_in.tif"), str(tmp_path / "coarse.tif"), outputs, correction, 2,
+                    anchor="smoothed")
+    np.testing.assert_allclose(io.read_stack(outputs["cubic_corrected"]).data, cubic, atol=1e-5)

@@ -318,3 +318,37 @@ def test_unknown_correction_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown correction"):
         predict_layer({"dnn": _member("dnn")}, {"dnn": 1.0}, FeatureSpec(("x1",), ("x0",), (), False), rasters,
                       coarse_path, factor, {"dnn": str(tmp_path / "d.tif")}, correction="tobler")
+
+
+def test_anchor_means_are_the_fine_cell_means_read_block_by_block(tmp_path):
+    fine_grid = nested_grid(COARSE, 4)
+    fine = np.arange(len(DATES) * 64, dtype=np.float32).reshape(len(DATES), 8, 8) / 1000
+    fine[1, 0:4, 4:8] = np.nan  # a cell-day without a finite fine pixel keeps the coarse value
+    path = str(tmp_path / "cubic.tif")
+    io.write_stack(path, io.Stack(fine, fine_grid, DATES))
+    coarse = np.full((len(DATES), 2, 2), 0.3, dtype=np.float32)
+    coarse[2, 1, 1] = np.nan  # no coarse value: no anchor either
+    for max_pixels in (1, 10**9):  # one cell a block, or the whole region
+        means = correction.anchor_means(path, coarse, 4, max_pixels=max_pixels)
+        expected = block_mean(fine, 4)
+        expected[1, 0, 1] = 0.3
+        expected[2, 1, 1] = np.nan
+        np.testing.assert_allclose(means, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="cubic.tif: 6 days of 8 x 8 pixels, not the coarse input's 6 days of 2 x 3"):
+        correction.anchor_means(path, np.zeros((len(DATES), 2, 3), np.float32), 4)
+
+
+@pytest.mark.parametrize("method", ["additive", "smooth"])
+def test_the_smoothed_anchor_pins_each_cell_to_the_cell_mean_of_the_anchor_raster(tmp_path, method):
+    rasters, coarse_path, factor = _world(tmp_path)
+    anchor = 0.2 + 0.1 * np.random.default_rng(9).random((len(DATES), 8, 8)).astype(np.float32)
+    anchor_path = str(tmp_path / "anchor.tif")
+    io.write_stack(anchor_path, io.Stack(anchor, nested_grid(COARSE, factor), DATES))
+    spec = FeatureSpec(("x1",), ("x0",), (), False)
+    out = str(tmp_path / "rf.tif")
+    predict_layer({"rf": models.Member("rf", _Forest(), {})}, {}, spec, rasters, coarse_path, factor, {"rf": out},
+                  correction=method, valid_range=(-9, 9), anchor=anchor_path)
+    data = io.read_stack(out).data
+    means = block_mean(data, factor)
+    np.testing.assert_allclose(means, block_mean(anchor, factor), atol=1e-4)
+    assert np.abs(means - io.read_stack(coarse_path).data).max() > 0.01  # not the coarse values

@@ -55,9 +55,10 @@ def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
 
 
 @pytest.mark.workflow
-def test_correction_reruns_predict_onward(tiny_run):
+@pytest.mark.parametrize("change", [{"correction": "none"}, {"anchor": "coarse"}])
+def test_correction_reruns_predict_onward(tiny_run, change):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, {"predict": {"correction": "none"}})
+    jobs = scheduled(workdir, {"predict": change})
     # cubic_corrected and the random forest's map (rule predict_rf) follow the correction too
     assert set(jobs) == AFTER_PREDICT | {"cubic_baseline", "predict_rf"}, jobs
     assert jobs["predict"] == jobs["predict_rf"] == 2

@@ -25,10 +25,12 @@ PathLike = str | Path
 # ------------------------------------------------------------------ baselines
 
 
-def cubic_baselines(source: str, coarse: str, outputs: dict[str, str], correction: str, block_cells: int) -> None:
+def cubic_baselines(source: str, coarse: str, outputs: dict[str, str], correction: str, block_cells: int,
+                    anchor: str = "coarse") -> None:
     """The cubic baseline, raw (`cubic`: the coarse field warped cubically onto the prediction grid, the resample
-    rule's output) and with the members' coarse correction (`cubic_corrected`, config predict.correction), so
-    every method is compared like for like. Written block by block of `block_cells` coarse cells."""
+    rule's output) and with the members' coarse correction (`cubic_corrected`, config predict.correction and
+    predict.anchor), so every method is compared like for like. Written block by block of `block_cells` coarse
+    cells. With the smoothed anchor (the cubic field's own cell means) the corrected field is the raw one."""
     from smdown import correction as corrections
     from smdown.grid import cell_blocks
 
@@ -37,6 +39,8 @@ def cubic_baselines(source: str, coarse: str, outputs: dict[str, str], correctio
     grid, dates = io.read_grid(source), io.read_dates(source)
     cells = io.read_stack(coarse).data
     factor = grid.height // cells.shape[1]
+    if anchor == "smoothed":
+        cells = corrections.anchor_means(source, cells, factor)
     windows = list(cell_blocks(cells.shape[1:], block_cells))
 
     def read(r, c, h, w):

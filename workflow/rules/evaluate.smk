@@ -25,6 +25,7 @@ rule cubic_baseline:
         runtime=runtime_of("cubic_baseline"),
     params:
         correction=config["predict"]["correction"],
+        anchor=config["predict"]["anchor"],
         block_cells=config["predict"]["block_cells"],
     script:
         "../scripts/cubic_baseline.py"

@@ -4,6 +4,7 @@ rule predict:
         models=deep_models,
         weights=f"{R}/ensemble/{{layer}}/weights.csv",
         coarse=coarse_input,
+        anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
     output:
         **ensemble_maps("{layer}"),
     log:
@@ -31,6 +32,7 @@ rule predict_rf:
         unpack(fine_rasters),
         model=f"{R}/models/{{layer}}/rf.joblib",
         coarse=coarse_input,
+        anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
     output:
         rf=f"{R}/downscaled/{{layer}}/rf.tif",
     log:

@@ -7,5 +7,6 @@ cubic_baselines(
     snakemake.input.coarse,
     dict(snakemake.output.items()),
     correction=snakemake.params.correction,
+    anchor=snakemake.params.anchor,
     block_cells=snakemake.params.block_cells,
 )

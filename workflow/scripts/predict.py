@@ -9,6 +9,7 @@ predict(
     snakemake.input.weights,
     {name: snakemake.input[name] for name in snakemake.params.rasters},
     snakemake.input.coarse,
+    snakemake.input.anchor,
     snakemake.params.scale,
     {name: path for name, path in snakemake.output.items()},
     settings=snakemake.params.predict,

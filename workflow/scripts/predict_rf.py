@@ -6,6 +6,7 @@ predict_rf(
     snakemake.input.model,
     {name: snakemake.input[name] for name in snakemake.params.rasters},
     snakemake.input.coarse,
+    snakemake.input.anchor,
     snakemake.params.scale,
     snakemake.output.rf,
     settings=snakemake.params.predict,
