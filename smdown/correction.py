@@ -50,7 +50,6 @@ from smdown import io
 from smdown.grid import block_expand, block_mean, cell_blocks
 
 CORRECTIONS = ("none", "additive", "smooth")
-ANCHORS = ("coarse", "smoothed")
 
 
 def anchor_means(fine_path: str, coarse: np.ndarray, factor: int, max_pixels: int = 8_000_000) -> np.ndarray:
@@ -58,9 +57,9 @@ def anchor_means(fine_path: str, coarse: np.ndarray, factor: int, max_pixels: in
     field's cubic interpolation), read block by block of whole cells (``max_pixels`` pixel-days at most, one cell at
     least). Cells without a coarse value stay NaN; cells without a finite fine pixel keep the coarse value."""
     days, rows, cols = coarse.shape
-    grid = io.read_grid(fine_path)
-    if (grid.height, grid.width) != (rows * factor, cols * factor) or len(io.read_dates(fine_path) or []) != days:
-        raise ValueError(f"{fine_path}: {len(io.read_dates(fine_path) or [])} days of {grid.height} x {grid.width} "
+    grid, fine_days = io.read_grid(fine_path), len(io.read_dates(fine_path) or [])
+    if (grid.height, grid.width) != (rows * factor, cols * factor) or fine_days != days:
+        raise ValueError(f"{fine_path}: {fine_days} days of {grid.height} x {grid.width} "
                          f"pixels, not the coarse input's {days} days of {rows} x {cols} cells x {factor}")
     side = max(1, int(np.sqrt(max_pixels / max(1, days * factor * factor))))
     means = np.full(coarse.shape, np.nan, dtype=np.float64)

@@ -125,8 +125,18 @@ def station_panel(series: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
 
 
 def _draw_station(ax, name: str, rows: pd.DataFrame, marks: Sequence[str] = ()) -> None:
-    """Coarse input, ensemble with the 90 % interval of its uncertainty, and the station, over time; the
-    mapped days marked."""
+    """The map figure's station panel: its series (``_station_lines``), the mapped days marked."""
+    _station_lines(ax, rows, f"station {name}")
+    for date in marks:
+        ax.axvline(pd.Timestamp(date), color="0.3", lw=0.6, ls=":")
+    ax.set_ylabel(SM_LABEL, fontsize=8)
+    ax.legend(fontsize=7, ncol=4, loc="upper left", framealpha=0.8)
+    ax.set_title(f"station {name} (dotted: the days mapped above)", fontsize=9, loc="left")
+
+
+def _station_lines(ax, rows: pd.DataFrame, label: str, spread: bool = False) -> None:
+    """One station's series over time: coarse input, ensemble with the 90 % interval of its uncertainty (and, with
+    ``spread``, ± the members' spread) and the observations labelled ``label``; a concise date axis."""
     t = pd.to_datetime(rows["date"])
     if "coarse" in rows:
         ax.step(t, rows["coarse"], where="mid", color="0.5", lw=1, label="coarse input")
@@ -136,16 +146,14 @@ def _draw_station(ax, name: str, rows: pd.DataFrame, marks: Sequence[str] = ()) 
             half = Z90 * rows["uncertainty"]
             ax.fill_between(t, rows["ensemble"] - half, rows["ensemble"] + half, color="tab:blue", alpha=0.2, lw=0,
                             label="90 % interval")
-    ax.plot(t, rows["observed"], "o", ms=2.5, color="k", label=f"station {name}")
-    for date in marks:
-        ax.axvline(pd.Timestamp(date), color="0.3", lw=0.6, ls=":")
-    ax.set_ylabel(SM_LABEL, fontsize=8)
+        if spread and "ensemble_std" in rows:
+            ax.fill_between(t, rows["ensemble"] - rows["ensemble_std"], rows["ensemble"] + rows["ensemble_std"],
+                            color="tab:blue", alpha=0.35, lw=0, label="± members' spread")
+    ax.plot(t, rows["observed"], "o", ms=2.5, color="k", label=label)
     ax.tick_params(labelsize=7)
     locator = mdates.AutoDateLocator(maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    ax.legend(fontsize=7, ncol=4, loc="upper left", framealpha=0.8)
-    ax.set_title(f"station {name} (dotted: the days mapped above)", fontsize=9, loc="left")
 
 
 def plot_scatter(pairs: pd.DataFrame, path: PathLike, reference: str = "reference", title: str = "",
@@ -203,26 +211,9 @@ def plot_station_series(series: pd.DataFrame, path: PathLike, title: str = "", m
         axes[0, 0].text(0.5, 0.5, "no station overlaps the run", ha="center", va="center",
                         transform=axes[0, 0].transAxes)
     for ax, name in zip(axes[:, 0], stations, strict=False):
-        sub = series[series["station"] == name].sort_values("date")
-        t = pd.to_datetime(sub["date"])
-        if "coarse" in sub:
-            ax.step(t, sub["coarse"], where="mid", color="0.5", lw=1, label="coarse input")
-        if "ensemble" in sub:
-            ax.plot(t, sub["ensemble"], color="tab:blue", lw=1.2, label="ensemble")
-            if "uncertainty" in sub:  # the calibrated uncertainty's 90 % interval
-                half = Z90 * sub["uncertainty"]
-                ax.fill_between(t, sub["ensemble"] - half, sub["ensemble"] + half, color="tab:blue", alpha=0.2, lw=0,
-                                label="90 % interval")
-            if "ensemble_std" in sub:
-                ax.fill_between(t, sub["ensemble"] - sub["ensemble_std"], sub["ensemble"] + sub["ensemble_std"],
-                                color="tab:blue", alpha=0.35, lw=0, label="± members' spread")
-        ax.plot(t, sub["observed"], "o", ms=2.5, color="k", label="station")
+        _station_lines(ax, series[series["station"] == name].sort_values("date"), "station", spread=True)
         ax.set_title(str(name), fontsize=9, loc="left")
         ax.set_ylabel("m³/m³", fontsize=8)
-        ax.tick_params(labelsize=7)
-        locator = mdates.AutoDateLocator(maxticks=8)
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     if stations:
         axes[0, 0].legend(fontsize=7, ncol=4, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     if title:
