@@ -163,6 +163,18 @@ def _layer_rasters(config: dict, layer: str, scale: str, names: list[str]) -> di
             for n in names}
 
 
+ANCHOR = "anchor"  # the smoothed anchor's raster among the rasters the bench tiles
+
+
+def _with_anchor(config: dict, layer: str, rasters: dict[str, str]) -> dict[str, str]:
+    """The rasters, and the one the predict rules take as the smoothed anchor (the coarse field's cubic interpolation
+    at the finest scale) where config predict.anchor is smoothed."""
+    if config["predict"]["anchor"] != "smoothed":
+        return rasters
+    scale = smconfig.scale_name(min(config["scales"]))
+    return {**rasters, ANCHOR: f"results/{config['run']}/scales/{scale}/coarse_{layer}.tif"}
+
+
 def _tiled(rasters: dict[str, str], coarse: str, workdir: str, reps: int, days: int,
            prepare: bool) -> tuple[dict[str, str], str]:
     """The rasters and the coarse input tiled reps x reps (first `days` days) under workdir, written when
@@ -230,7 +242,8 @@ def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int,
 
         os.environ["SMDOWN_THREADS"] = str(threads)
     members, spec, rasters, coarse, weights_path = _predict_inputs(config, layer, names)
-    rasters, coarse = _tiled(rasters, coarse, workdir, reps, days, prepare=False)
+    rasters, coarse = _tiled(_with_anchor(config, layer, rasters), coarse, workdir, reps, days, prepare=False)
+    anchor = rasters.pop(ANCHOR, None)
     member_weights = {}
     if job != "rf":
         table = pd.read_csv(weights_path)
@@ -243,7 +256,7 @@ def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int,
     start, cpu = time.perf_counter(), time.process_time()
     predict_layer(members, member_weights, spec, rasters, coarse, factor, outputs, settings["block_cells"],
                   correction or settings["correction"], tuple(settings["valid_range"]), timings=timings,
-                  overlap=overlap)
+                  overlap=overlap, anchor=anchor)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     first = next(iter(outputs.values()))
@@ -301,8 +314,9 @@ def _child(step: str, config_path: str, layer: str, workdir: str, reps: int, day
         scale = smconfig.scale_name(min(config["scales"]))
     if prepare:
         names = _predict_inputs(config, layer)[1].rasters if step == "predict" else _feature_spec(config).rasters
-        _tiled(_layer_rasters(config, layer, scale, names), smconfig.inputs_of(config).coarse[layer], workdir, reps,
-               days, prepare=True)
+        rasters = _layer_rasters(config, layer, scale, names)
+        rasters = _with_anchor(config, layer, rasters) if step == "predict" else rasters
+        _tiled(rasters, smconfig.inputs_of(config).coarse[layer], workdir, reps, days, prepare=True)
         return
     if step == "predict":
         row = _predict_child(config, layer, workdir, reps, days, threads, reference, overlap, job, correction)

@@ -47,24 +47,28 @@ from __future__ import annotations
 import numpy as np
 
 from smdown import io
-from smdown.grid import block_expand, block_mean, cell_blocks
+from smdown.grid import Tile, block_expand, block_mean, cell_blocks
 
 CORRECTIONS = ("none", "additive", "smooth")
 
 
-def anchor_means(fine_path: str, coarse: np.ndarray, factor: int, max_pixels: int = 8_000_000) -> np.ndarray:
+def anchor_means(fine_path: str, coarse: np.ndarray, factor: int, tile: Tile | None = None,
+                 max_pixels: int = 8_000_000) -> np.ndarray:
     """The smoothed anchor: the cell means (days, rows, cols) of a fine raster nested in the coarse grid (the coarse
-    field's cubic interpolation), read block by block of whole cells (``max_pixels`` pixel-days at most, one cell at
-    least). Cells without a coarse value stay NaN; cells without a finite fine pixel keep the coarse value."""
+    field's cubic interpolation) over the cells of `tile` (None: all of `coarse`), read block by block of whole cells
+    (``max_pixels`` pixel-days at most, one cell at least). Cells without a coarse value stay NaN; cells without a
+    finite fine pixel keep the coarse value."""
     days, rows, cols = coarse.shape
     grid, fine_days = io.read_grid(fine_path), len(io.read_dates(fine_path) or [])
     if (grid.height, grid.width) != (rows * factor, cols * factor) or fine_days != days:
         raise ValueError(f"{fine_path}: {fine_days} days of {grid.height} x {grid.width} "
                          f"pixels, not the coarse input's {days} days of {rows} x {cols} cells x {factor}")
+    tile = tile or Tile(0, 0, rows, cols)
+    coarse = coarse[:, tile.row : tile.row + tile.rows, tile.col : tile.col + tile.cols]
     side = max(1, int(np.sqrt(max_pixels / max(1, days * factor * factor))))
     means = np.full(coarse.shape, np.nan, dtype=np.float64)
-    for r, c, h, w in cell_blocks((rows, cols), side):
-        fine = io.read_window(fine_path, r * factor, c * factor, h * factor, w * factor)
+    for r, c, h, w in cell_blocks(coarse.shape[1:], side):
+        fine = io.read_window(fine_path, (tile.row + r) * factor, (tile.col + c) * factor, h * factor, w * factor)
         means[:, r : r + h, c : c + w] = block_mean(fine, factor)
     means = np.where(np.isfinite(means), means, coarse)
     return np.where(np.isfinite(coarse), means, np.nan).astype(np.float32)

@@ -96,3 +96,30 @@ def cell_blocks(coarse_shape: tuple[int, int], block_cells: int):
     for r in range(0, coarse_shape[0], block_cells):
         for c in range(0, coarse_shape[1], block_cells):
             yield r, c, min(block_cells, coarse_shape[0] - r), min(block_cells, coarse_shape[1] - c)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A rectangle of whole coarse cells: the unit of the fine-scale jobs a cluster spreads (one job per tile)."""
+
+    row: int
+    col: int
+    rows: int
+    cols: int
+
+    @property
+    def name(self) -> str:
+        return f"r{self.row}c{self.col}"
+
+    def fine(self, factor: int) -> tuple[int, int, int, int]:
+        """(row, col, height, width) of the tile in the pixels of a scale nested `factor` times in the coarse grid."""
+        return self.row * factor, self.col * factor, self.rows * factor, self.cols * factor
+
+
+def tiles(coarse_shape: tuple[int, int], tile_cells: int) -> list[Tile]:
+    """The tiles of `tile_cells` x `tile_cells` coarse cells covering a region, row by row (smaller along its far
+    edges); 0 for one tile, the whole region."""
+    if tile_cells < 0:
+        raise ValueError(f"tile_cells must be >= 0, got {tile_cells}")
+    side = tile_cells or max(coarse_shape)
+    return [Tile(*block) for block in cell_blocks(coarse_shape, side)]

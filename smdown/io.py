@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 # GDAL's block cache defaults to 5 % of the machine's memory and fills with written blocks, which
 # made the prediction's memory grow with the region up to that cap; 256 MB is plenty for our windows.
@@ -247,6 +248,51 @@ def write_window(dst, data: np.ndarray, row: int, col: int) -> None:
     """Write a (bands, rows, cols) array into an open writer at (row, col)."""
     window = Window(col, row, data.shape[-1], data.shape[-2])
     dst.write(data.astype(np.float32, copy=False), window=window)
+
+
+def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel_days: int = 32_000_000) -> Grid:
+    """Write rasters that tile one grid (same CRS, pixel size and dates; no gap, no overlap) as one raster on it.
+
+    The output is written strip by strip of whole block rows and all its columns (and, within a strip, bands at most
+    `max_pixel_days` at a time), so every compressed block is written once and memory is bounded by a strip, whatever
+    the region's size. Returns the merged grid."""
+    grids = {str(part): read_grid(part) for part in parts}
+    if not grids:
+        raise ValueError(f"{path}: no tile to merge")
+    first = next(iter(grids.values()))
+    dates = read_dates(next(iter(grids)))
+    left = min(g.bounds[0] for g in grids.values())
+    top = max(g.bounds[3] for g in grids.values())
+    offsets = {}
+    for part, g in grids.items():
+        col, row = (g.transform.c - left) / first.transform.a, (g.transform.f - top) / first.transform.e
+        if (g.crs != first.crs or not np.isclose(g.transform.a, first.transform.a) or not np.isclose(g.transform.e, first.transform.e)
+                or abs(row - round(row)) > 1e-6 or abs(col - round(col)) > 1e-6 or read_dates(part) != dates):
+            raise ValueError(f"{part}: not a tile of the same grid and dates as {next(iter(grids))}")
+        offsets[part] = (round(row), round(col))
+    height = max(row + grids[p].height for p, (row, _) in offsets.items())
+    width = max(col + grids[p].width for p, (_, col) in offsets.items())
+    if sum(g.height * g.width for g in grids.values()) != height * width:
+        raise ValueError(f"{path}: the {len(grids)} tiles leave gaps or overlap in their {height} x {width} grid")
+    grid = Grid(first.crs, Affine(first.transform.a, 0.0, left, 0.0, first.transform.e, top), height, width)
+    profile = _profile(grid, len(dates) if dates else 1)
+    strip = profile.get("blockysize", height)
+    count = profile["count"]
+    bands = max(1, min(count, max_pixel_days // (strip * width)))
+    with open_writer(path, grid, dates, count=count) as dst:
+        for top_row in range(0, height, strip):
+            rows = min(strip, height - top_row)
+            hits = [(p, r, c) for p, (r, c) in offsets.items() if r < top_row + rows and r + grids[p].height > top_row]
+            for first_band in range(0, count, bands):
+                indexes = list(range(first_band + 1, min(first_band + bands, count) + 1))
+                out = np.full((len(indexes), rows, width), np.nan, dtype=np.float32)
+                for part, row, col in hits:
+                    start, stop = max(top_row, row), min(top_row + rows, row + grids[part].height)
+                    with rasterio.open(part) as src:
+                        window = Window(0, start - row, src.width, stop - start)
+                        out[:, start - top_row : stop - top_row, col : col + src.width] = src.read(indexes, window=window)
+                dst.write(out, indexes=indexes, window=Window(0, top_row, width, rows))
+    return grid
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:

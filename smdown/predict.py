@@ -29,7 +29,7 @@ from smdown import io
 from smdown.correction import CORRECTIONS, add_smooth_field, anchor_means, cell_residual, smooth_nodes
 from smdown.ensemble import combine
 from smdown.features import FeatureSpec, cube, derive
-from smdown.grid import cell_blocks
+from smdown.grid import Tile, cell_blocks
 from smdown.models import Member
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def predict_layer(
     timings: dict[str, list[float]] | None = None,
     overlap: bool = True,
     anchor: str | None = None,
+    tile: Tile | None = None,
 ) -> dict[str, int]:
     """Predict members, and where asked the ensemble mean and spread, at the fine scale; returns clip counts.
 
@@ -85,6 +86,9 @@ def predict_layer(
     "read wait" / "write wait" the main thread's waits for them.
     `anchor`: a fine raster whose cell means replace the coarse values as the correction's target (the smoothed
     anchor, smdown.correction.anchor_means); None pins the cells to the coarse values themselves.
+    `tile`: the coarse cells to predict (the outputs cover just them; the halo is read beyond them from the
+    rasters, so a tile's pixels equal the same pixels of the whole region's prediction); None: the whole region.
+    The smooth correction is computed within the tile.
     """
     if correction not in CORRECTIONS:
         raise ValueError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
@@ -92,8 +96,12 @@ def predict_layer(
     with _timed(timings, "read"):
         coarse = io.read_stack(coarse_path)
         fine_grid = io.read_grid(rasters[spec.rasters[0]])
+        tile = tile or Tile(0, 0, *coarse.data.shape[1:])
         if anchor is not None:
-            coarse = replace(coarse, data=anchor_means(anchor, coarse.data, factor))
+            cells_data = anchor_means(anchor, coarse.data, factor, tile)
+        else:
+            cells_data = coarse.data[:, tile.row : tile.row + tile.rows, tile.col : tile.col + tile.cols]
+        coarse = replace(coarse, data=cells_data)
     dates = coarse.dates
     unknown = [name for name in member_weights if name not in members]
     if unknown:
@@ -106,7 +114,7 @@ def predict_layer(
         raise ValueError("an ensemble output without member weights")
     halo = max(m.halo for m in active.values())
     clipped = dict.fromkeys(list(active) + (["ensemble"] if combined else []), 0)
-    blocks = list(cell_blocks(coarse.data.shape[1:], block_cells))
+    blocks = list(cell_blocks(coarse.data.shape[1:], block_cells))  # within the tile
     progress = _Progress(blocks, factor, len(dates), passes=2 if correction == "smooth" else 1)
 
     def cells(block: Block) -> tuple[slice, slice, slice]:
@@ -115,9 +123,10 @@ def predict_layer(
 
     def read(block: Block) -> tuple[np.ndarray, np.ndarray]:
         cr, cc, ch, cw = block
+        row, col = (tile.row + cr) * factor, (tile.col + cc) * factor  # the block's first pixel in the rasters
         with _timed(timings, "read", thread=overlap):
-            block_rasters = {name: io.read_block(rasters[name], cr * factor, cc * factor, ch * factor, cw * factor,
-                                                 halo, fine_grid.shape) for name in spec.rasters}
+            block_rasters = {name: io.read_block(rasters[name], row, col, ch * factor, cw * factor, halo,
+                                                 fine_grid.shape) for name in spec.rasters}
             block_cube = cube(spec, derive(spec, block_rasters, dates), len(dates))
             del block_rasters
             # a pixel-day with a NaN (or inf) feature is predicted NaN whatever its features hold, so only those are
@@ -154,7 +163,8 @@ def predict_layer(
                 io.write_window(writer, fields[name], block[0] * factor, block[1] * factor)
 
     with ExitStack() as stack:
-        writers = {name: stack.enter_context(io.open_writer(path, fine_grid, dates)) for name, path in outputs.items()}
+        tile_grid = fine_grid.window(*tile.fine(factor))
+        writers = {name: stack.enter_context(io.open_writer(path, tile_grid, dates)) for name, path in outputs.items()}
         if correction == "smooth":
             residual = {name: np.full(coarse.data.shape, np.nan) for name in active}
             scratch = stack.enter_context(_Scratch(Path(next(iter(outputs.values()))).parent, timings, overlap))

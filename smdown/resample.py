@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from smdown import io, temporal
-from smdown.grid import Grid, nested_grid
+from smdown.grid import Grid, Tile, nested_grid
 
 
 def target_grid(coarse: Grid, factor: int | None) -> Grid:
@@ -48,9 +48,12 @@ def resample_block(path: str, grid: Grid, dates: list[str] | None, static: bool,
 
 
 def resample_variable(path: str, coarse_path: str, factor: int | None, static: bool, output: str,
-                      fill: bool = True, max_gap_days: int = 45, block_pixel_days: int = BLOCK_PIXEL_DAYS) -> float:
+                      fill: bool = True, max_gap_days: int = 45, block_pixel_days: int = BLOCK_PIXEL_DAYS,
+                      tile: Tile | None = None) -> float:
     """One variable onto one scale (factor None: the coarse grid), block by block of whole coarse cells,
-    written window by window to `output`. Returns the NaN share of the output."""
+    written window by window to `output`: the whole region, or the coarse cells of `tile`, one cell a block (so a
+    tile holds the bits any other tiling holds there: the warp's kernel width is the whole grid's). Returns the NaN
+    share of the output."""
     coarse_grid = io.read_grid(coarse_path)
     grid = target_grid(coarse_grid, factor)
     method = "average" if factor is None else "cubic"
@@ -58,18 +61,24 @@ def resample_variable(path: str, coarse_path: str, factor: int | None, static: b
     bands = 1 if dates is None else len(dates)
     size = factor or 1
     cells = max(1, int(np.sqrt(block_pixel_days / (size * size * bands))))  # block side, in coarse cells
+    if tile is not None:
+        # one coarse cell a block whatever the tiles: GDAL fits its approximate transformer per warped chunk, so a
+        # pixel's value depends (by < 0.1 %) on its block; with blocks of one cell every tiling gives the same bits
+        cells = 1
     scale = io.warp_scale(path, grid)
+    tile = tile or Tile(0, 0, coarse_grid.height, coarse_grid.width)
+    out_grid = grid.window(*tile.fine(size))
     missing = 0
-    with io.open_writer(output, grid, dates, count=bands) as dst:
-        for row in range(0, coarse_grid.height, cells):
-            for col in range(0, coarse_grid.width, cells):
-                height = min(cells, coarse_grid.height - row) * size
-                width = min(cells, coarse_grid.width - col) * size
-                block = resample_block(path, grid.window(row * size, col * size, height, width), dates, static,
-                                       method, fill, max_gap_days, scale)
+    with io.open_writer(output, out_grid, dates, count=bands) as dst:
+        for row in range(0, tile.rows, cells):
+            for col in range(0, tile.cols, cells):
+                height = min(cells, tile.rows - row) * size
+                width = min(cells, tile.cols - col) * size
+                window = grid.window((tile.row + row) * size, (tile.col + col) * size, height, width)
+                block = resample_block(path, window, dates, static, method, fill, max_gap_days, scale)
                 io.write_window(dst, block, row * size, col * size)
                 missing += int(np.count_nonzero(np.isnan(block)))
-    return missing / (bands * grid.height * grid.width)
+    return missing / (bands * out_grid.height * out_grid.width)
 
 
 def terrain_names(names: list[str]) -> list[str]:

@@ -212,6 +212,10 @@ MODELS: dict[str, Model] = {
 # loads the members and the validation examples, as sensitivity does.
 MODELS["cubic_baseline"] = MODELS["predict_rf"]
 MODELS["ensemble"] = MODELS["sensitivity"]
+# merge_tiles reads one map's tiles and writes it strip by strip (io.merge): the uncertainty rule's work (two maps
+# read, one written, block by block) bounds it until its own benchmarks are calibrated.
+MODELS["merge_tiles"] = MODELS["uncertainty"]
+MODELS["resample_tile"] = MODELS["resample"]  # the same step on a tile's cells
 
 
 @dataclass(frozen=True)
@@ -253,19 +257,22 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
            tiles: int = 1) -> list[Stage]:
     """The run's heavy jobs, step by step in DAG order, for a region of `pixels` 30 m pixels a day over `days`, with
     the config's defaults (3 scales, precipitation/NDVI/NDWI, dem/sand/clay + 4 terrain rasters, 24000 examples per
-    scale). `tiles` > 1 splits the fine-scale jobs (30 m resample, predict, predict_rf, cubic, evaluate) into that
-    many equal tiles: issue 11.1's plan, not built yet (today every one of them is one job per layer or variable).
-    CPU seconds from MODELS; the 2-thread jobs (predict, predict_rf, tune, train, sensitivity) hold 2 cores."""
+    scale). `tiles`: the tiles a layer's prediction is split into (config tiles.cells): predict, predict_rf and
+    cubic_baseline run one job per tile, and merge_tiles one per map (8 a layer); so do the 30 m resample jobs of the
+    daily variables (merged by merge_scale); the uncertainty and the evaluation stay one job per layer or run. CPU seconds from MODELS; the 2-thread jobs (predict,
+    predict_rf, tune, train, sensitivity) hold 2 cores."""
     fine = min(scales)
     out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels))]
     resample = []
     for scale in scales:
         share = (fine / scale) ** 2
         split = tiles if scale == fine else 1
-        resample.append(Stage(f"resample {scale} m", dynamic * split, MODELS["resample"].cpu_s(pixels * share * days / split)))
+        resample.append(Stage(f"resample {scale} m", dynamic * split,
+                              MODELS["resample"].cpu_s(pixels * share * days / split)))
         resample.append(Stage(f"resample {scale} m static", static, MODELS["resample"].cpu_s(pixels * share)))
     resample.append(Stage("resample coarse SM", layers * tiles, MODELS["resample"].cpu_s(pixels * days / tiles)))
     out += resample
+    out.append(Stage("merge_scale", dynamic + layers, MODELS["merge_tiles"].cpu_s(pixels * days)))
     out += [Stage("samples", layers * len(scales), MODELS["samples"].cpu_s(pixels * days)),
             Stage("tune", layers * 3, MODELS["tune"].cpu_s(examples * trials * tune_epochs), 2),
             Stage("train", layers * 3, MODELS["train"].cpu_s(examples * epochs), 2),
@@ -274,16 +281,17 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
             Stage("predict", layers * tiles, MODELS["predict"].cpu_s(pixels * days / tiles), 2),
             Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2),
             Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles)),
+            Stage("merge_tiles", layers * 8, MODELS["merge_tiles"].cpu_s(pixels * days)),
             Stage("uncertainty", layers, MODELS["uncertainty"].cpu_s(pixels * days)),
-            Stage("evaluate", tiles, MODELS["evaluate"].cpu_s(layers * pixels * days / tiles)),
+            Stage("evaluate", 1, MODELS["evaluate"].cpu_s(layers * pixels * days)),
             Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples), 2)]
     return out
 
 
 # The steps that wait for each other (a later group starts when the earlier ones end); within a group all jobs
 # may run at once. Wall time per job = its CPU time (predict's CPU/wall ratio on a quiet machine: 0.98).
-_GROUPS = (("terrain",), ("resample",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
-           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("uncertainty",), ("evaluate",))
+_GROUPS = (("terrain",), ("resample",), ("merge_scale",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
+           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("uncertainty",), ("evaluate",))
 
 
 def project(plan: list[Stage], nodes: int, cores: int = 32) -> dict:
@@ -329,7 +337,8 @@ def main() -> None:
         pixels, days = float(sys.argv[2]), int(sys.argv[3])
         print("| jobs as | nodes | jobs | CPU core-hours | core-hours held | wall hours |")
         print("|---|---|---|---|---|---|")
-        for tiles, label in ((1, "today (one predict job per layer)"), (pixels / 90000 / 16, "tiles of 4 x 4 cells (not built)")):
+        for tiles, label in ((1, "one tile (tiles.cells: 0)"), (pixels / 90000 / 4, "tiles of 2 x 2 cells (default)"),
+                             (pixels / 90000 / 16, "tiles of 4 x 4 cells")):
             plan = stages(pixels, days, tiles=max(1, round(tiles)))
             for nodes in (10, 100):
                 p = project(plan, nodes)

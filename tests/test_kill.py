@@ -42,16 +42,16 @@ def test_a_run_killed_in_predict_restarts_with_the_same_command_to_the_outputs_o
         shutil.copytree(source / folder, workdir / folder, symlinks=True,
                         ignore=shutil.ignore_patterns("locks", "incomplete"))
     results = workdir / "results" / uninterrupted.name
-    predictions = results / "downscaled" / TINY_LAYERS[0]
-    (predictions / "ensemble.tif").unlink()
+    (results / "downscaled" / TINY_LAYERS[0] / "ensemble.tif").unlink()
+    tiles = results / "tiles" / TINY_LAYERS[0]  # predict writes one tile's maps a job (merged by merge_tiles)
 
-    # the run, in a thread, until predict is writing its outputs (their temporary files exist); then SIGKILL to
+    # the run, in a thread, until predict is writing a tile's outputs (their temporary files exist); then SIGKILL to
     # Snakemake and every process under it at once
     first: dict = {}
     thread = threading.Thread(target=lambda: first.update(done=run_workflow(workdir, None, check=False)))
     thread.start()
     deadline = time.monotonic() + 900
-    while not list(predictions.glob(".ensemble.*.part.tif")):
+    while not list(tiles.glob("*/.ensemble.*.part.tif")):
         assert thread.is_alive() and time.monotonic() < deadline, "predict never started writing"
         time.sleep(0.05)
     processes = snakemake_tree()

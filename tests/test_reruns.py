@@ -14,9 +14,10 @@ from conftest import run_workflow
 
 from smdown import io
 
-AFTER_PREDICT = {"predict", "uncertainty", "evaluate", "maps", "scatter", "station_figure", "metric_figure",
-                 "reliability_figure",
-                 "all"}
+AFTER_PREDICT = {"predict", "merge_tiles", "uncertainty", "evaluate", "maps", "scatter", "station_figure",
+                 "metric_figure", "reliability_figure", "all"}
+TILES = 1  # the tiny config's 2 x 2 cells in the default tiles of 2 x 2 cells
+MAPS = ["dnn", "cnn", "lstm", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected"]
 AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity"}
 
 
@@ -51,7 +52,8 @@ def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
     workdir, _, _ = tiny_run
     jobs = scheduled(workdir, {"ensemble": {"weighting": "equal"}})  # the root zone's changes (default inverse_mse)
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
-    assert jobs["ensemble"] == jobs["predict"] == 1, jobs  # the surface's is equal already
+    assert jobs["ensemble"] == 1 and jobs["predict"] == TILES, jobs  # the surface's is equal already
+    assert jobs["merge_tiles"] == 5, jobs  # the root zone's members, ensemble and spread
 
 
 @pytest.mark.workflow
@@ -61,7 +63,28 @@ def test_correction_reruns_predict_onward(tiny_run, change):
     jobs = scheduled(workdir, {"predict": change})
     # cubic_corrected and the random forest's map (rule predict_rf) follow the correction too
     assert set(jobs) == AFTER_PREDICT | {"cubic_baseline", "predict_rf"}, jobs
-    assert jobs["predict"] == jobs["predict_rf"] == 2
+    assert jobs["predict"] == jobs["predict_rf"] == jobs["cubic_baseline"] == 2 * TILES
+    assert jobs["merge_tiles"] == 2 * len(MAPS)
+
+
+@pytest.mark.workflow
+def test_other_tiles_rerun_the_tiled_jobs_to_the_same_maps_bitwise(tiny_run, tmp_path):
+    """Four tiles of one cell instead of one: the tiled jobs and the merges run again, and every merged map is bitwise
+    the one-tile run's (the finest scale's daily variables are warped one cell a block whatever the tiles; predict
+    reads each tile's halo from the whole rasters; the correction works cell by cell). The surface's maps only, to
+    keep the test short."""
+    workdir, results, _ = tiny_run
+    jobs = scheduled(workdir, {"tiles": {"cells": 1}})
+    assert {"predict", "predict_rf", "cubic_baseline", "merge_tiles", "resample_tile"} <= set(jobs), jobs
+    assert "train" not in jobs and "samples" not in jobs and "resample" not in jobs, jobs
+    assert jobs["predict"] == jobs["predict_rf"] == jobs["cubic_baseline"] == 2 * 4
+    assert jobs["merge_tiles"] == 2 * len(MAPS) and jobs["resample_tile"] == 4 * jobs["merge_scale"]
+    copy = tmp_path / "four_tiles"
+    shutil.copytree(workdir, copy, symlinks=True)
+    maps = [f"results/{results.name}/downscaled/surface/{name}.tif" for name in MAPS]
+    run_workflow(copy, None, *maps, override={"tiles": {"cells": 1}})
+    for path in maps:
+        np.testing.assert_array_equal(io.read_stack(copy / path).data, io.read_stack(workdir / path).data, err_msg=path)
 
 
 @pytest.mark.workflow
@@ -74,7 +97,8 @@ def test_new_ndvi_content_reruns_ndvi_resampling_and_what_depends_on_it(tiny_run
         stack = io.read_stack(ndvi)
         io.write_stack(ndvi, io.Stack(np.clip(stack.data * 0.9, -1, 1), stack.grid, stack.dates))
         jobs = scheduled(workdir)
-        assert jobs["resample"] == 2, jobs  # ndvi at 3000 m and 900 m, no other variable
+        # ndvi at 3000 m, and at the finest scale (1000 m) one job per tile, merged; no other variable
+        assert jobs["resample"] == jobs["resample_tile"] == jobs["merge_scale"] == 1, jobs
         assert {"samples", "train", "train_rf"} <= set(jobs) and "split" not in jobs and "cubic_baseline" not in jobs
     finally:
         shutil.copy2(saved, ndvi)

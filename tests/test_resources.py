@@ -43,6 +43,13 @@ def test_predict_time_follows_the_region_and_memory_the_block():
     assert res.request("predict", LARGE.pixel_days(30) * 4, LARGE.cell_pixel_days(30)).mem_mb == large.mem_mb
 
 
+def test_a_tile_of_two_by_two_cells_is_a_job_a_partition_grants():
+    """The default tiles (tiles.cells 2) cut the same region's predict into jobs of 4 cells x 300 days."""
+    tile = res.request("predict", LARGE.cell_pixel_days(30, 2), LARGE.cell_pixel_days(30))
+    assert not tile.exceeds() and tile.runtime < 120
+    assert not res.request("merge_tiles", LARGE.pixel_days(30), LARGE.budget_block(30, 32e6)).exceeds()
+
+
 def test_budget_block_is_whole_cells_within_the_budget():
     assert SMALL.budget_block(1000, 2**23) == SMALL.pixel_days(1000)  # the whole (tiny) region
     assert LARGE.budget_block(30, 2**23) == 300 * 300 * 300  # one cell is more than the budget
@@ -74,8 +81,9 @@ def test_projection_today_is_bound_by_one_predict_job_per_layer():
     assert predict.jobs == 2 and predict.cpu_s > 15 * 3600  # 17.4 G pixel-days at ~250 000 per CPU-s
     ten, hundred = res.project(today, 10), res.project(today, 100)
     assert ten["wall_h"] == hundred["wall_h"] > predict.cpu_s / 3600  # more nodes do not help
-    tiled = res.stages(58e6, 300, tiles=40)
-    assert res.project(tiled, 10)["wall_h"] < ten["wall_h"] / 5
+    tiled = res.stages(58e6, 300, tiles=40)  # tiles of 4 x 4 cells: predict, predict_rf, cubic_baseline per tile
+    assert res.project(tiled, 10)["wall_h"] < ten["wall_h"] / 2
+    assert max(s.cpu_s for s in tiled if s.name in ("predict", "predict_rf", "cubic_baseline")) < 3600
     assert res.project(tiled, 10)["cpu_core_h"] == pytest.approx(ten["cpu_core_h"], rel=0.05)
 
 

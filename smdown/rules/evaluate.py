@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,39 +25,46 @@ PathLike = str | Path
 
 
 def cubic_baselines(source: str, coarse: str, outputs: dict[str, str], correction: str, block_cells: int,
-                    anchor: str = "coarse") -> None:
+                    anchor: str = "coarse", tile: list[int] | None = None) -> None:
     """The cubic baseline, raw (`cubic`: the coarse field warped cubically onto the prediction grid, the resample
     rule's output) and with the members' coarse correction (`cubic_corrected`, config predict.correction and
-    predict.anchor), so every method is compared like for like. Written block by block of `block_cells` coarse
-    cells. With the smoothed anchor (the cubic field's own cell means) the corrected field is the raw one."""
+    predict.anchor), so every method is compared like for like, over the coarse cells of `tile` ([first row, first
+    col, rows, cols]; None: all). Written block by block of `block_cells` coarse cells. With the smoothed anchor
+    (the cubic field's own cell means) the corrected field is the raw one."""
     from smdown import correction as corrections
-    from smdown.grid import cell_blocks
+    from smdown.grid import Tile, cell_blocks
 
-    with io.atomic_path(outputs["cubic"]) as tmp:
-        shutil.copyfile(source, tmp)
     grid, dates = io.read_grid(source), io.read_dates(source)
     cells = io.read_stack(coarse).data
     factor = grid.height // cells.shape[1]
+    tile = Tile(*tile) if tile else Tile(0, 0, *cells.shape[1:])
     if anchor == "smoothed":
-        cells = corrections.anchor_means(source, cells, factor)
+        cells = corrections.anchor_means(source, cells, factor, tile)
+    else:
+        cells = cells[:, tile.row : tile.row + tile.rows, tile.col : tile.col + tile.cols]
     windows = list(cell_blocks(cells.shape[1:], block_cells))
 
     def read(r, c, h, w):
-        return io.read_window(source, r * factor, c * factor, h * factor, w * factor)
+        return io.read_window(source, (tile.row + r) * factor, (tile.col + c) * factor, h * factor, w * factor)
 
     nodes = None
-    if correction == "smooth":  # exact block-wise: the residual of the whole region first (one value per cell)
+    if correction == "smooth":  # exact block-wise: the residual of the whole tile first (one value per cell)
         residual = np.full(cells.shape, np.nan)
         for r, c, h, w in windows:
             residual[:, r : r + h, c : c + w] = corrections.cell_residual(read(r, c, h, w), cells[:, r : r + h, c : c + w],
                                                                           factor)
         nodes = corrections.smooth_nodes(residual, factor)
-    with io.open_writer(outputs["cubic_corrected"], grid, dates) as dst:
+    tile_grid = grid.window(*tile.fine(factor))
+    with io.open_writer(outputs["cubic"], tile_grid, dates) as raw, \
+            io.open_writer(outputs["cubic_corrected"], tile_grid, dates) as dst:
         for r, c, h, w in windows:
+            values = read(r, c, h, w)
+            io.write_window(raw, values, r * factor, c * factor)
             kwargs = {"nodes": nodes, "offset": (r, c)} if nodes is not None else {}
-            fixed = corrections.correct(correction, read(r, c, h, w), cells[:, r : r + h, c : c + w], factor, **kwargs)
+            fixed = corrections.correct(correction, values, cells[:, r : r + h, c : c + w], factor, **kwargs)
             io.write_window(dst, fixed, r * factor, c * factor)
-    log.info("cubic baselines: %s raw and with the %s correction, %d blocks", source, correction, len(windows))
+    log.info("cubic baselines of tile %s: %s raw and with the %s correction, %d blocks", tile, source, correction,
+             len(windows))
 
 
 # ------------------------------------------------------------------ evaluate

@@ -8,7 +8,9 @@ import os
 
 import pandas as pd
 
+from smdown import io
 from smdown.features import FeatureSpec
+from smdown.grid import Tile
 from smdown.rules import factor_of
 from smdown.train import load_members
 
@@ -16,36 +18,45 @@ log = logging.getLogger(__name__)
 
 
 def predict(model_paths: list[str], weights_path: str, rasters: dict[str, str], coarse: str, anchor: str, scale: str,
-            outputs: dict[str, str], settings: dict, model_inputs: dict) -> None:
+            outputs: dict[str, str], settings: dict, model_inputs: dict, tile: list[int] | None = None) -> None:
     """`settings`: config predict; `model_inputs`: what the members' inputs mean (checked against each model);
-    `anchor`: the coarse field's cubic interpolation at this scale (used where settings anchor is smoothed)."""
+    `anchor`: the coarse field's cubic interpolation at this scale (used where settings anchor is smoothed);
+    `tile`: [first row, first col, rows, cols] of the coarse cells to predict (None: all)."""
     from smdown.predict import predict_layer
 
     members = load_members(model_paths, model_inputs)
     table = pd.read_csv(weights_path)
     member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member != "rf"}
-    _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, predict_layer)
+    _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, predict_layer,
+             tile)
 
 
 def predict_rf(model_path: str, rasters: dict[str, str], coarse: str, anchor: str, scale: str, output: str,
-               settings: dict, model_inputs: dict, threads: int = 1) -> None:
+               settings: dict, model_inputs: dict, threads: int = 1, tile: list[int] | None = None) -> None:
     """The random forest's 30 m map with the members' correction (so it is compared like for like), in a job of its
     own: no TensorFlow, the forest on `threads` cores."""
     from smdown.predict import predict_layer
 
     os.environ["SMDOWN_THREADS"] = str(threads)  # the forest's n_jobs (models.load_member)
     members = load_members([model_path], model_inputs)
-    _predict(members, {}, rasters, coarse, anchor, scale, {"rf": output}, settings, model_inputs, predict_layer)
+    _predict(members, {}, rasters, coarse, anchor, scale, {"rf": output}, settings, model_inputs, predict_layer, tile)
 
 
-def _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, predict_layer):
+def merge_tiles(parts: list[str], output: str) -> None:
+    """One map of a layer from its tiles' maps (rules predict, predict_rf and cubic_baseline run one job per tile)."""
+    grid = io.merge(parts, output)
+    log.info("%s: %d tiles merged, %d x %d pixels", output, len(parts), grid.height, grid.width)
+
+
+def _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, predict_layer,
+             tile):
     factor = factor_of(scale, coarse)
     spec = FeatureSpec.from_dict(model_inputs["spec"])
     smoothed = anchor if settings["anchor"] == "smoothed" else None
-    log.info("correction %s to the %s anchor%s", settings["correction"], settings["anchor"],
-             f" ({anchor})" if smoothed else "")
+    log.info("correction %s to the %s anchor%s; tile %s", settings["correction"], settings["anchor"],
+             f" ({anchor})" if smoothed else "", tile or "whole region")
     clipped = predict_layer(members, member_weights, spec, rasters, coarse, factor, outputs,
                             settings["block_cells"], settings["correction"], tuple(settings["valid_range"]),
-                            anchor=smoothed)
+                            anchor=smoothed, tile=Tile(*tile) if tile else None)
     for name, count in clipped.items():
         log.info("%s: %d values outside %s clipped", name, count, settings["valid_range"])

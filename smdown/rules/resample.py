@@ -10,6 +10,7 @@ import numpy as np
 from smdown import io
 from smdown import resample as resampling
 from smdown import terrain as terrain_lib
+from smdown.grid import Tile
 from smdown.rules import factor_of
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,13 @@ def terrain(dem: str, outputs: dict[str, str], names: list[str], window: int = t
         log.info("%s: %s range %.3g..%.3g (windows of %d pixels)", name, grid.shape, low, high, window)
 
 
-def resample_one(source: str, coarse: str, output: str, scale: str, static: bool, is_target: bool, max_gap: int) -> None:
+def resample_one(source: str, coarse: str, output: str, scale: str, static: bool, is_target: bool, max_gap: int,
+                 tile: list[int] | None = None) -> None:
+    """One variable onto one scale; `tile`: [first row, first col, rows, cols] of the coarse cells to write (the
+    finest scale's daily variables run one job per tile, rule resample_tile), None: the whole region."""
     factor = factor_of(scale, coarse)
     missing = resampling.resample_variable(source, coarse, factor, static, output, fill=not is_target,
-                                           max_gap_days=max_gap)
+                                           max_gap_days=max_gap, tile=Tile(*tile) if tile else None)
     grid = io.read_grid(output)
-    log.info("%s -> scale %s (factor %s): %s x %d bands, %.1f%% NaN", source, scale, factor, grid.shape,
-             io.band_count(output), 100 * missing)
+    log.info("%s -> scale %s (factor %s), tile %s: %s x %d bands, %.1f%% NaN", source, scale, factor,
+             tile or "whole region", grid.shape, io.band_count(output), 100 * missing)

@@ -17,6 +17,7 @@ os.environ.setdefault("GDAL_CACHEMAX", "256")
 from snakemake.exceptions import WorkflowError
 
 from smdown import config as smconfig
+from smdown import grid as smgrid
 from smdown import io as smio
 from smdown import resources as smres
 from smdown import terrain as smterrain
@@ -99,6 +100,10 @@ def is_static(wildcards):
     return name in STATIC
 
 
+def scale_of(wildcards):
+    return wildcards.scale
+
+
 def is_coarse_variable(wildcards):
     """The coarse soil moisture itself: resampled, never filled in time (an outage stays NaN)."""
     return wildcards.var.startswith("coarse_")
@@ -155,15 +160,11 @@ def layer_tuned(wildcards):
     return [f"{R}/models/{wildcards.layer}/{m}_tuned.json" for m in MEMBERS]
 
 
-def ensemble_maps(layer):
-    """The predict job's outputs: the deep members, the ensemble and its spread."""
-    names = MEMBERS + ["ensemble", "ensemble_std"]
-    return {name: f"{R}/downscaled/{layer}/{name}.tif" for name in names}
-
-
-def downscaled(layer):
-    """Every model's map: predict's and the random forest's (rule predict_rf)."""
-    return {**ensemble_maps(layer), "rf": f"{R}/downscaled/{layer}/rf.tif"}
+# The maps of a layer, each written per tile and merged by merge_tiles. They are predict's (the deep members, the
+# ensemble and its spread), the random forest's (rule predict_rf) and the cubic baselines (rule cubic_baseline).
+# The uncertainty is computed from the merged ensemble.
+ENSEMBLE_MAPS = MEMBERS + ["ensemble", "ensemble_std"]
+TILED_MAPS = ENSEMBLE_MAPS + ["rf", "cubic", "cubic_corrected"]
 
 
 def layer_weighting(wildcards):
@@ -180,11 +181,7 @@ def layer_seed(wildcards):
 def all_outputs():
     outputs = []
     for layer in LAYERS:
-        outputs += list(downscaled(layer).values())
-        outputs += expand(
-            f"{R}/downscaled/{layer}/{{method}}.tif",
-            method=["cubic", "cubic_corrected"],
-        )
+        outputs += expand(f"{R}/downscaled/{layer}/{{name}}.tif", name=TILED_MAPS)
         outputs.append(f"{R}/ensemble/{layer}/weights.csv")
     # evaluation, figures and sensitivity (rules in evaluate.smk and sensitivity.smk, included before rule all)
     outputs += list(rules.evaluate.output) + list(rules.metric_figure.output)
@@ -236,13 +233,59 @@ def dem_pixels():
 REGION = run_region()
 EXAMPLES = config["samples"]["per_scale"] * len(TRAIN_SCALES)
 
+# The fine-scale work runs one job per tile of coarse cells (config tiles.cells), known from the region when the DAG
+# is built; the smooth correction spans the whole region, so it keeps one tile.
+TILE_CELLS = (
+    0 if config["predict"]["correction"] == "smooth" else config["tiles"]["cells"]
+)
+TILES = {
+    tile.name: tile for tile in smgrid.tiles((REGION.rows, REGION.cols), TILE_CELLS)
+}
+
+
+def tile_cells(wildcards):
+    """[first row, first col, rows, cols] of the job's tile, in coarse cells."""
+    tile = TILES[wildcards.tile]
+    return [tile.row, tile.col, tile.rows, tile.cols]
+
+
+def tile_map(layer, name):
+    """A map of one tile (the tile a wildcard), kept until the layer's map is merged."""
+    return temp(f"{R}/tiles/{layer}/{{tile}}/{name}.tif")
+
+
+# the daily variables (predictors and the coarse layers), resampled onto the finest scale one tile a job
+DAILY_VARIABLES = [
+    var for var in VARIABLES if LAYER_VARIANTS.get(var, (None, var))[1] not in STATIC
+]
+
+
+def scale_tile_parts(wildcards):
+    """Every tile of a daily variable at the finest scale (rule merge_scale)."""
+    return [f"{R}/tiles/scales/{FINE}/{wildcards.var}/{tile}.tif" for tile in TILES]
+
+
+def tile_parts(wildcards):
+    """Every tile's part of one map (rule merge_tiles)."""
+    return [
+        f"{R}/tiles/{wildcards.layer}/{tile}/{wildcards.name}.tif" for tile in TILES
+    ]
+
 
 def job_size(step, wildcards):
     """(work, held) of one job of `step` (a rule's name), in the units of smdown.resources.MODELS."""
     fine = float(FINE)
     if step in ("predict", "predict_rf", "cubic_baseline"):
         block = config["predict"]["block_cells"]
-        return REGION.pixel_days(fine), REGION.cell_pixel_days(fine, block)
+        tile = TILES[wildcards.tile]
+        work = REGION.cell_pixel_days(fine) * tile.rows * tile.cols
+        return work, min(work, REGION.cell_pixel_days(fine, block))
+    if step == "merge_tiles":
+        return REGION.pixel_days(fine), REGION.budget_block(fine, 32_000_000)
+    if step == "resample_tile":
+        tile = TILES[wildcards.tile]
+        work = REGION.cell_pixel_days(fine) * tile.rows * tile.cols
+        return work, min(work, REGION.budget_block(fine, BLOCK_PIXEL_DAYS))
     if step == "resample":
         scale = None if wildcards.scale == "coarse" else float(wildcards.scale)
         static = is_static(wildcards)

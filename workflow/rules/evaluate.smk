@@ -14,10 +14,10 @@ rule cubic_baseline:
         cubic=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
         coarse=coarse_input,
     output:
-        cubic=f"{R}/downscaled/{{layer}}/cubic.tif",
-        cubic_corrected=f"{R}/downscaled/{{layer}}/cubic_corrected.tif",
+        cubic=tile_map("{layer}", "cubic"),
+        cubic_corrected=tile_map("{layer}", "cubic_corrected"),
     log:
-        f"{R}/logs/cubic/{{layer}}.log",
+        f"{R}/logs/cubic/{{layer}}/{{tile}}.log",
     conda:
         "../../envs/plot.yaml"
     resources:
@@ -27,6 +27,7 @@ rule cubic_baseline:
         correction=config["predict"]["correction"],
         anchor=config["predict"]["anchor"],
         block_cells=config["predict"]["block_cells"],
+        tile=tile_cells,
     script:
         "../scripts/cubic_baseline.py"
 

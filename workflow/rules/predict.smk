@@ -1,3 +1,9 @@
+# the tiles of the region (common.smk: TILES), one job each for predict, predict_rf, cubic_baseline, resample_tile
+wildcard_constraints:
+    tile="|".join(TILES),
+
+
+# one job per tile of coarse cells (config tiles.cells); rule merge_tiles writes each layer's maps from the tiles
 rule predict:
     input:
         unpack(fine_rasters),
@@ -6,11 +12,11 @@ rule predict:
         coarse=coarse_input,
         anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
     output:
-        **ensemble_maps("{layer}"),
+        **{name: tile_map("{layer}", name) for name in ENSEMBLE_MAPS},
     log:
-        f"{R}/logs/predict/{{layer}}.log",
+        f"{R}/logs/predict/{{layer}}/{{tile}}.log",
     benchmark:
-        f"{R}/benchmarks/predict/{{layer}}.tsv"
+        f"{R}/benchmarks/predict/{{layer}}/{{tile}}.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 2
@@ -22,6 +28,7 @@ rule predict:
         scale=FINE,
         predict=config["predict"],
         model_inputs=MODEL_INPUTS,
+        tile=tile_cells,
     script:
         "../scripts/predict.py"
 
@@ -34,11 +41,11 @@ rule predict_rf:
         coarse=coarse_input,
         anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
     output:
-        rf=f"{R}/downscaled/{{layer}}/rf.tif",
+        rf=tile_map("{layer}", "rf"),
     log:
-        f"{R}/logs/predict/{{layer}}_rf.log",
+        f"{R}/logs/predict_rf/{{layer}}/{{tile}}.log",
     benchmark:
-        f"{R}/benchmarks/predict/{{layer}}_rf.tsv"
+        f"{R}/benchmarks/predict_rf/{{layer}}/{{tile}}.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 2
@@ -50,8 +57,30 @@ rule predict_rf:
         scale=FINE,
         predict=config["predict"],
         model_inputs=MODEL_INPUTS,
+        tile=tile_cells,
     script:
         "../scripts/predict_rf.py"
+
+
+# a layer's map (a member, the ensemble, its spread, the forest, the cubic baselines) from its tiles, strip by strip
+rule merge_tiles:
+    input:
+        tile_parts,
+    output:
+        f"{R}/downscaled/{{layer}}/{{name}}.tif",
+    log:
+        f"{R}/logs/merge_tiles/{{layer}}/{{name}}.log",
+    benchmark:
+        f"{R}/benchmarks/merge_tiles/{{layer}}/{{name}}.tsv"
+    wildcard_constraints:
+        name="|".join(TILED_MAPS),
+    conda:
+        "../../envs/ml.yaml"
+    resources:
+        mem_mb=mem_mb_of("merge_tiles"),
+        runtime=runtime_of("merge_tiles"),
+    script:
+        "../scripts/merge_tiles.py"
 
 
 # the calibrated uncertainty of the ensemble (smdown.uncertainty): after predict, since its calibration on stations

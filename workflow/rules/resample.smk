@@ -34,8 +34,61 @@ rule resample:
         mem_mb=mem_mb_of("resample"),
         runtime=runtime_of("resample"),
     params:
+        scale=scale_of,
         static=is_static,
         is_target=is_coarse_variable,
         max_gap=config["fill"]["max_gap_days"],
+        tile=None,
     script:
         "../scripts/resample.py"
+
+
+# the daily variables at the finest scale (the largest of all resample jobs): one job per tile, merged
+rule resample_tile:
+    input:
+        source=variable_source,
+        coarse=INPUTS.coarse["surface"],
+    output:
+        temp(f"{R}/tiles/scales/{FINE}/{{var}}/{{tile}}.tif"),
+    log:
+        f"{R}/logs/resample/{FINE}/{{var}}/{{tile}}.log",
+    benchmark:
+        f"{R}/benchmarks/resample/{FINE}/{{var}}/{{tile}}.tsv"
+    wildcard_constraints:
+        var="|".join(DAILY_VARIABLES),
+    conda:
+        "../../envs/gdal.yaml"
+    resources:
+        mem_mb=mem_mb_of("resample_tile"),
+        runtime=runtime_of("resample_tile"),
+    params:
+        scale=FINE,
+        static=False,
+        is_target=is_coarse_variable,
+        max_gap=config["fill"]["max_gap_days"],
+        tile=tile_cells,
+    script:
+        "../scripts/resample.py"
+
+
+rule merge_scale:
+    input:
+        scale_tile_parts,
+    output:
+        f"{R}/scales/{FINE}/{{var}}.tif",
+    log:
+        f"{R}/logs/merge_scale/{{var}}.log",
+    benchmark:
+        f"{R}/benchmarks/merge_scale/{{var}}.tsv"
+    wildcard_constraints:
+        var="|".join(DAILY_VARIABLES),
+    conda:
+        "../../envs/ml.yaml"
+    resources:
+        mem_mb=mem_mb_of("merge_tiles"),
+        runtime=runtime_of("merge_tiles"),
+    script:
+        "../scripts/merge_tiles.py"
+
+
+ruleorder: merge_scale > resample

@@ -9,4 +9,5 @@ cubic_baselines(
     correction=snakemake.params.correction,
     anchor=snakemake.params.anchor,
     block_cells=snakemake.params.block_cells,
+    tile=snakemake.params.tile,
 )

@@ -14,4 +14,5 @@ predict(
     {name: path for name, path in snakemake.output.items()},
     settings=snakemake.params.predict,
     model_inputs=snakemake.params.model_inputs,
+    tile=snakemake.params.tile,
 )

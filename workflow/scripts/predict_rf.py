@@ -12,4 +12,5 @@ predict_rf(
     settings=snakemake.params.predict,
     model_inputs=snakemake.params.model_inputs,
     threads=snakemake.threads,
+    tile=snakemake.params.tile,
 )

@@ -6,8 +6,9 @@ resample_one(
     snakemake.input.source,
     snakemake.input.coarse,
     snakemake.output[0],
-    snakemake.wildcards.scale,
+    snakemake.params.scale,
     static=snakemake.params.static,
     is_target=snakemake.params.is_target,
     max_gap=snakemake.params.max_gap,
+    tile=snakemake.params.tile,
 )

@@ -1,0 +1,5 @@
+from smdown.rules import setup_logging
+from smdown.rules.predict import merge_tiles
+
+setup_logging(snakemake.log[0])
+merge_tiles(list(snakemake.input), snakemake.output[0])
