@@ -64,6 +64,8 @@ def season_config(url: str, ismn: str) -> dict:
         # the tuning is tested on the tiny run; here it would add six jobs (about 2 minutes of CI) to a test of
         # the acquired files
         "tune": {**TINY_SETTINGS.get("tune", {}), "enabled": False},
+        # one tile (2 x 4 cells): tiles are tested on the tiny run; here the extra jobs would cost CI about a minute
+        "tiles": {"cells": 4},
     }
 
 
