@@ -249,6 +249,12 @@ def tile_cells(wildcards):
     return [tile.row, tile.col, tile.rows, tile.cols]
 
 
+def tile_pixel_days(wildcards):
+    """Pixel-days of the job's tile at the finest scale."""
+    tile = TILES[wildcards.tile]
+    return REGION.cell_pixel_days(float(FINE)) * tile.rows * tile.cols
+
+
 def tile_map(layer, name):
     """A map of one tile (the tile a wildcard), kept until the layer's map is merged."""
     return temp(f"{R}/tiles/{layer}/{{tile}}/{name}.tif")
@@ -277,14 +283,12 @@ def job_size(step, wildcards):
     fine = float(FINE)
     if step in ("predict", "predict_rf", "cubic_baseline"):
         block = config["predict"]["block_cells"]
-        tile = TILES[wildcards.tile]
-        work = REGION.cell_pixel_days(fine) * tile.rows * tile.cols
+        work = tile_pixel_days(wildcards)
         return work, min(work, REGION.cell_pixel_days(fine, block))
     if step == "merge_tiles":
         return REGION.pixel_days(fine), REGION.budget_block(fine, 32_000_000)
     if step == "resample_tile":
-        tile = TILES[wildcards.tile]
-        work = REGION.cell_pixel_days(fine) * tile.rows * tile.cols
+        work = tile_pixel_days(wildcards)
         return work, min(work, REGION.budget_block(fine, BLOCK_PIXEL_DAYS))
     if step == "resample":
         scale = None if wildcards.scale == "coarse" else float(wildcards.scale)
