@@ -28,6 +28,11 @@ Beside metrics.csv (all optional):
   spread-error correlation, mean std, MAE, RMSE, n. reliability.csv: RMSE per bin of predicted std.
 - differences.csv: paired bootstrap intervals of each method's metric minus the ensemble's.
 
+The reads of every map (the coarse check and the seams) are cut into tiles of coarse cells (``check_tile``, rule
+evaluate_tile: one JSON of sums per layer and tile); ``evaluate_run`` merges them (``merge_checks``: moments, bootstrap
+sums and seam counts add up) or, given none, computes them over the whole region. The coarse pair sample is drawn per
+coarse cell, so it is the same whatever the tiles.
+
 All rasters are read through ``smdown.io``; metrics are streamed (``smdown.metrics.Accumulator``).
 Skipped methods, stations and references are reported through the ``smdown.evaluate`` logger.
 """
@@ -40,6 +45,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +53,13 @@ import pandas as pd
 
 from smdown import io
 from smdown.config import LAYERS
-from smdown.grid import Grid, block_mean
+from smdown.grid import Grid, Tile, block_mean
 from smdown.metrics import (
     CI_METRICS,
     NOMINAL,
     Accumulator,
     ClusterSums,
+    Moments,
     Seams,
     Spread,
     bootstrap_weights,
@@ -316,73 +323,194 @@ def _cell_windows(height: int, width: int, bands: int, factor: int, max_pixels: 
             yield row, col, min(side, height - row), min(side, width - col)
 
 
-def evaluate_coarse(
+def _tile_windows(tile: Tile, bands: int, factor: int, max_pixels: int) -> Iterator[tuple[int, ...]]:
+    """``_cell_windows`` of a tile, placed on the whole coarse grid."""
+    for row, col, h, w in _cell_windows(tile.rows, tile.cols, bands, factor, max_pixels):
+        yield tile.row + row, tile.col + col, h, w
+
+
+def _cell_mask(rate: float, seed: int, days: int, row: int, col: int, rows: int, cols: int) -> np.ndarray | None:
+    """A (days, rows, cols) sample of coarse pixel-days kept with probability ``rate``, drawn per coarse cell
+    (seeded by the cell's place), so the sample is the same however the region is cut into windows or tiles."""
+    if rate <= 0:
+        return None
+    draws = [[np.random.default_rng([seed, r, c]).random(days) for c in range(col, col + cols)]
+             for r in range(row, row + rows)]
+    return np.asarray(draws).reshape(rows, cols, days).transpose(2, 0, 1) < rate
+
+
+@dataclass
+class TileCheck:
+    """The fine-scale part of a layer's evaluation over one tile of coarse cells (rule evaluate_tile): per method,
+    the coarse check's moments, its bootstrap sums and a sample of its (pred, ref) pairs; per 30 m file (methods,
+    truth), the seams. Tiles merge exactly (sums and moments), so a region's evaluation is the merge of its
+    tiles' checks, whatever the tiles (equal to one tile up to floating-point summation order)."""
+
+    tile: Tile | None = None
+    coarse: dict[str, Moments] = field(default_factory=dict)
+    sums: dict[str, ClusterSums] = field(default_factory=dict)
+    seams: dict[str, Seams] = field(default_factory=dict)
+    pairs: dict[str, tuple[list, list]] = field(default_factory=dict)
+
+    def merge(self, other: TileCheck) -> None:
+        for method, moments in other.coarse.items():
+            self.coarse.setdefault(method, Moments()).merge(moments)
+        for method, sums in other.sums.items():
+            mine = self.sums.setdefault(method, ClusterSums())
+            for key, row in sums.sums.items():
+                mine.sums[key] = mine.sums.get(key, 0.0) + row
+        for name, seams in other.seams.items():
+            mine = self.seams.setdefault(name, Seams())
+            mine.across += seams.across
+            mine.n_across += seams.n_across
+            mine.inside += seams.inside
+            mine.n_inside += seams.n_inside
+        for method, (pred, ref) in other.pairs.items():
+            mine = self.pairs.setdefault(method, ([], []))
+            mine[0].extend(pred)
+            mine[1].extend(ref)
+
+    def to_json(self) -> dict:
+        """A JSON-able dict (floats round-trip exactly)."""
+        return {
+            "tile": asdict(self.tile) if self.tile is not None else None,
+            "coarse": {m: asdict(v) for m, v in self.coarse.items()},
+            "sums": {m: [[c, b, *map(float, row)] for (c, b), row in v.sums.items()] for m, v in self.sums.items()},
+            "seams": {n: asdict(v) for n, v in self.seams.items()},
+            "pairs": {m: {"pred": list(p), "ref": list(r)} for m, (p, r) in self.pairs.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping, source: PathLike = "") -> TileCheck:
+        try:
+            tile = Tile(**data["tile"]) if data["tile"] is not None else None
+            check = cls(tile, {m: Moments(**v) for m, v in data["coarse"].items()}, {},
+                        {n: Seams(**v) for n, v in data["seams"].items()},
+                        {m: (list(v["pred"]), list(v["ref"])) for m, v in data["pairs"].items()})
+            for method, rows in data["sums"].items():
+                sums = check.sums[method] = ClusterSums()
+                sums.sums = {(int(row[0]), int(row[1])): np.asarray(row[2:], dtype=np.float64) for row in rows}
+        except (KeyError, TypeError, ValueError) as err:
+            raise io.InputError(f"{source}: not a tile check of rule evaluate_tile ({err!r})") from err
+        return check
+
+    @classmethod
+    def read(cls, path: PathLike) -> TileCheck:
+        with open(path) as f:
+            return cls.from_json(json.load(f), path)
+
+    def write(self, path: PathLike) -> None:
+        io.write_json(path, self.to_json())
+
+
+def check_tile(
     paths: Mapping[str, PathLike],
     coarse_path: PathLike,
-    factor: int,
-    layer: str = "",
+    seam_files: Mapping[str, PathLike] | None = None,
+    seam_dates: Sequence[str] | None = None,
+    tile: Tile | Sequence[int] | None = None,
     max_pixels: int = 20_000_000,
-    sampler: _Sampler | None = None,
-    stats: _Stats | None = None,
+    max_pairs: int = 20_000,
+    seed: int = 0,
     block_days: int = 3,
     max_clusters: int = 256,
-) -> list[dict]:
-    """Metric rows of each method's block mean against the coarse input, all cells and dates.
+) -> TileCheck:
+    """The coarse check of each method in ``paths`` and the seams of each file in ``seam_files`` (on
+    ``seam_dates``) over the coarse cells of ``tile`` (None: the whole region), read in windows of whole cells.
 
-    With ``stats``, the bootstrap sums are gathered there; clusters are square tiles of coarse cells,
-    at most about ``max_clusters`` of them.
+    The coarse check: each method's 30 m output block-averaged back to the coarse grid against the coarse
+    input, all dates; its bootstrap clusters are square tiles of coarse cells of the whole region (at most
+    about ``max_clusters``), its pair sample about ``max_pairs`` of the whole region's coarse pixel-days. The
+    seams: windows read with one more pixel row and column (from the neighbouring tile too), so the pairs
+    between windows and tiles count once.
     """
     coarse = io.read_grid(coarse_path)
+    tile = Tile(0, 0, coarse.height, coarse.width) if tile is None else Tile(*tile) if not isinstance(tile, Tile) \
+        else tile
     dates = io.read_dates(coarse_path)
+    factor = nest(io.read_grid(next(iter(paths.values()))), coarse) if paths else 1
+    check = TileCheck(tile)
     all_bands = (np.arange(len(dates)), np.arange(len(dates)))
     aligned = {m: _aligned(p, dates) for m, p in paths.items()}
-    acc = {m: Accumulator(None) for m in paths}
     blocks = day_blocks(dates, block_days)[:, None, None]
-    tile = max(1, math.ceil(math.sqrt(coarse.height * coarse.width / max(1, max_clusters))))
-    tiles_across = math.ceil(coarse.width / tile)
-    windows = _cell_windows(coarse.height, coarse.width, len(dates), factor, max_pixels)
-    for i, (row, col, h, w) in enumerate(windows):
+    rate = min(1.0, max_pairs / max(1, coarse.height * coarse.width * len(dates))) if max_pairs > 0 else 0.0
+    side = max(1, math.ceil(math.sqrt(coarse.height * coarse.width / max(1, max_clusters))))
+    across = math.ceil(coarse.width / side)
+    for row, col, h, w in _tile_windows(tile, len(dates), factor, max_pixels):
         ref = _read_dated(coarse_path, row, col, h, w, dates, all_bands)
-        mask = sampler.mask(ref.shape, i) if sampler else None
+        mask = _cell_mask(rate, seed, len(dates), row, col, h, w)
         rows, cols = np.mgrid[row : row + h, col : col + w]
-        clusters = (rows // tile) * tiles_across + cols // tile
+        clusters = (rows // side) * across + cols // side
         for method, path in paths.items():
-            fine = _read_dated(path, row * factor, col * factor, h * factor, w * factor, dates, aligned[method])
-            pred = block_mean(fine, factor)
-            acc[method].update(pred, ref)
-            if sampler:
-                sampler.add(layer, method, "coarse", pred, ref, mask)
-            if stats is not None:
-                stats.cluster_sums("coarse", method).add_many(clusters[None], blocks, pred, ref)
-    return [_row(layer, m, "coarse", a.result()) for m, a in acc.items()]
+            pred = block_mean(_read_dated(path, row * factor, col * factor, h * factor, w * factor, dates,
+                                          aligned[method]), factor)
+            check.coarse.setdefault(method, Moments()).update(pred, ref)
+            check.sums.setdefault(method, ClusterSums()).add_many(clusters[None], blocks, pred, ref)
+            if mask is not None:
+                keep = mask & np.isfinite(pred) & np.isfinite(ref)
+                kept = check.pairs.setdefault(method, ([], []))
+                kept[0].extend(pred[keep].astype(float).tolist())
+                kept[1].extend(ref[keep].astype(float).tolist())
+    for name, path in (seam_files or {}).items():
+        check.seams[name] = _tile_seams(path, coarse, tile, seam_dates if seam_dates is not None else dates,
+                                        max_pixels)
+    return check
 
 
-def evaluate_seams(
-    files: Mapping[str, PathLike],
-    coarse_path: PathLike,
-    dates: Sequence[str],
-    layer: str = "",
-    max_pixels: int = 20_000_000,
-) -> list[dict]:
-    """Seam rows (``SEAM_COLUMNS``) of each 30 m file (methods, truth) over all cells on ``dates``.
+def _tile_seams(path: PathLike, coarse: Grid, tile: Tile, dates: Sequence[str], max_pixels: int) -> Seams:
+    """The seams of one 30 m file over a tile's cells on ``dates``."""
+    factor = nest(io.read_grid(path), coarse)
+    height, width = coarse.height * factor, coarse.width * factor
+    aligned = _aligned(path, dates)
+    seams = Seams()
+    for row, col, h, w in _tile_windows(tile, len(dates), factor, max_pixels):
+        r, c = row * factor, col * factor
+        hh, ww = min(h * factor + 1, height - r), min(w * factor + 1, width - c)
+        seams.update(_read_dated(path, r, c, hh, ww, dates, aligned), factor, r, c, extent=(h * factor, w * factor))
+    return seams
 
-    Read in windows of whole coarse cells, each with one more pixel row and column so the pairs
-    between windows count too.
-    """
-    coarse = io.read_grid(coarse_path)
+
+def merge_checks(parts: Sequence[PathLike | TileCheck], coarse: Grid) -> TileCheck:
+    """One check of the region from its tiles' (``check_tile`` results or their files); an error names the part
+    whose tile overlaps another or lies outside the grid, or the cells no tile covers."""
+    covered = np.zeros((coarse.height, coarse.width), dtype=int)
+    merged = TileCheck(Tile(0, 0, coarse.height, coarse.width))
+    for part in parts:
+        check = part if isinstance(part, TileCheck) else TileCheck.read(part)
+        t = check.tile
+        if t is None or t.row < 0 or t.col < 0 or t.row + t.rows > coarse.height or t.col + t.cols > coarse.width:
+            raise io.InputError(f"{part}: tile {t} is not inside the {coarse.height} x {coarse.width}-cell region")
+        if covered[t.row : t.row + t.rows, t.col : t.col + t.cols].any():
+            raise io.InputError(f"{part}: tile {t} overlaps another tile's cells")
+        covered[t.row : t.row + t.rows, t.col : t.col + t.cols] = 1
+        merged.merge(check)
+    if not covered.all():
+        missing = np.argwhere(covered == 0)
+        raise io.InputError(f"tile checks cover {int(covered.sum())} of {covered.size} coarse cells: no tile has "
+                            f"(row, col) {[tuple(map(int, rc)) for rc in missing[:3]]}")
+    return merged
+
+
+def seam_dates_of(split: Mapping, coarse_path: PathLike) -> list[str]:
+    """The dates the seams are measured on: the split's test dates, all the coarse input's without them."""
+    return list(split.get("test_dates") or io.read_dates(coarse_path))
+
+
+def checked_rows(check: TileCheck, layer: str, stats: _Stats | None = None) -> tuple[list[dict], list[dict], pd.DataFrame]:
+    """The coarse metric rows, the seam rows and the coarse pairs of a layer's merged tile checks; the bootstrap
+    sums go to ``stats``."""
     rows = []
-    for name, path in files.items():
-        factor = nest(io.read_grid(path), coarse)
-        height, width = coarse.height * factor, coarse.width * factor
-        aligned = _aligned(path, dates)
-        seams = Seams()
-        for row, col, h, w in _cell_windows(coarse.height, coarse.width, len(dates), factor, max_pixels):
-            r, c = row * factor, col * factor
-            hh, ww = min(h * factor + 1, height - r), min(w * factor + 1, width - c)
-            fine = _read_dated(path, r, c, hh, ww, dates, aligned)
-            seams.update(fine, factor, r, c, extent=(h * factor, w * factor))
-        rows.append({"layer": layer, "method": name, **seams.result()})
-    return rows
+    for method, moments in check.coarse.items():
+        acc = Accumulator(None)
+        acc.values = moments
+        rows.append(_row(layer, method, "coarse", acc.result()))
+        if stats is not None:
+            stats.sums[("coarse", method)] = check.sums.get(method, ClusterSums())
+    seams = [{"layer": layer, "method": name, **s.result()} for name, s in check.seams.items()]
+    frames = [pd.DataFrame({"layer": layer, "method": m, "reference": "coarse", "pred": p, "ref": r})
+              for m, (p, r) in check.pairs.items() if p]
+    pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS)
+    return rows, seams, pairs
 
 
 def locate(grid: Grid, lon, lat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -510,6 +638,7 @@ def evaluate_run(
     block_days: int = 3,
     level: float = 0.95,
     spreads: Mapping[str, str] = SPREADS,
+    tile_checks: Mapping[str, Sequence[PathLike | TileCheck]] | None = None,
 ) -> pd.DataFrame:
     """Metrics of every method against every available reference, for each layer in ``coarse``.
 
@@ -526,6 +655,8 @@ def evaluate_run(
     standard deviation -> the method it describes) to ``uncertainty_out`` and ``reliability_out``, and the paired
     intervals of each method minus the ensemble to ``differences_out`` (see the module docstring).
     ``max_pixels`` bounds the values held per read in the coarse check and the seams.
+    The coarse check and the seams of a layer come from ``tile_checks`` (layer -> the ``check_tile`` results or
+    files of its tiles, rule evaluate_tile) where given, else they are computed here over the whole region.
     """
     split = read_split(split)
     station_df = read_stations(stations) if stations is not None else None
@@ -553,7 +684,7 @@ def evaluate_run(
                 log.warning("%s: %s has no %s (%s missing); it is not scored", layer, spreads[name], name, p)
                 del std_paths[name]
         seam_files = dict(paths)
-        seam_dates = split.get("test_dates") or io.read_dates(coarse_path)
+        seam_dates = seam_dates_of(split, coarse_path)
 
         truth_path = (truth or {}).get(layer)
         if truth_path is not None and Path(truth_path).exists():
@@ -597,16 +728,19 @@ def evaluate_run(
                 series_frames.append(series.assign(layer=layer))
                 log.info("%s: %d station(s), %d station-day(s)", layer, series["station"].nunique(), len(series))
 
-        n_coarse = coarse_grid.height * coarse_grid.width * len(io.read_dates(coarse_path))
-        sampler = _Sampler(n_coarse, max_pairs, seed)
-        layer_rows += evaluate_coarse(paths, coarse_path, factor, layer, max_pixels, sampler, stats, block_days)
-        pairs.append(sampler.frame())
+        if tile_checks is not None and layer in tile_checks:
+            check = merge_checks(tile_checks[layer], coarse_grid)
+        else:
+            check = check_tile(paths, coarse_path, seam_files if seams_out is not None else None, seam_dates, None,
+                               max_pixels, max_pairs, seed, block_days)
+        coarse_rows, layer_seams, coarse_pairs = checked_rows(check, layer, stats)
+        layer_rows += coarse_rows
+        pairs.append(coarse_pairs)
 
         cis, diffs = confidence(stats, layer, bootstrap, seed, level)
         rows += [{**row, **cis.get((row["reference"], row["method"]), {})} for row in layer_rows]
         diff_rows += diffs
-        if seams_out is not None:
-            seam_rows += evaluate_seams(seam_files, coarse_path, seam_dates, layer, max_pixels)
+        seam_rows += layer_seams
         for (reference, name), spread in sorted(stats.spread.items()):
             cover = {f"coverage_{round(c['nominal'] * 100):02d}": c["observed"] for c in spread.coverage()}
             out_ = spread.result()

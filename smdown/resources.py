@@ -211,6 +211,9 @@ MODELS: dict[str, Model] = {
 # predict_rf with a cheaper model (cubic values are read, not computed), so predict_rf's line bounds it; ensemble
 # loads the members and the validation examples, as sensitivity does.
 MODELS["cubic_baseline"] = MODELS["predict_rf"]
+# evaluate_tile does the reads of every map that the evaluate rule did whole (the coarse check, the seams), so
+# evaluate's line bounds it; the evaluate job now reads the test cells only.
+MODELS["evaluate_tile"] = MODELS["evaluate"]
 MODELS["ensemble"] = MODELS["sensitivity"]
 # merge_tiles reads one map's tiles and writes it strip by strip (io.merge): the uncertainty rule's work (two maps
 # read, one written, block by block) bounds it until its own benchmarks are calibrated.
@@ -254,12 +257,14 @@ class Stage:
 
 def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = (100, 50, 30), dynamic: int = 3,
            static: int = 7, examples: int = 72000, epochs: int = 25, trials: int = 4, tune_epochs: int = 6,
-           tiles: int = 1) -> list[Stage]:
+           tiles: int = 1, test_share: float = 0.15 * 0.17) -> list[Stage]:
     """The run's heavy jobs, step by step in DAG order, for a region of `pixels` 30 m pixels a day over `days`, with
     the config's defaults (3 scales, precipitation/NDVI/NDWI, dem/sand/clay + 4 terrain rasters, 24000 examples per
     scale). `tiles`: the tiles a layer's prediction is split into (config tiles.cells): predict, predict_rf and
     cubic_baseline run one job per tile, and merge_tiles one per map (8 a layer); so do the 30 m resample jobs of the
-    daily variables (merged by merge_scale); the uncertainty and the evaluation stay one job per layer or run. CPU seconds from MODELS; the 2-thread jobs (predict,
+    daily variables (merged by merge_scale) and the evaluation's reads of every map (evaluate_tile); the uncertainty
+    stays one job per layer, and the evaluation's last job reads the test cells x test days (`test_share` of the
+    pixel-days: samples.test_cells x samples.test_days). CPU seconds from MODELS; the 2-thread jobs (predict,
     predict_rf, tune, train, sensitivity) hold 2 cores."""
     fine = min(scales)
     out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels))]
@@ -283,7 +288,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
             Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles)),
             Stage("merge_tiles", layers * 8, MODELS["merge_tiles"].cpu_s(pixels * days)),
             Stage("uncertainty", layers, MODELS["uncertainty"].cpu_s(pixels * days)),
-            Stage("evaluate", 1, MODELS["evaluate"].cpu_s(layers * pixels * days)),
+            Stage("evaluate_tile", layers * tiles, MODELS["evaluate_tile"].cpu_s(pixels * days / tiles)),
+            Stage("evaluate", 1, MODELS["evaluate"].cpu_s(layers * pixels * days * test_share)),
             Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples), 2)]
     return out
 
@@ -291,7 +297,7 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
 # The steps that wait for each other (a later group starts when the earlier ones end); within a group all jobs
 # may run at once. Wall time per job = its CPU time (predict's CPU/wall ratio on a quiet machine: 0.98).
 _GROUPS = (("terrain",), ("resample",), ("merge_scale",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
-           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("uncertainty",), ("evaluate",))
+           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("uncertainty", "evaluate_tile"), ("evaluate",))
 
 
 def project(plan: list[Stage], nodes: int, cores: int = 32) -> dict:

@@ -14,11 +14,13 @@ from smdown.evaluate import (
     RELIABILITY_COLUMNS,
     SEAM_COLUMNS,
     UNCERTAINTY_COLUMNS,
+    TileCheck,
+    check_tile,
     evaluate_run,
     map_panels,
     station_series,
 )
-from smdown.grid import block_expand, block_mean, ease2_9km_grid, nested_grid
+from smdown.grid import Tile, block_expand, block_mean, ease2_9km_grid, nested_grid, tiles
 
 DATES = [f"2023-05-0{d}" for d in range(1, 7)]
 FACTOR = 3
@@ -180,6 +182,64 @@ def test_no_split_uses_everything(world, caplog):
                          truth={"surface": run / "truth_surface.tif"})
     assert get(table, "ensemble", "truth")["n"] == 36 * len(DATES)
     assert "no split" in caplog.text
+
+
+def _tile_inputs(world):
+    run = world["run"]
+    down = run / "downscaled" / "surface"
+    paths = {m: down / f"{m}.tif" for m in ("dnn", "cnn", "ensemble", "cubic")}
+    seam_files = {**paths, "truth": run / "truth_surface.tif"}
+    return run, paths, seam_files
+
+
+@pytest.mark.parametrize("tile_cells", [1, 2])
+def test_tile_checks_equal_one_job(world, tmp_path, tile_cells):
+    """The coarse check and the seams merged from the tiles' checks (files, as rule evaluate_tile writes them)
+    equal the whole region's: metrics to rounding, the intervals, the pair sample and the seam counts exactly."""
+    run, paths, seam_files = _tile_inputs(world)
+    coarse = run / "coarse_surface.tif"
+    parts = []
+    for tile in tiles((2, 2), tile_cells):
+        part = tmp_path / f"{tile.name}.json"
+        check_tile(paths, coarse, seam_files, DATES[3:], tile, max_pixels=20, max_pairs=10).write(part)
+        parts.append(part)
+    kw = dict(max_pixels=20, max_pairs=10, bootstrap=200)
+    outs = {}
+    for name, checks in (("whole", None), ("tiles", {"surface": parts})):
+        folder = tmp_path / name
+        table = run_eval(world, tile_checks=checks, pairs_out=folder / "pairs.csv", seams_out=folder / "seams.csv",
+                         **kw)
+        outs[name] = (table, pd.read_csv(folder / "pairs.csv"), pd.read_csv(folder / "seams.csv"))
+    (whole, whole_pairs, whole_seams), (tiled, tiled_pairs, tiled_seams) = outs["whole"], outs["tiles"]
+    numbers = whole.select_dtypes("number").columns
+    np.testing.assert_allclose(tiled[numbers].to_numpy(float), whole[numbers].to_numpy(float), rtol=1e-12,
+                               atol=1e-15)
+    coarse_pairs = whole_pairs[whole_pairs["reference"] == "coarse"]
+    assert 0 < len(coarse_pairs) < 4 * 4 * len(DATES)  # a sample (about 10 of 24 a method), not every pair
+    pd.testing.assert_frame_equal(tiled_pairs.sort_values(list(tiled_pairs.columns)).reset_index(drop=True),
+                                  whole_pairs.sort_values(list(whole_pairs.columns)).reset_index(drop=True))
+    pd.testing.assert_frame_equal(tiled_seams[["method", "n_across", "n_inside"]],
+                                  whole_seams[["method", "n_across", "n_inside"]])
+    np.testing.assert_allclose(tiled_seams["seam_ratio"], whole_seams["seam_ratio"], rtol=1e-12)
+    # the seams count every pair of neighbours once: 6 x 6 pixels, 2 x 6 x 5 pairs a day, 2 x 6 across edges
+    assert (whole_seams["n_across"] == 12 * 3).all() and (whole_seams["n_inside"] == 48 * 3).all()
+
+
+def test_tile_checks_must_cover_the_region(world, tmp_path):
+    run, paths, seam_files = _tile_inputs(world)
+    coarse = run / "coarse_surface.tif"
+    parts = {}
+    for tile in (Tile(0, 0, 1, 2), Tile(1, 0, 1, 2), Tile(0, 1, 2, 1)):
+        parts[tile] = tmp_path / f"{tile.row}{tile.col}{tile.rows}{tile.cols}.json"
+        check_tile(paths, coarse, seam_files, DATES, tile).write(parts[tile])
+    assert TileCheck.read(parts[Tile(0, 0, 1, 2)]).tile == Tile(0, 0, 1, 2)
+    with pytest.raises(io.InputError, match=r"no tile has \(row, col\) \[\(1, 0\), \(1, 1\)\]"):
+        run_eval(world, tile_checks={"surface": [parts[Tile(0, 0, 1, 2)]]})
+    with pytest.raises(io.InputError, match="0121.json: tile .* overlaps"):
+        run_eval(world, tile_checks={"surface": list(parts.values())})
+    (tmp_path / "bad.json").write_text('{"coarse": {}}')
+    with pytest.raises(io.InputError, match="bad.json: not a tile check"):
+        run_eval(world, tile_checks={"surface": [tmp_path / "bad.json"]})
 
 
 def test_map_panels(world):

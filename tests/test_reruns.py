@@ -14,7 +14,7 @@ from conftest import run_workflow
 
 from smdown import io
 
-AFTER_PREDICT = {"predict", "merge_tiles", "uncertainty", "evaluate", "maps", "scatter", "station_figure",
+AFTER_PREDICT = {"predict", "merge_tiles", "uncertainty", "evaluate_tile", "evaluate", "maps", "scatter", "station_figure",
                  "metric_figure", "reliability_figure", "all"}
 TILES = 1  # the tiny config's 2 x 2 cells in the default tiles of 2 x 2 cells
 MAPS = ["dnn", "cnn", "lstm", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected"]
@@ -78,6 +78,7 @@ def test_other_tiles_rerun_the_tiled_jobs_and_the_merges_only(tiny_run):
     assert "train" not in jobs and "samples" not in jobs and "resample" not in jobs, jobs
     assert jobs["predict"] == jobs["predict_rf"] == jobs["cubic_baseline"] == 2 * 4
     assert jobs["merge_tiles"] == 2 * len(MAPS) and jobs["resample_tile"] == 4 * jobs["merge_scale"]
+    assert jobs["evaluate_tile"] == 2 * 4 and jobs["evaluate"] == 1
 
 
 @pytest.mark.workflow

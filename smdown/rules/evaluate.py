@@ -70,6 +70,19 @@ def cubic_baselines(source: str, coarse: str, outputs: dict[str, str], correctio
 # ------------------------------------------------------------------ evaluate
 
 
+def evaluate_tile(downscaled: Sequence[PathLike], coarse: PathLike, truth: PathLike | None, split_path: PathLike,
+                  tile: list[int], output: PathLike, seed: int) -> None:
+    """The coarse check of a layer's maps (``downscaled/<layer>/<method>.tif``) and the seams of those and of the
+    truth over one tile of coarse cells ([first row, first col, rows, cols]), as JSON for rule evaluate."""
+    from smdown.evaluate import check_tile, read_split, seam_dates_of
+
+    paths = {Path(p).stem: p for p in downscaled}
+    seam_files = {**paths, "truth": truth} if truth else dict(paths)
+    check = check_tile(paths, coarse, seam_files, seam_dates_of(read_split(split_path), coarse), tile, seed=seed)
+    check.write(output)
+    log.info("tile %s: coarse check of %s, seams of %s -> %s", check.tile, list(paths), list(seam_files), output)
+
+
 def evaluate(
     downscaled: Sequence[PathLike],
     coarse: Mapping[str, PathLike],
@@ -78,21 +91,28 @@ def evaluate(
     split_path: PathLike,
     outputs: Mapping[str, PathLike],
     seed: int,
+    tiles: Sequence[PathLike] = (),
 ) -> pd.DataFrame:
     """metrics.csv (with bootstrap intervals), pairs.csv, station_series.csv, seams.csv, uncertainty.csv,
     reliability.csv and differences.csv of a run (``outputs`` under those names without the extension).
 
-    ``downscaled``: the run's ``downscaled/<layer>/<method>.tif`` files (all in one ``downscaled`` folder).
+    ``downscaled``: the run's ``downscaled/<layer>/<method>.tif`` files (all in one ``downscaled`` folder);
+    ``tiles``: the tile checks of rule evaluate_tile (``evaluation/tiles/<layer>/<tile>.json``), whose coarse check
+    and seams are merged here (without them, both are computed here over the whole region).
     """
     from smdown.evaluate import evaluate_run
 
     folders = {Path(p).parent.parent for p in downscaled}
     if len(folders) != 1:
         raise ValueError(f"downscaled files must share one downscaled/<layer>/ folder, got {sorted(folders)}")
+    checks: dict[str, list[PathLike]] = {}
+    for path in tiles:
+        checks.setdefault(Path(path).parent.name, []).append(path)
     table = evaluate_run(folders.pop(), coarse, truth or None, stations or None, split_path,
                          out=outputs["metrics"], pairs_out=outputs["pairs"], series_out=outputs["series"], seed=seed,
                          seams_out=outputs["seams"], uncertainty_out=outputs["uncertainty"],
-                         reliability_out=outputs["reliability"], differences_out=outputs["differences"])
+                         reliability_out=outputs["reliability"], differences_out=outputs["differences"],
+                         tile_checks=checks or None)
     log.info("metrics:\n%s", table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return table
 

@@ -300,9 +300,14 @@ def job_size(step, wildcards):
         return REGION.pixel_days(scale), REGION.cell_pixel_days(scale)
     if step == "uncertainty":
         return REGION.pixel_days(fine), REGION.budget_block(fine, 8_000_000)
+    if step == "evaluate_tile":
+        work = tile_pixel_days(wildcards)
+        return work, min(work, REGION.budget_block(fine, 20_000_000))
     if step == "evaluate":
-        work = REGION.pixel_days(fine) * len(LAYERS)
-        return work, REGION.budget_block(fine, 20_000_000)
+        # the truth on the test cells x test days, one cell's series at a time (the tiles did the rest)
+        test_share = config["samples"]["test_cells"] * config["samples"]["test_days"]
+        work = REGION.pixel_days(fine) * len(LAYERS) * test_share
+        return work, REGION.cell_pixel_days(fine)
     if step == "terrain":
         pixels = dem_pixels()
         return pixels, min(pixels, smterrain.WINDOW_PIXELS)

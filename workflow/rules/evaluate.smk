@@ -6,7 +6,14 @@ REFERENCES = (
     + ["coarse"]
 )
 TRUTH_LAYERS = [layer for layer in LAYERS if layer in INPUTS.truth]
+# the maps scored against the references (the spreads are scored as uncertainties)
+EVALUATED_MAPS = MEMBERS + ["ensemble", "rf", "cubic", "cubic_corrected"]
 FIGURES = f"{R}/evaluation/figures"
+
+
+def layer_truth(wildcards):
+    """The layer's 30 m truth, where the run has one."""
+    return [INPUTS.truth[wildcards.layer]] if wildcards.layer in INPUTS.truth else []
 
 
 rule cubic_baseline:
@@ -32,20 +39,42 @@ rule cubic_baseline:
         "../scripts/cubic_baseline.py"
 
 
+# the coarse check and the seams of one layer over one tile (the reads of every map), merged by rule evaluate
+rule evaluate_tile:
+    input:
+        downscaled=expand(
+            f"{R}/downscaled/{{{{layer}}}}/{{method}}.tif", method=EVALUATED_MAPS
+        ),
+        coarse=coarse_input,
+        truth=layer_truth,
+        split=f"{R}/samples/split.json",
+    output:
+        f"{R}/evaluation/tiles/{{layer}}/{{tile}}.json",
+    log:
+        f"{R}/logs/evaluate_tile/{{layer}}/{{tile}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate_tile/{{layer}}/{{tile}}.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=mem_mb_of("evaluate_tile"),
+        runtime=runtime_of("evaluate_tile"),
+    params:
+        tile=tile_cells,
+        seed=config["seed"],
+    script:
+        "../scripts/evaluate_tile.py"
+
+
 rule evaluate:
     input:
+        tiles=expand(
+            f"{R}/evaluation/tiles/{{layer}}/{{tile}}.json", layer=LAYERS, tile=TILES
+        ),
         downscaled=expand(
             f"{R}/downscaled/{{layer}}/{{method}}.tif",
             layer=LAYERS,
-            method=MEMBERS
-            + [
-                "rf",
-                "ensemble",
-                "ensemble_std",
-                "uncertainty",
-                "cubic",
-                "cubic_corrected",
-            ],
+            method=EVALUATED_MAPS + ["ensemble_std", "uncertainty"],
         ),
         split=f"{R}/samples/split.json",
         coarse=[INPUTS.coarse[layer] for layer in LAYERS],

@@ -9,5 +9,6 @@ step.evaluate(
     stations=snakemake.input.stations or None,
     split_path=snakemake.input.split,
     outputs=dict(snakemake.output.items()),
+    tiles=list(snakemake.input.tiles),
     seed=snakemake.params.seed,
 )
