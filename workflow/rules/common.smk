@@ -195,6 +195,11 @@ def all_outputs():
     return outputs
 
 
+def layer_truth(wildcards):
+    """The layer's 30 m truth, where the run has one."""
+    return [INPUTS.truth[wildcards.layer]] if wildcards.layer in INPUTS.truth else []
+
+
 def coarse_input(wildcards):
     return INPUTS.coarse[wildcards.layer]
 

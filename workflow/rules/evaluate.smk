@@ -11,11 +11,6 @@ EVALUATED_MAPS = MEMBERS + ["ensemble", "rf", "cubic", "cubic_corrected"]
 FIGURES = f"{R}/evaluation/figures"
 
 
-def layer_truth(wildcards):
-    """The layer's 30 m truth, where the run has one."""
-    return [INPUTS.truth[wildcards.layer]] if wildcards.layer in INPUTS.truth else []
-
-
 rule cubic_baseline:
     input:
         cubic=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
