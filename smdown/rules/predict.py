@@ -8,7 +8,6 @@ import os
 
 import pandas as pd
 
-from smdown import io
 from smdown.features import FeatureSpec
 from smdown.grid import Tile
 from smdown.rules import factor_of
@@ -40,12 +39,6 @@ def predict_rf(model_path: str, rasters: dict[str, str], coarse: str, anchor: st
     os.environ["SMDOWN_THREADS"] = str(threads)  # the forest's n_jobs (models.load_member)
     members = load_members([model_path], model_inputs)
     _predict(members, {}, rasters, coarse, anchor, scale, {"rf": output}, settings, model_inputs, predict_layer, tile)
-
-
-def merge_tiles(parts: list[str], output: str) -> None:
-    """One map of a layer from its tiles' maps (rules predict, predict_rf and cubic_baseline run one job per tile)."""
-    grid = io.merge(parts, output)
-    log.info("%s: %d tiles merged, %d x %d pixels", output, len(parts), grid.height, grid.width)
 
 
 def _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, predict_layer,

@@ -75,7 +75,7 @@ rule merge_tiles:
     wildcard_constraints:
         name="|".join(TILED_MAPS),
     conda:
-        "../../envs/ml.yaml"
+        "../../envs/gdal.yaml"
     resources:
         mem_mb=mem_mb_of("merge_tiles"),
         runtime=runtime_of("merge_tiles"),

@@ -83,7 +83,7 @@ rule merge_scale:
     wildcard_constraints:
         var="|".join(DAILY_VARIABLES),
     conda:
-        "../../envs/ml.yaml"
+        "../../envs/gdal.yaml"
     resources:
         mem_mb=mem_mb_of("merge_tiles"),
         runtime=runtime_of("merge_tiles"),
