@@ -180,15 +180,15 @@ def _snakemake() -> list[str]:
 
 
 def targets(config: dict) -> list[str]:
-    """What scoring needs, relative to the world's directory: every method's 30 m maps (the predict rule writes
-    the members and the ensemble together, rule predict_rf the random forest), the cubic baseline, weights.csv and
+    """What scoring needs, relative to the world's directory: every method's 30 m maps (each merged from its
+    tiles, so each is a target: the members, the ensemble, the random forest, the cubic baseline), weights.csv and
     the split."""
     validated = smconfig.validate(config)
     run = f"results/{validated['run']}"
     out = [f"{run}/samples/split.json"]
     for layer in smconfig.inputs_of(validated).layers:
-        out += [f"{run}/downscaled/{layer}/ensemble.tif", f"{run}/downscaled/{layer}/rf.tif",
-                f"{run}/downscaled/{layer}/cubic.tif", f"{run}/ensemble/{layer}/weights.csv"]
+        out += [f"{run}/downscaled/{layer}/{method}.tif" for method in (*MEMBERS, "ensemble", "rf", "cubic")]
+        out.append(f"{run}/ensemble/{layer}/weights.csv")
     return out
 
 

@@ -199,12 +199,13 @@ def test_set_overrides_apply_to_every_world_and_bad_ones_name_the_key(tmp_path):
 
 def test_targets_are_the_maps_weights_and_split_only():
     targets = panel.targets(panel.world_config({"run": "x"}, panel.WORLDS[0], {}))
-    assert targets == ["results/x/samples/split.json",
-                       "results/x/downscaled/surface/ensemble.tif", "results/x/downscaled/surface/rf.tif",
-                       "results/x/downscaled/surface/cubic.tif", "results/x/ensemble/surface/weights.csv",
-                       "results/x/downscaled/rootzone/ensemble.tif", "results/x/downscaled/rootzone/rf.tif",
-                       "results/x/downscaled/rootzone/cubic.tif", "results/x/ensemble/rootzone/weights.csv"]
-    # the random forest is a job of its own (rule predict_rf): the acceptance's peer must be among the targets
+    maps = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic")
+    assert targets == ["results/x/samples/split.json"] + [
+        path for layer in ("surface", "rootzone")
+        for path in [f"results/x/downscaled/{layer}/{m}.tif" for m in maps] + [f"results/x/ensemble/{layer}/weights.csv"]
+    ]
+    # every map is merged from its tiles by a job of its own (rule merge_tiles): each member must be a target, or the
+    # panel loses its members (their tiles are temporary); the forest is the acceptance's peer
     assert panel.RF in panel.METHOD_ORDER and "results/x/downscaled/rootzone/rf.tif" in targets
 
 
