@@ -356,15 +356,9 @@ class TileCheck:
         for method, moments in other.coarse.items():
             self.coarse.setdefault(method, Moments()).merge(moments)
         for method, sums in other.sums.items():
-            mine = self.sums.setdefault(method, ClusterSums())
-            for key, row in sums.sums.items():
-                mine.sums[key] = mine.sums.get(key, 0.0) + row
+            self.sums.setdefault(method, ClusterSums()).merge(sums)
         for name, seams in other.seams.items():
-            mine = self.seams.setdefault(name, Seams())
-            mine.across += seams.across
-            mine.n_across += seams.n_across
-            mine.inside += seams.inside
-            mine.n_inside += seams.n_inside
+            self.seams.setdefault(name, Seams()).merge(seams)
         for method, (pred, ref) in other.pairs.items():
             mine = self.pairs.setdefault(method, ([], []))
             mine[0].extend(pred)

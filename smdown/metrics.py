@@ -288,6 +288,13 @@ class Seams:
             self.inside += float(diff[within].sum())
             self.n_inside += int(within.sum())
 
+    def merge(self, other: Seams) -> None:
+        """Add another's pairs (e.g. another tile's)."""
+        self.across += other.across
+        self.n_across += other.n_across
+        self.inside += other.inside
+        self.n_inside += other.n_inside
+
     def result(self) -> dict[str, float]:
         """seam_ratio, across (mean |difference| across edges), inside (same within cells) and the counts."""
         across = self.across / self.n_across if self.n_across else float("nan")
@@ -449,6 +456,11 @@ class ClusterSums:
                          for w in (np.ones_like(p), p, o, p * p, o * o, p * o)], axis=1)
         for (ci, bi), row in zip(keys.T.tolist(), sums, strict=True):
             self.sums[(ci, bi)] = self.sums.get((ci, bi), 0.0) + row
+
+    def merge(self, other: ClusterSums) -> None:
+        """Add another's sums (e.g. another tile's pixels)."""
+        for key, row in other.sums.items():
+            self.sums[key] = self.sums.get(key, 0.0) + row
 
     def keys(self) -> tuple[set, set]:
         """The clusters and the time blocks seen."""
