@@ -9,6 +9,7 @@ import re
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import run_workflow
 
@@ -54,6 +55,30 @@ def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
     assert jobs["ensemble"] == 1 and jobs["predict"] == TILES, jobs  # the surface's is equal already
     assert jobs["merge_tiles"] == 5, jobs  # the root zone's members, ensemble and spread
+
+
+@pytest.mark.workflow
+def test_the_forest_joining_the_ensemble_reruns_the_weights_onward_not_training(tiny_run):
+    workdir, _, _ = tiny_run
+    jobs = scheduled(workdir, {"ensemble": {"forest": True}})
+    assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
+    assert jobs["ensemble"] == 2 and jobs["predict"] == 2 * TILES, jobs
+
+
+@pytest.mark.workflow
+def test_the_forest_is_weighted_with_the_members_where_it_joins(tiny_run, tmp_path):
+    """ensemble.forest: the forest gets a validation weight like the deep members (else 0; predict_layer puts every
+    member with a weight in the ensemble, tests/test_predict.py)."""
+    workdir, results, _ = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    target = f"results/{results.name}/ensemble/rootzone/weights.csv"
+    run_workflow(copy, None, target, override={"ensemble": {"forest": True}})
+    joined = pd.read_csv(copy / target).set_index("member")["weight"]
+    alone = pd.read_csv(results / "ensemble" / "rootzone" / "weights.csv").set_index("member")["weight"]
+    assert alone["rf"] == 0 and joined["rf"] > 0 and joined.sum() == pytest.approx(1)
+    # inverse_mse (the root zone's default): the deep members keep their shares among themselves
+    np.testing.assert_allclose(joined.drop("rf") / joined.drop("rf").sum(), alone.drop("rf"), rtol=1e-9)
 
 
 @pytest.mark.workflow

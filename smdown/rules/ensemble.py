@@ -27,9 +27,10 @@ def similarity_of(tuned_paths: list[str]) -> dict[str, dict]:
 
 
 def weigh(model_paths: list[str], sample_paths: list[str], output: str, weighting: str, model_inputs: dict,
-          tuned_paths: list[str] = ()) -> None:
+          tuned_paths: list[str] = (), forest: bool = False) -> None:
     """weights.csv: each member's weight (`weighting`: config ensemble.weighting), validation metrics and, when
-    tuned, its self-similarity check (`tuned_paths`: the files of rule tune)."""
+    tuned, its self-similarity check (`tuned_paths`: the files of rule tune). The random forest is weighted with the
+    deep members where `forest` (config ensemble.forest), else it has weight 0 (the peer, not a member)."""
     members = training.load_members(model_paths, model_inputs)
     val = training.subset(sampling.load(sample_paths), 1)
     predictions = {name: m.predict_samples(val) for name, m in members.items()}
@@ -42,10 +43,11 @@ def weigh(model_paths: list[str], sample_paths: list[str], output: str, weightin
     for name in (n for n, is_flat in flat.items() if is_flat):
         log.warning("%s collapsed: within-cell spread %.2e against coarse spread %.2e; weight 0", name, spread[name],
                     float(target.std()))
-    deep = {name: p for name, p in predictions.items() if name != "rf" and not flat[name]}
+    joins = {name for name in predictions if name != "rf" or forest}
+    deep = {name: p for name, p in predictions.items() if name in joins and not flat[name]}
     if not deep:
-        log.warning("every deep member collapsed: equal weights, the maps hold no detail inside the coarse cells")
-        deep = {name: p for name, p in predictions.items() if name != "rf"}
+        log.warning("every member collapsed: equal weights, the maps hold no detail inside the coarse cells")
+        deep = {name: p for name, p in predictions.items() if name in joins}
     checks = similarity_of(list(tuned_paths))
     within_error = {name: check["similarity_nmse"] for name, check in checks.items()}
     if weighting == "within_cell" and not all(name in within_error for name in deep):

@@ -1,5 +1,6 @@
 """Steps of workflow/rules/predict.smk: the 30 m maps of the deep members, the ensemble and its spread (`predict`),
-and of the random-forest peer (`predict_rf`, a baseline that is evaluated, not part of the ensemble)."""
+and of the random-forest peer (`predict_rf`; also a member of the ensemble, predicted inside `predict`, where
+config ensemble.forest is on)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def predict(model_paths: list[str], weights_path: str, rasters: dict[str, str], 
 
     members = load_members(model_paths, model_inputs)
     table = pd.read_csv(weights_path)
-    member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member != "rf"}
+    # the members given: the deep ones, and the forest where it joins the ensemble (config ensemble.forest)
+    member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member in members}
     _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, predict_layer,
              tile)
 

@@ -142,6 +142,13 @@ def deep_models(wildcards):
     return [f"{R}/models/{wildcards.layer}/{m}.keras" for m in MEMBERS]
 
 
+def ensemble_models(wildcards):
+    """The ensemble's members: the deep ones, and the random forest where it joins (ensemble.forest)."""
+    if not config["ensemble"]["forest"]:
+        return deep_models(wildcards)
+    return deep_models(wildcards) + [f"{R}/models/{wildcards.layer}/rf.joblib"]
+
+
 def layer_models(wildcards):
     return deep_models(wildcards) + [f"{R}/models/{wildcards.layer}/rf.joblib"]
 

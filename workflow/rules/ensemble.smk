@@ -14,6 +14,7 @@ rule ensemble:
         runtime=runtime_of("ensemble"),
     params:
         weighting=layer_weighting,
+        forest=config["ensemble"]["forest"],
         model_inputs=MODEL_INPUTS,
     script:
         "../scripts/ensemble.py"

@@ -7,7 +7,7 @@ wildcard_constraints:
 rule predict:
     input:
         unpack(fine_rasters),
-        models=deep_models,
+        models=ensemble_models,
         weights=f"{R}/ensemble/{{layer}}/weights.csv",
         coarse=coarse_input,
         anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",

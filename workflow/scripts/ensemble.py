@@ -7,6 +7,7 @@ weigh(
     list(snakemake.input.samples),
     snakemake.output[0],
     weighting=snakemake.params.weighting,
+    forest=snakemake.params.forest,
     model_inputs=snakemake.params.model_inputs,
     tuned_paths=list(snakemake.input.tuned),
 )
