@@ -64,6 +64,7 @@ DEFAULT_OUT = "results/panel"
 PARTS = ("tune", "untouched")
 COLLAPSED = 0.05  # within-cell std ratio below which a method counts as collapsed
 METHOD_ORDER = ("dnn", "cnn", "lstm", "ensemble", "rf")
+RF = "rf"  # the random-forest peer the ensemble must beat
 SCORES = ["ubrmse", "ratio_cubic", "anomaly_r", "std_ratio", "cell_rmse", "within_rmse", "rmse", "bias", "r"]
 COLUMNS = ["world", "part", "layer", "method", "split", "n", *SCORES, "truth_within_std", "weight", "collapsed"]
 
@@ -314,39 +315,48 @@ class ErrorMoments:
         mean = self.total / self.n
         return self.cross / self.n - np.outer(mean, mean)
 
-    def best_convex(self) -> dict[str, float]:
+    def best_convex(self, among: Sequence[str] | None = None) -> dict[str, float]:
         """The convex weights with the lowest ubRMSE against the truth (an oracle: no run can know them), the
-        minimum of w' cov w on the simplex, solved on the covariance scaled to unit trace."""
-        k = len(self.members)
-        cov = self.covariance()
+        minimum of w' cov w on the simplex, solved on the covariance scaled to unit trace; over the members
+        `among` (default all), the others weighing 0."""
+        among = list(self.members if among is None else among)
+        pick = [self.members.index(m) for m in among]
+        k = len(among)
+        cov = self.covariance()[np.ix_(pick, pick)]
         cov = cov / max(float(np.trace(cov)), 1e-300)
         fit = minimize(lambda w: w @ cov @ w, np.full(k, 1.0 / k), jac=lambda w: 2 * cov @ w, method="SLSQP",
                        bounds=[(0.0, 1.0)] * k, constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
                        options={"ftol": 1e-14, "maxiter": 500})
         w = np.clip(fit.x, 0.0, None)
-        return dict(zip(self.members, (w / w.sum()).tolist(), strict=True))
+        return {**dict.fromkeys(self.members, 0.0), **dict(zip(among, (w / w.sum()).tolist(), strict=True))}
 
 
 def weighting_schemes(table: pd.DataFrame, moments: ErrorMoments) -> dict[str, dict[str, float]]:
     """Member weights per scheme: as the run used them (weights.csv), the rules' alternatives from weights.csv's
-    validation columns (NaN where the column is missing), and the two oracles."""
+    validation columns (NaN where the column is missing) over the deep members, the same with the random forest
+    joining them (ensemble.forest; where its map is among the moments), and the two oracles over the deep members."""
     rows = table.set_index("member").reindex(moments.members)
+    deep = [m for m in moments.members if m != RF]
 
-    def inverse(column: str, power: float = 1.0) -> dict[str, float]:
+    def inverse(column: str, power: float = 1.0, among: Sequence[str] = deep) -> dict[str, float]:
         values = rows[column] if column in rows else pd.Series(np.nan, index=rows.index)
-        return {m: 1.0 / max(float(v), 1e-12) ** power for m, v in values.items()}
+        return {m: 1.0 / max(float(values[m]), 1e-12) ** power for m in among}
 
-    each = {m: moments.ubrmse({m: 1.0}) for m in moments.members}
+    each = {m: moments.ubrmse({m: 1.0}) for m in deep}
     best = min(each, key=lambda m: each[m] if np.isfinite(each[m]) else np.inf)
-    return {
+    schemes = {
         "as run": dict(rows["weight"].fillna(0.0)),
-        "equal": dict.fromkeys(moments.members, 1.0),
+        "equal": dict.fromkeys(deep, 1.0),
         "inverse_mse": inverse("val_rmse", 2),
         "inverse_ubmse": inverse("val_ubrmse", 2),
         "within_cell": inverse("similarity_nmse"),
-        "oracle: best member": {m: float(m == best) for m in moments.members},
-        "oracle: best weights": moments.best_convex(),
     }
+    if RF in moments.members:
+        schemes["forest joins: equal"] = dict.fromkeys(moments.members, 1.0)
+        schemes["forest joins: inverse_mse"] = inverse("val_rmse", 2, moments.members)
+    schemes["oracle: best member"] = {m: float(m == best) for m in deep}
+    schemes["oracle: best weights"] = moments.best_convex(deep)
+    return schemes
 
 
 WEIGHTING_COLUMNS = ["world", "part", "layer", "scheme", "ubrmse", "ratio_cubic", "ratio_best", "weights"]
@@ -356,12 +366,12 @@ def weighting_rows(world: PanelWorld, layer: str, moments: ErrorMoments, table: 
                    cubic_ubrmse: float) -> list[dict]:
     """Rows (WEIGHTING_COLUMNS) of one world x layer: each scheme's ensemble ubRMSE, its ratio to cubic and to
     the best member."""
-    best = min(moments.ubrmse({m: 1.0}) for m in moments.members)
+    best = min(moments.ubrmse({m: 1.0}) for m in moments.members if m != RF)
     rows = []
     for scheme, weights in weighting_schemes(table, moments).items():
         score = moments.ubrmse(weights)
         total = sum(weights.values())
-        shares = " ".join(f"{m} {weights[m] / total:.2f}" for m in moments.members) if total > 0 else ""
+        shares = " ".join(f"{m} {weights[m] / total:.2f}" for m in moments.members if m in weights) if total > 0 else ""
         rows.append({"world": world.name, "part": world.part, "layer": layer, "scheme": scheme, "ubrmse": score,
                      "ratio_cubic": score / cubic_ubrmse, "ratio_best": score / best, "weights": shares})
     return rows
@@ -454,7 +464,8 @@ def score_world(world: PanelWorld, workdir: Path, config: dict, weightings: list
         weights_csv = run / "ensemble" / layer / "weights.csv"
         weights = read_weights(weights_csv)
         members = [m for m in MEMBERS if m in methods and m in weights]
-        moments = ErrorMoments(members) if weightings is not None and members else None
+        joining = members + [RF] if RF in methods and RF in weights else members  # the forest may join (its scheme)
+        moments = ErrorMoments(joining) if weightings is not None and members else None
         scores = score_layer(truth, methods, factor, split, moments)
         rows += table_rows(world, layer, scores, weights)
         if moments is not None and ("cubic", "all") in scores:
@@ -489,7 +500,6 @@ def panel_median(table: pd.DataFrame, split: str = "all") -> pd.DataFrame:
 
 
 
-RF = "rf"  # the random-forest peer the ensemble must beat
 
 
 def acceptance(table: pd.DataFrame, part: str = "untouched") -> list[dict]:

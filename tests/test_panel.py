@@ -279,3 +279,15 @@ def test_weighting_rows_from_weights_csv_columns(rasters):
     assert rows["oracle: best weights"]["ubrmse"] <= rows["equal"]["ubrmse"] + 1e-12
     assert rows["equal"]["ratio_cubic"] == pytest.approx(rows["equal"]["ubrmse"] / 0.05)
     assert "best member" in panel.format_weightings(pd.DataFrame(list(rows.values())))
+    assert "forest joins: equal" not in rows  # no forest map among the moments
+
+    # with the forest's map: the schemes where it joins, weighted from its validation like the members; the oracles
+    # stay over the deep members
+    moments = panel.ErrorMoments(["dnn", "cnn", "rf"])
+    moments.update({"dnn": truth + 0.01 * np.sin(truth * 50), "cnn": _flat(truth), "rf": truth + 0.001}, truth)
+    rows = {r["scheme"]: r for r in panel.weighting_rows(panel.WORLDS[0], "surface", moments, table, 0.05)}
+    assert rows["forest joins: inverse_mse"]["weights"] == "dnn 0.18 cnn 0.73 rf 0.08"  # 1/0.02^2 : 1/0.01^2 : 1/0.03^2
+    assert rows["forest joins: equal"]["weights"] == "dnn 0.33 cnn 0.33 rf 0.33"
+    assert rows["inverse_mse"]["weights"] == "dnn 0.20 cnn 0.80"
+    assert rows["oracle: best member"]["weights"] == "dnn 1.00 cnn 0.00"  # rf, the best map here, is no member
+    assert rows["oracle: best weights"]["weights"].endswith("rf 0.00")
