@@ -51,31 +51,32 @@ def test_l2_reruns_the_deep_members_and_what_follows_only(tiny_run):
 @pytest.mark.workflow
 def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, {"ensemble": {"weighting": "equal"}})  # the root zone's changes (default inverse_mse)
+    # the root zone's changes (default inverse_mse in both layers)
+    jobs = scheduled(workdir, {"ensemble": {"weighting": {"surface": "inverse_mse", "rootzone": "equal"}}})
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
-    assert jobs["ensemble"] == 1 and jobs["predict"] == TILES, jobs  # the surface's is equal already
+    assert jobs["ensemble"] == 1 and jobs["predict"] == TILES, jobs
     assert jobs["merge_tiles"] == 5, jobs  # the root zone's members, ensemble and spread
 
 
 @pytest.mark.workflow
-def test_the_forest_joining_the_ensemble_reruns_the_weights_onward_not_training(tiny_run):
+def test_the_forest_leaving_the_ensemble_reruns_the_weights_onward_not_training(tiny_run):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, {"ensemble": {"forest": True}})
+    jobs = scheduled(workdir, {"ensemble": {"forest": False}})
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
     assert jobs["ensemble"] == 2 and jobs["predict"] == 2 * TILES, jobs
 
 
 @pytest.mark.workflow
 def test_the_forest_is_weighted_with_the_members_where_it_joins(tiny_run, tmp_path):
-    """ensemble.forest: the forest gets a validation weight like the deep members (else 0; predict_layer puts every
-    member with a weight in the ensemble, tests/test_predict.py)."""
+    """ensemble.forest (default on): the forest gets a validation weight like the deep members, off it gets 0
+    (predict_layer puts every member with a weight in the ensemble, tests/test_predict.py)."""
     workdir, results, _ = tiny_run
     copy = tmp_path / "copy"
     shutil.copytree(workdir, copy, symlinks=True)
     target = f"results/{results.name}/ensemble/rootzone/weights.csv"
-    run_workflow(copy, None, target, override={"ensemble": {"forest": True}})
-    joined = pd.read_csv(copy / target).set_index("member")["weight"]
-    alone = pd.read_csv(results / "ensemble" / "rootzone" / "weights.csv").set_index("member")["weight"]
+    run_workflow(copy, None, target, override={"ensemble": {"forest": False}})
+    alone = pd.read_csv(copy / target).set_index("member")["weight"]
+    joined = pd.read_csv(results / "ensemble" / "rootzone" / "weights.csv").set_index("member")["weight"]
     assert alone["rf"] == 0 and joined["rf"] > 0 and joined.sum() == pytest.approx(1)
     # inverse_mse (the root zone's default): the deep members keep their shares among themselves
     np.testing.assert_allclose(joined.drop("rf") / joined.drop("rf").sum(), alone.drop("rf"), rtol=1e-9)
