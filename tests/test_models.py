@@ -282,3 +282,23 @@ def test_a_member_flat_inside_each_cell_is_collapsed_and_others_are_not():
     # one pixel per bag: the spread is unknown, not a collapse
     one = ensemble.within_bag_std(detailed[:4], np.arange(4))
     assert np.isnan(one) and ensemble.collapsed({"x": one}, target) == {"x": False}
+
+
+def test_the_forest_shares_the_weights_only_where_it_joins():
+    """ensemble.forest: the forest is weighted with the deep members (rules.ensemble.candidates, then
+    ensemble.weights); off, the deep members share the weights alone. A collapsed member never joins."""
+    from smdown.rules.ensemble import candidates
+
+    rng = np.random.default_rng(0)
+    target = rng.random(200)
+    preds = {"dnn": target + 0.02, "cnn": target + 0.05 * rng.standard_normal(200), "lstm": np.full(200, 0.5),
+             "rf": target + 0.01 * rng.standard_normal(200)}
+    flat = {"dnn": False, "cnn": False, "lstm": True, "rf": False}
+    alone = ensemble.weights(candidates(preds, flat, forest=False), target, "inverse_mse")
+    joined = ensemble.weights(candidates(preds, flat, forest=True), target, "inverse_mse")
+    assert set(alone) == {"dnn", "cnn"} and set(joined) == {"dnn", "cnn", "rf"}
+    assert joined["rf"] > joined["dnn"] > 0 and sum(joined.values()) == pytest.approx(1.0)
+    # the deep members keep their shares among themselves
+    assert joined["dnn"] / joined["cnn"] == pytest.approx(alone["dnn"] / alone["cnn"])
+    every = dict.fromkeys(preds, True)
+    assert set(candidates(preds, every, forest=False)) == {"dnn", "cnn", "lstm"}

@@ -9,7 +9,6 @@ import re
 import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import run_workflow
 
@@ -64,22 +63,6 @@ def test_the_forest_leaving_the_ensemble_reruns_the_weights_onward_not_training(
     jobs = scheduled(workdir, {"ensemble": {"forest": False}})
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
     assert jobs["ensemble"] == 2 and jobs["predict"] == 2 * TILES, jobs
-
-
-@pytest.mark.workflow
-def test_the_forest_is_weighted_with_the_members_where_it_joins(tiny_run, tmp_path):
-    """ensemble.forest (default on): the forest gets a validation weight like the deep members, off it gets 0
-    (predict_layer puts every member with a weight in the ensemble, tests/test_predict.py)."""
-    workdir, results, _ = tiny_run
-    copy = tmp_path / "copy"
-    shutil.copytree(workdir, copy, symlinks=True)
-    target = f"results/{results.name}/ensemble/rootzone/weights.csv"
-    run_workflow(copy, None, target, override={"ensemble": {"forest": False}})
-    alone = pd.read_csv(copy / target).set_index("member")["weight"]
-    joined = pd.read_csv(results / "ensemble" / "rootzone" / "weights.csv").set_index("member")["weight"]
-    assert alone["rf"] == 0 and joined["rf"] > 0 and joined.sum() == pytest.approx(1)
-    # inverse_mse (the root zone's default): the deep members keep their shares among themselves
-    np.testing.assert_allclose(joined.drop("rf") / joined.drop("rf").sum(), alone.drop("rf"), rtol=1e-9)
 
 
 @pytest.mark.workflow

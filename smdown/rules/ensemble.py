@@ -26,6 +26,17 @@ def similarity_of(tuned_paths: list[str]) -> dict[str, dict]:
     return checks
 
 
+def candidates(predictions: dict, flat: dict[str, bool], forest: bool) -> dict:
+    """The members the weights are shared among: the deep ones and, where `forest`, the random forest; those that
+    collapsed are left out (all of them are kept, with a warning, when every one collapsed)."""
+    joins = {name: p for name, p in predictions.items() if name != "rf" or forest}
+    kept = {name: p for name, p in joins.items() if not flat[name]}
+    if not kept:
+        log.warning("every member collapsed: equal weights, the maps hold no detail inside the coarse cells")
+        return joins
+    return kept
+
+
 def weigh(model_paths: list[str], sample_paths: list[str], output: str, weighting: str, model_inputs: dict,
           tuned_paths: list[str] = (), forest: bool = False) -> None:
     """weights.csv: each member's weight (`weighting`: config ensemble.weighting), validation metrics and, when
@@ -43,11 +54,7 @@ def weigh(model_paths: list[str], sample_paths: list[str], output: str, weightin
     for name in (n for n, is_flat in flat.items() if is_flat):
         log.warning("%s collapsed: within-cell spread %.2e against coarse spread %.2e; weight 0", name, spread[name],
                     float(target.std()))
-    joins = {name for name in predictions if name != "rf" or forest}
-    deep = {name: p for name, p in predictions.items() if name in joins and not flat[name]}
-    if not deep:
-        log.warning("every member collapsed: equal weights, the maps hold no detail inside the coarse cells")
-        deep = {name: p for name, p in predictions.items() if name in joins}
+    deep = candidates(predictions, flat, forest)
     checks = similarity_of(list(tuned_paths))
     within_error = {name: check["similarity_nmse"] for name, check in checks.items()}
     if weighting == "within_cell" and not all(name in within_error for name in deep):
