@@ -495,9 +495,8 @@ def checked_rows(check: TileCheck, layer: str, stats: _Stats | None = None) -> t
     sums go to ``stats``."""
     rows = []
     for method, moments in check.coarse.items():
-        acc = Accumulator(None)
-        acc.values = moments
-        rows.append(_row(layer, method, "coarse", acc.result()))
+        # one pixel per coarse cell: no within-cell pattern, so no anomaly_r (as Accumulator without a factor)
+        rows.append(_row(layer, method, "coarse", {**moments.metrics(), "anomaly_r": float("nan")}))
         if stats is not None:
             stats.sums[("coarse", method)] = check.sums.get(method, ClusterSums())
     seams = [{"layer": layer, "method": name, **s.result()} for name, s in check.seams.items()]

@@ -54,14 +54,14 @@ def weigh(model_paths: list[str], sample_paths: list[str], output: str, weightin
     for name in (n for n, is_flat in flat.items() if is_flat):
         log.warning("%s collapsed: within-cell spread %.2e against coarse spread %.2e; weight 0", name, spread[name],
                     float(target.std()))
-    deep = candidates(predictions, flat, forest)
+    joined = candidates(predictions, flat, forest)
     checks = similarity_of(list(tuned_paths))
     within_error = {name: check["similarity_nmse"] for name, check in checks.items()}
-    if weighting == "within_cell" and not all(name in within_error for name in deep):
+    if weighting == "within_cell" and not all(name in within_error for name in joined):
         log.warning("within_cell weighting needs the self-similarity check of every member (tune enabled, target "
                     "aggregate, neighbouring training cells): inverse_mse instead")
         weighting = "inverse_mse"
-    w = combining.weights(deep, target, weighting, within_error)
+    w = combining.weights(joined, target, weighting, within_error)
     table = combining.member_table(predictions, target, w, spread, flat)
     if checks:
         for key in ("similarity_nmse", "similarity_r", "similarity_ratio"):
