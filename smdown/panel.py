@@ -22,6 +22,12 @@ samples/split.json), streamed coarse cell by coarse cell (memory bounded by one 
 - ``ratio_cubic``: ubrmse / ubrmse of the cubic baseline on the same world, layer and split;
 - ``collapsed``: std_ratio < COLLAPSED (the method paints a near-constant field inside each cell).
 
+The uncertainty (`<out>/uncertainty.csv`): how well each standard-deviation map of the ensemble (the calibrated
+``uncertainty`` and the members' spread ``ensemble_std``) describes the ensemble's error against the truth, per world
+x layer x split (smdown.metrics.Spread): ``coverage_90`` (share of |error| <= 1.645 sigma; 0.90 is calibrated),
+``spread_error_r`` (correlation of sigma and |error|), ``mean_std`` and the ensemble's ``rmse``; then their medians
+per part x layer.
+
 Then the panel median per part x layer x method, and issue 9's acceptance checks on the untouched medians
 (`acceptance`). The table goes to `<out>/skill.csv` (with the `--set` settings in a column).
 
@@ -56,7 +62,7 @@ from smdown import io
 from smdown.config import MEMBERS
 from smdown.evaluate import read_split
 from smdown.grid import nest_factor
-from smdown.metrics import Moments, cell_anomalies
+from smdown.metrics import Moments, Spread, cell_anomalies
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = "config/config.yaml"
@@ -67,6 +73,9 @@ METHOD_ORDER = ("dnn", "cnn", "lstm", "ensemble", "rf")
 RF = "rf"  # the random-forest peer the ensemble must beat
 SCORES = ["ubrmse", "ratio_cubic", "anomaly_r", "std_ratio", "cell_rmse", "within_rmse", "rmse", "bias", "r"]
 COLUMNS = ["world", "part", "layer", "method", "split", "n", *SCORES, "truth_within_std", "weight", "collapsed"]
+SPREADS = ("ensemble_std", "uncertainty")  # standard-deviation maps of the ensemble beside the methods, not methods
+UNCERTAINTY_SCORES = ["coverage_90", "spread_error_r", "mean_std", "rmse"]
+UNCERTAINTY_COLUMNS = ["world", "part", "layer", "spread", "split", "n", *UNCERTAINTY_SCORES]
 
 
 @dataclass(frozen=True)
@@ -188,7 +197,7 @@ def targets(config: dict) -> list[str]:
     run = f"results/{validated['run']}"
     out = [f"{run}/samples/split.json"]
     for layer in smconfig.inputs_of(validated).layers:
-        out += [f"{run}/downscaled/{layer}/{method}.tif" for method in (*MEMBERS, "ensemble", "rf", "cubic")]
+        out += [f"{run}/downscaled/{layer}/{method}.tif" for method in (*MEMBERS, "ensemble", "rf", "cubic", *SPREADS)]
         out.append(f"{run}/ensemble/{layer}/weights.csv")
     return out
 
@@ -268,9 +277,6 @@ def skill(pred: np.ndarray, truth: np.ndarray, factor: int) -> dict[str, float]:
     acc = Skill(factor)
     acc.update(pred, truth)
     return acc.result()
-
-
-SPREADS = ("ensemble_std", "uncertainty")  # standard-deviation maps beside the methods, not methods
 
 
 def method_files(downscaled: Path) -> dict[str, Path]:
@@ -400,20 +406,26 @@ def _band_index(path: Path, dates: list[str]) -> list[int]:
 
 
 def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, split: Mapping | None = None,
-                moments: ErrorMoments | None = None) -> dict[tuple[str, str], dict[str, float]]:
+                moments: ErrorMoments | None = None, spreads: Mapping[str, Path] | None = None,
+                spread_scores: dict | None = None) -> dict[tuple[str, str], dict[str, float]]:
     """Scores of each method against the truth raster, on all pixels and days and (with a split holding
     test_cells and test_dates) on the test cells x test dates; read one coarse cell (factor x factor
     pixels) at a time.
 
     Returns {(method, split name): scores}; the methods must be on the truth's grid, with its dates. With
-    ``moments``, its members' errors on all pixels and days are summed into it as well.
+    ``moments``, its members' errors on all pixels and days are summed into it as well. With ``spreads``
+    ({name: path} of standard-deviation maps of the ensemble, which must be among the methods) and a dict
+    ``spread_scores``, that dict receives {(name, split name): Spread result} of the ensemble's error.
     """
     grid = io.read_grid(truth_path)
     if grid.height % factor or grid.width % factor:
         raise ValueError(f"{truth_path}: {grid.height} x {grid.width} pixels are not whole coarse cells of {factor}")
     dates = io.read_dates(truth_path)
     bands = {}
-    for method, path in methods.items():
+    spreads = dict(spreads or {})
+    if spreads and "ensemble" not in methods:
+        raise ValueError(f"{truth_path}: spread maps {sorted(spreads)} given without the ensemble's map")
+    for method, path in {**methods, **spreads}.items():
         own = io.read_grid(path)
         if (own.height, own.width) != (grid.height, grid.width) or not np.allclose(own.transform, grid.transform):
             raise ValueError(f"{path}: not on the grid of the truth {truth_path}")
@@ -425,6 +437,7 @@ def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, spli
     acc = {(m, "all"): Skill(factor) for m in methods}
     if test_cells and test_days:
         acc.update({(m, "test"): Skill(factor) for m in methods})
+    spread_acc = {(name, part): Spread() for name in spreads for part in {a[1] for a in acc}}
     for r in range(rows):
         for c in range(cols):
             truth = io.read_window(truth_path, r * factor, c * factor, factor, factor)
@@ -437,6 +450,13 @@ def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, spli
                     acc[(method, "test")].update(pred[test_days], truth[test_days])
             if moments is not None:
                 moments.update(preds, truth)
+            for (name, part), spread in spread_acc.items():
+                if part == "all" or (r, c) in test_cells:
+                    days = slice(None) if part == "all" else test_days
+                    std = io.read_window(spreads[name], r * factor, c * factor, factor, factor, bands=bands[name])
+                    spread.update(preds["ensemble"][days], std[days], truth[days])
+    if spread_scores is not None:
+        spread_scores.update({key: s.result() for key, s in spread_acc.items()})
     return {key: a.result() for key, a in acc.items()}
 
 
@@ -448,9 +468,11 @@ def read_weights(path: Path) -> dict[str, float]:
     return dict(zip(table["member"], table["weight"], strict=True)) if "member" in table else {}
 
 
-def score_world(world: PanelWorld, workdir: Path, config: dict, weightings: list | None = None) -> list[dict]:
+def score_world(world: PanelWorld, workdir: Path, config: dict, weightings: list | None = None,
+                uncertainty: list | None = None) -> list[dict]:
     """Rows (COLUMNS) of one finished world: every layer x method x split; with ``weightings``, the weighting
-    study's rows (WEIGHTING_COLUMNS) are appended to it."""
+    study's rows (WEIGHTING_COLUMNS) are appended to it; with ``uncertainty``, the rows (UNCERTAINTY_COLUMNS) of
+    each spread map found."""
     validated = smconfig.validate(config)
     run = Path(workdir) / "results" / validated["run"]
     inputs = smconfig.inputs_of(validated)
@@ -466,8 +488,13 @@ def score_world(world: PanelWorld, workdir: Path, config: dict, weightings: list
         members = [m for m in MEMBERS if m in methods and m in weights]
         joining = members + [RF] if RF in methods and RF in weights else members  # the forest may join (its scheme)
         moments = ErrorMoments(joining) if weightings is not None and members else None
-        scores = score_layer(truth, methods, factor, split, moments)
+        spreads = {name: run / "downscaled" / layer / f"{name}.tif" for name in SPREADS}
+        spreads = {name: path for name, path in spreads.items() if path.exists() and "ensemble" in methods}
+        spread_scores = {}
+        scores = score_layer(truth, methods, factor, split, moments, spreads, spread_scores)
         rows += table_rows(world, layer, scores, weights)
+        if uncertainty is not None:
+            uncertainty += uncertainty_rows(world, layer, spread_scores)
         if moments is not None and ("cubic", "all") in scores:
             weightings += weighting_rows(world, layer, moments, pd.read_csv(weights_csv),
                                          scores[("cubic", "all")]["ubrmse"])
@@ -485,6 +512,34 @@ def table_rows(world: PanelWorld, layer: str, scores: Mapping[tuple[str, str], d
                      **s, "ratio_cubic": ratio, "weight": weights.get(method, float("nan")),
                      "collapsed": bool(np.isfinite(s["std_ratio"]) and s["std_ratio"] < COLLAPSED)})
     return [{key: row[key] for key in COLUMNS} for row in rows]
+
+
+def uncertainty_rows(world: PanelWorld, layer: str, spread_scores: Mapping[tuple[str, str], dict]) -> list[dict]:
+    """Rows (UNCERTAINTY_COLUMNS) of one layer from {(spread name, split): Spread result}."""
+    rows = []
+    for (name, split), s in sorted(spread_scores.items()):
+        rows.append({"world": world.name, "part": world.part, "layer": layer, "spread": name, "split": split,
+                     "n": s["n"], "coverage_90": s["coverage90"], "spread_error_r": s["spread_error_r"],
+                     "mean_std": s["mean_std"], "rmse": s["rmse"]})
+    return rows
+
+
+def format_uncertainty(table: pd.DataFrame, split: str = "all") -> str:
+    """Median over the worlds of each spread map's coverage and spread-error r, per part x layer."""
+    sub = table[table["split"] == split]
+    grouped = sub.groupby(["part", "layer", "spread"], sort=False)
+    med = grouped[UNCERTAINTY_SCORES].median()
+    low = grouped[["coverage_90", "spread_error_r"]].min()
+    high = grouped[["coverage_90", "spread_error_r"]].max()
+    lines = ["uncertainty: the ensemble's error against sigma (median over worlds [min, max]; goal: coverage "
+             "0.80-0.95, r >= 0.3)"]
+    for key, row in med.iterrows():
+        part, layer, spread = key
+        lines.append(f"  {part:<9} {layer:<8} {spread:<12} coverage_90 {row.coverage_90:.3f} "
+                     f"[{low.loc[key, 'coverage_90']:.3f}, {high.loc[key, 'coverage_90']:.3f}]  spread-error r "
+                     f"{row.spread_error_r:.3f} [{low.loc[key, 'spread_error_r']:.3f}, "
+                     f"{high.loc[key, 'spread_error_r']:.3f}]  mean sigma {row.mean_std:.4f}  rmse {row.rmse:.4f}")
+    return "\n".join(lines)
 
 
 def panel_median(table: pd.DataFrame, split: str = "all") -> pd.DataFrame:
@@ -608,7 +663,7 @@ def run(args: argparse.Namespace) -> int:
     base = yaml.safe_load(base_path.read_text()) if base_path.exists() else {}
     out = Path(args.out).resolve()
     configs = {w.name: world_config(base, w, overrides) for w in worlds}  # every config checked before any run
-    rows, weightings, failed = [], [], []
+    rows, weightings, uncertainty, failed = [], [], [], []
     for world in worlds:
         workdir = out / world.name
         if not args.score_only:
@@ -621,7 +676,7 @@ def run(args: argparse.Namespace) -> int:
                 failed.append(world.name)
                 continue
         try:
-            rows += score_world(world, workdir, configs[world.name], weightings)
+            rows += score_world(world, workdir, configs[world.name], weightings, uncertainty)
         except (OSError, ValueError, io.InputError) as err:
             print(f"    {world.name}: cannot score: {err}", flush=True)
             failed.append(world.name)
@@ -641,6 +696,11 @@ def run(args: argparse.Namespace) -> int:
         with io.atomic_path(out / "weightings.csv") as tmp:
             study.to_csv(tmp, index=False, float_format="%.6g")
         print("\n" + format_weightings(study) + f"\nwrote {out / 'weightings.csv'}")
+    if uncertainty:
+        spread_table = pd.DataFrame(uncertainty, columns=UNCERTAINTY_COLUMNS)
+        with io.atomic_path(out / "uncertainty.csv") as tmp:
+            spread_table.to_csv(tmp, index=False, float_format="%.6g")
+        print("\n" + format_uncertainty(spread_table) + f"\nwrote {out / 'uncertainty.csv'}")
     print(f"\nwrote {out / 'skill.csv'} ({len(table)} rows; split 'test' = test cells x test dates)")
     if failed:
         print(f"failed: {', '.join(failed)}")

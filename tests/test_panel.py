@@ -131,6 +131,31 @@ def test_score_layer_on_rasters_with_test_split(rasters):
     assert list(rows[0]) == panel.COLUMNS
 
 
+def test_score_layer_scores_the_spread_maps_against_the_ensemble_error(rasters, tmp_path):
+    paths, truth, dates, fine = rasters
+    error = 0.02 * np.random.default_rng(5).standard_normal(truth.shape)
+    sigma = np.full(truth.shape, 0.02, np.float32)
+    for name, data in {"ensemble": truth + error, "uncertainty": sigma, "ensemble_std": 0.1 * sigma}.items():
+        io.write_stack(tmp_path / f"{name}.tif", io.Stack(data.astype(np.float32), fine, dates))
+    spreads = {name: tmp_path / f"{name}.tif" for name in panel.SPREADS}
+    split = {"test_cells": [[1, 2]], "test_dates": dates[:2]}
+    found = {}
+    panel.score_layer(paths["truth"], {"ensemble": tmp_path / "ensemble.tif"}, FACTOR, split, spreads=spreads,
+                      spread_scores=found)
+    assert set(found) == {(n, s) for n in panel.SPREADS for s in ("all", "test")}
+    err = np.abs(np.float32(truth + error) - truth)
+    assert found[("uncertainty", "all")]["coverage90"] == pytest.approx(np.mean(err <= 1.6448536 * 0.02), abs=1e-6)
+    assert 0.85 < found[("uncertainty", "all")]["coverage90"] < 0.95  # normal errors of the stated sigma
+    assert found[("ensemble_std", "all")]["coverage90"] < 0.2
+    assert found[("uncertainty", "test")]["n"] == 2 * FACTOR * FACTOR
+    rows = panel.uncertainty_rows(panel.WORLDS[0], "surface", found)
+    assert list(rows[0]) == panel.UNCERTAINTY_COLUMNS and len(rows) == 4
+    text = panel.format_uncertainty(pd.DataFrame(rows, columns=panel.UNCERTAINTY_COLUMNS))
+    assert "uncertainty" in text and "ensemble_std" in text
+    with pytest.raises(ValueError, match="without the ensemble"):
+        panel.score_layer(paths["truth"], {"dnn": paths["dnn"]}, FACTOR, spreads=spreads, spread_scores={})
+
+
 def test_score_layer_matches_dates_and_rejects_missing_ones(rasters, tmp_path):
     paths, truth, dates, fine = rasters
     longer = tmp_path / "longer.tif"  # one more day first: the bands are matched by date
@@ -197,9 +222,9 @@ def test_set_overrides_apply_to_every_world_and_bad_ones_name_the_key(tmp_path):
     assert yaml.safe_load(path.read_text())["demo"]["start"] == panel.WORLDS[1].demo["start"]  # stays a string
 
 
-def test_targets_are_the_maps_weights_and_split_only():
+def test_targets_are_the_maps_spreads_weights_and_split_only():
     targets = panel.targets(panel.world_config({"run": "x"}, panel.WORLDS[0], {}))
-    maps = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic")
+    maps = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic", "ensemble_std", "uncertainty")
     assert targets == ["results/x/samples/split.json"] + [
         path for layer in ("surface", "rootzone")
         for path in [f"results/x/downscaled/{layer}/{m}.tif" for m in maps] + [f"results/x/ensemble/{layer}/weights.csv"]
