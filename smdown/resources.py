@@ -36,7 +36,7 @@ Where memory does not follow the size today, the model says so (`held` is then a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from smdown.grid import nest_factor
 
@@ -219,6 +219,11 @@ MODELS["ensemble"] = MODELS["sensitivity"]
 # read, one written, block by block) bounds it until its own benchmarks are calibrated.
 MODELS["merge_tiles"] = MODELS["uncertainty"]
 MODELS["resample_tile"] = MODELS["resample"]  # the same step on a tile's cells
+# predict with the random forest joining the ensemble (ensemble.forest): the forest's work is predict_rf's, done in
+# the same job, so the two lines add up (an upper bound on the memory: the forest's arrays are per block, as the
+# members' are)
+MODELS["predict_forest"] = Model(*(a + b for a, b in zip(astuple(MODELS["predict"]), astuple(MODELS["predict_rf"]),
+                                                          strict=True)))
 
 
 @dataclass(frozen=True)
@@ -257,15 +262,16 @@ class Stage:
 
 def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = (100, 50, 30), dynamic: int = 3,
            static: int = 7, examples: int = 72000, epochs: int = 25, trials: int = 4, tune_epochs: int = 6,
-           tiles: int = 1, test_share: float = 0.15 * 0.17) -> list[Stage]:
+           tiles: int = 1, test_share: float = 0.15 * 0.17, forest: bool = True) -> list[Stage]:
     """The run's heavy jobs, step by step in DAG order, for a region of `pixels` 30 m pixels a day over `days`, with
     the config's defaults (3 scales, precipitation/NDVI/NDWI, dem/sand/clay + 4 terrain rasters, 24000 examples per
     scale). `tiles`: the tiles a layer's prediction is split into (config tiles.cells): predict, predict_rf and
     cubic_baseline run one job per tile, and merge_tiles one per map (8 a layer); so do the 30 m resample jobs of the
     daily variables (merged by merge_scale) and the evaluation's reads of every map (evaluate_tile); the uncertainty
     stays one job per layer, and the evaluation's last job reads the test cells x test days (`test_share` of the
-    pixel-days: samples.test_cells x samples.test_days). CPU seconds from MODELS; the 2-thread jobs (predict,
-    predict_rf, tune, train, sensitivity) hold 2 cores."""
+    pixel-days: samples.test_cells x samples.test_days). `forest`: the random forest joins the ensemble
+    (ensemble.forest), so predict predicts it and predict_rf does not run. CPU seconds from MODELS; the 2-thread jobs
+    (predict, predict_rf, tune, train, sensitivity) hold 2 cores."""
     fine = min(scales)
     out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels))]
     resample = []
@@ -283,8 +289,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
             Stage("train", layers * 3, MODELS["train"].cpu_s(examples * epochs), 2),
             Stage("train_rf", layers, MODELS["train_rf"].cpu_s(examples), 2),
             Stage("ensemble", layers, MODELS["ensemble"].cpu_s(examples)),
-            Stage("predict", layers * tiles, MODELS["predict"].cpu_s(pixels * days / tiles), 2),
-            Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2),
+            Stage("predict", layers * tiles, MODELS["predict_forest" if forest else "predict"].cpu_s(pixels * days / tiles), 2),
+            *([] if forest else [Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2)]),
             Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles)),
             Stage("merge_tiles", layers * 8, MODELS["merge_tiles"].cpu_s(pixels * days)),
             Stage("uncertainty", layers, MODELS["uncertainty"].cpu_s(pixels * days)),

@@ -54,15 +54,16 @@ def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
     jobs = scheduled(workdir, {"ensemble": {"weighting": {"surface": "inverse_mse", "rootzone": "equal"}}})
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
     assert jobs["ensemble"] == 1 and jobs["predict"] == TILES, jobs
-    assert jobs["merge_tiles"] == 5, jobs  # the root zone's members, ensemble and spread
+    assert jobs["merge_tiles"] == 6, jobs  # the root zone's members (the forest among them), ensemble and spread
 
 
 @pytest.mark.workflow
 def test_the_forest_leaving_the_ensemble_reruns_the_weights_onward_not_training(tiny_run):
     workdir, _, _ = tiny_run
     jobs = scheduled(workdir, {"ensemble": {"forest": False}})
-    assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
-    assert jobs["ensemble"] == 2 and jobs["predict"] == 2 * TILES, jobs
+    # the forest's map then comes from a job of its own (predict_rf), no longer from predict
+    assert set(jobs) == AFTER_PREDICT | {"ensemble", "predict_rf"}, jobs
+    assert jobs["ensemble"] == 2 and jobs["predict"] == jobs["predict_rf"] == 2 * TILES, jobs
 
 
 @pytest.mark.workflow
@@ -70,9 +71,9 @@ def test_the_forest_leaving_the_ensemble_reruns_the_weights_onward_not_training(
 def test_correction_reruns_predict_onward(tiny_run, change):
     workdir, _, _ = tiny_run
     jobs = scheduled(workdir, {"predict": change})
-    # cubic_corrected and the random forest's map (rule predict_rf) follow the correction too
-    assert set(jobs) == AFTER_PREDICT | {"cubic_baseline", "predict_rf"}, jobs
-    assert jobs["predict"] == jobs["predict_rf"] == jobs["cubic_baseline"] == 2 * TILES
+    # cubic_corrected follows the correction too (the forest's map is predict's: it joins the ensemble)
+    assert set(jobs) == AFTER_PREDICT | {"cubic_baseline"}, jobs
+    assert jobs["predict"] == jobs["cubic_baseline"] == 2 * TILES
     assert jobs["merge_tiles"] == 2 * len(MAPS)
 
 
@@ -83,9 +84,9 @@ def test_other_tiles_rerun_the_tiled_jobs_and_the_merges_only(tiny_run):
     in the README; running it here too took CI past its time.)"""
     workdir, _, _ = tiny_run
     jobs = scheduled(workdir, {"tiles": {"cells": 1}})
-    assert {"predict", "predict_rf", "cubic_baseline", "merge_tiles", "resample_tile"} <= set(jobs), jobs
+    assert {"predict", "cubic_baseline", "merge_tiles", "resample_tile"} <= set(jobs), jobs
     assert "train" not in jobs and "samples" not in jobs and "resample" not in jobs, jobs
-    assert jobs["predict"] == jobs["predict_rf"] == jobs["cubic_baseline"] == 2 * 4
+    assert jobs["predict"] == jobs["cubic_baseline"] == 2 * 4 and "predict_rf" not in jobs
     assert jobs["merge_tiles"] == 2 * len(MAPS) and jobs["resample_tile"] == 4 * jobs["merge_scale"]
     assert jobs["evaluate_tile"] == 2 * 4 and jobs["evaluate"] == 1
 

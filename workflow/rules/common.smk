@@ -144,7 +144,7 @@ def deep_models(wildcards):
 
 def ensemble_models(wildcards):
     """The ensemble's members: the deep ones, and the random forest where it joins (ensemble.forest)."""
-    if not config["ensemble"]["forest"]:
+    if not FOREST_JOINS:
         return deep_models(wildcards)
     return deep_models(wildcards) + [f"{R}/models/{wildcards.layer}/rf.joblib"]
 
@@ -168,10 +168,16 @@ def layer_tuned(wildcards):
 
 
 # The maps of a layer, each written per tile and merged by merge_tiles. They are predict's (the deep members, the
-# ensemble and its spread), the random forest's (rule predict_rf) and the cubic baselines (rule cubic_baseline).
-# The uncertainty is computed from the merged ensemble.
-ENSEMBLE_MAPS = MEMBERS + ["ensemble", "ensemble_std"]
-TILED_MAPS = ENSEMBLE_MAPS + ["rf", "cubic", "cubic_corrected"]
+# ensemble and its spread, and the random forest's where it joins the ensemble: ensemble.forest), the random
+# forest's otherwise (rule predict_rf, so the forest is predicted once either way) and the cubic baselines (rule
+# cubic_baseline). The uncertainty is computed from the merged ensemble.
+FOREST_JOINS = config["ensemble"]["forest"]
+ENSEMBLE_MAPS = (
+    MEMBERS + (["rf"] if FOREST_JOINS else []) + ["ensemble", "ensemble_std"]
+)
+TILED_MAPS = (
+    ENSEMBLE_MAPS + ([] if FOREST_JOINS else ["rf"]) + ["cubic", "cubic_corrected"]
+)
 
 
 def layer_weighting(wildcards):
@@ -293,7 +299,7 @@ def tile_parts(wildcards):
 def job_size(step, wildcards):
     """(work, held) of one job of `step` (a rule's name), in the units of smdown.resources.MODELS."""
     fine = float(FINE)
-    if step in ("predict", "predict_rf", "cubic_baseline"):
+    if step in ("predict", "predict_forest", "predict_rf", "cubic_baseline"):
         block = config["predict"]["block_cells"]
         work = tile_pixel_days(wildcards)
         return work, min(work, REGION.cell_pixel_days(fine, block))

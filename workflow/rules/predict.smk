@@ -21,8 +21,8 @@ rule predict:
         "../../envs/ml.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb_of("predict"),
-        runtime=runtime_of("predict"),
+        mem_mb=mem_mb_of("predict_forest" if FOREST_JOINS else "predict"),
+        runtime=runtime_of("predict_forest" if FOREST_JOINS else "predict"),
     params:
         rasters=PREDICTOR_RASTERS,
         scale=FINE,
@@ -33,33 +33,36 @@ rule predict:
         "../scripts/predict.py"
 
 
-# the random-forest peer: a baseline that is evaluated, not part of the ensemble, so a job of its own
-rule predict_rf:
-    input:
-        unpack(fine_rasters),
-        model=f"{R}/models/{{layer}}/rf.joblib",
-        coarse=coarse_input,
-        anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
-    output:
-        rf=tile_map("{layer}", "rf"),
-    log:
-        f"{R}/logs/predict_rf/{{layer}}/{{tile}}.log",
-    benchmark:
-        f"{R}/benchmarks/predict_rf/{{layer}}/{{tile}}.tsv"
-    conda:
-        "../../envs/ml.yaml"
-    threads: 2
-    resources:
-        mem_mb=mem_mb_of("predict_rf"),
-        runtime=runtime_of("predict_rf"),
-    params:
-        rasters=PREDICTOR_RASTERS,
-        scale=FINE,
-        predict=config["predict"],
-        model_inputs=MODEL_INPUTS,
-        tile=tile_cells,
-    script:
-        "../scripts/predict_rf.py"
+# the random-forest peer alone, in a job of its own, where it does not join the ensemble (ensemble.forest off);
+# where it joins, predict writes its map beside the deep members'
+if not FOREST_JOINS:
+
+    rule predict_rf:
+        input:
+            unpack(fine_rasters),
+            model=f"{R}/models/{{layer}}/rf.joblib",
+            coarse=coarse_input,
+            anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
+        output:
+            rf=tile_map("{layer}", "rf"),
+        log:
+            f"{R}/logs/predict_rf/{{layer}}/{{tile}}.log",
+        benchmark:
+            f"{R}/benchmarks/predict_rf/{{layer}}/{{tile}}.tsv"
+        conda:
+            "../../envs/ml.yaml"
+        threads: 2
+        resources:
+            mem_mb=mem_mb_of("predict_rf"),
+            runtime=runtime_of("predict_rf"),
+        params:
+            rasters=PREDICTOR_RASTERS,
+            scale=FINE,
+            predict=config["predict"],
+            model_inputs=MODEL_INPUTS,
+            tile=tile_cells,
+        script:
+            "../scripts/predict_rf.py"
 
 
 # a layer's map (a member, the ensemble, its spread, the forest, the cubic baselines) from its tiles, strip by strip
