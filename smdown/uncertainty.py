@@ -109,31 +109,72 @@ def within_factor(table: Mapping[str, np.ndarray] | None, default: float) -> flo
     return float(np.sqrt(np.sum(w[ok] * k2) / np.sum(w[ok])))
 
 
-def fit_stations(ensemble: np.ndarray, spread: np.ndarray, error: np.ndarray, station_error: float = 0.0,
-                 detail: np.ndarray | None = None, k: float = 0.0) -> Calibration:
-    """a, b by maximum likelihood of error ~ N(0, a^2 + (b ensemble)^2 + (k detail)^2 + spread^2 + station_error^2)
-    over the finite station-days, k and the detail at the stations' pixels given (the prior's k: see the module);
-    the station's own error is then left out of the uncertainty."""
+def _station_weights(station: np.ndarray | None, ok: np.ndarray) -> tuple[np.ndarray, float]:
+    """Each finite row's weight (summing to 1) and the number of units: with `station` (each row's station) every
+    station weighs as one observation whatever its days (a pixel's error persists from day to day, so a station's
+    days are nearly one draw); without, every row is one."""
+    if station is None:
+        units = float(ok.sum())
+        return np.full(int(ok.sum()), 1.0 / units), units
+    _, group, days = np.unique(np.asarray(station).ravel()[ok], return_inverse=True, return_counts=True)
+    return 1.0 / (days[group] * len(days)), float(len(days))
+
+
+def _station_rows(ensemble, spread, error, detail):
     m, s, e = (np.asarray(x, dtype=float).ravel() for x in (ensemble, spread, error))
     d = np.zeros_like(m) if detail is None else np.asarray(detail, dtype=float).ravel()
-    s, d = np.nan_to_num(s), np.nan_to_num(d)
     ok = np.isfinite(m) & np.isfinite(e)
-    m, s, e, d = m[ok], s[ok], e[ok], d[ok]
-    if len(e) < 3:
-        raise ValueError(f"{len(e)} station-days: too few to calibrate the uncertainty")
+    if ok.sum() < 3:
+        raise ValueError(f"{int(ok.sum())} station-days: too few to calibrate the uncertainty")
+    return m[ok], np.nan_to_num(s[ok]), e[ok], np.nan_to_num(d[ok]), ok
+
+
+def fit_stations(ensemble: np.ndarray, spread: np.ndarray, error: np.ndarray, station_error: float = 0.0,
+                 detail: np.ndarray | None = None, k: float = 0.0, station: np.ndarray | None = None) -> Calibration:
+    """a, b by maximum likelihood of error ~ N(0, a^2 + (b ensemble)^2 + (k detail)^2 + spread^2 + station_error^2)
+    over the finite station-days, k and the detail at the stations' pixels given (the prior's k: see the module);
+    the station's own error is then left out of the uncertainty. With ``station`` (each row's station), every
+    station weighs as one observation (_station_weights)."""
+    m, s, e, d, ok = _station_rows(ensemble, spread, error, detail)
+    weight, _ = _station_weights(station, ok)
     fixed = s**2 + (k * d) ** 2 + station_error**2 + 1e-10
-    rms = max(float(np.sqrt(np.mean(e * e))), 1e-4)
+    rms = max(float(np.sqrt(np.sum(weight * e * e))), 1e-4)
 
     def nll(params: np.ndarray) -> float:
-        """Mean negative log-likelihood (up to constants) of (log a, b)."""
+        """Weighted mean negative log-likelihood (up to constants) of (log a, b)."""
         var = np.exp(2 * params[0]) + (params[1] * m) ** 2 + fixed
-        return float(np.mean(np.log(var) + e * e / var))
+        return float(np.sum(weight * (np.log(var) + e * e / var)))
 
     # b starts inside its range: at b = 0 the likelihood is flat in b (it enters squared)
     start_b = min(0.5 * rms / max(float(np.mean(np.abs(m))), 1e-3), 5.0)
     fit = minimize(nll, np.array([np.log(rms), start_b]), method="L-BFGS-B",
                    bounds=[(np.log(rms) - 8, np.log(rms) + 2), (0.0, 5.0)])
     return Calibration(a=float(np.exp(fit.x[0])), b=float(fit.x[1]), k=float(k), source="stations", n=int(len(e)))
+
+
+def fit_scale(spread: np.ndarray, error: np.ndarray, prior_a: float, detail: np.ndarray | None = None,
+              k: float = 0.0, station: np.ndarray | None = None, station_error: float = 0.0,
+              prior_weight: float = 0.0) -> Calibration:
+    """The prior's model scaled by the stations: sigma^2 = c^2 (prior_a^2 + (k detail)^2) + spread^2, c by maximum
+    likelihood over the station-days (the station error added to each), each station weighing once
+    (_station_weights). With ``prior_weight`` > 0, c^2 is drawn towards 1 as by that many stations that agree with
+    the prior (a conjugate prior on c^2): a dozen stations whose errors persist say little about a region's
+    error, and the prior (the coarse product's published accuracy, the members' self-similarity check) is the
+    other thing a user knows. Returns the calibration with a = c prior_a, k = c k, b = 0."""
+    _, s, e, d, ok = _station_rows(np.zeros_like(np.asarray(error, dtype=float)), spread, error, detail)
+    weight, units = _station_weights(station, ok)
+    base = prior_a**2 + (k * d) ** 2 + 1e-10
+    fixed = s**2 + station_error**2
+    share = prior_weight / units
+
+    def nll(log_c2: np.ndarray) -> float:
+        c2 = float(np.exp(log_c2[0]))
+        var = c2 * base + fixed
+        return float(np.sum(weight * (np.log(var) + e * e / var)) + share * (np.log(c2) + 1.0 / c2))
+
+    fit = minimize(nll, np.zeros(1), method="L-BFGS-B", bounds=[(-12.0, 12.0)])
+    c = float(np.exp(fit.x[0] / 2))
+    return Calibration(a=c * prior_a, b=0.0, k=c * k, source="stations", n=int(len(e)))
 
 
 def coverage(error: np.ndarray, sigma_: np.ndarray, z: float = 1.6448536269514722) -> float:

@@ -57,6 +57,32 @@ def test_station_fit_recovers_a_known_error_model():
         unc.fit_stations(ensemble[:2], spread[:2], error[:2])
 
 
+def test_station_fits_weigh_each_station_once_and_the_scale_is_drawn_towards_the_prior():
+    # ensemble 0: b has nothing to act on, so a^2 is the weighted mean square error
+    quiet = np.tile([0.01, -0.01], 50)  # station A: 100 days of error 0.01
+    loud = np.tile([0.05, -0.05], 5)  # station B: 10 days of error 0.05
+    error = np.concatenate([quiet, loud])
+    station = np.array(["A"] * quiet.size + ["B"] * loud.size)
+    zeros = np.zeros_like(error)
+    by_day = unc.fit_stations(zeros, zeros, error)
+    assert by_day.a == pytest.approx(np.sqrt((100 * 0.01**2 + 10 * 0.05**2) / 110), rel=1e-3)
+    mse = (0.01**2 + 0.05**2) / 2
+    assert unc.fit_stations(zeros, zeros, error, station=station).a == pytest.approx(np.sqrt(mse), rel=1e-3)
+    # the prior's model (a = 0.03, k = 2) scaled: c^2 = mse / 0.03^2 with the detail 0
+    scaled = unc.fit_scale(zeros, error, 0.03, zeros, k=2.0, station=station)
+    c = np.sqrt(mse) / 0.03
+    assert scaled.a == pytest.approx(np.sqrt(mse), rel=1e-3) and scaled.k == pytest.approx(2.0 * c, rel=1e-3)
+    assert scaled.b == 0 and scaled.source == "stations" and scaled.n == error.size
+    # the prior weighing as the 2 stations do: c^2 halfway to 1, so a^2 = (mse + 0.03^2) / 2
+    drawn = unc.fit_scale(zeros, error, 0.03, station=station, prior_weight=2.0)
+    assert drawn.a == pytest.approx(np.sqrt((mse + 0.03**2) / 2), rel=1e-3)
+    assert unc.fit_scale(zeros, error, 0.03, station=station, prior_weight=1e4).a == pytest.approx(0.03, rel=1e-3)
+    # a station error given is taken out: errors of exactly that size leave the smallest scale
+    assert unc.fit_scale(zeros, error, 0.03, station=station, station_error=0.06).a < 0.001
+    with pytest.raises(ValueError, match="too few"):
+        unc.fit_scale(zeros[:2], error[:2], 0.03)
+
+
 def test_station_fit_with_the_detail_term_keeps_the_interval_right_where_the_detail_is_large():
     # the error std grows with the local detail: sigma^2 = 0.01^2 + (1.5 detail)^2
     rng = np.random.default_rng(3)

@@ -38,8 +38,8 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
               stations: str | None, settings: dict) -> tuple[unc.Calibration, dict]:
     """The layer's calibration (smdown.uncertainty) and what it was made from (a row of calibration.csv).
 
-    `settings`: config uncertainty (use_stations, min_station_days, station_error, coarse_error, within_factor,
-    detail_window)."""
+    `settings`: config uncertainty (use_stations, min_station_days, station_error, coarse_error, prior_weight,
+    within_factor, detail_window)."""
     info: dict = {"layer": layer}
     window = int(settings.get("detail_window", 31))
     table = pd.read_csv(weights)
@@ -60,8 +60,13 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
         if len(series) >= settings["min_station_days"]:
             error = (series["ensemble"] - series["observed"]).to_numpy()
             detail = station_detail(ensemble, series, window) if k else np.zeros(len(series), np.float32)
-            cal = unc.fit_stations(series["ensemble"].to_numpy(), series["ensemble_std"].to_numpy(), error,
-                                   settings["station_error"], detail, k)
+            station = series["station"].to_numpy()
+            if settings.get("station_fit", "ab") == "scale":
+                cal = unc.fit_scale(series["ensemble_std"].to_numpy(), error, float(settings["coarse_error"][layer]),
+                                    detail, k, station, settings["station_error"], float(settings["prior_weight"]))
+            else:
+                cal = unc.fit_stations(series["ensemble"].to_numpy(), series["ensemble_std"].to_numpy(), error,
+                                       settings["station_error"], detail, k, station)
             sig = unc.sigma(series["ensemble"].to_numpy(np.float32), series["ensemble_std"].to_numpy(np.float32),
                             detail, cal)
             info.update(stations=int(series["station"].nunique()),
