@@ -159,8 +159,31 @@ def _tiny_world(tmp_path, station_days: int):
     return paths, ensemble
 
 
-SETTINGS = {"use_stations": True, "min_station_days": 30, "station_error": 0.0,
+SETTINGS = {"use_stations": True, "min_station_days": 30, "station_error": 0.0, "station_fit": "ab", "prior_weight": 0.0,
             "coarse_error": {"surface": 0.04, "rootzone": 0.03}, "within_factor": 0.25, "detail_window": 3}
+
+
+def test_the_rule_step_scales_the_prior_by_the_stations(tmp_path):
+    from smdown.rules.uncertainty import uncertainty
+
+    paths, ensemble = _tiny_world(tmp_path, 12)
+    out = tmp_path / "uncertainty.tif"
+    settings = {**SETTINGS, "station_fit": "scale", "prior_weight": 3.0}  # the prior weighs as the 3 stations
+    cal = uncertainty("surface", str(paths["ensemble"]), str(paths["ensemble_std"]), str(tmp_path / "weights.csv"),
+                      str(paths["coarse"]), str(tmp_path / "split.json"), str(tmp_path / "stations.csv"), str(out),
+                      str(tmp_path / "calibration.csv"), settings, max_pixels=12 * 9)
+    c = cal.a / 0.04
+    assert cal.source == "stations" and cal.b == 0 and cal.k == pytest.approx(0.25 * c)
+    table = pd.read_csv(tmp_path / "calibration.csv")
+    assert table["a"].iloc[0] == pytest.approx(cal.a) and table["k"].iloc[0] == pytest.approx(cal.k)
+    detail = unc.local_detail(ensemble, 3)
+    np.testing.assert_allclose(io.read_stack(out).data, np.sqrt(cal.a**2 + (cal.k * detail) ** 2 + 0.005**2), rtol=1e-5)
+    no_prior = uncertainty("surface", str(paths["ensemble"]), str(paths["ensemble_std"]), str(tmp_path / "weights.csv"),
+                           str(paths["coarse"]), str(tmp_path / "split.json"), str(tmp_path / "stations.csv"),
+                           str(tmp_path / "u0.tif"), str(tmp_path / "c0.csv"), {**settings, "prior_weight": 0.0},
+                           max_pixels=12 * 9)
+    # the prior draws the scale towards 1: nearer to it than the stations' alone
+    assert abs(c**2 - 1) < abs((no_prior.a / 0.04) ** 2 - 1)
 
 
 @pytest.mark.parametrize("days, source", [(12, "stations"), (6, "prior")])

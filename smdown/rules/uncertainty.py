@@ -61,7 +61,7 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
             error = (series["ensemble"] - series["observed"]).to_numpy()
             detail = station_detail(ensemble, series, window) if k else np.zeros(len(series), np.float32)
             station = series["station"].to_numpy()
-            if settings.get("station_fit", "ab") == "scale":
+            if settings["station_fit"] == "scale":
                 cal = unc.fit_scale(series["ensemble_std"].to_numpy(), error, float(settings["coarse_error"][layer]),
                                     detail, k, station, settings["station_error"], float(settings["prior_weight"]))
             else:
