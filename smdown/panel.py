@@ -450,11 +450,11 @@ def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, spli
                     acc[(method, "test")].update(pred[test_days], truth[test_days])
             if moments is not None:
                 moments.update(preds, truth)
-            for (name, part), spread in spread_acc.items():
-                if part == "all" or (r, c) in test_cells:
-                    days = slice(None) if part == "all" else test_days
-                    std = io.read_window(spreads[name], r * factor, c * factor, factor, factor, bands=bands[name])
-                    spread.update(preds["ensemble"][days], std[days], truth[days])
+            for name, path in spreads.items():  # each spread map read once a cell, for both splits
+                std = io.read_window(path, r * factor, c * factor, factor, factor, bands=bands[name])
+                spread_acc[(name, "all")].update(preds["ensemble"], std, truth)
+                if (r, c) in test_cells and (name, "test") in spread_acc:
+                    spread_acc[(name, "test")].update(preds["ensemble"][test_days], std[test_days], truth[test_days])
     if spread_scores is not None:
         spread_scores.update({key: s.result() for key, s in spread_acc.items()})
     return {key: a.result() for key, a in acc.items()}

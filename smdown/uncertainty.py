@@ -128,8 +128,11 @@ def _station_weights(station: np.ndarray | None, ok: np.ndarray) -> tuple[np.nda
 
 
 def _station_rows(ensemble, spread, error, detail):
-    m, s, e = (np.asarray(x, dtype=float).ravel() for x in (ensemble, spread, error))
-    d = np.zeros_like(m) if detail is None else np.asarray(detail, dtype=float).ravel()
+    """The finite station-days (ensemble, when given, and error finite) of each array, NaN spread and detail as 0,
+    and the mask that picked them."""
+    e, s = np.asarray(error, dtype=float).ravel(), np.asarray(spread, dtype=float).ravel()
+    m = np.zeros_like(e) if ensemble is None else np.asarray(ensemble, dtype=float).ravel()
+    d = np.zeros_like(e) if detail is None else np.asarray(detail, dtype=float).ravel()
     ok = np.isfinite(m) & np.isfinite(e)
     if ok.sum() < 3:
         raise ValueError(f"{int(ok.sum())} station-days: too few to calibrate the uncertainty")
@@ -168,7 +171,7 @@ def fit_scale(spread: np.ndarray, error: np.ndarray, prior_a: float, detail: np.
     the prior (a conjugate prior on c^2): a dozen stations whose errors persist say little about a region's
     error, and the prior (the coarse product's published accuracy, the members' self-similarity check) is the
     other thing a user knows. Returns the calibration with a = c prior_a, k = c k, b = 0."""
-    _, s, e, d, ok = _station_rows(np.zeros_like(np.asarray(error, dtype=float)), spread, error, detail)
+    _, s, e, d, ok = _station_rows(None, spread, error, detail)
     weight, units = _station_weights(station, ok)
     base = prior_a**2 + (k * d) ** 2 + 1e-10
     fixed = s**2 + station_error**2

@@ -69,7 +69,7 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
                                        settings["station_error"], detail, k, station)
             sig = unc.sigma(series["ensemble"].to_numpy(np.float32), series["ensemble_std"].to_numpy(np.float32),
                             detail, cal)
-            info.update(stations=int(series["station"].nunique()),
+            info.update(station_fit=settings["station_fit"], stations=int(series["station"].nunique()),
                         station_coverage_90=unc.coverage(error, np.sqrt(sig**2 + settings["station_error"] ** 2)))
             log.info("%s: uncertainty calibrated on %d day(s) of %d station(s) outside the test days, detail "
                      "factor %.3f (%s)", layer, len(series), info["stations"], k, info["k_from"])
