@@ -62,6 +62,8 @@ def test_the_shipped_configs_are_valid():
         ({"ensemble": {"weighting": {"surface": "median"}}}, "ensemble.weighting"),
         ({"ensemble": {"weighting": {"deep": "equal"}}}, "ensemble.weighting"),
         ({"run": "my run"}, "run"),
+        ({"uncertainty": {"station_fit": "both"}}, "uncertainty.station_fit"),
+        ({"uncertainty": {"prior_weight": -1}}, "uncertainty.prior_weight"),
         ({"inputs": {"coarse": {"surface": 5}, "predictors": {"dem": "dem.tif"}}}, "inputs.coarse.surface"),
     ],
 )
