@@ -19,7 +19,7 @@ NDVI and DEM), the wall time of
 
 with the largest difference between our bare warp and gdalwarp's output (pixels finite in both) and the NaN shares
 of the three outputs.
-The demo world is generated into resources/demo first when it is missing.
+The demo world is generated into resources/<run> first when it is missing.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ DEFAULT_CONFIG = "config/config.yaml"
 
 
 def ensure_inputs(config: dict) -> smconfig.Inputs:
-    """The run's input files; the demo world is generated (and written under resources/demo) when missing."""
+    """The run's input files; the demo world is generated (and written under resources/<run>) when missing."""
     inputs = smconfig.inputs_of(config)
     missing = [p for p in [*inputs.coarse.values(), *inputs.predictors.values()] if not Path(p).exists()]
     if missing and smconfig.source_of(config) == "demo":

@@ -147,7 +147,8 @@ def source_of(config: dict) -> str:
 
 
 def resource_dir(config: dict) -> str:
-    return "resources/demo" if source_of(config) == "demo" else f"resources/{config['run']}"
+    """The run's generated or downloaded inputs: its own folder, so two runs (two demo worlds) never share files."""
+    return f"resources/{config['run']}"
 
 
 def inputs_of(config: dict) -> Inputs:

@@ -140,6 +140,7 @@ def test_inputs_of_a_local_run_and_of_the_demo(tmp_path):
     assert inputs.truth == {}
     demo = validate({})
     assert smconfig.source_of(demo) == "demo" and smconfig.resource_dir(demo) == "resources/demo"
+    assert smconfig.resource_dir(validate({"run": "other"})) == "resources/other"  # two demo worlds never share inputs
     inputs = smconfig.inputs_of(demo)
     assert inputs.coarse["rootzone"] == "resources/demo/coarse_rootzone.tif"
     assert inputs.predictors["ndvi"] == "resources/demo/ndvi.tif" and inputs.static == ["dem", "sand", "clay"]

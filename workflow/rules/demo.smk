@@ -1,13 +1,13 @@
 rule demo:
     output:
-        coarse=expand("resources/demo/coarse_{layer}.tif", layer=smconfig.LAYERS),
-        truth=expand("resources/demo/truth_{layer}.tif", layer=smconfig.LAYERS),
-        predictors=expand("resources/demo/{name}.tif", name=smconfig.DEMO_PREDICTORS),
-        stations="resources/demo/stations.csv",
+        coarse=expand(f"{RESOURCES}/coarse_{{layer}}.tif", layer=smconfig.LAYERS),
+        truth=expand(f"{RESOURCES}/truth_{{layer}}.tif", layer=smconfig.LAYERS),
+        predictors=expand(f"{RESOURCES}/{{name}}.tif", name=smconfig.DEMO_PREDICTORS),
+        stations=f"{RESOURCES}/stations.csv",
     log:
-        "resources/demo/logs/demo.log",
+        f"{RESOURCES}/logs/demo.log",
     benchmark:
-        "resources/demo/logs/demo_benchmark.tsv"
+        f"{RESOURCES}/logs/demo_benchmark.tsv"
     conda:
         "../../envs/gdal.yaml"
     resources:
