@@ -246,8 +246,22 @@ def confidence(
 # ---------------------------------------------------------------- references
 
 
+def _draw(rate: float, key: Sequence[int], shape) -> np.ndarray | None:
+    """A mask of ``shape`` keeping each value with probability ``rate``, seeded by ``key`` alone (so a sample is
+    the same however the work is cut); None when nothing is kept."""
+    if rate <= 0:
+        return None
+    return np.random.default_rng(list(key)).random(shape) < rate
+
+
+def _kept(mask: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (pred, ref) pairs under ``mask`` where both are finite, as float64."""
+    keep = mask & np.isfinite(pred) & np.isfinite(ref)
+    return pred[keep].astype(float), ref[keep].astype(float)
+
+
 class _Sampler:
-    """Keeps about ``max_pairs`` (pred, ref) pairs per method, drawn uniformly and seeded per block."""
+    """Keeps about ``max_pairs`` (pred, ref) pairs per method against the truth, drawn per test cell."""
 
     def __init__(self, total: int, max_pairs: int, seed: int) -> None:
         self.rate = 0.0 if max_pairs <= 0 or total <= 0 else min(1.0, max_pairs / total)
@@ -255,17 +269,15 @@ class _Sampler:
         self.rows: list[pd.DataFrame] = []
 
     def mask(self, shape, block: int) -> np.ndarray | None:
-        if self.rate <= 0:
-            return None
-        return np.random.default_rng([self.seed, block]).random(shape) < self.rate
+        return _draw(self.rate, (self.seed, block), shape)
 
     def add(self, layer, method, reference, pred, ref, mask) -> None:
         if mask is None:
             return
-        keep = mask & np.isfinite(pred) & np.isfinite(ref)
-        if keep.any():
+        kept_pred, kept_ref = _kept(mask, pred, ref)
+        if len(kept_pred):
             self.rows.append(pd.DataFrame({"layer": layer, "method": method, "reference": reference,
-                                           "pred": pred[keep].astype(float), "ref": ref[keep].astype(float)}))
+                                           "pred": kept_pred, "ref": kept_ref}))
 
     def frame(self) -> pd.DataFrame:
         return pd.concat(self.rows, ignore_index=True) if self.rows else pd.DataFrame(columns=PAIR_COLUMNS)
@@ -334,9 +346,8 @@ def _cell_mask(rate: float, seed: int, days: int, row: int, col: int, rows: int,
     (seeded by the cell's place), so the sample is the same however the region is cut into windows or tiles."""
     if rate <= 0:
         return None
-    draws = [[np.random.default_rng([seed, r, c]).random(days) for c in range(col, col + cols)]
-             for r in range(row, row + rows)]
-    return np.asarray(draws).reshape(rows, cols, days).transpose(2, 0, 1) < rate
+    draws = [[_draw(rate, (seed, r, c), days) for c in range(col, col + cols)] for r in range(row, row + rows)]
+    return np.asarray(draws).reshape(rows, cols, days).transpose(2, 0, 1)
 
 
 @dataclass
@@ -347,6 +358,7 @@ class TileCheck:
     tiles' checks, whatever the tiles (equal to one tile up to floating-point summation order)."""
 
     tile: Tile | None = None
+    layer: str = ""  # the layer whose maps were checked (rule evaluate groups the tiles by it)
     coarse: dict[str, Moments] = field(default_factory=dict)
     sums: dict[str, ClusterSums] = field(default_factory=dict)
     seams: dict[str, Seams] = field(default_factory=dict)
@@ -368,6 +380,7 @@ class TileCheck:
         """A JSON-able dict (floats round-trip exactly)."""
         return {
             "tile": asdict(self.tile) if self.tile is not None else None,
+            "layer": self.layer,
             "coarse": {m: asdict(v) for m, v in self.coarse.items()},
             "sums": {m: [[c, b, *map(float, row)] for (c, b), row in v.sums.items()] for m, v in self.sums.items()},
             "seams": {n: asdict(v) for n, v in self.seams.items()},
@@ -378,7 +391,7 @@ class TileCheck:
     def from_json(cls, data: Mapping, source: PathLike = "") -> TileCheck:
         try:
             tile = Tile(**data["tile"]) if data["tile"] is not None else None
-            check = cls(tile, {m: Moments(**v) for m, v in data["coarse"].items()}, {},
+            check = cls(tile, str(data["layer"]), {m: Moments(**v) for m, v in data["coarse"].items()}, {},
                         {n: Seams(**v) for n, v in data["seams"].items()},
                         {m: (list(v["pred"]), list(v["ref"])) for m, v in data["pairs"].items()})
             for method, rows in data["sums"].items():
@@ -441,10 +454,10 @@ def check_tile(
             check.coarse.setdefault(method, Moments()).update(pred, ref)
             check.sums.setdefault(method, ClusterSums()).add_many(clusters[None], blocks, pred, ref)
             if mask is not None:
-                keep = mask & np.isfinite(pred) & np.isfinite(ref)
+                kept_pred, kept_ref = _kept(mask, pred, ref)
                 kept = check.pairs.setdefault(method, ([], []))
-                kept[0].extend(pred[keep].astype(float).tolist())
-                kept[1].extend(ref[keep].astype(float).tolist())
+                kept[0].extend(kept_pred.tolist())
+                kept[1].extend(kept_ref.tolist())
     for name, path in (seam_files or {}).items():
         check.seams[name] = _tile_seams(path, coarse, tile, seam_dates if seam_dates is not None else dates,
                                         max_pixels)

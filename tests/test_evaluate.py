@@ -21,6 +21,7 @@ from smdown.evaluate import (
     station_series,
 )
 from smdown.grid import Tile, block_expand, block_mean, ease2_9km_grid, nested_grid, tiles
+from smdown.rules import evaluate as evaluate_step
 
 DATES = [f"2023-05-0{d}" for d in range(1, 7)]
 FACTOR = 3
@@ -240,6 +241,23 @@ def test_tile_checks_must_cover_the_region(world, tmp_path):
     (tmp_path / "bad.json").write_text('{"coarse": {}}')
     with pytest.raises(io.InputError, match="bad.json: not a tile check"):
         run_eval(world, tile_checks={"surface": [tmp_path / "bad.json"]})
+
+
+def test_rule_evaluate_groups_the_tile_checks_by_the_layer_they_record(world, tmp_path):
+    run, paths, seam_files = _tile_inputs(world)
+    coarse = run / "coarse_surface.tif"
+    folder = tmp_path / "any_folder"
+    written = {}
+    for layer in ("surface", "rootzone", "deep"):
+        check = check_tile(paths, coarse, seam_files, DATES, Tile(0, 0, 2, 2))
+        check.layer = layer
+        written[layer] = folder / f"{layer}.json"
+        check.write(written[layer])
+    assert TileCheck.read(written["rootzone"]).layer == "rootzone"
+    grouped = evaluate_step.tile_checks_by_layer([written["surface"], written["rootzone"]], ["surface", "rootzone"])
+    assert grouped == {"surface": [written["surface"]], "rootzone": [written["rootzone"]]}
+    with pytest.raises(io.InputError, match="deep.json: a tile check of layer 'deep', not one of"):
+        evaluate_step.tile_checks_by_layer(list(written.values()), ["surface", "rootzone"])
 
 
 def test_map_panels(world):

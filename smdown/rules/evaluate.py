@@ -71,16 +71,32 @@ def cubic_baselines(source: str, coarse: str, outputs: dict[str, str], correctio
 
 
 def evaluate_tile(downscaled: Sequence[PathLike], coarse: PathLike, truth: PathLike | None, split_path: PathLike,
-                  tile: list[int], output: PathLike, seed: int) -> None:
+                  tile: list[int], output: PathLike, seed: int, layer: str) -> None:
     """The coarse check of a layer's maps (``downscaled/<layer>/<method>.tif``) and the seams of those and of the
-    truth over one tile of coarse cells ([first row, first col, rows, cols]), as JSON for rule evaluate."""
+    truth over one tile of coarse cells ([first row, first col, rows, cols]), as JSON for rule evaluate, which
+    groups the tiles by the ``layer`` they record."""
     from smdown.evaluate import check_tile, read_split, seam_dates_of
 
     paths = {Path(p).stem: p for p in downscaled}
     seam_files = {**paths, "truth": truth} if truth else dict(paths)
     check = check_tile(paths, coarse, seam_files, seam_dates_of(read_split(split_path), coarse), tile, seed=seed)
+    check.layer = layer
     check.write(output)
     log.info("tile %s: coarse check of %s, seams of %s -> %s", check.tile, list(paths), list(seam_files), output)
+
+
+def tile_checks_by_layer(tiles: Sequence[PathLike], layers: Sequence[str]) -> dict[str, list[PathLike]]:
+    """The files of rule evaluate_tile grouped by the layer each check records (an error names a check of a layer
+    the run does not hold); they stay files, so a merge error names the file too."""
+    from smdown.evaluate import TileCheck
+
+    checks: dict[str, list[PathLike]] = {}
+    for path in tiles:
+        layer = TileCheck.read(path).layer
+        if layer not in layers:
+            raise io.InputError(f"{path}: a tile check of layer {layer!r}, not one of this run's {list(layers)}")
+        checks.setdefault(layer, []).append(path)
+    return checks
 
 
 def evaluate(
@@ -105,9 +121,7 @@ def evaluate(
     folders = {Path(p).parent.parent for p in downscaled}
     if len(folders) != 1:
         raise ValueError(f"downscaled files must share one downscaled/<layer>/ folder, got {sorted(folders)}")
-    checks: dict[str, list[PathLike]] = {}
-    for path in tiles:
-        checks.setdefault(Path(path).parent.name, []).append(path)
+    checks = tile_checks_by_layer(tiles, list(coarse))
     table = evaluate_run(folders.pop(), coarse, truth or None, stations or None, split_path,
                          out=outputs["metrics"], pairs_out=outputs["pairs"], series_out=outputs["series"], seed=seed,
                          seams_out=outputs["seams"], uncertainty_out=outputs["uncertainty"],

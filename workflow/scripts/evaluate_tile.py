@@ -10,4 +10,5 @@ step.evaluate_tile(
     tile=snakemake.params.tile,
     output=snakemake.output[0],
     seed=snakemake.params.seed,
+    layer=snakemake.wildcards.layer,
 )
