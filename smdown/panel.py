@@ -26,7 +26,9 @@ The uncertainty (`<out>/uncertainty.csv`): how well each standard-deviation map 
 ``uncertainty`` and the members' spread ``ensemble_std``) describes the ensemble's error against the truth, per world
 x layer x split (smdown.metrics.Spread): ``coverage_90`` (share of |error| <= 1.645 sigma; 0.90 is calibrated),
 ``spread_error_r`` (correlation of sigma and |error|), ``mean_std`` and the ensemble's ``rmse``; then their medians
-per part x layer.
+per part x layer. A row ``truth_fitted_bound`` per world x layer gives, as ``spread_error_r``, how far any
+sigma made from the maps could correlate with |error| (error_size_bound: a model of |error| fitted on the truth
+of half the cells, scored on the others): a reference for the uncertainty's spread-error r.
 
 Then the panel median per part x layer x method, and issue 9's acceptance checks on the untouched medians
 (`acceptance`). The table goes to `<out>/skill.csv` (with the `--set` settings in a column).
@@ -460,6 +462,74 @@ def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, spli
     return {key: a.result() for key, a in acc.items()}
 
 
+BOUND = "truth_fitted_bound"  # uncertainty.csv: a model of |error| fitted on the truth (error_size_bound)
+BOUND_SAMPLES = 300_000
+
+
+def _feature_bands(path: Path, dates: list[str]) -> list[int] | None:
+    """The bands of `path` holding `dates`, or None for a static (one undated band) raster."""
+    if io.band_count(path) == 1:
+        try:
+            io.read_dates(path)
+        except io.InputError:
+            return None
+    return _band_index(path, dates)
+
+
+def error_size_bound(truth_path: Path, features: Mapping[str, Path], factor: int, samples: int = BOUND_SAMPLES,
+                     seed: int = 0) -> dict[str, float]:
+    """How much of the ensemble's error size the maps could tell at all: the correlation between |ensemble - truth|
+    and a gradient-boosted model of it on the values of ``features`` (the ensemble's map, which must be among them,
+    the other methods', the spreads', the predictors'; static rasters repeat every day) at each pixel-day, fitted
+    on the truth of half the coarse cells and scored on the others (about ``samples`` pixel-days drawn in all).
+
+    A reference, not a method: a user has no 30 m truth to fit such a model on, so an uncertainty built from these
+    maps reaches less; far less, it says, is not for want of information in the maps. NaN with fewer than 4 cells.
+    """
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    if "ensemble" not in features:
+        raise ValueError(f"{truth_path}: the error-size bound needs the ensemble's map among the features")
+    grid = io.read_grid(truth_path)
+    dates = io.read_dates(truth_path)
+    rows, cols = grid.height // factor, grid.width // factor
+    if rows * cols < 4:
+        return {"n": 0, "r": float("nan")}
+    bands = {name: _feature_bands(path, dates) for name, path in features.items()}
+    rate = min(1.0, samples / (rows * cols * factor * factor * len(dates)))
+    rng = np.random.default_rng(seed)
+    held_out = set(rng.permutation(rows * cols)[: rows * cols // 2].tolist())
+    parts: dict[bool, tuple[list, list]] = {False: ([], []), True: ([], [])}
+    for r in range(rows):
+        for c in range(cols):
+            window = (r * factor, c * factor, factor, factor)
+            truth = io.read_window(truth_path, *window)
+            values = {}
+            for name, path in features.items():
+                data = io.read_window(path, *window, bands=bands[name]) if bands[name] is not None \
+                    else io.read_window(path, *window)
+                values[name] = np.broadcast_to(data, truth.shape)
+            keep = np.random.default_rng([seed, r, c]).random(truth.shape) < rate
+            keep &= np.isfinite(truth) & np.all([np.isfinite(v) for v in values.values()], axis=0)
+            x, y = parts[r * cols + c in held_out]
+            x.append(np.stack([v[keep] for v in values.values()], axis=1))
+            y.append(np.abs(values["ensemble"][keep] - truth[keep]))
+    (fit_x, fit_y), (score_x, score_y) = ((np.concatenate(a), np.concatenate(b)) for a, b in (parts[False], parts[True]))
+    if min(len(fit_y), len(score_y)) < 100:
+        return {"n": int(len(score_y)), "r": float("nan")}
+    model = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, random_state=seed).fit(fit_x, fit_y)
+    predicted = model.predict(score_x)
+    r = float(np.corrcoef(predicted, score_y)[0, 1]) if np.std(predicted) > 0 else 0.0
+    return {"n": int(len(score_y)), "r": r}
+
+
+def predictor_files(run: Path, config: dict, layer: str) -> dict[str, Path]:
+    """The predictors on the run's finest grid (``scales/<finest>/``), the layer's own coarse field among them."""
+    folder = run / "scales" / smconfig.scale_name(min(config["scales"]))
+    other = {f"coarse_{name}" for name in smconfig.LAYERS if name != layer}
+    return {p.stem: p for p in sorted(folder.glob("*.tif")) if p.stem not in other}
+
+
 def read_weights(path: Path) -> dict[str, float]:
     """member -> weight from an ensemble weights.csv (empty when missing)."""
     if not Path(path).exists():
@@ -495,6 +565,11 @@ def score_world(world: PanelWorld, workdir: Path, config: dict, weightings: list
         rows += table_rows(world, layer, scores, weights)
         if uncertainty is not None:
             uncertainty += uncertainty_rows(world, layer, spread_scores)
+            if "ensemble" in methods:
+                bound = error_size_bound(truth, {**methods, **spreads, **predictor_files(run, validated, layer)}, factor)
+                uncertainty.append({"world": world.name, "part": world.part, "layer": layer, "spread": BOUND,
+                                    "split": "all", "n": bound["n"], "coverage_90": float("nan"),
+                                    "spread_error_r": bound["r"], "mean_std": float("nan"), "rmse": float("nan")})
         if moments is not None and ("cubic", "all") in scores:
             weightings += weighting_rows(world, layer, moments, pd.read_csv(weights_csv),
                                          scores[("cubic", "all")]["ubrmse"])
@@ -535,6 +610,11 @@ def format_uncertainty(table: pd.DataFrame, split: str = "all") -> str:
              "0.80-0.95, r >= 0.3)"]
     for key, row in med.iterrows():
         part, layer, spread = key
+        if spread == BOUND:
+            lines.append(f"  {part:<9} {layer:<8} {spread}: r {row.spread_error_r:.3f} [{low.loc[key, 'spread_error_r']:.3f}, "
+                         f"{high.loc[key, 'spread_error_r']:.3f}] (|error| modelled from the maps on the truth of half "
+                         "the cells: what the maps could tell, not a method)")
+            continue
         lines.append(f"  {part:<9} {layer:<8} {spread:<12} coverage_90 {row.coverage_90:.3f} "
                      f"[{low.loc[key, 'coverage_90']:.3f}, {high.loc[key, 'coverage_90']:.3f}]  spread-error r "
                      f"{row.spread_error_r:.3f} [{low.loc[key, 'spread_error_r']:.3f}, "

@@ -316,3 +316,29 @@ def test_weighting_rows_from_weights_csv_columns(rasters):
     assert rows["inverse_mse"]["weights"] == "dnn 0.20 cnn 0.80"
     assert rows["oracle: best member"]["weights"] == "dnn 1.00 cnn 0.00"  # rf, the best map here, is no member
     assert rows["oracle: best weights"]["weights"].endswith("rf 0.00")
+
+
+def test_error_size_bound_finds_an_error_size_the_maps_show_and_none_where_there_is_none(tmp_path):
+    """Errors whose size follows a static map (a soil-like field): the model fitted on the truth of half the cells
+    tells their size on the others; errors of one size everywhere: it tells nothing."""
+    factor, dates = 20, ["2023-05-01", "2023-05-02", "2023-05-03", "2023-05-04"]
+    fine = nested_grid(ease2_9km_grid(-10_000_000.0, 4_000_000.0, 2, 3), factor)
+    rng = np.random.default_rng(11)
+    # the truth is the ensemble minus an error drawn apart from it, so the ensemble's value says nothing of the
+    # error's size (an error added to the truth would: the larger the ensemble's anomaly, the larger its error)
+    ensemble = (0.25 + 0.05 * rng.standard_normal((len(dates), fine.height, fine.width))).astype(np.float32)
+    io.write_stack(tmp_path / "ensemble.tif", io.Stack(ensemble, fine, dates))
+    soil = rng.uniform(0.0, 1.0, ensemble.shape[1:]).astype(np.float32)  # static: one undated band
+    io.write_stack(tmp_path / "soil.tif", io.Stack(soil[None], fine, None))
+    noise = rng.standard_normal(ensemble.shape)
+    features = {"ensemble": tmp_path / "ensemble.tif", "soil": tmp_path / "soil.tif"}
+    found = {}
+    for name, error in {"follows_soil": 0.05 * soil * noise, "uniform": 0.025 * noise}.items():
+        io.write_stack(tmp_path / f"{name}.tif", io.Stack((ensemble - error).astype(np.float32), fine, dates))
+        found[name] = panel.error_size_bound(tmp_path / f"{name}.tif", features, factor)
+    assert found["follows_soil"]["n"] == pytest.approx(3 * factor * factor * len(dates), rel=0.02)  # half the cells
+    # sigma uniform on [0, 1] times |z|: the best possible r is 0.8 sd / sqrt(E sigma^2 - 0.64 E^2 sigma) = 0.55
+    assert 0.45 < found["follows_soil"]["r"] < 0.6
+    assert abs(found["uniform"]["r"]) < 0.1
+    with pytest.raises(ValueError, match="needs the ensemble"):
+        panel.error_size_bound(tmp_path / "uniform.tif", {"soil": tmp_path / "soil.tif"}, factor)
