@@ -135,6 +135,19 @@ def read_stack(path: str | os.PathLike, static: bool = False) -> Stack:
         return Stack(data, _grid_of(src), dates)
 
 
+def bands_of_dates(path: str | os.PathLike, dates: Sequence[str]) -> list[int] | None:
+    """The 0-based bands of a dated raster that hold `dates`, in that order; None for a static raster (one band
+    without a date), which holds every day. A missing date is an error naming the file."""
+    with _open(path) as src:
+        if src.count == 1 and _parse_date(src.descriptions[0]) is None:
+            return None
+        own = {d: i for i, d in enumerate(_band_dates(src, path))}
+    missing = [d for d in dates if d not in own]
+    if missing:
+        raise InputError(f"{path}: no band for date(s) {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+    return [own[d] for d in dates]
+
+
 def read_window(path: str | os.PathLike, row: int, col: int, height: int, width: int,
                 bands: Sequence[int] | None = None) -> np.ndarray:
     """Read a window of a raster on our grids (all bands, or the 0-based `bands`); pixels outside the

@@ -398,15 +398,6 @@ def format_weightings(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _band_index(path: Path, dates: list[str]) -> list[int]:
-    """The 0-based bands of a dated raster that hold `dates`, in that order."""
-    own = {d: i for i, d in enumerate(io.read_dates(path))}
-    missing = [d for d in dates if d not in own]
-    if missing:
-        raise ValueError(f"{path}: no band for date(s) {missing[:3]}{' ...' if len(missing) > 3 else ''}")
-    return [own[d] for d in dates]
-
-
 def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, split: Mapping | None = None,
                 moments: ErrorMoments | None = None, spreads: Mapping[str, Path] | None = None,
                 spread_scores: dict | None = None) -> dict[tuple[str, str], dict[str, float]]:
@@ -431,7 +422,7 @@ def score_layer(truth_path: Path, methods: Mapping[str, Path], factor: int, spli
         own = io.read_grid(path)
         if (own.height, own.width) != (grid.height, grid.width) or not np.allclose(own.transform, grid.transform):
             raise ValueError(f"{path}: not on the grid of the truth {truth_path}")
-        bands[method] = _band_index(path, dates)
+        bands[method] = io.bands_of_dates(path, dates)
     split = read_split(split) if split else {}
     test_cells = set(split.get("test_cells", []))
     test_days = [i for i, d in enumerate(dates) if d in set(split.get("test_dates", []))]
@@ -466,16 +457,6 @@ BOUND = "truth_fitted_bound"  # uncertainty.csv: a model of |error| fitted on th
 BOUND_SAMPLES = 300_000
 
 
-def _feature_bands(path: Path, dates: list[str]) -> list[int] | None:
-    """The bands of `path` holding `dates`, or None for a static (one undated band) raster."""
-    if io.band_count(path) == 1:
-        try:
-            io.read_dates(path)
-        except io.InputError:
-            return None
-    return _band_index(path, dates)
-
-
 def error_size_bound(truth_path: Path, features: Mapping[str, Path], factor: int, samples: int = BOUND_SAMPLES,
                      seed: int = 0) -> dict[str, float]:
     """How much of the ensemble's error size the maps could tell at all: the correlation between |ensemble - truth|
@@ -495,7 +476,7 @@ def error_size_bound(truth_path: Path, features: Mapping[str, Path], factor: int
     rows, cols = grid.height // factor, grid.width // factor
     if rows * cols < 4:
         return {"n": 0, "r": float("nan")}
-    bands = {name: _feature_bands(path, dates) for name, path in features.items()}
+    bands = {name: io.bands_of_dates(path, dates) for name, path in features.items()}
     rate = min(1.0, samples / (rows * cols * factor * factor * len(dates)))
     rng = np.random.default_rng(seed)
     held_out = set(rng.permutation(rows * cols)[: rows * cols // 2].tolist())

@@ -27,7 +27,13 @@ data a user has:
   alone made the interval too wide in 3 of 8 layer-worlds (their own error adds, and a few badly painted pixels
   weigh much), the prior alone too narrow in one, the blend with a prior weighing as 12 stations in 7 of 8
   within 80-95 %. ``station_fit: ab``: a and b (the growth with wetness) on the stations alone, the k term of
-  the prior inside the likelihood. The stations' own error (sensor, point against pixel) counts as model error
+  the prior inside the likelihood. ``station_fit: learned``: where the error is large is learned from the
+  stations too (fit_error_model): a ridge regression of |error| on the maps' values at the station pixel-days (the
+  ensemble, its detail and spread, the coarse field and the predictors on the 30 m grid), its penalty chosen by
+  leaving one station out, gives the error's size at every pixel-day; its level is then blended with the prior's
+  as in ``scale``. The error's size follows the soil, the terrain and the wetness in ways that differ from one
+  region to the next, so only data from the region can say how; on the skill panel it raised the surface's
+  spread-error correlation from about 0 to about 0.4, and not the root zone's. The stations' own error (sensor, point against pixel) counts as model error
   unless ``station_error`` (m3/m3) is given, which is removed in quadrature: without it the interval is wide by
   that much.
 - ``prior`` (no stations): a = ``coarse_error`` of the layer (the coarse product's published accuracy, e.g. SMAP
@@ -48,19 +54,57 @@ from scipy.optimize import minimize
 SOURCES = ("stations", "prior")
 
 
+SQRT_HALF_PI = float(np.sqrt(np.pi / 2))  # sd / mean |error| of a normal error
+RIDGE_ALPHAS = tuple(float(a) for a in np.geomspace(0.01, 1e4, 25))  # the penalties tried (standardised features)
+FLOOR_SHARE = 0.25  # the smallest |error| the learned model predicts, as a share of the stations' mean |error|
+
+
+@dataclass
+class ErrorModel:
+    """The error's size at a pixel-day from the maps' values there (``names``): sqrt(pi/2) max(floor, intercept +
+    sum coef (value - mean) / scale), a ridge regression of |error| fitted at the stations, times ``level``."""
+
+    names: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    floor: float
+    alpha: float
+    level: float = 1.0
+
+    def size(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The standard deviation of the error, float32, from {name: values} of one shape (NaN counts as the
+        feature's mean)."""
+        total = None
+        for name, mean, scale, coef in zip(self.names, self.mean, self.scale, self.coef, strict=True):
+            term = np.nan_to_num((np.asarray(features[name], dtype=np.float32) - np.float32(mean)) *
+                                 np.float32(coef / scale))
+            total = term if total is None else total + term
+        return (np.float32(self.level * SQRT_HALF_PI) * np.maximum(total + np.float32(self.intercept),
+                                                                  np.float32(self.floor))).astype(np.float32)
+
+
 @dataclass
 class Calibration:
-    """sigma^2 = a^2 + (b * ensemble)^2 + (k * detail)^2 + spread^2; `source`: what set a and b; `n`: the
-    station-days of the fit (0 for the prior)."""
+    """sigma^2 = a^2 + (b * ensemble)^2 + (k * detail)^2 + spread^2, or with a learned ``model``
+    sigma^2 = model.size^2 + spread^2; `source`: what set them; `n`: the station-days of the fit (0 for the
+    prior)."""
 
     a: float
     b: float = 0.0
     k: float = 0.0
     source: str = "prior"
     n: int = 0
+    model: ErrorModel | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """A flat row (calibration.csv): the learned model's features, penalty and level, not its coefficients."""
+        row = {key: value for key, value in asdict(self).items() if key != "model"}
+        if self.model is not None:
+            row.update(model_features=" ".join(self.model.names), model_alpha=self.model.alpha,
+                       model_level=self.model.level)
+        return row
 
 
 def local_detail(field: np.ndarray, window: int, halo: int = 0) -> np.ndarray:
@@ -86,9 +130,17 @@ def local_detail(field: np.ndarray, window: int, halo: int = 0) -> np.ndarray:
     return out
 
 
-def sigma(ensemble: np.ndarray, spread: np.ndarray, detail: np.ndarray, calibration: Calibration) -> np.ndarray:
-    """The uncertainty (float32, NaN where the ensemble is NaN; a NaN spread or detail counts as 0)."""
+def sigma(ensemble: np.ndarray, spread: np.ndarray, detail: np.ndarray, calibration: Calibration,
+          features: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """The uncertainty (float32, NaN where the ensemble is NaN; a NaN spread or detail counts as 0). A learned
+    model reads the ensemble, detail and spread given here and the other maps from ``features``."""
     c = calibration
+    if c.model is not None:
+        values = {**(features or {}), "ensemble": ensemble, "detail": detail, "spread": spread}
+        var = c.model.size(values) ** 2 + np.nan_to_num(spread) ** 2
+        out = np.sqrt(var).astype(np.float32)
+        out[~np.isfinite(ensemble)] = np.nan
+        return out
     var = np.full(ensemble.shape, np.float32(c.a) ** 2, dtype=np.float32)
     if c.b:
         var += (np.float32(c.b) * ensemble) ** 2
@@ -116,7 +168,7 @@ def within_factor(table: Mapping[str, np.ndarray] | None, default: float) -> flo
     return float(np.sqrt(np.sum(w[ok] * k2) / np.sum(w[ok])))
 
 
-def _station_weights(station: np.ndarray | None, ok: np.ndarray) -> tuple[np.ndarray, float]:
+def station_weights(station: np.ndarray | None, ok: np.ndarray) -> tuple[np.ndarray, float]:
     """Each finite row's weight (summing to 1) and the number of units: with `station` (each row's station) every
     station weighs as one observation whatever its days (a pixel's error persists from day to day, so a station's
     days are nearly one draw); without, every row is one."""
@@ -144,9 +196,9 @@ def fit_stations(ensemble: np.ndarray, spread: np.ndarray, error: np.ndarray, st
     """a, b by maximum likelihood of error ~ N(0, a^2 + (b ensemble)^2 + (k detail)^2 + spread^2 + station_error^2)
     over the finite station-days, k and the detail at the stations' pixels given (the prior's k: see the module);
     the station's own error is then left out of the uncertainty. With ``station`` (each row's station), every
-    station weighs as one observation (_station_weights)."""
+    station weighs as one observation (station_weights)."""
     m, s, e, d, ok = _station_rows(ensemble, spread, error, detail)
-    weight, _ = _station_weights(station, ok)
+    weight, _ = station_weights(station, ok)
     fixed = s**2 + (k * d) ** 2 + station_error**2 + 1e-10
     rms = max(float(np.sqrt(np.sum(weight * e * e))), 1e-4)
 
@@ -167,12 +219,12 @@ def fit_scale(spread: np.ndarray, error: np.ndarray, prior_a: float, detail: np.
               prior_weight: float = 0.0) -> Calibration:
     """The prior's model scaled by the stations: sigma^2 = c^2 (prior_a^2 + (k detail)^2) + spread^2, c by maximum
     likelihood over the station-days (the station error added to each), each station weighing once
-    (_station_weights). With ``prior_weight`` > 0, c^2 is drawn towards 1 as by that many stations that agree with
+    (station_weights). With ``prior_weight`` > 0, c^2 is drawn towards 1 as by that many stations that agree with
     the prior (a conjugate prior on c^2): a dozen stations whose errors persist say little about a region's
     error, and the prior (the coarse product's published accuracy, the members' self-similarity check) is the
     other thing a user knows. Returns the calibration with a = c prior_a, k = c k, b = 0."""
     _, s, e, d, ok = _station_rows(None, spread, error, detail)
-    weight, units = _station_weights(station, ok)
+    weight, units = station_weights(station, ok)
     base = prior_a**2 + (k * d) ** 2 + 1e-10
     fixed = s**2 + station_error**2
     share = prior_weight / units
@@ -185,6 +237,51 @@ def fit_scale(spread: np.ndarray, error: np.ndarray, prior_a: float, detail: np.
     fit = minimize(nll, np.zeros(1), method="L-BFGS-B", bounds=[(-12.0, 12.0)])
     c = float(np.exp(fit.x[0] / 2))
     return Calibration(a=c * prior_a, b=0.0, k=c * k, source="stations", n=int(len(e)))
+
+
+def _ridge_predictions(x: np.ndarray, y: np.ndarray, alpha: float, fit_rows: np.ndarray, rows: np.ndarray):
+    """Ridge of y on standardised x fitted on `fit_rows`, predicted at `rows`; (prediction, mean, scale, model)."""
+    from sklearn.linear_model import Ridge
+
+    mean, scale = x[fit_rows].mean(axis=0), x[fit_rows].std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    model = Ridge(alpha=alpha).fit((x[fit_rows] - mean) / scale, y[fit_rows])
+    return model.predict((x[rows] - mean) / scale), mean, scale, model
+
+
+def fit_error_model(features: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndarray,
+                    alphas: tuple[float, ...] = RIDGE_ALPHAS) -> tuple[ErrorModel, np.ndarray]:
+    """Where the error is large, learned at the stations: a ridge regression of |error| on the maps' values
+    (``features``: name -> value at each station-day) with its penalty chosen by leaving one station out (each
+    station weighing once: a station's days share one pixel's persistent error, so they are not independent).
+    Returns the model (level 1) and the error's size at each station-day predicted without its own station (for
+    the level's fit), both floored at FLOOR_SHARE of the stations' mean |error|."""
+    names = list(features)
+    x = np.stack([np.asarray(features[n], dtype=float) for n in names], axis=1)
+    y = np.abs(np.asarray(error, dtype=float))
+    ok = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
+    x, y, groups = x[ok], y[ok], np.asarray(station)[ok]
+    labels, group, days = np.unique(groups, return_inverse=True, return_counts=True)
+    if len(labels) < 3:
+        raise ValueError(f"{len(labels)} station(s): too few to learn where the error is large")
+    weight = 1.0 / days[group]
+    every = np.arange(len(y))
+
+    def left_out(alpha: float) -> np.ndarray:
+        out = np.empty_like(y)
+        for g in range(len(labels)):
+            out[group == g] = _ridge_predictions(x, y, alpha, group != g, group == g)[0]
+        return out
+
+    scores = {alpha: float(np.sum(weight * (left_out(alpha) - y) ** 2)) for alpha in alphas}
+    alpha = min(scores, key=scores.get)
+    _, mean, scale, ridge = _ridge_predictions(x, y, alpha, every, every)
+    floor = FLOOR_SHARE * float(np.sum(weight * y) / len(labels))
+    model = ErrorModel(names, mean.tolist(), scale.tolist(), ridge.coef_.tolist(), float(ridge.intercept_), floor,
+                       alpha)
+    loso = np.full(len(ok), np.nan)
+    loso[ok] = SQRT_HALF_PI * np.maximum(left_out(alpha), floor)
+    return model, loso
 
 
 def coverage(error: np.ndarray, sigma_: np.ndarray, z: float = 1.6448536269514722) -> float:

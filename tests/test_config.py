@@ -63,6 +63,7 @@ def test_the_shipped_configs_are_valid():
         ({"ensemble": {"weighting": {"deep": "equal"}}}, "ensemble.weighting"),
         ({"run": "my run"}, "run"),
         ({"uncertainty": {"station_fit": "both"}}, "uncertainty.station_fit"),
+        ({"uncertainty": {"station_fit": {"surface": "ridge"}}}, "uncertainty.station_fit"),
         ({"uncertainty": {"prior_weight": -1}}, "uncertainty.prior_weight"),
         ({"inputs": {"coarse": {"surface": 5}, "predictors": {"dem": "dem.tif"}}}, "inputs.coarse.surface"),
     ],
@@ -228,3 +229,10 @@ def test_sentinel1_auto_needs_the_planetary_computer_key(monkeypatch):
     assert "s1_vv" not in smconfig.inputs_of(config).predictors
     monkeypatch.setenv("PC_SDK_SUBSCRIPTION_KEY", "key")
     assert {"s1_vv", "s1_vh"} <= set(smconfig.inputs_of(config).predictors)
+
+
+def test_the_station_fit_is_one_for_both_layers_or_one_per_layer():
+    assert validate({})["uncertainty"]["station_fit"] == {"surface": "learned", "rootzone": "scale"}
+    assert validate({"uncertainty": {"station_fit": "scale"}})["uncertainty"]["station_fit"] == "scale"
+    assert validate({"uncertainty": {"station_fit": {"rootzone": "learned"}}})["uncertainty"]["station_fit"] == {
+        "surface": "learned", "rootzone": "learned"}

@@ -164,7 +164,7 @@ def test_score_layer_matches_dates_and_rejects_missing_ones(rasters, tmp_path):
     assert scores[("lstm", "all")]["rmse"] == pytest.approx(0.0, abs=1e-7)
     short = tmp_path / "short.tif"
     io.write_stack(short, io.Stack(truth[:2].copy(), fine, dates[:2]))
-    with pytest.raises(ValueError, match="short.tif: no band for date"):
+    with pytest.raises(io.InputError, match="short.tif: no band for date"):
         panel.score_layer(paths["truth"], {"lstm": short}, FACTOR)
     with pytest.raises(ValueError, match="not whole coarse cells"):
         panel.score_layer(paths["truth"], {"dnn": paths["dnn"]}, 5)

@@ -218,3 +218,82 @@ def test_the_rule_step_calibrates_on_stations_or_falls_back_to_the_prior(tmp_pat
     else:  # 3 x 5 = 15 station-days are too few: a = coarse_error, k = within_factor (no self-similarity check)
         assert cal.a == 0.04
         np.testing.assert_allclose(sig.data, np.sqrt(0.04**2 + (0.25 * detail) ** 2 + 0.005**2), rtol=1e-5)
+
+
+def test_the_error_model_learns_where_the_error_is_large_and_nothing_from_noise():
+    """|error| grows with a soil-like value that differs between stations: the ridge finds it (a small penalty,
+    a positive coefficient, sizes that follow the value on new pixels); an error of one size everywhere: the
+    left-one-station-out choice takes the largest penalty and a nearly flat size."""
+    rng = np.random.default_rng(4)
+    stations, days = 20, 30
+    station = np.repeat(np.arange(stations), days)
+    soil = np.repeat(rng.uniform(0.0, 1.0, stations), days)
+    other = rng.standard_normal(stations * days)  # a map that says nothing
+    z = rng.standard_normal(stations * days)
+    model, loso = unc.fit_error_model({"soil": soil, "other": other}, 0.01 + 0.05 * soil * z, station)
+    assert model.names == ["soil", "other"] and model.coef[0] > 5 * abs(model.coef[1]) and model.alpha < 100
+    assert np.isfinite(loso).all() and np.corrcoef(loso, soil)[0, 1] > 0.9
+    new_soil = np.linspace(0.0, 1.0, 11)
+    size = model.size({"soil": new_soil, "other": np.zeros(11)})
+    assert size.dtype == np.float32 and np.all(np.diff(size) >= 0) and size[-1] > 3 * size[0]
+    # its size at soil 1 is about the error's sd there (0.05), at 0 the floor (a quarter of the mean |error|)
+    assert 0.035 < size[-1] < 0.065 and size[0] == pytest.approx(unc.SQRT_HALF_PI * model.floor, rel=1e-5)
+    flat, _ = unc.fit_error_model({"soil": soil, "other": other}, 0.03 * z, station)
+    assert flat.alpha == max(unc.RIDGE_ALPHAS)
+    spread_of_sizes = flat.size({"soil": new_soil, "other": np.zeros(11)})
+    assert np.ptp(spread_of_sizes) < 0.1 * spread_of_sizes.mean()
+    with pytest.raises(ValueError, match="2 station"):
+        unc.fit_error_model({"soil": soil[:60]}, z[:60], station[:60])
+
+
+def test_sigma_with_a_learned_model_is_its_size_and_the_spread_in_quadrature():
+    model = unc.ErrorModel(["ensemble", "soil"], [0.2, 0.5], [0.1, 0.25], [0.01, -0.02], 0.03, 0.005, 1.0,
+                           level=2.0)
+    ensemble = np.array([[[0.2, 0.3, np.nan]]], np.float32)
+    soil = np.array([[0.5, 1.0, 0.5]], np.float32)  # static: one map for every day
+    spread = np.full_like(ensemble, 0.01)
+    cal = unc.Calibration(a=0.0, source="stations", model=model)
+    sig = unc.sigma(ensemble, spread, np.zeros_like(ensemble), cal, {"soil": soil})
+    mean = np.array([0.03, 0.03 + 0.01 * 1.0 - 0.02 * 2.0])  # the second is below the floor
+    expected = np.sqrt((2.0 * unc.SQRT_HALF_PI * np.maximum(mean, 0.005)) ** 2 + 0.01**2)
+    np.testing.assert_allclose(sig[0, 0, :2], expected, rtol=1e-6)
+    assert np.isnan(sig[0, 0, 2])
+    row = cal.as_dict()
+    assert row["model_features"] == "ensemble soil" and row["model_level"] == 2.0 and "model" not in row
+
+
+def test_the_rule_step_learns_the_error_size_from_the_stations(tmp_path):
+    """Errors at the stations grow with a static soil map: the learned calibration's map is the model's size at
+    every pixel-day (read block by block with the soil raster) and the spread in quadrature."""
+    from smdown.rules.uncertainty import uncertainty
+
+    paths, ensemble = _tiny_world(tmp_path, 40)
+    grid = io.read_grid(paths["ensemble"])
+    soil = np.linspace(0.0, 1.0, 36, dtype=np.float32).reshape(1, 6, 6)
+    io.write_stack(tmp_path / "soil.tif", io.Stack(soil, grid, None))
+    # stations at pixels of low, middle and high soil, each error growing with it
+    stations = pd.read_csv(tmp_path / "stations.csv")
+    rng = np.random.default_rng(2)
+    sites = {"s0": (1, 1), "s1": (4, 2), "s2": (2, 5)}
+    dates = io.read_dates(paths["ensemble"])
+    for name, (row, col) in sites.items():
+        at = stations["station"] == name
+        t = [dates.index(d) for d in stations.loc[at, "date"]]
+        stations.loc[at, "surface"] = ensemble[t, row, col] + 0.1 * soil[0, row, col] * rng.standard_normal(at.sum())
+    stations.to_csv(tmp_path / "stations.csv", index=False)
+    settings = {**SETTINGS, "station_fit": {"surface": "learned", "rootzone": "scale"}, "prior_weight": 3.0}
+    out = tmp_path / "uncertainty.tif"
+    cal = uncertainty("surface", str(paths["ensemble"]), str(paths["ensemble_std"]), str(tmp_path / "weights.csv"),
+                      str(paths["coarse"]), str(tmp_path / "split.json"), str(tmp_path / "stations.csv"), str(out),
+                      str(tmp_path / "calibration.csv"), settings, max_pixels=40 * 9,
+                      rasters={"soil": str(tmp_path / "soil.tif")})
+    assert cal.source == "stations" and cal.model is not None and cal.model.level > 0
+    assert cal.model.names == ["ensemble", "detail", "spread", "soil"]
+    table = pd.read_csv(tmp_path / "calibration.csv")
+    assert table["station_fit"].iloc[0] == "learned" and table["model_features"].iloc[0] == "ensemble detail spread soil"
+    detail = unc.local_detail(ensemble, 3)
+    size = cal.model.size({"ensemble": ensemble, "detail": detail, "spread": np.full_like(ensemble, 0.005),
+                           "soil": np.broadcast_to(soil, ensemble.shape)})
+    np.testing.assert_allclose(io.read_stack(out).data, np.sqrt(size**2 + 0.005**2), rtol=1e-5)
+    sig = io.read_stack(out).data
+    assert sig[:, 5, 5].mean() > sig[:, 0, 0].mean()  # wider where the soil value is high

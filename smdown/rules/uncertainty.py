@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +35,48 @@ def station_detail(ensemble: str, series: pd.DataFrame, window: int) -> np.ndarr
     return out
 
 
+def station_values(rasters: Mapping[str, str], series: pd.DataFrame, dates: Sequence[str]) -> dict[str, np.ndarray]:
+    """Each raster's value at each row (station pixel and date) of `series` (static rasters: every date)."""
+    out = {}
+    for name, path in rasters.items():
+        bands = io.bands_of_dates(path, dates)
+        index = {d: i for i, d in enumerate(dates)}
+        values = np.full(len(series), np.nan, np.float32)
+        for (row, col), rows in series.groupby(["row", "col"]).indices.items():
+            pixel = io.read_window(path, int(row), int(col), 1, 1, bands=bands)[:, 0, 0]
+            values[rows] = pixel[0] if bands is None else pixel[[index[d] for d in series["date"].iloc[rows]]]
+        out[name] = values
+    return out
+
+
+def _learned(series: pd.DataFrame, error: np.ndarray, detail: np.ndarray, rasters: Mapping[str, str],
+             dates: Sequence[str], prior_a: float, k: float, settings: dict) -> unc.Calibration:
+    """station_fit learned: the error model of the stations (fit_error_model) at the level of the prior's blended
+    with the stations' as in `scale` (fit_scale on the model's left-one-station-out sizes)."""
+    station = series["station"].to_numpy()
+    spread = series["ensemble_std"].to_numpy()
+    features = {"ensemble": series["ensemble"].to_numpy(), "detail": detail, "spread": np.nan_to_num(spread),
+                **station_values(rasters, series, dates)}
+    model, size = unc.fit_error_model(features, error, station)
+    weight, _ = unc.station_weights(station, np.isfinite(size))
+    prior_var = prior_a**2 + (k * np.nan_to_num(detail[np.isfinite(size)])) ** 2
+    # the prior's level: its mean variance at the stations over the model's there (each station weighing once)
+    start = float(np.sqrt(np.sum(weight * prior_var) / np.sum(weight * size[np.isfinite(size)] ** 2)))
+    scaled = unc.fit_scale(spread, error, 0.0, start * size, 1.0, station, settings["station_error"],
+                           float(settings["prior_weight"]))
+    model.level = start * scaled.k
+    return unc.Calibration(a=0.0, b=0.0, k=0.0, source="stations", n=scaled.n, model=model)
+
+
 def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str, split: str | None,
-              stations: str | None, settings: dict) -> tuple[unc.Calibration, dict]:
+              stations: str | None, settings: dict, rasters: Mapping[str, str] | None = None
+              ) -> tuple[unc.Calibration, dict]:
     """The layer's calibration (smdown.uncertainty) and what it was made from (a row of calibration.csv).
 
     `settings`: config uncertainty (use_stations, min_station_days, station_error, coarse_error, prior_weight,
-    within_factor, detail_window)."""
+    within_factor, detail_window, station_fit: one for both layers or one per layer). `rasters`: name -> the
+    30 m maps a learned model reads besides the ensemble, its detail and spread (the coarse field, the
+    predictors)."""
     info: dict = {"layer": layer}
     window = int(settings.get("detail_window", 31))
     table = pd.read_csv(weights)
@@ -59,17 +96,23 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
         info["station_days"] = len(series)
         if len(series) >= settings["min_station_days"]:
             error = (series["ensemble"] - series["observed"]).to_numpy()
-            detail = station_detail(ensemble, series, window) if k else np.zeros(len(series), np.float32)
+            fit = station_fit_of(settings, layer)
+            detail = station_detail(ensemble, series, window) if k or fit == "learned" \
+                else np.zeros(len(series), np.float32)
             station = series["station"].to_numpy()
-            if settings["station_fit"] == "scale":
+            if fit == "learned":
+                cal = _learned(series, error, detail, rasters or {}, io.read_dates(ensemble),
+                               float(settings["coarse_error"][layer]), k, settings)
+            elif fit == "scale":
                 cal = unc.fit_scale(series["ensemble_std"].to_numpy(), error, float(settings["coarse_error"][layer]),
                                     detail, k, station, settings["station_error"], float(settings["prior_weight"]))
             else:
                 cal = unc.fit_stations(series["ensemble"].to_numpy(), series["ensemble_std"].to_numpy(), error,
                                        settings["station_error"], detail, k, station)
             sig = unc.sigma(series["ensemble"].to_numpy(np.float32), series["ensemble_std"].to_numpy(np.float32),
-                            detail, cal)
-            info.update(station_fit=settings["station_fit"], stations=int(series["station"].nunique()),
+                            detail, cal, station_values(rasters, series, io.read_dates(ensemble))
+                            if cal.model is not None else None)
+            info.update(station_fit=fit, stations=int(series["station"].nunique()),
                         station_coverage_90=unc.coverage(error, np.sqrt(sig**2 + settings["station_error"] ** 2)))
             log.info("%s: uncertainty calibrated on %d day(s) of %d station(s) outside the test days, detail "
                      "factor %.3f (%s)", layer, len(series), info["stations"], k, info["k_from"])
@@ -81,16 +124,24 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
     return cal, info
 
 
+def station_fit_of(settings: dict, layer: str) -> str:
+    """The layer's station fit (config uncertainty.station_fit: one for both layers or one per layer)."""
+    fit = settings["station_fit"]
+    return fit[layer] if isinstance(fit, dict) else fit
+
+
 def uncertainty(layer: str, ensemble: str, spread: str, weights: str, coarse: str, split: str | None,
                 stations: str | None, output: str, calibration_out: str, settings: dict,
-                max_pixels: int = 8_000_000) -> unc.Calibration:
-    """Write the uncertainty map (`output`, same grid and dates as the ensemble) and calibration.csv."""
-    cal, info = calibrate(layer, ensemble, spread, weights, coarse, split, stations, settings)
+                max_pixels: int = 8_000_000, rasters: Mapping[str, str] | None = None) -> unc.Calibration:
+    """Write the uncertainty map (`output`, same grid and dates as the ensemble) and calibration.csv; `rasters`:
+    the 30 m maps a learned error model may read (calibrate)."""
+    cal, info = calibrate(layer, ensemble, spread, weights, coarse, split, stations, settings, rasters)
     grid, dates = io.read_grid(ensemble), io.read_dates(ensemble)
+    bands = {name: io.bands_of_dates(path, dates) for name, path in (rasters or {}).items()} if cal.model else {}
     coarse_grid = io.read_grid(coarse)
     factor = grid.height // coarse_grid.height
     side = max(1, int(np.sqrt(max_pixels / max(1, len(dates) * factor * factor))))
-    half = max(int(settings.get("detail_window", 31)), 1) // 2 if cal.k else 0
+    half = max(int(settings.get("detail_window", 31)), 1) // 2 if cal.k or cal.model else 0
     blocks = list(cell_blocks((coarse_grid.height, coarse_grid.width), side))
     total, count = 0.0, 0
     with io.open_writer(output, grid, dates) as dst:
@@ -103,7 +154,9 @@ def uncertainty(layer: str, ensemble: str, spread: str, weights: str, coarse: st
             else:
                 mean = io.read_window(ensemble, *window)
                 detail = np.zeros_like(mean)
-            sig = unc.sigma(mean, io.read_window(spread, *window), detail, cal)
+            features = {name: io.read_window(path, *window, bands=bands[name]) for name, path in rasters.items()} \
+                if cal.model else None
+            sig = unc.sigma(mean, io.read_window(spread, *window), detail, cal, features)
             io.write_window(dst, sig, *window[:2])
             finite = np.isfinite(sig)
             total, count = total + float(sig[finite].sum(dtype=np.float64)), count + int(finite.sum())

@@ -90,6 +90,8 @@ rule merge_tiles:
 # needs the ensemble at the stations' pixels
 rule uncertainty:
     input:
+        unpack(fine_rasters),
+        anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
         ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
         spread=f"{R}/downscaled/{{layer}}/ensemble_std.tif",
         weights=f"{R}/ensemble/{{layer}}/weights.csv",
@@ -110,5 +112,6 @@ rule uncertainty:
         runtime=runtime_of("uncertainty"),
     params:
         uncertainty=config["uncertainty"],
+        rasters=PREDICTOR_RASTERS,
     script:
         "../scripts/uncertainty.py"
