@@ -113,6 +113,13 @@ CALIBRATION: tuple[Point, ...] = (
     # most, one cell at least)
     Point("uncertainty", 5184, 1296, 2.01, 177.0, "tiny config in the test suite (pytest tiny run, benchmarks)"),
     Point("uncertainty", 57.6e6, 3.6e6, 8.87, 487.9, "demo 4 x 4 cells, 40 days (/tmp/demo_final, make run)"),
+    # station_fit learned (the surface's default) also reads the predictors on the 30 m grid, block by block
+    Point("uncertainty", 72e6, 3.6e6, 14.18, 703.6, "demo 5 x 4 cells, 40 days, surface, learned (/tmp/fresh3, make run)"),
+    # merge_tiles (and merge_scale, the same io.merge): one map written strip by strip from its tiles; held = a strip
+    # of whole cell rows (32 M pixel-days at most)
+    Point("merge_tiles", 5184, 5184, 0.23, 90.07, "the tiny config's SLURM check (/tmp/smdown-slurm.*/slurm/results/tiny)"),
+    Point("merge_tiles", 72e6, 14.4e6, 2.37, 258.3, "demo 5 x 4 cells, 40 days, every merge_tiles and merge_scale job "
+          "(/tmp/fresh3, make run)"),
     # resample: one variable onto one scale (the heaviest, daily 30 m precipitation / NDVI / NDWI / coarse SM);
     # held = its block (resample.BLOCK_PIXEL_DAYS at most): memory is bounded, the line is nearly flat
     Point("resample", 5184, 5184, 1.85, 213.6, _TINY),
@@ -198,7 +205,8 @@ MODELS: dict[str, Model] = {
     "predict_rf": Model(4.34, 1.176e-06, 222.5, 2.816e-04),
     "resample": Model(1.85, 2.806e-07, 213.6, 5.003e-05),
     "samples": Model(0.92, 1.267e-07, 94.0, 8.486e-05),
-    "uncertainty": Model(2.01, 1.191e-07, 177.0, 8.639e-05),
+    "uncertainty": Model(2.01, 1.690e-07, 177.0, 1.463e-04),
+    "merge_tiles": Model(0.23, 2.972e-08, 90.07, 1.169e-05),
     "evaluate": Model(3.24, 7.041e-07, 186.0, 2.012e-05),
     "demo": Model(6.2, 6.105e-07, 331.8, 1.788e-05),
     "train": Model(9.01, 3.552e-05, 748.3, 1.568e-02),
@@ -215,9 +223,6 @@ MODELS["cubic_baseline"] = MODELS["predict_rf"]
 # evaluate's line bounds it; the evaluate job now reads the test cells only.
 MODELS["evaluate_tile"] = MODELS["evaluate"]
 MODELS["ensemble"] = MODELS["sensitivity"]
-# merge_tiles reads one map's tiles and writes it strip by strip (io.merge): the uncertainty rule's work (two maps
-# read, one written, block by block) bounds it until its own benchmarks are calibrated.
-MODELS["merge_tiles"] = MODELS["uncertainty"]
 MODELS["resample_tile"] = MODELS["resample"]  # the same step on a tile's cells
 # predict with the random forest joining the ensemble (ensemble.forest): the forest's work is predict_rf's, done in
 # the same job, so the two lines add up (an upper bound on the memory: the forest's arrays are per block, as the
