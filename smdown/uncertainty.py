@@ -57,6 +57,7 @@ SOURCES = ("stations", "prior")
 SQRT_HALF_PI = float(np.sqrt(np.pi / 2))  # sd / mean |error| of a normal error
 RIDGE_ALPHAS = tuple(float(a) for a in np.geomspace(0.01, 1e4, 25))  # the penalties tried (standardised features)
 FLOOR_SHARE = 0.25  # the smallest |error| the learned model predicts, as a share of the stations' mean |error|
+MIN_LEARNING_STATIONS = 3  # fewer: the error model cannot leave one station out and still fit on several
 
 
 @dataclass
@@ -262,7 +263,7 @@ def fit_error_model(features: Mapping[str, np.ndarray], error: np.ndarray, stati
     ok = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
     x, y, groups = x[ok], y[ok], np.asarray(station)[ok]
     labels, group, days = np.unique(groups, return_inverse=True, return_counts=True)
-    if len(labels) < 3:
+    if len(labels) < MIN_LEARNING_STATIONS:
         raise ValueError(f"{len(labels)} station(s): too few to learn where the error is large")
     weight = 1.0 / days[group]
     every = np.arange(len(y))

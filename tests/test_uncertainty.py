@@ -297,3 +297,20 @@ def test_the_rule_step_learns_the_error_size_from_the_stations(tmp_path):
     np.testing.assert_allclose(io.read_stack(out).data, np.sqrt(size**2 + 0.005**2), rtol=1e-5)
     sig = io.read_stack(out).data
     assert sig[:, 5, 5].mean() > sig[:, 0, 0].mean()  # wider where the soil value is high
+
+
+def test_learned_with_too_few_stations_scales_the_prior_instead(tmp_path, caplog):
+    from smdown.rules.uncertainty import uncertainty
+
+    paths, _ = _tiny_world(tmp_path, 40)
+    stations = pd.read_csv(tmp_path / "stations.csv")
+    stations[stations["station"] != "s2"].to_csv(tmp_path / "stations.csv", index=False)  # 2 stations left
+    settings = {**SETTINGS, "station_fit": "learned", "prior_weight": 3.0}
+    with caplog.at_level("WARNING"):
+        cal = uncertainty("surface", str(paths["ensemble"]), str(paths["ensemble_std"]), str(tmp_path / "weights.csv"),
+                          str(paths["coarse"]), str(tmp_path / "split.json"), str(tmp_path / "stations.csv"),
+                          str(tmp_path / "u.tif"), str(tmp_path / "c.csv"), settings, max_pixels=40 * 9,
+                          rasters={})
+    assert cal.model is None and cal.source == "stations" and cal.a > 0
+    assert pd.read_csv(tmp_path / "c.csv")["station_fit"].iloc[0] == "scale"
+    assert "2 station(s), fewer than the 3" in caplog.text

@@ -97,6 +97,11 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
         if len(series) >= settings["min_station_days"]:
             error = (series["ensemble"] - series["observed"]).to_numpy()
             fit = station_fit_of(settings, layer)
+            if fit == "learned" and series["station"].nunique() < unc.MIN_LEARNING_STATIONS:
+                log.warning("%s: %d station(s), fewer than the %d that uncertainty.station_fit learned needs (one is "
+                            "left out at a time): the stations scale the prior instead (station_fit scale)", layer,
+                            series["station"].nunique(), unc.MIN_LEARNING_STATIONS)
+                fit = "scale"
             detail = station_detail(ensemble, series, window) if k or fit == "learned" \
                 else np.zeros(len(series), np.float32)
             station = series["station"].to_numpy()
