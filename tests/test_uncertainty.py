@@ -314,3 +314,15 @@ def test_learned_with_too_few_stations_scales_the_prior_instead(tmp_path, caplog
     assert cal.model is None and cal.source == "stations" and cal.a > 0
     assert pd.read_csv(tmp_path / "c.csv")["station_fit"].iloc[0] == "scale"
     assert "2 station(s), fewer than the 3" in caplog.text
+
+
+def test_learned_without_other_maps_uses_the_ensemble_its_detail_and_spread(tmp_path):
+    from smdown.rules.uncertainty import uncertainty
+
+    paths, ensemble = _tiny_world(tmp_path, 40)
+    cal = uncertainty("surface", str(paths["ensemble"]), str(paths["ensemble_std"]), str(tmp_path / "weights.csv"),
+                      str(paths["coarse"]), str(tmp_path / "split.json"), str(tmp_path / "stations.csv"),
+                      str(tmp_path / "u.tif"), str(tmp_path / "c.csv"), {**SETTINGS, "station_fit": "learned"},
+                      max_pixels=40 * 9)
+    assert cal.model.names == ["ensemble", "detail", "spread"]
+    assert io.read_stack(tmp_path / "u.tif").data.shape == ensemble.shape

@@ -115,7 +115,7 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
                 cal = unc.fit_stations(series["ensemble"].to_numpy(), series["ensemble_std"].to_numpy(), error,
                                        settings["station_error"], detail, k, station)
             sig = unc.sigma(series["ensemble"].to_numpy(np.float32), series["ensemble_std"].to_numpy(np.float32),
-                            detail, cal, station_values(rasters, series, io.read_dates(ensemble))
+                            detail, cal, station_values(rasters or {}, series, io.read_dates(ensemble))
                             if cal.model is not None else None)
             info.update(station_fit=fit, stations=int(series["station"].nunique()),
                         station_coverage_90=unc.coverage(error, np.sqrt(sig**2 + settings["station_error"] ** 2)))
@@ -140,9 +140,10 @@ def uncertainty(layer: str, ensemble: str, spread: str, weights: str, coarse: st
                 max_pixels: int = 8_000_000, rasters: Mapping[str, str] | None = None) -> unc.Calibration:
     """Write the uncertainty map (`output`, same grid and dates as the ensemble) and calibration.csv; `rasters`:
     the 30 m maps a learned error model may read (calibrate)."""
+    rasters = rasters or {}
     cal, info = calibrate(layer, ensemble, spread, weights, coarse, split, stations, settings, rasters)
     grid, dates = io.read_grid(ensemble), io.read_dates(ensemble)
-    bands = {name: io.bands_of_dates(path, dates) for name, path in (rasters or {}).items()} if cal.model else {}
+    bands = {name: io.bands_of_dates(path, dates) for name, path in rasters.items()} if cal.model else {}
     coarse_grid = io.read_grid(coarse)
     factor = grid.height // coarse_grid.height
     side = max(1, int(np.sqrt(max_pixels / max(1, len(dates) * factor * factor))))
