@@ -49,14 +49,15 @@ def station_values(rasters: Mapping[str, str], series: pd.DataFrame, dates: Sequ
     return out
 
 
-def _learned(series: pd.DataFrame, error: np.ndarray, detail: np.ndarray, rasters: Mapping[str, str],
-             dates: Sequence[str], prior_a: float, k: float, settings: dict) -> unc.Calibration:
+def _learned(series: pd.DataFrame, error: np.ndarray, detail: np.ndarray, values: Mapping[str, np.ndarray],
+             prior_a: float, k: float, settings: dict) -> unc.Calibration:
     """station_fit learned: the error model of the stations (fit_error_model) at the level of the prior's blended
-    with the stations' as in `scale` (fit_scale on the model's left-one-station-out sizes)."""
+    with the stations' as in `scale` (fit_scale on the model's left-one-station-out sizes); `values`: the other
+    30 m maps' values at the stations (station_values)."""
     station = series["station"].to_numpy()
     spread = series["ensemble_std"].to_numpy()
     features = {"ensemble": series["ensemble"].to_numpy(), "detail": detail, "spread": np.nan_to_num(spread),
-                **station_values(rasters, series, dates)}
+                **values}
     model, size = unc.fit_error_model(features, error, station)
     weight, _ = unc.station_weights(station, np.isfinite(size))
     prior_var = prior_a**2 + (k * np.nan_to_num(detail[np.isfinite(size)])) ** 2
@@ -105,9 +106,9 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
             detail = station_detail(ensemble, series, window) if k or fit == "learned" \
                 else np.zeros(len(series), np.float32)
             station = series["station"].to_numpy()
+            values = station_values(rasters or {}, series, io.read_dates(ensemble)) if fit == "learned" else None
             if fit == "learned":
-                cal = _learned(series, error, detail, rasters or {}, io.read_dates(ensemble),
-                               float(settings["coarse_error"][layer]), k, settings)
+                cal = _learned(series, error, detail, values, float(settings["coarse_error"][layer]), k, settings)
             elif fit == "scale":
                 cal = unc.fit_scale(series["ensemble_std"].to_numpy(), error, float(settings["coarse_error"][layer]),
                                     detail, k, station, settings["station_error"], float(settings["prior_weight"]))
@@ -115,8 +116,7 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
                 cal = unc.fit_stations(series["ensemble"].to_numpy(), series["ensemble_std"].to_numpy(), error,
                                        settings["station_error"], detail, k, station)
             sig = unc.sigma(series["ensemble"].to_numpy(np.float32), series["ensemble_std"].to_numpy(np.float32),
-                            detail, cal, station_values(rasters or {}, series, io.read_dates(ensemble))
-                            if cal.model is not None else None)
+                            detail, cal, values)
             info.update(station_fit=fit, stations=int(series["station"].nunique()),
                         station_coverage_90=unc.coverage(error, np.sqrt(sig**2 + settings["station_error"] ** 2)))
             log.info("%s: uncertainty calibrated on %d day(s) of %d station(s) outside the test days, detail "
