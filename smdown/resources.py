@@ -36,7 +36,7 @@ Where memory does not follow the size today, the model says so (`held` is then a
 from __future__ import annotations
 
 import math
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 from smdown.grid import nest_factor
 
@@ -106,6 +106,12 @@ CALIBRATION: tuple[Point, ...] = (
     # predict: the deep members, correction, ensemble, spread; work = fine pixel-days, held = one block
     Point("predict", 5184, 1296, 13.52, 862.6, _TINY),
     Point("predict", 32.4e6, 3.6e6, 143.33, 2459.4, _DEMO3),
+    # predict with the random forest joining the ensemble (ensemble.forest, the default): the deep members by ONNX
+    # Runtime and the forest in one job; work = the tile's fine pixel-days, held = one block
+    Point("predict_forest", 5184, 1296, 5.44, 842.07, "the tiny config's SLURM check, this code (CI on a fresh clone, "
+          "/tmp/smdown-slurm.mkRKDD/{local,slurm}/results/tiny/benchmarks)"),
+    Point("predict_forest", 14.4e6, 3.6e6, 24.10, 2160.83, "demo 5 x 4 cells, 40 days, a 2 x 2-cell tile, the largest "
+          "of 12 jobs (make run, results/demo/benchmarks/predict)"),
     # predict_rf: the random forest's map
     Point("predict_rf", 5184, 1296, 4.34, 222.5, _TINY),
     Point("predict_rf", 57.6e6, 3.6e6, 72.1, 1236.0, _BENCH),
@@ -202,6 +208,7 @@ def fit(points: list[Point]) -> Model:
 # examples (x epochs, x trials) for the training rules.
 MODELS: dict[str, Model] = {
     "predict": Model(13.52, 4.007e-06, 862.6, 4.437e-04),
+    "predict_forest": Model(5.44, 1.296e-06, 842.07, 3.665e-04),
     "predict_rf": Model(4.34, 1.176e-06, 222.5, 2.816e-04),
     "resample": Model(1.85, 2.806e-07, 213.6, 5.003e-05),
     "samples": Model(0.92, 1.267e-07, 94.0, 8.486e-05),
@@ -224,11 +231,6 @@ MODELS["cubic_baseline"] = MODELS["predict_rf"]
 MODELS["evaluate_tile"] = MODELS["evaluate"]
 MODELS["ensemble"] = MODELS["sensitivity"]
 MODELS["resample_tile"] = MODELS["resample"]  # the same step on a tile's cells
-# predict with the random forest joining the ensemble (ensemble.forest): the forest's work is predict_rf's, done in
-# the same job, so the two lines add up (an upper bound on the memory: the forest's arrays are per block, as the
-# members' are)
-MODELS["predict_forest"] = Model(*(a + b for a, b in zip(astuple(MODELS["predict"]), astuple(MODELS["predict_rf"]),
-                                                          strict=True)))
 
 
 @dataclass(frozen=True)
