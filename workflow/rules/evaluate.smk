@@ -20,6 +20,8 @@ rule cubic_baseline:
         cubic_corrected=tile_map("{layer}", "cubic_corrected"),
     log:
         f"{R}/logs/cubic/{{layer}}/{{tile}}.log",
+    benchmark:
+        f"{R}/benchmarks/cubic_baseline/{{layer}}/{{tile}}.tsv"
     conda:
         "../../envs/plot.yaml"
     resources:
