@@ -121,12 +121,19 @@ CALIBRATION: tuple[Point, ...] = (
           "cubic.tif, results/tiny/benchmarks/cubic_baseline)"),
     Point("cubic_baseline", 14.4e6, 3.6e6, 1.88, 354.86, "demo 5 x 4 cells, 40 days, the 2 x 2-cell tiles of both "
           "layers, the largest of 8 jobs (results/demo/benchmarks/cubic_baseline)"),
-    # uncertainty: one layer's ensemble and spread read again; held = its block of whole cells (8 M pixel-days at
-    # most, one cell at least)
-    Point("uncertainty", 5184, 1296, 2.01, 177.0, "tiny config in the test suite (pytest tiny run, benchmarks)"),
-    Point("uncertainty", 57.6e6, 3.6e6, 8.87, 487.9, "demo 4 x 4 cells, 40 days (/tmp/demo_final, make run)"),
-    # station_fit learned (the surface's default) also reads the predictors on the 30 m grid, block by block
-    Point("uncertainty", 72e6, 3.6e6, 14.18, 703.6, "demo 5 x 4 cells, 40 days, surface, learned (/tmp/fresh3, make run)"),
+    # uncertainty: one tile's map, the merged ensemble and spread read again (and, for station_fit learned, the
+    # surface's default, the predictors on the 30 m grid); held = its block of whole cells (8 M pixel-days at most,
+    # one cell at least)
+    Point("uncertainty", 5184, 1296, 0.49, 129.89, "the tiny config in the test suite, the rootzone's tile "
+          "(pytest tiny run, results/tiny/benchmarks/uncertainty)"),
+    Point("uncertainty", 14.4e6, 3.6e6, 4.82, 588.09, "demo 5 x 4 cells, 40 days, a 2 x 2-cell tile of the surface "
+          "(learned), the largest of 12 jobs (results/demo/benchmarks/uncertainty)"),
+    # calibrate_uncertainty: the stations' pixels (and the detail's halo) over every day; work and held = one coarse
+    # cell's pixel-days at 30 m (a proxy: the days count, the region does not)
+    Point("calibrate_uncertainty", 1296, 1296, 1.41, 201.32, "the tiny config in the test suite, the surface "
+          "(learned; results/tiny/benchmarks/calibrate_uncertainty)"),
+    Point("calibrate_uncertainty", 3.6e6, 3.6e6, 4.40, 201.83, "demo 5 x 4 cells, 40 days, 12 stations, the surface "
+          "(learned; results/demo/benchmarks/calibrate_uncertainty)"),
     # merge_tiles (and merge_scale, the same io.merge): one map written strip by strip from its tiles; held = a strip
     # of whole cell rows (32 M pixel-days at most)
     Point("merge_tiles", 5184, 5184, 0.23, 90.07, "the tiny config's SLURM check (/tmp/smdown-slurm.*/slurm/results/tiny)"),
@@ -219,7 +226,8 @@ MODELS: dict[str, Model] = {
     "cubic_baseline": Model(0.24, 1.139e-07, 76.17, 7.744e-05),
     "resample": Model(1.85, 2.806e-07, 213.6, 5.003e-05),
     "samples": Model(0.92, 1.267e-07, 94.0, 8.486e-05),
-    "uncertainty": Model(2.01, 1.690e-07, 177.0, 1.463e-04),
+    "uncertainty": Model(0.49, 3.008e-07, 129.89, 1.273e-04),
+    "calibrate_uncertainty": Model(1.41, 8.309e-07, 201.32, 1.417e-07),
     "merge_tiles": Model(0.23, 2.972e-08, 90.07, 1.169e-05),
     "evaluate": Model(3.24, 7.041e-07, 186.0, 2.012e-05),
     "demo": Model(6.2, 6.105e-07, 331.8, 1.788e-05),
@@ -279,8 +287,9 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     the config's defaults (3 scales, precipitation/NDVI/NDWI, dem/sand/clay + 4 terrain rasters, 24000 examples per
     scale). `tiles`: the tiles a layer's prediction is split into (config tiles.cells): predict, predict_rf and
     cubic_baseline run one job per tile, and merge_tiles one per map (8 a layer); so do the 30 m resample jobs of the
-    daily variables (merged by merge_scale) and the evaluation's reads of every map (evaluate_tile); the uncertainty
-    stays one job per layer, and the evaluation's last job reads the test cells x test days (`test_share` of the
+    daily variables (merged by merge_scale), the evaluation's reads of every map (evaluate_tile) and the uncertainty
+    (after its calibration, one job a layer that reads the stations' pixels, bounded here by one coarse cell's map;
+    its map merged by merge_tiles, `merge_uncertainty` here), and the evaluation's last job reads the test cells x test days (`test_share` of the
     pixel-days: samples.test_cells x samples.test_days). `forest`: the random forest joins the ensemble
     (ensemble.forest), so predict predicts it and predict_rf does not run. CPU seconds from MODELS; the 2-thread jobs
     (predict, predict_rf, tune, train, sensitivity) hold 2 cores."""
@@ -305,7 +314,9 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
             *([] if forest else [Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2)]),
             Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles)),
             Stage("merge_tiles", layers * 8, MODELS["merge_tiles"].cpu_s(pixels * days)),
-            Stage("uncertainty", layers, MODELS["uncertainty"].cpu_s(pixels * days)),
+            Stage("calibrate_uncertainty", layers, MODELS["calibrate_uncertainty"].cpu_s(90_000 * days)),
+            Stage("uncertainty", layers * tiles, MODELS["uncertainty"].cpu_s(pixels * days / tiles)),
+            Stage("merge_uncertainty", layers, MODELS["merge_tiles"].cpu_s(pixels * days)),
             Stage("evaluate_tile", layers * tiles, MODELS["evaluate_tile"].cpu_s(pixels * days / tiles)),
             Stage("evaluate", 1, MODELS["evaluate"].cpu_s(layers * pixels * days * test_share)),
             Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples), 2)]
@@ -315,7 +326,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
 # The steps that wait for each other (a later group starts when the earlier ones end); within a group all jobs
 # may run at once. Wall time per job = its CPU time (predict's CPU/wall ratio on a quiet machine: 0.98).
 _GROUPS = (("terrain",), ("resample",), ("merge_scale",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
-           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("uncertainty", "evaluate_tile"), ("evaluate",))
+           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("calibrate_uncertainty",), ("uncertainty", "evaluate_tile"),
+           ("merge_uncertainty",), ("evaluate",))
 
 
 def project(plan: list[Stage], nodes: int, cores: int = 32) -> dict:

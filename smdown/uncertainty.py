@@ -99,6 +99,12 @@ class Calibration:
     n: int = 0
     model: ErrorModel | None = None
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Calibration:
+        """The calibration that dataclasses.asdict wrote (calibration.json), its learned model included."""
+        model = data.get("model")
+        return cls(**{**data, "model": ErrorModel(**model) if model else None})
+
     def as_dict(self) -> dict:
         """A flat row (calibration.csv): the learned model's features, penalty and level, not its coefficients."""
         row = {key: value for key, value in asdict(self).items() if key != "model"}

@@ -14,10 +14,10 @@ from conftest import run_workflow
 
 from smdown import io
 
-AFTER_PREDICT = {"predict", "merge_tiles", "uncertainty", "evaluate_tile", "evaluate", "maps", "scatter", "station_figure",
+AFTER_PREDICT = {"predict", "merge_tiles", "calibrate_uncertainty", "uncertainty", "evaluate_tile", "evaluate", "maps", "scatter", "station_figure",
                  "metric_figure", "reliability_figure", "all"}
 TILES = 1  # the tiny config's 2 x 2 cells in the default tiles of 2 x 2 cells
-MAPS = ["dnn", "cnn", "lstm", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected"]
+MAPS = ["dnn", "cnn", "lstm", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected", "uncertainty"]
 AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity"}
 
 
@@ -54,7 +54,7 @@ def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
     jobs = scheduled(workdir, {"ensemble": {"weighting": {"surface": "inverse_mse", "rootzone": "equal"}}})
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
     assert jobs["ensemble"] == 1 and jobs["predict"] == TILES, jobs
-    assert jobs["merge_tiles"] == 6, jobs  # the root zone's members (the forest among them), ensemble and spread
+    assert jobs["merge_tiles"] == 7, jobs  # the root zone's members (the forest among them), ensemble, spread, uncertainty
 
 
 @pytest.mark.workflow

@@ -326,3 +326,35 @@ def test_learned_without_other_maps_uses_the_ensemble_its_detail_and_spread(tmp_
                       max_pixels=40 * 9)
     assert cal.model.names == ["ensemble", "detail", "spread"]
     assert io.read_stack(tmp_path / "u.tif").data.shape == ensemble.shape
+
+
+def test_the_map_of_each_tile_from_the_saved_calibration_is_the_whole_regions(tmp_path):
+    """Rule calibrate_uncertainty saves the learned calibration whole (calibration.json) and rule uncertainty writes
+    one tile at a time from it: the four one-cell tiles, merged, are bitwise the whole region's map (the detail's
+    halo reads across the tiles' edges)."""
+    from smdown.grid import tiles
+    from smdown.rules.uncertainty import uncertainty, uncertainty_map
+
+    paths, ensemble = _tiny_world(tmp_path, 40)
+    grid = io.read_grid(paths["ensemble"])
+    soil = np.linspace(0.0, 1.0, 36, dtype=np.float32).reshape(1, 6, 6)
+    io.write_stack(tmp_path / "soil.tif", io.Stack(soil, grid, None))
+    rasters = {"soil": str(tmp_path / "soil.tif")}
+    whole = tmp_path / "whole.tif"
+    cal = uncertainty("surface", str(paths["ensemble"]), str(paths["ensemble_std"]), str(tmp_path / "weights.csv"),
+                      str(paths["coarse"]), str(tmp_path / "split.json"), str(tmp_path / "stations.csv"), str(whole),
+                      str(tmp_path / "calibration.csv"), {**SETTINGS, "station_fit": "learned"}, rasters=rasters)
+    saved = unc.Calibration.from_dict(json.loads((tmp_path / "calibration.json").read_text()))
+    assert saved == cal and saved.model is not None
+    parts = []
+    for tile in tiles((2, 2), 1):
+        parts.append(tmp_path / f"{tile.name}.tif")
+        uncertainty_map(saved, str(paths["ensemble"]), str(paths["ensemble_std"]), str(paths["coarse"]),
+                        str(parts[-1]), SETTINGS["detail_window"], rasters,
+                        tile=[tile.row, tile.col, tile.rows, tile.cols])
+        assert io.read_grid(parts[-1]) == grid.window(*tile.fine(3))
+    io.merge(parts, tmp_path / "merged.tif")
+    merged, expected = io.read_stack(tmp_path / "merged.tif"), io.read_stack(whole)
+    assert merged.grid == expected.grid and merged.dates == expected.dates
+    assert np.array_equal(merged.data, expected.data, equal_nan=True)
+    assert np.isfinite(expected.data).all() and expected.data.std() > 0

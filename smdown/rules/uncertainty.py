@@ -1,8 +1,10 @@
-"""Step of workflow/rules/predict.smk (rule uncertainty): the calibrated uncertainty map of the ensemble.
+"""Steps of workflow/rules/predict.smk (rules calibrate_uncertainty and uncertainty): the calibrated uncertainty map
+of the ensemble.
 
-It runs after predict because its calibration on stations needs the ensemble at the stations' pixels; the map is
-one more read of the ensemble and its spread, block by block of whole coarse cells with a halo of half the detail
-window (the local detail needs the neighbourhood), memory bounded by the block.
+The calibration runs after predict because its fit on stations needs the ensemble at the stations' pixels (one job
+a layer, reading the stations' pixels only); the map is then one job a tile (merged by merge_tiles), one more read
+of the merged ensemble and its spread, block by block of whole coarse cells with a halo of half the detail window
+(the local detail needs the neighbourhood), memory bounded by the block.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ import pandas as pd
 
 from smdown import io
 from smdown import uncertainty as unc
-from smdown.grid import cell_blocks
+from smdown.grid import Tile, cell_blocks
 
 log = logging.getLogger(__name__)
 
@@ -135,24 +138,39 @@ def station_fit_of(settings: dict, layer: str) -> str:
     return fit[layer] if isinstance(fit, dict) else fit
 
 
-def uncertainty(layer: str, ensemble: str, spread: str, weights: str, coarse: str, split: str | None,
-                stations: str | None, output: str, calibration_out: str, settings: dict,
-                max_pixels: int = 8_000_000, rasters: Mapping[str, str] | None = None) -> unc.Calibration:
-    """Write the uncertainty map (`output`, same grid and dates as the ensemble) and calibration.csv; `rasters`:
-    the 30 m maps a learned error model may read (calibrate)."""
-    rasters = rasters or {}
+def calibrate_layer(layer: str, ensemble: str, spread: str, weights: str, coarse: str, split: str | None,
+                    stations: str | None, calibration_csv: str, calibration_json: str, settings: dict,
+                    rasters: Mapping[str, str] | None = None) -> unc.Calibration:
+    """Rule calibrate_uncertainty: the layer's calibration (calibrate), as a row of calibration.csv and whole (its
+    learned model included) in calibration.json, which each tile's map (uncertainty_map) reads."""
     cal, info = calibrate(layer, ensemble, spread, weights, coarse, split, stations, settings, rasters)
+    info.update(cal.as_dict())
+    io.write_csv(calibration_csv, pd.DataFrame([info]))
+    io.write_json(calibration_json, asdict(cal))
+    log.info("%s: %s", layer, info)
+    return cal
+
+
+def uncertainty_map(cal: unc.Calibration, ensemble: str, spread: str, coarse: str, output: str, detail_window: int,
+                    rasters: Mapping[str, str] | None = None, tile: Sequence[int] | None = None,
+                    max_pixels: int = 8_000_000) -> None:
+    """Rule uncertainty: the uncertainty map of `tile` ([first row, first col, rows, cols] in coarse cells; None:
+    the whole region) on the grid of the ensemble's pixels there. It reads the layer's merged ensemble and spread,
+    block by block of whole coarse cells with a halo of half the detail window (the local detail needs the
+    neighbourhood, across the tile's edges too), and, for a learned model, the other 30 m maps (`rasters`)."""
+    rasters = rasters or {}
     grid, dates = io.read_grid(ensemble), io.read_dates(ensemble)
-    bands = {name: io.bands_of_dates(path, dates) for name, path in rasters.items()} if cal.model else {}
     coarse_grid = io.read_grid(coarse)
     factor = grid.height // coarse_grid.height
+    tile = Tile(*tile) if tile else Tile(0, 0, coarse_grid.height, coarse_grid.width)
+    bands = {name: io.bands_of_dates(path, dates) for name, path in rasters.items()} if cal.model else {}
     side = max(1, int(np.sqrt(max_pixels / max(1, len(dates) * factor * factor))))
-    half = max(int(settings.get("detail_window", 31)), 1) // 2 if cal.k or cal.model else 0
-    blocks = list(cell_blocks((coarse_grid.height, coarse_grid.width), side))
-    total, count = 0.0, 0
-    with io.open_writer(output, grid, dates) as dst:
+    half = max(int(detail_window), 1) // 2 if cal.k or cal.model else 0
+    blocks = list(cell_blocks((tile.rows, tile.cols), side))
+    first_row, first_col = tile.row * factor, tile.col * factor
+    with io.open_writer(output, grid.window(*tile.fine(factor)), dates) as dst:
         for i, (r, c, h, w) in enumerate(blocks, 1):
-            window = (r * factor, c * factor, h * factor, w * factor)
+            window = ((tile.row + r) * factor, (tile.col + c) * factor, h * factor, w * factor)
             if half:  # the block and a halo of half the detail window
                 block = io.read_block(ensemble, *window, half, (grid.height, grid.width))
                 mean = block[:, half:-half, half:-half]
@@ -163,11 +181,18 @@ def uncertainty(layer: str, ensemble: str, spread: str, weights: str, coarse: st
             features = {name: io.read_window(path, *window, bands=bands[name]) for name, path in rasters.items()} \
                 if cal.model else None
             sig = unc.sigma(mean, io.read_window(spread, *window), detail, cal, features)
-            io.write_window(dst, sig, *window[:2])
-            finite = np.isfinite(sig)
-            total, count = total + float(sig[finite].sum(dtype=np.float64)), count + int(finite.sum())
+            io.write_window(dst, sig, window[0] - first_row, window[1] - first_col)
             log.info("block %d/%d done", i, len(blocks))
-    info.update(cal.as_dict(), mean_uncertainty=total / max(count, 1))
-    io.write_csv(calibration_out, pd.DataFrame([info]))
-    log.info("%s: %s", layer, info)
+
+
+def uncertainty(layer: str, ensemble: str, spread: str, weights: str, coarse: str, split: str | None,
+                stations: str | None, output: str, calibration_out: str, settings: dict,
+                max_pixels: int = 8_000_000, rasters: Mapping[str, str] | None = None) -> unc.Calibration:
+    """The two rules on the whole region in one call: the calibration (calibration.csv, and calibration.json
+    beside it) and the uncertainty map (`output`, same grid and dates as the ensemble). `rasters`: the 30 m maps a
+    learned error model may read (calibrate)."""
+    cal = calibrate_layer(layer, ensemble, spread, weights, coarse, split, stations, calibration_out,
+                          str(Path(calibration_out).with_suffix(".json")), settings, rasters)
+    uncertainty_map(cal, ensemble, spread, coarse, output, int(settings.get("detail_window", 31)), rasters,
+                    max_pixels=max_pixels)
     return cal

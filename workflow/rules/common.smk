@@ -170,13 +170,16 @@ def layer_tuned(wildcards):
 # The maps of a layer, each written per tile and merged by merge_tiles. They are predict's (the deep members, the
 # ensemble and its spread, and the random forest's where it joins the ensemble: ensemble.forest), the random
 # forest's otherwise (rule predict_rf, so the forest is predicted once either way) and the cubic baselines (rule
-# cubic_baseline). The uncertainty is computed from the merged ensemble.
+# cubic_baseline), and the uncertainty (written per tile once the ensemble is merged, since its local detail reads
+# across the tiles' edges).
 FOREST_JOINS = config["ensemble"]["forest"]
 ENSEMBLE_MAPS = (
     MEMBERS + (["rf"] if FOREST_JOINS else []) + ["ensemble", "ensemble_std"]
 )
 TILED_MAPS = (
-    ENSEMBLE_MAPS + ([] if FOREST_JOINS else ["rf"]) + ["cubic", "cubic_corrected"]
+    ENSEMBLE_MAPS
+    + ([] if FOREST_JOINS else ["rf"])
+    + ["cubic", "cubic_corrected", "uncertainty"]
 )
 
 
@@ -317,7 +320,11 @@ def job_size(step, wildcards):
         scale = None if wildcards.scale == "coarse" else float(wildcards.scale)
         return REGION.pixel_days(scale), REGION.cell_pixel_days(scale)
     if step == "uncertainty":
-        return REGION.pixel_days(fine), REGION.budget_block(fine, 8_000_000)
+        work = tile_pixel_days(wildcards)
+        return work, min(work, REGION.budget_block(fine, 8_000_000))
+    if step == "calibrate_uncertainty":
+        # the stations' pixels (and a halo) over every day: bounded by one coarse cell's map
+        return REGION.cell_pixel_days(fine), REGION.cell_pixel_days(fine)
     if step == "evaluate_tile":
         work = tile_pixel_days(wildcards)
         return work, min(work, REGION.budget_block(fine, 20_000_000))

@@ -86,9 +86,9 @@ rule merge_tiles:
         "../scripts/merge_tiles.py"
 
 
-# the calibrated uncertainty of the ensemble (smdown.uncertainty): after predict, since its calibration on stations
-# needs the ensemble at the stations' pixels
-rule uncertainty:
+# the calibration of the ensemble's uncertainty (smdown.uncertainty), one job a layer: after predict, since its fit
+# on stations needs the ensemble at the stations' pixels
+rule calibrate_uncertainty:
     input:
         unpack(fine_rasters),
         anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
@@ -99,19 +99,48 @@ rule uncertainty:
         split=f"{R}/samples/split.json",
         stations=INPUTS.stations or [],
     output:
-        uncertainty=f"{R}/downscaled/{{layer}}/uncertainty.tif",
         calibration=f"{R}/ensemble/{{layer}}/calibration.csv",
+        model=f"{R}/ensemble/{{layer}}/calibration.json",
     log:
-        f"{R}/logs/uncertainty/{{layer}}.log",
+        f"{R}/logs/calibrate_uncertainty/{{layer}}.log",
     benchmark:
-        f"{R}/benchmarks/uncertainty/{{layer}}.tsv"
+        f"{R}/benchmarks/calibrate_uncertainty/{{layer}}.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=mem_mb_of("calibrate_uncertainty"),
+        runtime=runtime_of("calibrate_uncertainty"),
+    params:
+        uncertainty=config["uncertainty"],
+        rasters=PREDICTOR_RASTERS,
+    script:
+        "../scripts/calibrate_uncertainty.py"
+
+
+# the calibrated uncertainty map, one job a tile (merged by merge_tiles): the merged ensemble and spread read again
+# with a halo across the tile's edges (the local detail), and the predictors where the calibration learned a model
+rule uncertainty:
+    input:
+        unpack(fine_rasters),
+        anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
+        ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
+        spread=f"{R}/downscaled/{{layer}}/ensemble_std.tif",
+        model=f"{R}/ensemble/{{layer}}/calibration.json",
+        coarse=coarse_input,
+    output:
+        uncertainty=tile_map("{layer}", "uncertainty"),
+    log:
+        f"{R}/logs/uncertainty/{{layer}}/{{tile}}.log",
+    benchmark:
+        f"{R}/benchmarks/uncertainty/{{layer}}/{{tile}}.tsv"
     conda:
         "../../envs/plot.yaml"
     resources:
         mem_mb=mem_mb_of("uncertainty"),
         runtime=runtime_of("uncertainty"),
     params:
-        uncertainty=config["uncertainty"],
+        detail_window=config["uncertainty"]["detail_window"],
         rasters=PREDICTOR_RASTERS,
+        tile=tile_cells,
     script:
         "../scripts/uncertainty.py"

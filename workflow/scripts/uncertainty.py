@@ -1,18 +1,20 @@
+import json
+from pathlib import Path
+
 from smdown.rules import setup_logging
-from smdown.rules.uncertainty import uncertainty
+from smdown.rules.uncertainty import uncertainty_map
+from smdown.uncertainty import Calibration
 
 setup_logging(snakemake.log[0])
-uncertainty(
-    snakemake.wildcards.layer,
+calibration = Calibration.from_dict(json.loads(Path(snakemake.input.model).read_text()))
+uncertainty_map(
+    calibration,
     snakemake.input.ensemble,
     snakemake.input.spread,
-    snakemake.input.weights,
     snakemake.input.coarse,
-    snakemake.input.split,
-    snakemake.input.stations or None,
     snakemake.output.uncertainty,
-    snakemake.output.calibration,
-    settings=snakemake.params.uncertainty,
-    # the 30 m maps a learned error model reads (uncertainty.station_fit learned): the coarse field, the predictors
+    snakemake.params.detail_window,
+    # the 30 m maps a learned error model reads: the coarse field, the predictors (read only when it has one)
     rasters={"coarse": snakemake.input.anchor, **{name: snakemake.input[name] for name in snakemake.params.rasters}},
+    tile=snakemake.params.tile,
 )
