@@ -136,7 +136,8 @@ CALIBRATION: tuple[Point, ...] = (
           "(learned; results/demo/benchmarks/calibrate_uncertainty)"),
     # merge_tiles (and merge_scale, the same io.merge): one map written strip by strip from its tiles; held = a strip
     # of whole cell rows (32 M pixel-days at most)
-    Point("merge_tiles", 5184, 5184, 0.23, 90.07, "the tiny config's SLURM check (/tmp/smdown-slurm.*/slurm/results/tiny)"),
+    Point("merge_tiles", 5184, 5184, 0.23, 90.07,
+          "the tiny config's SLURM check (/tmp/smdown-slurm.*/slurm/results/tiny)"),
     Point("merge_tiles", 72e6, 14.4e6, 2.37, 258.3, "demo 5 x 4 cells, 40 days, every merge_tiles and merge_scale job "
           "(/tmp/fresh3, make run)"),
     # resample: one variable onto one scale (the heaviest, daily 30 m precipitation / NDVI / NDWI / coarse SM);
@@ -289,8 +290,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     cubic_baseline run one job per tile, and merge_tiles one per map (8 a layer); so do the 30 m resample jobs of the
     daily variables (merged by merge_scale), the evaluation's reads of every map (evaluate_tile) and the uncertainty
     (after its calibration, one job a layer that reads the stations' pixels, bounded here by one coarse cell's map;
-    its map merged by merge_tiles, `merge_uncertainty` here), and the evaluation's last job reads the test cells x test days (`test_share` of the
-    pixel-days: samples.test_cells x samples.test_days). `forest`: the random forest joins the ensemble
+    its map merged by merge_tiles, `merge_uncertainty` here); the evaluation's last job reads the test cells x test
+    days (`test_share` of the pixel-days: samples.test_cells x samples.test_days). `forest`: the random forest joins the ensemble
     (ensemble.forest), so predict predicts it and predict_rf does not run. CPU seconds from MODELS; the 2-thread jobs
     (predict, predict_rf, tune, train, sensitivity) hold 2 cores."""
     fine = min(scales)
@@ -326,8 +327,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
 # The steps that wait for each other (a later group starts when the earlier ones end); within a group all jobs
 # may run at once. Wall time per job = its CPU time (predict's CPU/wall ratio on a quiet machine: 0.98).
 _GROUPS = (("terrain",), ("resample",), ("merge_scale",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
-           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("calibrate_uncertainty",), ("uncertainty", "evaluate_tile"),
-           ("merge_uncertainty",), ("evaluate",))
+           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("calibrate_uncertainty",),
+           ("uncertainty", "evaluate_tile"), ("merge_uncertainty",), ("evaluate",))
 
 
 def project(plan: list[Stage], nodes: int, cores: int = 32) -> dict:

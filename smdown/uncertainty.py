@@ -33,8 +33,8 @@ data a user has:
   leaving one station out, gives the error's size at every pixel-day; its level is then blended with the prior's
   as in ``scale``. The error's size follows the soil, the terrain and the wetness in ways that differ from one
   region to the next, so only data from the region can say how; on the skill panel it raised the surface's
-  spread-error correlation from about 0 to about 0.4, and not the root zone's. The stations' own error (sensor, point against pixel) counts as model error
-  unless ``station_error`` (m3/m3) is given, which is removed in quadrature: without it the interval is wide by
+  spread-error correlation from about 0 to about 0.4, and not the root zone's. The stations' own error (sensor,
+  point against pixel) counts as model error unless ``station_error`` (m3/m3) is given, which is removed in quadrature: without it the interval is wide by
   that much.
 - ``prior`` (no stations): a = ``coarse_error`` of the layer (the coarse product's published accuracy, e.g. SMAP
   L4's 0.04 / 0.03 m3/m3 at core sites), b = 0.

@@ -333,7 +333,7 @@ def test_the_map_of_each_tile_from_the_saved_calibration_is_the_whole_regions(tm
     one tile at a time from it: the four one-cell tiles, merged, are bitwise the whole region's map (the detail's
     halo reads across the tiles' edges)."""
     from smdown.grid import tiles
-    from smdown.rules.uncertainty import uncertainty, uncertainty_map
+    from smdown.rules.uncertainty import read_calibration, uncertainty, uncertainty_map
 
     paths, ensemble = _tiny_world(tmp_path, 40)
     grid = io.read_grid(paths["ensemble"])
@@ -344,7 +344,7 @@ def test_the_map_of_each_tile_from_the_saved_calibration_is_the_whole_regions(tm
     cal = uncertainty("surface", str(paths["ensemble"]), str(paths["ensemble_std"]), str(tmp_path / "weights.csv"),
                       str(paths["coarse"]), str(tmp_path / "split.json"), str(tmp_path / "stations.csv"), str(whole),
                       str(tmp_path / "calibration.csv"), {**SETTINGS, "station_fit": "learned"}, rasters=rasters)
-    saved = unc.Calibration.from_dict(json.loads((tmp_path / "calibration.json").read_text()))
+    saved = read_calibration(str(tmp_path / "calibration.json"))
     assert saved == cal and saved.model is not None
     parts = []
     for tile in tiles((2, 2), 1):

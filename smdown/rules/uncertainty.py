@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 def station_detail(ensemble: str, series: pd.DataFrame, window: int) -> np.ndarray:
     """The local detail (smdown.uncertainty.local_detail) at each row (station pixel and date) of `series`."""
-    shape = (io.read_grid(ensemble).height, io.read_grid(ensemble).width)
+    grid = io.read_grid(ensemble)
+    shape = (grid.height, grid.width)
     index = {d: i for i, d in enumerate(io.read_dates(ensemble))}
     half = max(int(window), 1) // 2
     out = np.full(len(series), np.nan, np.float32)
@@ -41,9 +42,9 @@ def station_detail(ensemble: str, series: pd.DataFrame, window: int) -> np.ndarr
 def station_values(rasters: Mapping[str, str], series: pd.DataFrame, dates: Sequence[str]) -> dict[str, np.ndarray]:
     """Each raster's value at each row (station pixel and date) of `series` (static rasters: every date)."""
     out = {}
+    index = {d: i for i, d in enumerate(dates)}
     for name, path in rasters.items():
         bands = io.bands_of_dates(path, dates)
-        index = {d: i for i, d in enumerate(dates)}
         values = np.full(len(series), np.nan, np.float32)
         for (row, col), rows in series.groupby(["row", "col"]).indices.items():
             pixel = io.read_window(path, int(row), int(col), 1, 1, bands=bands)[:, 0, 0]
@@ -109,8 +110,9 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
             detail = station_detail(ensemble, series, window) if k or fit == "learned" \
                 else np.zeros(len(series), np.float32)
             station = series["station"].to_numpy()
-            values = station_values(rasters or {}, series, io.read_dates(ensemble)) if fit == "learned" else None
+            values = None  # the other 30 m maps at the stations, which a learned model reads
             if fit == "learned":
+                values = station_values(rasters or {}, series, io.read_dates(ensemble))
                 cal = _learned(series, error, detail, values, float(settings["coarse_error"][layer]), k, settings)
             elif fit == "scale":
                 cal = unc.fit_scale(series["ensemble_std"].to_numpy(), error, float(settings["coarse_error"][layer]),
@@ -149,6 +151,11 @@ def calibrate_layer(layer: str, ensemble: str, spread: str, weights: str, coarse
     io.write_json(calibration_json, asdict(cal))
     log.info("%s: %s", layer, info)
     return cal
+
+
+def read_calibration(path: str) -> unc.Calibration:
+    """The calibration that calibrate_layer wrote whole (calibration.json)."""
+    return unc.Calibration.from_dict(json.loads(Path(path).read_text()))
 
 
 def uncertainty_map(cal: unc.Calibration, ensemble: str, spread: str, coarse: str, output: str, detail_window: int,

@@ -1,14 +1,9 @@
-import json
-from pathlib import Path
-
 from smdown.rules import setup_logging
-from smdown.rules.uncertainty import uncertainty_map
-from smdown.uncertainty import Calibration
+from smdown.rules.uncertainty import read_calibration, uncertainty_map
 
 setup_logging(snakemake.log[0])
-calibration = Calibration.from_dict(json.loads(Path(snakemake.input.model).read_text()))
 uncertainty_map(
-    calibration,
+    read_calibration(snakemake.input.model),
     snakemake.input.ensemble,
     snakemake.input.spread,
     snakemake.input.coarse,
