@@ -4,9 +4,10 @@ References (column ``reference`` of metrics.csv):
 
 - ``truth``: a fine-scale truth raster (synthetic experiments), on the test cells x test dates of
   ``samples/split.json`` only, read one test cell at a time (memory bounded by one cell's series).
-- ``stations``: in-situ series against the 30 m pixel holding each station, pooled over stations.
-  Stations are never used in training (the uncertainty may be calibrated on their days outside the
-  test days, so the station rows of uncertainty.csv use the test days only). A station outside the
+- ``stations``: in-situ series against the 30 m pixel holding each station, pooled over stations, on the
+  test dates of the split. Stations are never used in training, but their days outside the test days may refine
+  the ensemble (smdown.refine) and calibrate the uncertainty, so they are scored on the test days only (every
+  method alike; all days without a split). A station outside the
   region, or without a finite observation on a date of the run, is logged and skipped. anomaly_r is NaN here (one pixel per
   station gives no within-cell pattern).
 - ``coarse``: the 30 m output block-averaged back to the coarse grid against the coarse input,
@@ -70,7 +71,8 @@ from smdown.metrics import (
 
 log = logging.getLogger(__name__)
 
-METHODS = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic", "cubic_corrected")
+#: ensemble_raw: the ensemble before the stations refined it (smdown.refine), where they did
+METHODS = ("dnn", "cnn", "lstm", "ensemble", "ensemble_raw", "rf", "cubic", "cubic_corrected")
 CI_COLUMNS = [f"{m}_{side}" for m in CI_METRICS for side in ("lo", "hi")]
 COLUMNS = ["layer", "method", "reference", "r", "bias", "rmse", "ubrmse", "n", "anomaly_r", "kge", *CI_COLUMNS]
 SEAM_COLUMNS = ["layer", "method", "seam_ratio", "across", "inside", "n_across", "n_inside"]
@@ -590,15 +592,17 @@ def evaluate_stations(
     stats: _Stats | None = None,
     spreads: Mapping[str, str] | None = None,
     block_days: int = 3,
-    spread_dates: Sequence[str] | None = None,
+    test_dates: Sequence[str] | None = None,
 ) -> list[dict]:
-    """Metric rows of each method against the station observations of ``station_series``, pooled.
+    """Metric rows of each method against the station observations of ``station_series``, pooled, on the
+    ``test_dates`` only when given (the stations' other days may refine the ensemble and calibrate the uncertainty).
 
     With ``stats``: bootstrap sums (cluster: the station, block: ``block_days`` days) and the spread
-    calibration of the spreads in ``spreads`` (a series column holding a std -> the method it describes),
-    on the ``spread_dates`` only when given (the test days: the uncertainty may be calibrated on the others).
+    calibration of the spreads in ``spreads`` (a series column holding a std -> the method it describes).
     """
     rows = []
+    if test_dates is not None:
+        series = series[series["date"].isin(list(test_dates))]
     if not series.empty and stats is not None:
         clusters = pd.factorize(series["station"], sort=True)[0]
         blocks = day_blocks(series["date"].tolist(), block_days)
@@ -612,11 +616,9 @@ def evaluate_stations(
         rows.append(_row(layer, method, "stations", acc.result()))
         if stats is not None:
             stats.cluster_sums("stations", method).add_many(clusters, blocks, pred, obs)
-            keep = series["date"].isin(list(spread_dates)).to_numpy() if spread_dates is not None else slice(None)
             for column, of in (spreads or {}).items():
                 if of == method and column in series.columns:
-                    std = series[column].to_numpy(dtype=float)
-                    stats.spread_of("stations", column).update(pred[keep], std[keep], obs[keep])
+                    stats.spread_of("stations", column).update(pred, series[column].to_numpy(dtype=float), obs)
     return rows
 
 

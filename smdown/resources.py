@@ -245,6 +245,10 @@ MODELS: dict[str, Model] = {
 MODELS["evaluate_tile"] = MODELS["evaluate"]
 MODELS["ensemble"] = MODELS["sensitivity"]
 MODELS["resample_tile"] = MODELS["resample"]  # the same step on a tile's cells
+# Not yet on a measured line of their own: fit_refinement reads the stations' cells of the ensemble and predictors as
+# calibrate_uncertainty does, refine one tile of the ensemble and predictors as uncertainty does.
+MODELS["fit_refinement"] = MODELS["calibrate_uncertainty"]
+MODELS["refine"] = MODELS["uncertainty"]
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,7 @@ class Stage:
 
 def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = (100, 50, 30), dynamic: int = 3,
            static: int = 7, examples: int = 72000, epochs: int = 25, trials: int = 4, tune_epochs: int = 6,
-           tiles: int = 1, test_share: float = 0.15 * 0.17, forest: bool = True) -> list[Stage]:
+           tiles: int = 1, test_share: float = 0.15 * 0.17, forest: bool = True, refine: bool = True) -> list[Stage]:
     """The run's heavy jobs, step by step in DAG order, for a region of `pixels` 30 m pixels a day over `days`, with
     the config's defaults (3 scales, precipitation/NDVI/NDWI, dem/sand/clay + 4 terrain rasters, 24000 examples per
     scale). `tiles`: the tiles a layer's prediction is split into (config tiles.cells): predict, predict_rf and
@@ -292,7 +296,9 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     (after its calibration, one job a layer that reads the stations' pixels, bounded here by one coarse cell's map;
     its map merged by merge_tiles, `merge_uncertainty` here); the evaluation's last job reads the test cells x test
     days (`test_share` of the pixel-days: samples.test_cells x samples.test_days). `forest`: the random forest joins the ensemble
-    (ensemble.forest), so predict predicts it and predict_rf does not run. CPU seconds from MODELS; the 2-thread jobs
+    (ensemble.forest), so predict predicts it and predict_rf does not run. `refine`: stations refine the ensemble
+    (config refine, with stations): one fit a layer (fit_refinement, bounded like the calibration), one refine job a
+    tile, the raw ensemble merged too (9 maps a layer) and the refined one after (`merge_refined`). CPU seconds from MODELS; the 2-thread jobs
     (predict, predict_rf, tune, train, sensitivity) hold 2 cores."""
     fine = min(scales)
     out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels))]
@@ -314,7 +320,10 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
             Stage("predict", layers * tiles, MODELS["predict_forest" if forest else "predict"].cpu_s(pixels * days / tiles), 2),
             *([] if forest else [Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2)]),
             Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles)),
-            Stage("merge_tiles", layers * 8, MODELS["merge_tiles"].cpu_s(pixels * days)),
+            Stage("merge_tiles", layers * (9 if refine else 8), MODELS["merge_tiles"].cpu_s(pixels * days)),
+            *([Stage("fit_refinement", layers, MODELS["fit_refinement"].cpu_s(90_000 * days)),
+               Stage("refine", layers * tiles, MODELS["refine"].cpu_s(pixels * days / tiles)),
+               Stage("merge_refined", layers, MODELS["merge_tiles"].cpu_s(pixels * days))] if refine else []),
             Stage("calibrate_uncertainty", layers, MODELS["calibrate_uncertainty"].cpu_s(90_000 * days)),
             Stage("uncertainty", layers * tiles, MODELS["uncertainty"].cpu_s(pixels * days / tiles)),
             Stage("merge_uncertainty", layers, MODELS["merge_tiles"].cpu_s(pixels * days)),
@@ -327,7 +336,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
 # The steps that wait for each other (a later group starts when the earlier ones end); within a group all jobs
 # may run at once. Wall time per job = its CPU time (predict's CPU/wall ratio on a quiet machine: 0.98).
 _GROUPS = (("terrain",), ("resample",), ("merge_scale",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
-           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("calibrate_uncertainty",),
+           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("fit_refinement",), ("refine",),
+           ("merge_refined",), ("calibrate_uncertainty",),
            ("uncertainty", "evaluate_tile"), ("merge_uncertainty",), ("evaluate",))
 
 

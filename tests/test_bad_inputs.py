@@ -162,6 +162,14 @@ def _layer_predictor_with_bands(workdir, config):
     return re.escape(path) + r": static predictor 'sand' must have one band, found 2"
 
 
+def _refine_by_no_predictor_of_the_run(workdir, config):
+    stations = workdir / "inputs" / "stations.csv"
+    stations.write_text("station,lon,lat,date,surface,rootzone\nS1,-120.0,37.0,2023-05-01,0.2,0.25\n")
+    config["inputs"]["stations"] = str(stations)
+    config["refine"] = {"predictors": ["lai"]}
+    return r"none of refine\.predictors \['lai'\] is a predictor of this run"
+
+
 CASES = {
     "config value of the wrong type": _wrong_type,
     "unknown top-level key": _unknown_key,
@@ -174,6 +182,7 @@ CASES = {
     "predictor dates do not overlap the coarse dates": _no_common_dates,
     "static predictor with two bands": _static_with_bands,
     "root-zone texture with two bands": _layer_predictor_with_bands,
+    "refinement by no predictor of the run": _refine_by_no_predictor_of_the_run,
 }
 
 

@@ -148,7 +148,7 @@ def test_stations(world, caplog):
     assert "faraway" in caplog.text and "outside" in caplog.text
     assert "olden" in caplog.text
     ens = get(table, "ensemble", "stations")
-    assert ens["n"] == len(DATES)
+    assert ens["n"] == len(DATES[3:])  # the test days only: the others may refine the ensemble
     assert ens["rmse"] == pytest.approx(0.0, abs=1e-7)
     assert ens["r"] == pytest.approx(1.0)
     assert np.isnan(ens["anomaly_r"])

@@ -42,7 +42,8 @@ def test_a_run_killed_in_predict_restarts_with_the_same_command_to_the_outputs_o
         shutil.copytree(source / folder, workdir / folder, symlinks=True,
                         ignore=shutil.ignore_patterns("locks", "incomplete"))
     results = workdir / "results" / uninterrupted.name
-    (results / "downscaled" / TINY_LAYERS[0] / "ensemble.tif").unlink()
+    # predict's own ensemble (ensemble_raw: the tiny run has stations, which refine it into ensemble.tif)
+    (results / "downscaled" / TINY_LAYERS[0] / "ensemble_raw.tif").unlink()
     tiles = results / "tiles" / TINY_LAYERS[0]  # predict writes one tile's maps a job (merged by merge_tiles)
 
     # the run, in a thread, until predict is writing a tile's outputs (their temporary files exist); then SIGKILL to
@@ -51,7 +52,7 @@ def test_a_run_killed_in_predict_restarts_with_the_same_command_to_the_outputs_o
     thread = threading.Thread(target=lambda: first.update(done=run_workflow(workdir, None, check=False)))
     thread.start()
     deadline = time.monotonic() + 900
-    while not list(tiles.glob("*/.ensemble.*.part.tif")):
+    while not list(tiles.glob("*/.ensemble_raw.*.part.tif")):
         assert thread.is_alive() and time.monotonic() < deadline, "predict never started writing"
         time.sleep(0.05)
     processes = snakemake_tree()

@@ -14,10 +14,13 @@ from conftest import run_workflow
 
 from smdown import io
 
-AFTER_PREDICT = {"predict", "merge_tiles", "calibrate_uncertainty", "uncertainty", "evaluate_tile", "evaluate", "maps", "scatter", "station_figure",
-                 "metric_figure", "reliability_figure", "all"}
+# the tiny run has stations, so the stations refine its ensemble (fit_refinement, refine)
+AFTER_REFINING = {"refine", "merge_tiles", "calibrate_uncertainty", "uncertainty", "evaluate_tile", "evaluate", "maps",
+                  "scatter", "station_figure", "metric_figure", "reliability_figure", "all"}
+AFTER_PREDICT = AFTER_REFINING | {"predict", "fit_refinement"}
 TILES = 1  # the tiny config's 2 x 2 cells in the default tiles of 2 x 2 cells
-MAPS = ["dnn", "cnn", "lstm", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected", "uncertainty"]
+MAPS = ["dnn", "cnn", "lstm", "ensemble_raw", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected",
+        "uncertainty"]
 AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity"}
 
 
@@ -54,7 +57,8 @@ def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
     jobs = scheduled(workdir, {"ensemble": {"weighting": {"surface": "inverse_mse", "rootzone": "equal"}}})
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
     assert jobs["ensemble"] == 1 and jobs["predict"] == TILES, jobs
-    assert jobs["merge_tiles"] == 7, jobs  # the root zone's members (the forest among them), ensemble, spread, uncertainty
+    # the root zone's members (the forest among them), ensemble before and after refining, spread, uncertainty
+    assert jobs["merge_tiles"] == 8, jobs
 
 
 @pytest.mark.workflow
@@ -64,6 +68,15 @@ def test_the_forest_leaving_the_ensemble_reruns_the_weights_onward_not_training(
     # the forest's map then comes from a job of its own (predict_rf), no longer from predict
     assert set(jobs) == AFTER_PREDICT | {"ensemble", "predict_rf"}, jobs
     assert jobs["ensemble"] == 2 and jobs["predict"] == jobs["predict_rf"] == 2 * TILES, jobs
+
+
+@pytest.mark.workflow
+def test_the_refinement_predictors_rerun_the_refinement_onward_not_predict(tiny_run):
+    workdir, _, _ = tiny_run
+    jobs = scheduled(workdir, {"refine": {"predictors": ["ndvi"]}})
+    assert set(jobs) == AFTER_REFINING | {"fit_refinement"}, jobs
+    assert jobs["fit_refinement"] == 2 and jobs["refine"] == 2 * TILES
+    assert jobs["merge_tiles"] == 2 * 2, jobs  # each layer's ensemble and uncertainty
 
 
 @pytest.mark.workflow

@@ -15,6 +15,7 @@ os.environ.update(
 os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from smdown import config as smconfig
 from smdown import grid as smgrid
@@ -171,16 +172,42 @@ def layer_tuned(wildcards):
 # ensemble and its spread, and the random forest's where it joins the ensemble: ensemble.forest), the random
 # forest's otherwise (rule predict_rf, so the forest is predicted once either way) and the cubic baselines (rule
 # cubic_baseline), and the uncertainty (written per tile once the ensemble is merged, since its local detail reads
-# across the tiles' edges).
+# across the tiles' edges). Where the stations refine the ensemble (config refine, with stations), predict's
+# ensemble is ensemble_raw and the ensemble is the refined map (rules fit_refinement and refine).
 FOREST_JOINS = config["ensemble"]["forest"]
+REFINES = config["refine"]["enabled"] and bool(INPUTS.stations)
 ENSEMBLE_MAPS = (
     MEMBERS + (["rf"] if FOREST_JOINS else []) + ["ensemble", "ensemble_std"]
 )
+
+
+def predicted(name):
+    """The file name of one of predict's maps: the ensemble is ensemble_raw where the stations refine it."""
+    return "ensemble_raw" if REFINES and name == "ensemble" else name
+
+
 TILED_MAPS = (
-    ENSEMBLE_MAPS
+    [predicted(name) for name in ENSEMBLE_MAPS]
+    + (["ensemble"] if REFINES else [])
     + ([] if FOREST_JOINS else ["rf"])
     + ["cubic", "cubic_corrected", "uncertainty"]
 )
+# the refinement's predictors this run has (a default one it lacks, e.g. ndwi, is left out with a warning)
+REFINE_SETTINGS = {
+    **config["refine"],
+    "predictors": [p for p in config["refine"]["predictors"] if p in PREDICTOR_RASTERS],
+}
+if REFINES:
+    _lacking = [p for p in config["refine"]["predictors"] if p not in PREDICTOR_RASTERS]
+    if not REFINE_SETTINGS["predictors"]:
+        raise WorkflowError(
+            f"invalid configuration: none of refine.predictors {_lacking} is a predictor of this run "
+            f"(choose among {PREDICTOR_RASTERS}, or refine: {{enabled: false}})"
+        )
+    if _lacking:
+        logger.warning(
+            f"refine.predictors {_lacking} are not predictors of this run: left out"
+        )
 
 
 def layer_weighting(wildcards):
@@ -325,6 +352,12 @@ def job_size(step, wildcards):
     if step == "calibrate_uncertainty":
         # the stations' pixels (and a halo) over every day: bounded by one coarse cell's map
         return REGION.cell_pixel_days(fine), REGION.cell_pixel_days(fine)
+    if step == "fit_refinement":
+        # the predictors over the stations' cells, one cell's map at a time
+        return REGION.cell_pixel_days(fine), REGION.cell_pixel_days(fine)
+    if step == "refine":
+        work = tile_pixel_days(wildcards)
+        return work, min(work, REGION.budget_block(fine, 8_000_000))
     if step == "evaluate_tile":
         work = tile_pixel_days(wildcards)
         return work, min(work, REGION.budget_block(fine, 20_000_000))

@@ -7,7 +7,12 @@ REFERENCES = (
 )
 TRUTH_LAYERS = [layer for layer in LAYERS if layer in INPUTS.truth]
 # the maps scored against the references (the spreads are scored as uncertainties)
-EVALUATED_MAPS = MEMBERS + ["ensemble", "rf", "cubic", "cubic_corrected"]
+EVALUATED_MAPS = (
+    MEMBERS
+    + ["ensemble"]
+    + (["ensemble_raw"] if REFINES else [])
+    + ["rf", "cubic", "cubic_corrected"]
+)
 FIGURES = f"{R}/evaluation/figures"
 
 

@@ -12,7 +12,7 @@ rule predict:
         coarse=coarse_input,
         anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
     output:
-        **{name: tile_map("{layer}", name) for name in ENSEMBLE_MAPS},
+        **{name: tile_map("{layer}", predicted(name)) for name in ENSEMBLE_MAPS},
     log:
         f"{R}/logs/predict/{{layer}}/{{tile}}.log",
     benchmark:
@@ -84,6 +84,61 @@ rule merge_tiles:
         runtime=runtime_of("merge_tiles"),
     script:
         "../scripts/merge_tiles.py"
+
+
+if REFINES:
+
+    # the stations' refinement of the ensemble's detail inside the cells (smdown.refine), one job a layer: after
+    # predict, since its fit needs the ensemble at the stations' pixels
+    rule fit_refinement:
+        input:
+            unpack(fine_rasters),
+            ensemble=f"{R}/downscaled/{{layer}}/ensemble_raw.tif",
+            coarse=coarse_input,
+            split=f"{R}/samples/split.json",
+            stations=INPUTS.stations,
+        output:
+            f"{R}/ensemble/{{layer}}/refinement.json",
+        log:
+            f"{R}/logs/fit_refinement/{{layer}}.log",
+        benchmark:
+            f"{R}/benchmarks/fit_refinement/{{layer}}.tsv"
+        conda:
+            "../../envs/plot.yaml"
+        resources:
+            mem_mb=mem_mb_of("fit_refinement"),
+            runtime=runtime_of("fit_refinement"),
+        params:
+            refine=REFINE_SETTINGS,
+            rasters=PREDICTOR_RASTERS,
+        script:
+            "../scripts/fit_refinement.py"
+
+    # the refined ensemble, one job a tile from the merged ensemble_raw (a cell's anomaly needs only the cell; the
+    # merged map, not the tile's temporary one, so a changed refinement does not rerun predict)
+    rule refine:
+        input:
+            unpack(fine_rasters),
+            ensemble=f"{R}/downscaled/{{layer}}/ensemble_raw.tif",
+            refinement=f"{R}/ensemble/{{layer}}/refinement.json",
+            coarse=coarse_input,
+        output:
+            ensemble=tile_map("{layer}", "ensemble"),
+        log:
+            f"{R}/logs/refine/{{layer}}/{{tile}}.log",
+        benchmark:
+            f"{R}/benchmarks/refine/{{layer}}/{{tile}}.tsv"
+        conda:
+            "../../envs/plot.yaml"
+        resources:
+            mem_mb=mem_mb_of("refine"),
+            runtime=runtime_of("refine"),
+        params:
+            rasters=PREDICTOR_RASTERS,
+            tile=tile_cells,
+            valid_range=config["predict"]["valid_range"],
+        script:
+            "../scripts/refine.py"
 
 
 # the calibration of the ensemble's uncertainty (smdown.uncertainty), one job a layer: after predict, since its fit

@@ -1,0 +1,124 @@
+"""Steps of workflow/rules/predict.smk (rules fit_refinement and refine): the stations' refinement of the ensemble's
+within-cell detail (smdown.refine).
+
+The fit runs after predict, since the stations' errors need the ensemble at their pixels: one job a layer, reading
+the merged ``ensemble_raw`` at the stations' pixels and each predictor over the stations' coarse cells (an anomaly
+needs its cell's mean). The map is then one job a tile, from the merged ``ensemble_raw`` and the predictors over the
+tile's cells (no halo: a cell's anomaly needs only the cell), merged by merge_tiles into ``ensemble.tif``; reading
+the merged map, not the tile's temporary one, lets a changed refinement rerun without predict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smdown import io
+from smdown import refine as refining
+from smdown.grid import Tile, cell_blocks
+
+log = logging.getLogger(__name__)
+
+
+def station_anomalies(rasters: Mapping[str, str], series: pd.DataFrame, factor: int,
+                      dates: list[str]) -> dict[str, np.ndarray]:
+    """Each predictor's within-cell anomaly (smdown.refine.cell_anomaly) at each row (station pixel and date) of
+    `series`, from the station's whole coarse cell (static rasters: the same every date)."""
+    index = {d: i for i, d in enumerate(dates)}
+    out = {}
+    for name, path in rasters.items():
+        bands = io.bands_of_dates(path, dates)
+        values = np.full(len(series), np.nan)
+        for (row, col), rows in series.groupby(["row", "col"]).indices.items():
+            top, left = int(row) // factor * factor, int(col) // factor * factor
+            cell = io.read_window(path, top, left, factor, factor, bands=bands)
+            pixel = refining.cell_anomaly(cell, factor)[:, int(row) - top, int(col) - left]
+            values[rows] = pixel[0] if bands is None else pixel[[index[d] for d in series["date"].iloc[rows]]]
+        out[name] = values
+    return out
+
+
+def fit_layer(layer: str, ensemble: str, rasters: Mapping[str, str], coarse: str, split: str | None,
+              stations: str | None, settings: dict) -> refining.Refinement:
+    """The layer's refinement from the stations' days outside the split's test days (`ensemble`: the merged
+    ensemble before refinement; `rasters`: the predictors of config refine.predictors on the 30 m grid;
+    `settings`: config refine)."""
+    from smdown.evaluate import nest, station_series
+
+    names = [n for n in settings["predictors"] if n in rasters]
+    missing = sorted(set(settings["predictors"]) - set(rasters))
+    if missing:
+        log.warning("%s: refine.predictors %s are not predictors of this run; left out", layer, missing)
+    if not stations or not names:
+        return refining.Refinement(predictors=names, beta=[0.0] * len(names),
+                                   reason="no stations" if not stations else "no predictor")
+    test_dates = set(json.loads(Path(split).read_text()).get("test_dates", [])) if split else set()
+    series = station_series({"ensemble": ensemble}, stations, layer)
+    if len(series):
+        series = series[~series["date"].isin(test_dates)]
+        series = series[np.isfinite(series["ensemble"]) & np.isfinite(series["observed"])].reset_index(drop=True)
+    if not len(series):
+        return refining.Refinement(predictors=names, beta=[0.0] * len(names),
+                                   reason="no station observation outside the test days")
+    factor = nest(io.read_grid(ensemble), io.read_grid(coarse))
+    anomalies = station_anomalies({n: rasters[n] for n in names}, series, factor, io.read_dates(ensemble))
+    error = (series["observed"] - series["ensemble"]).to_numpy()
+    return refining.fit(anomalies, error, series["station"].to_numpy(), int(settings["min_stations"]))
+
+
+def fit_refinement(layer: str, ensemble: str, rasters: Mapping[str, str], coarse: str, split: str | None,
+                   stations: str | None, output: str, settings: dict) -> refining.Refinement:
+    """Rule fit_refinement: the layer's refinement (fit_layer) written whole to `output` (refinement.json)."""
+    result = fit_layer(layer, ensemble, rasters, coarse, split, stations, settings)
+    if result.applied:
+        log.info("%s: refined on %d day(s) of %d station(s); beta %s; left-one-station-out RMSE %.4f against %.4f "
+                 "without (%.0f %% less)", layer, result.station_days, result.stations,
+                 dict(zip(result.predictors, np.round(result.beta, 5).tolist(), strict=True)), result.loso_rmse,
+                 result.base_rmse, 100 * result.gain)
+    else:
+        log.info("%s: not refined: %s", layer, result.reason)
+    io.write_json(output, result.as_dict())
+    return result
+
+
+def read_refinement(path: str) -> refining.Refinement:
+    """The refinement that fit_refinement wrote (refinement.json)."""
+    return refining.Refinement.from_dict(json.loads(Path(path).read_text()))
+
+
+def refine_map(refinement: refining.Refinement, ensemble: str, rasters: Mapping[str, str], factor: int, output: str,
+               tile: list[int] | None = None, valid_range: tuple[float, float] = (0.0, 0.65),
+               max_pixels: int = 8_000_000) -> int:
+    """Rule refine: the refined ensemble over `tile` ([first row, first col, rows, cols] in coarse cells; None: the
+    whole region) on the grid of its pixels, from the layer's merged `ensemble` before refinement and the predictors
+    (`rasters`), block by block of whole coarse cells, clipped to `valid_range` (config predict.valid_range) as
+    predict clips; a block holds `max_pixels` pixel-days at most (one cell at least). Not applied: the tile's pixels
+    are copied. Returns the number of values clipped."""
+    grid, dates = io.read_grid(ensemble), io.read_dates(ensemble)
+    region = Tile(*tile) if tile else Tile(0, 0, grid.height // factor, grid.width // factor)
+    names = refinement.predictors if refinement.applied else []
+    bands = {name: io.bands_of_dates(rasters[name], dates) for name in names}
+    side = max(1, int(np.sqrt(max_pixels / max(1, len(dates) * factor * factor))))
+    clipped = 0
+    with io.atomic_path(output) as tmp, io.open_writer(tmp, grid.window(*region.fine(factor)), dates) as dst:
+        for r, c, h, w in cell_blocks((region.rows, region.cols), side):
+            window = ((region.row + r) * factor, (region.col + c) * factor, h * factor, w * factor)
+            block = io.read_window(ensemble, *window)
+            if names:
+                values = {name: io.read_window(rasters[name], *window, bands=bands[name]) for name in names}
+                block = refining.refine(block, {n: v[0] if bands[n] is None else v for n, v in values.items()},
+                                        refinement, factor)
+                clipped += int(np.count_nonzero(block < valid_range[0]) + np.count_nonzero(block > valid_range[1]))
+                block = np.clip(block, *valid_range)
+            io.write_window(dst, block, r * factor, c * factor)
+    if names:
+        log.info("refined with beta %s; %d value(s) outside %s clipped",
+                 dict(zip(names, refinement.beta, strict=True)), clipped, list(valid_range))
+    else:
+        log.info("not refined (%s): the ensemble's pixels copied", refinement.reason)
+    return clipped

@@ -1,0 +1,14 @@
+from smdown.rules import setup_logging
+from smdown.rules.refine import fit_refinement
+
+setup_logging(snakemake.log[0])
+fit_refinement(
+    snakemake.wildcards.layer,
+    snakemake.input.ensemble,
+    {name: snakemake.input[name] for name in snakemake.params.rasters},
+    snakemake.input.coarse,
+    snakemake.input.split,
+    snakemake.input.stations,
+    snakemake.output[0],
+    settings=snakemake.params.refine,
+)
