@@ -134,6 +134,18 @@ CALIBRATION: tuple[Point, ...] = (
           "(learned; results/tiny/benchmarks/calibrate_uncertainty)"),
     Point("calibrate_uncertainty", 3.6e6, 3.6e6, 4.40, 201.83, "demo 5 x 4 cells, 40 days, 12 stations, the surface "
           "(learned; results/demo/benchmarks/calibrate_uncertainty)"),
+    # fit_refinement: the merged ensemble_raw at the stations' pixels and each refine predictor over the stations'
+    # cells, every day; work and held = one coarse cell's pixel-days at 30 m (a proxy, as calibrate_uncertainty's)
+    Point("fit_refinement", 1296, 1296, 1.40, 219.77, "the tiny config (.test/config.yaml), the surface, 4 stations "
+          "(results/tiny/benchmarks/fit_refinement)"),
+    Point("fit_refinement", 3.6e6, 3.6e6, 4.61, 371.27, "demo 5 x 4 cells, 40 days, 12 stations, the root zone "
+          "(results/demo/benchmarks/fit_refinement)"),
+    # refine: one tile's refined ensemble from the merged ensemble_raw and the predictors; held = its block of whole
+    # cells (8 M pixel-days at most, one cell at least)
+    Point("refine", 5184, 1296, 0.46, 128.76, "the tiny config (.test/config.yaml), the surface's tile "
+          "(results/tiny/benchmarks/refine)"),
+    Point("refine", 14.4e6, 3.6e6, 2.61, 455.20, "demo 5 x 4 cells, 40 days, the 2 x 2-cell tiles of both layers, "
+          "the largest CPU and RSS of 8 jobs (results/demo/benchmarks/refine)"),
     # merge_tiles (and merge_scale, the same io.merge): one map written strip by strip from its tiles; held = a strip
     # of whole cell rows (32 M pixel-days at most)
     Point("merge_tiles", 5184, 5184, 0.23, 90.07,
@@ -229,6 +241,8 @@ MODELS: dict[str, Model] = {
     "samples": Model(0.92, 1.267e-07, 94.0, 8.486e-05),
     "uncertainty": Model(0.49, 3.008e-07, 129.89, 1.273e-04),
     "calibrate_uncertainty": Model(1.41, 8.309e-07, 201.32, 1.417e-07),
+    "fit_refinement": Model(1.40, 8.920e-07, 219.77, 4.210e-05),
+    "refine": Model(0.46, 1.494e-07, 128.76, 9.071e-05),
     "merge_tiles": Model(0.23, 2.972e-08, 90.07, 1.169e-05),
     "evaluate": Model(3.24, 7.041e-07, 186.0, 2.012e-05),
     "demo": Model(6.2, 6.105e-07, 331.8, 1.788e-05),
@@ -245,10 +259,6 @@ MODELS: dict[str, Model] = {
 MODELS["evaluate_tile"] = MODELS["evaluate"]
 MODELS["ensemble"] = MODELS["sensitivity"]
 MODELS["resample_tile"] = MODELS["resample"]  # the same step on a tile's cells
-# Not yet on a measured line of their own: fit_refinement reads the stations' cells of the ensemble and predictors as
-# calibrate_uncertainty does, refine one tile of the ensemble and predictors as uncertainty does.
-MODELS["fit_refinement"] = MODELS["calibrate_uncertainty"]
-MODELS["refine"] = MODELS["uncertainty"]
 
 
 @dataclass(frozen=True)
