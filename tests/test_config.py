@@ -65,6 +65,9 @@ def test_the_shipped_configs_are_valid():
         ({"uncertainty": {"station_fit": "both"}}, "uncertainty.station_fit"),
         ({"uncertainty": {"station_fit": {"surface": "ridge"}}}, "uncertainty.station_fit"),
         ({"uncertainty": {"prior_weight": -1}}, "uncertainty.prior_weight"),
+        ({"refine": {"min_stations": 2}}, "refine.min_stations"),  # below the 3 that leaving one out needs
+        ({"refine": {"predictors": []}}, "refine.predictors"),
+        ({"refine": {"predictors": "ndvi"}}, "refine.predictors"),
         ({"inputs": {"coarse": {"surface": 5}, "predictors": {"dem": "dem.tif"}}}, "inputs.coarse.surface"),
     ],
 )
