@@ -83,24 +83,30 @@ def _weighted_ridge(x: np.ndarray, y: np.ndarray, weight: np.ndarray, alpha: flo
     return float(model.intercept_), model.coef_
 
 
-def fit(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndarray, min_stations: int = 4,
-        alphas: tuple[float, ...] = RIDGE_ALPHAS) -> Refinement:
-    """The refinement of the stations' errors (`error`: observed - ensemble at each station-day) on the predictors'
-    within-cell `anomalies` there (name -> value at each station-day), `station` the station of each row."""
+def _design(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndarray):
+    """The finite rows of a fit: (names, standardised anomalies z, their scale, error y, each row's station index,
+    the station labels, each row's weight (every station weighing once), the mask of the rows kept)."""
     names = list(anomalies)
     x = np.stack([np.asarray(anomalies[n], dtype=float) for n in names], axis=1)
     y = np.asarray(error, dtype=float)
     ok = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
-    x, y, groups = x[ok], y[ok], np.asarray(station)[ok]
-    labels, group, days = np.unique(groups, return_inverse=True, return_counts=True)
+    x, y = x[ok], y[ok]
+    labels, group, days = np.unique(np.asarray(station)[ok], return_inverse=True, return_counts=True)
+    weight = 1.0 / days[group]
+    scale = np.sqrt(np.sum(weight[:, None] * x**2, axis=0) / max(float(np.sum(weight)), 1e-300))
+    scale = np.where(scale > 0, scale, 1.0)
+    return names, x / scale, scale, y, group, labels, weight, ok
+
+
+def fit(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndarray, min_stations: int = 4,
+        alphas: tuple[float, ...] = RIDGE_ALPHAS) -> Refinement:
+    """The refinement of the stations' errors (`error`: observed - ensemble at each station-day) on the predictors'
+    within-cell `anomalies` there (name -> value at each station-day), `station` the station of each row."""
+    names, z, scale, y, group, labels, weight, _ = _design(anomalies, error, station)
     out = Refinement(predictors=names, beta=[0.0] * len(names), stations=len(labels), station_days=int(len(y)))
     if len(labels) < max(min_stations, 3):
         out.reason = f"{len(labels)} station(s) with data outside the test days, fewer than {max(min_stations, 3)}"
         return out
-    weight = 1.0 / days[group]  # every station weighs once
-    scale = np.sqrt(np.sum(weight[:, None] * x**2, axis=0) / np.sum(weight))
-    scale = np.where(scale > 0, scale, 1.0)
-    z = x / scale
 
     def left_out_rmse(alpha: float | None) -> float:
         """Each station's errors predicted by the others' fit (alpha None: their weighted mean error alone)."""
@@ -125,6 +131,27 @@ def fit(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndar
     _, slopes = _weighted_ridge(z, y, weight, out.alpha)
     out.beta = (slopes / scale).tolist()
     out.applied = True
+    return out
+
+
+def left_out_shifts(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndarray,
+                    refinement: Refinement) -> np.ndarray:
+    """How much the refined ensemble at each station-day would move had its own station been left out of the fit
+    (the refinement's slopes refitted on the other stations at its penalty, less its own): the refined map's error
+    at a station, with this added, is the error it makes where no station was (0 where not applied; NaN rows stay
+    NaN). The inputs are those of `fit` (the errors against the ensemble before refinement)."""
+    names, z, _, y, group, labels, weight, ok = _design(anomalies, error, station)
+    out = np.full(len(ok), np.nan)
+    if not refinement.applied:
+        out[ok] = 0.0
+        return out
+    x = np.stack([np.asarray(anomalies[n], dtype=float)[ok] for n in names], axis=1)
+    shifts = np.empty(len(y))
+    for g in range(len(labels)):
+        rows = group == g
+        _, slopes = _weighted_ridge(z[~rows], y[~rows], weight[~rows], refinement.alpha)
+        shifts[rows] = z[rows] @ slopes - x[rows] @ np.asarray(refinement.beta)
+    out[ok] = shifts
     return out
 
 

@@ -15,8 +15,9 @@ members' spread (so the interval is never narrower than the members' disagreemen
 data a user has:
 
 - k, in both sources, from the self-similarity check of the members (weights.csv: the error of the within-cell
-  detail relative to the detail painted, k^2 = (1 + s^2 - 2 r s) / s^2 with s the check's std ratio and r its
-  correlation, weighted by the ensemble weights), or ``within_factor`` without one. It is not fitted on stations:
+  detail relative to the detail painted, with s the check's std ratio and r its correlation,
+  k^2 = mean(1 + s^2 - 2 r s) / mean(s)^2, means weighted by the ensemble weights: within_factor), or
+  ``within_factor`` without one. It is not fitted on stations:
   a pixel-scale term needs many pixels, and a station network is a dozen (on the demo the station fit of k is 0).
 - ``stations`` (when given, with at least ``min_station_days`` observations on days outside the test days of the
   split), by maximum likelihood of a normal error on the station-days (ensemble at the station's pixel minus the
@@ -63,7 +64,9 @@ MIN_LEARNING_STATIONS = 3  # fewer: the error model cannot leave one station out
 @dataclass
 class ErrorModel:
     """The error's size at a pixel-day from the maps' values there (``names``): sqrt(pi/2) max(floor, intercept +
-    sum coef (value - mean) / scale), a ridge regression of |error| fitted at the stations, times ``level``."""
+    sum coef (value - mean) / scale), a ridge regression of |error| fitted at the stations, times ``level``. Each
+    value is first clipped to the range the stations saw (``low``, ``high``): a linear model fitted on a dozen
+    pixels says nothing beyond them, and unclipped it can paint errors of any size there."""
 
     names: list[str]
     mean: list[float]
@@ -73,14 +76,19 @@ class ErrorModel:
     floor: float
     alpha: float
     level: float = 1.0
+    low: list[float] | None = None
+    high: list[float] | None = None
 
     def size(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """The standard deviation of the error, float32, from {name: values} of one shape (NaN counts as the
         feature's mean)."""
         total = None
-        for name, mean, scale, coef in zip(self.names, self.mean, self.scale, self.coef, strict=True):
-            term = np.nan_to_num((np.asarray(features[name], dtype=np.float32) - np.float32(mean)) *
-                                 np.float32(coef / scale))
+        low = self.low or [-np.inf] * len(self.names)
+        high = self.high or [np.inf] * len(self.names)
+        for name, mean, scale, coef, lo, hi in zip(self.names, self.mean, self.scale, self.coef, low, high,
+                                                   strict=True):
+            values = np.clip(np.asarray(features[name], dtype=np.float32), np.float32(lo), np.float32(hi))
+            term = np.nan_to_num((values - np.float32(mean)) * np.float32(coef / scale))
             total = term if total is None else total + term
         return (np.float32(self.level * SQRT_HALF_PI) * np.maximum(total + np.float32(self.intercept),
                                                                   np.float32(self.floor))).astype(np.float32)
@@ -161,8 +169,12 @@ def sigma(ensemble: np.ndarray, spread: np.ndarray, detail: np.ndarray, calibrat
 
 def within_factor(table: Mapping[str, np.ndarray] | None, default: float) -> float:
     """k of the prior from the members' self-similarity check (columns member, weight, similarity_r,
-    similarity_ratio of weights.csv): sqrt(sum_i w_i (1 + s_i^2 - 2 r_i s_i) / s_i^2) over the weighted members
-    with a check; `default` where none has one."""
+    similarity_ratio of weights.csv), over the weighted members with a check: the error of the detail relative to
+    the truth's detail, 1 + s^2 - 2 r s per member (s its std ratio, r its correlation), over the detail the
+    ensemble paints relative to the truth's, the weighted mean s (the ensemble's detail is about the members'
+    weighted mean): k = sqrt(sum_i w_i (1 + s_i^2 - 2 r_i s_i) / sum_i w_i) / (sum_i w_i s_i / sum_i w_i).
+    A member that paints almost no detail (s near 0) weighs in s as little as it paints, where a ratio per member
+    (k_i = sqrt(1 + s_i^2 - 2 r_i s_i) / s_i) would be unbounded. `default` where no member has a check."""
     if table is None or "similarity_r" not in table or "similarity_ratio" not in table:
         return float(default)
     w = np.asarray(table["weight"], dtype=float)
@@ -171,8 +183,8 @@ def within_factor(table: Mapping[str, np.ndarray] | None, default: float) -> flo
     ok = (w > 0) & np.isfinite(r) & np.isfinite(s) & (s > 0)
     if not ok.any():
         return float(default)
-    k2 = (1.0 + s[ok] ** 2 - 2.0 * r[ok] * s[ok]) / s[ok] ** 2
-    return float(np.sqrt(np.sum(w[ok] * k2) / np.sum(w[ok])))
+    w, r, s = w[ok] / np.sum(w[ok]), r[ok], s[ok]
+    return float(np.sqrt(np.sum(w * (1.0 + s**2 - 2.0 * r * s))) / np.sum(w * s))
 
 
 def station_weights(station: np.ndarray | None, ok: np.ndarray) -> tuple[np.ndarray, float]:
@@ -285,7 +297,7 @@ def fit_error_model(features: Mapping[str, np.ndarray], error: np.ndarray, stati
     _, mean, scale, ridge = _ridge_predictions(x, y, alpha, every, every)
     floor = FLOOR_SHARE * float(np.sum(weight * y) / len(labels))
     model = ErrorModel(names, mean.tolist(), scale.tolist(), ridge.coef_.tolist(), float(ridge.intercept_), floor,
-                       alpha)
+                       alpha, low=x.min(axis=0).tolist(), high=x.max(axis=0).tolist())
     loso = np.full(len(ok), np.nan)
     loso[ok] = SQRT_HALF_PI * np.maximum(left_out(alpha), floor)
     return model, loso

@@ -9,7 +9,7 @@ import pytest
 from smdown import io
 from smdown import refine as refining
 from smdown.grid import block_mean, ease2_9km_grid, nested_grid
-from smdown.rules.refine import fit_layer, fit_refinement, read_refinement, refine_map
+from smdown.rules.refine import fit_layer, fit_refinement, held_out_shifts, read_refinement, refine_map
 
 FACTOR = 4
 
@@ -52,6 +52,36 @@ def test_the_fit_finds_a_known_response_and_nothing_in_noise():
     assert not none.applied and none.beta == [0.0, 0.0] and "does not beat" in none.reason
     few = refining.fit(*_stations((-0.2, 0.3), noise=0.004, stations=3)[:2], np.repeat(np.arange(3), 20))
     assert not few.applied and "fewer than" in few.reason
+
+
+def test_left_out_shifts_are_the_refits_without_each_station():
+    """The error the refined map makes where no station was: at each station, the slopes refitted on the others
+    (sklearn's own ridge on the standardised anomalies, each station weighing once, the fit's penalty) less the
+    fitted ones; they are small where the response is clear, and the left-out errors' RMS is the fit's own
+    left-out RMSE once each refit's intercept is taken off."""
+    from sklearn.linear_model import Ridge
+
+    anomalies, error, station = _stations((-0.2, 0.3), noise=0.004)
+    error[5] = np.nan  # a gap stays a gap
+    found = refining.fit(anomalies, error, station)
+    shifts = refining.left_out_shifts(anomalies, error, station, found)
+    assert np.isnan(shifts[5]) and np.isfinite(np.delete(shifts, 5)).all()
+    ok = np.isfinite(error)
+    x = np.stack([anomalies["ndvi"], anomalies["ndwi"]], axis=1)[ok]
+    y, groups = error[ok], station[ok]
+    weight = 1.0 / np.bincount(groups)[groups]
+    scale = np.sqrt(np.sum(weight[:, None] * x**2, axis=0) / weight.sum())
+    for left in (0, 7):
+        others = groups != left
+        ridge = Ridge(alpha=found.alpha).fit(x[others] / scale, y[others], sample_weight=weight[others])
+        expected = (x[~others] / scale) @ ridge.coef_ - x[~others] @ np.array(found.beta)
+        assert shifts[ok][~others] == pytest.approx(expected, abs=1e-12)
+        refit_error = y[~others] - ridge.predict(x[~others] / scale)
+        left_out_error = y[~others] - x[~others] @ np.array(found.beta) - shifts[ok][~others] - ridge.intercept_
+        assert left_out_error == pytest.approx(refit_error, abs=1e-12)
+    assert np.nanmax(np.abs(shifts)) < 0.25 * np.nanstd(error)
+    declined = refining.Refinement(predictors=["ndvi", "ndwi"], beta=[0.0, 0.0])
+    assert np.nansum(np.abs(refining.left_out_shifts(anomalies, error, station, declined))) == 0
 
 
 def test_the_refined_map_keeps_every_cell_mean_and_its_gaps():
@@ -116,6 +146,22 @@ def test_the_rule_steps_learn_the_response_from_the_stations_and_refine_tile_by_
     refined = io.read_stack(whole).data
     assert np.abs(refined - truth).mean() < 0.2 * np.abs(ensemble - truth).mean()
     assert np.allclose(block_mean(refined, FACTOR), block_mean(ensemble, FACTOR), atol=1e-6)
+    # the refined map's errors at the stations, had each station been left out of the fit (what the uncertainty
+    # is calibrated on): larger than the fitted ones, far smaller than the unrefined ensemble's
+    from smdown.evaluate import station_series
+
+    series = station_series({"ensemble": str(whole), "raw": str(paths["ensemble"])}, str(tmp_path / "stations.csv"),
+                            "surface")
+    series = series[~series["date"].isin(json.loads((tmp_path / "split.json").read_text())["test_dates"])]
+    series = series.reset_index(drop=True)
+    shifts = held_out_shifts(found, series, rasters, str(whole), str(paths["coarse"]))
+    assert np.isfinite(shifts).all() and np.abs(shifts).max() > 0
+
+    def rms(values):
+        return float(np.sqrt(np.mean(values**2)))
+
+    fitted, held_out = series["observed"] - series["ensemble"], series["observed"] - series["ensemble"] - shifts
+    assert rms(fitted) < rms(held_out) < 0.5 * rms(series["observed"] - series["raw"])
     # one tile (the region's right column of cells), refined alone, is the whole map's part on the tile's grid
     refine_map(found, str(paths["ensemble"]), rasters, FACTOR, str(tmp_path / "tile.tif"), tile=[0, 2, 2, 1],
                max_pixels=1)  # one cell a block

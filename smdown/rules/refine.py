@@ -91,6 +91,24 @@ def read_refinement(path: str) -> refining.Refinement:
     return refining.Refinement.from_dict(json.loads(Path(path).read_text()))
 
 
+def held_out_shifts(refinement: refining.Refinement, series: pd.DataFrame, rasters: Mapping[str, str],
+                    ensemble: str, coarse: str) -> np.ndarray:
+    """For each row (station pixel and date, with ``observed`` and the refined ``ensemble``) of `series`: how the
+    refined ensemble there would move had its station been left out of the refinement's fit
+    (smdown.refine.left_out_shifts); 0 where the refinement was not applied. The uncertainty is calibrated on the
+    errors so corrected: the fit took up part of its own stations' errors, and the map has no station elsewhere."""
+    if not refinement.applied or not len(series):
+        return np.zeros(len(series))
+    from smdown.evaluate import nest
+
+    factor = nest(io.read_grid(ensemble), io.read_grid(coarse))
+    anomalies = station_anomalies({n: rasters[n] for n in refinement.predictors}, series, factor,
+                                  io.read_dates(ensemble))
+    applied = sum(beta * anomalies[n] for n, beta in zip(refinement.predictors, refinement.beta, strict=True))
+    raw_error = (series["observed"] - (series["ensemble"] - applied)).to_numpy()
+    return np.nan_to_num(refining.left_out_shifts(anomalies, raw_error, series["station"].to_numpy(), refinement))
+
+
 def refine_map(refinement: refining.Refinement, ensemble: str, rasters: Mapping[str, str], factor: int, output: str,
                tile: list[int] | None = None, valid_range: tuple[float, float] = (0.0, 0.65),
                max_pixels: int = 8_000_000) -> int:

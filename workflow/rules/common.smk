@@ -186,6 +186,12 @@ def predicted(name):
     return "ensemble_raw" if REFINES and name == "ensemble" else name
 
 
+def refinement_of(wildcards):
+    """The layer's refinement.json where the stations refine the ensemble (the uncertainty is calibrated on the
+    errors of the refinement fitted without each station), else nothing."""
+    return f"{R}/ensemble/{wildcards.layer}/refinement.json" if REFINES else []
+
+
 TILED_MAPS = (
     [predicted(name) for name in ENSEMBLE_MAPS]
     + (["ensemble"] if REFINES else [])

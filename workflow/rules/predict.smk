@@ -153,6 +153,7 @@ rule calibrate_uncertainty:
         coarse=coarse_input,
         split=f"{R}/samples/split.json",
         stations=INPUTS.stations or [],
+        refinement=refinement_of,
     output:
         calibration=f"{R}/ensemble/{{layer}}/calibration.csv",
         model=f"{R}/ensemble/{{layer}}/calibration.json",
