@@ -532,6 +532,19 @@ def locate(grid: Grid, lon, lat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.where(inside, rows, -1).astype(int), np.where(inside, cols, -1).astype(int), inside
 
 
+def at_station_pixels(series: pd.DataFrame, dates: Sequence[str], pixel_values, static: bool = False,
+                      dtype=np.float64) -> np.ndarray:
+    """Spread a per-pixel read over the rows (station pixel ``row``, ``col`` and ``date``) of `series`:
+    ``pixel_values(row, col)`` gives the pixel's values, one per date of `dates` (``static``: one value, for every
+    date). Each station pixel is read once, whatever its rows."""
+    index = {d: i for i, d in enumerate(dates)}
+    out = np.full(len(series), np.nan, dtype)
+    for (row, col), rows in series.groupby(["row", "col"]).indices.items():
+        pixel = np.asarray(pixel_values(int(row), int(col)))
+        out[rows] = pixel[0] if static else pixel[[index[d] for d in series["date"].iloc[rows]]]
+    return out
+
+
 def station_series(
     paths: Mapping[str, PathLike],
     stations: PathLike | pd.DataFrame,

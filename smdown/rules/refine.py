@@ -29,17 +29,18 @@ def station_anomalies(rasters: Mapping[str, str], series: pd.DataFrame, factor: 
                       dates: list[str]) -> dict[str, np.ndarray]:
     """Each predictor's within-cell anomaly (smdown.refine.cell_anomaly) at each row (station pixel and date) of
     `series`, from the station's whole coarse cell (static rasters: the same every date)."""
-    index = {d: i for i, d in enumerate(dates)}
+    from smdown.evaluate import at_station_pixels
+
     out = {}
     for name, path in rasters.items():
         bands = io.bands_of_dates(path, dates)
-        values = np.full(len(series), np.nan)
-        for (row, col), rows in series.groupby(["row", "col"]).indices.items():
-            top, left = int(row) // factor * factor, int(col) // factor * factor
+
+        def anomaly(row: int, col: int, path=path, bands=bands) -> np.ndarray:
+            top, left = row // factor * factor, col // factor * factor
             cell = io.read_window(path, top, left, factor, factor, bands=bands)
-            pixel = refining.cell_anomaly(cell, factor)[:, int(row) - top, int(col) - left]
-            values[rows] = pixel[0] if bands is None else pixel[[index[d] for d in series["date"].iloc[rows]]]
-        out[name] = values
+            return refining.cell_anomaly(cell, factor)[:, row - top, col - left]
+
+        out[name] = at_station_pixels(series, dates, anomaly, static=bands is None)
     return out
 
 

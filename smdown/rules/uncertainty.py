@@ -27,29 +27,30 @@ log = logging.getLogger(__name__)
 
 def station_detail(ensemble: str, series: pd.DataFrame, window: int) -> np.ndarray:
     """The local detail (smdown.uncertainty.local_detail) at each row (station pixel and date) of `series`."""
+    from smdown.evaluate import at_station_pixels
+
     grid = io.read_grid(ensemble)
-    shape = (grid.height, grid.width)
-    index = {d: i for i, d in enumerate(io.read_dates(ensemble))}
     half = max(int(window), 1) // 2
-    out = np.full(len(series), np.nan, np.float32)
-    for (row, col), rows in series.groupby(["row", "col"]).indices.items():
-        block = io.read_block(ensemble, int(row), int(col), 1, 1, half, shape)
-        detail = unc.local_detail(block, window, half)[:, 0, 0]
-        out[rows] = detail[[index[d] for d in series["date"].iloc[rows]]]
-    return out
+
+    def detail(row: int, col: int) -> np.ndarray:
+        block = io.read_block(ensemble, row, col, 1, 1, half, (grid.height, grid.width))
+        return unc.local_detail(block, window, half)[:, 0, 0]
+
+    return at_station_pixels(series, io.read_dates(ensemble), detail, dtype=np.float32)
 
 
 def station_values(rasters: Mapping[str, str], series: pd.DataFrame, dates: Sequence[str]) -> dict[str, np.ndarray]:
     """Each raster's value at each row (station pixel and date) of `series` (static rasters: every date)."""
+    from smdown.evaluate import at_station_pixels
+
     out = {}
-    index = {d: i for i, d in enumerate(dates)}
     for name, path in rasters.items():
         bands = io.bands_of_dates(path, dates)
-        values = np.full(len(series), np.nan, np.float32)
-        for (row, col), rows in series.groupby(["row", "col"]).indices.items():
-            pixel = io.read_window(path, int(row), int(col), 1, 1, bands=bands)[:, 0, 0]
-            values[rows] = pixel[0] if bands is None else pixel[[index[d] for d in series["date"].iloc[rows]]]
-        out[name] = values
+
+        def pixel(row: int, col: int, path=path, bands=bands) -> np.ndarray:
+            return io.read_window(path, row, col, 1, 1, bands=bands)[:, 0, 0]
+
+        out[name] = at_station_pixels(series, dates, pixel, static=bands is None, dtype=np.float32)
     return out
 
 
