@@ -134,6 +134,10 @@ def test_the_tiny_run_has_a_calibrated_uncertainty(tiny_run):
         assert np.all(sig.data[finite] >= spread.data[finite] - 1e-6)
         cal = pd.read_csv(results / "ensemble" / layer / "calibration.csv")
         assert cal["source"].iloc[0] in unc.SOURCES and cal["a"].iloc[0] >= 0
+        # where the stations refined the layer, the calibration says it used the refinement's held-out errors
+        refined = json.loads((results / "ensemble" / layer / "refinement.json").read_text())["applied"]
+        said = cal.get("errors_from", pd.Series([None])).iloc[0] == "refinement without each station"
+        assert said == refined
     table = pd.read_csv(results / "evaluation" / "uncertainty.csv")
     assert {"ensemble_std", "uncertainty"} <= set(table["spread"])
     assert set(pd.read_csv(results / "evaluation" / "reliability.csv")["spread"]) <= {"ensemble_std", "uncertainty"}

@@ -103,8 +103,10 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
         if refinement and len(series):
             from smdown.rules.refine import held_out_shifts, read_refinement
 
-            series["ensemble"] += held_out_shifts(read_refinement(refinement), series, rasters or {}, ensemble, coarse)
-            info["errors_from"] = "refinement without each station"
+            refined = read_refinement(refinement)
+            if refined.applied:
+                series["ensemble"] += held_out_shifts(refined, series, rasters or {}, ensemble, coarse)
+                info["errors_from"] = "refinement without each station"
         info["station_days"] = len(series)
         if len(series) >= settings["min_station_days"]:
             error = (series["ensemble"] - series["observed"]).to_numpy()
