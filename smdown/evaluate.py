@@ -598,6 +598,20 @@ def station_series(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def fitting_series(paths: Mapping[str, PathLike], stations: PathLike, layer: str, split: PathLike | None,
+                   coarse_path: PathLike | None = None) -> pd.DataFrame:
+    """``station_series`` on the days the stations may fit the product (the refinement, the uncertainty): outside
+    the test days of `split` (split.json; None: every day), rows where the first map of `paths` and the
+    observation are finite, index reset."""
+    test_dates = set(json.loads(Path(split).read_text()).get("test_dates", [])) if split else set()
+    series = station_series(paths, stations, layer, coarse_path)
+    if not len(series):
+        return series
+    first = next(iter(paths))
+    series = series[~series["date"].isin(test_dates)]
+    return series[np.isfinite(series[first]) & np.isfinite(series["observed"])].reset_index(drop=True)
+
+
 def evaluate_stations(
     series: pd.DataFrame,
     methods: Sequence[str],

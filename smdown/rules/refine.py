@@ -49,7 +49,7 @@ def fit_layer(layer: str, ensemble: str, rasters: Mapping[str, str], coarse: str
     """The layer's refinement from the stations' days outside the split's test days (`ensemble`: the merged
     ensemble before refinement; `rasters`: the predictors of config refine.predictors on the 30 m grid;
     `settings`: config refine)."""
-    from smdown.evaluate import nest, station_series
+    from smdown.evaluate import fitting_series, nest
 
     names = [n for n in settings["predictors"] if n in rasters]
     missing = sorted(set(settings["predictors"]) - set(rasters))
@@ -58,11 +58,7 @@ def fit_layer(layer: str, ensemble: str, rasters: Mapping[str, str], coarse: str
     if not stations or not names:
         return refining.Refinement(predictors=names, beta=[0.0] * len(names),
                                    reason="no stations" if not stations else "no predictor")
-    test_dates = set(json.loads(Path(split).read_text()).get("test_dates", [])) if split else set()
-    series = station_series({"ensemble": ensemble}, stations, layer)
-    if len(series):
-        series = series[~series["date"].isin(test_dates)]
-        series = series[np.isfinite(series["ensemble"]) & np.isfinite(series["observed"])].reset_index(drop=True)
+    series = fitting_series({"ensemble": ensemble}, stations, layer, split)
     if not len(series):
         return refining.Refinement(predictors=names, beta=[0.0] * len(names),
                                    reason="no station observation outside the test days")

@@ -92,14 +92,9 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
     info.update(k_from="self-similarity check" if "similarity_r" in table else "uncertainty.within_factor",
                 detail_window=window)
     if stations and settings["use_stations"]:
-        from smdown.evaluate import station_series
+        from smdown.evaluate import fitting_series
 
-        test_dates = set(json.loads(Path(split).read_text()).get("test_dates", [])) if split else set()
-        series = station_series({"ensemble": ensemble, "ensemble_std": spread}, stations, layer, coarse)
-        if len(series):
-            series = series[~series["date"].isin(test_dates)]
-            series = series[np.isfinite(series["ensemble"]) & np.isfinite(series["observed"])]
-            series = series.reset_index(drop=True)
+        series = fitting_series({"ensemble": ensemble, "ensemble_std": spread}, stations, layer, split, coarse)
         if refinement and len(series):
             from smdown.rules.refine import held_out_shifts, read_refinement
 
