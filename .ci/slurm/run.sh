@@ -3,7 +3,8 @@
 # config with the cluster command the README documents, run it locally with `--cores 2`, and compare the contract
 # outputs (compare.py). Both runs work in copies of this checkout (its tracked and untracked files, with a link to
 # its .venv), so neither touches this checkout's results/ or resources/.
-#   SLURM_CI_WORK       where the two copies go (default: a new folder under /tmp; kept, for the logs)
+#   SLURM_CI_WORK       where the two copies go (default: a new folder under /tmp, removed when the check passes and
+#                       kept, for the logs, when it fails)
 #   SLURM_CI_TOLERANCE  largest absolute difference allowed between the two runs (default 0: bitwise equal)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -51,4 +52,6 @@ echo "SLURM run: $jobs jobs submitted to SLURM in $(cat "$work/slurm/seconds") s
 grep -E "^[0-9]+ of [0-9]+ steps" "$work/slurm/run.log" | tail -n 1
 (cd "$root" && PYTHONPATH="$root" .venv/bin/python .ci/slurm/compare.py --tolerance "$tolerance" \
     "$work/slurm/results/$run_name" "$work/local/results/$run_name")
-echo "SLURM check: $((SECONDS - start)) s in all (work folder $work)"
+echo "SLURM check: $((SECONDS - start)) s in all"
+# a passed check's copies (about 100 MB) go, so that repeated checks do not fill the disk; a given folder stays
+[ -n "${SLURM_CI_WORK:-}" ] || rm -rf "$work"
