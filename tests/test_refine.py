@@ -135,9 +135,10 @@ SETTINGS = {"enabled": True, "predictors": ["ndvi", "sand"], "min_stations": 4}
 def test_the_rule_steps_learn_the_response_from_the_stations_and_refine_tile_by_tile(tmp_path):
     paths, ensemble, truth = _world(tmp_path)
     rasters = {"ndvi": str(paths["ndvi"]), "sand": str(paths["sand"])}
-    out = tmp_path / "refinement.json"
+    out, held_out = tmp_path / "refinement.json", tmp_path / "held_out.csv"
     found = fit_refinement("surface", str(paths["ensemble"]), rasters, str(paths["coarse"]),
-                           str(tmp_path / "split.json"), str(tmp_path / "stations.csv"), str(out), SETTINGS)
+                           str(tmp_path / "split.json"), str(tmp_path / "stations.csv"), str(out), SETTINGS,
+                           str(held_out))
     assert found.applied and found.stations == 12 and found.station_days == 12 * 12  # the 4 test days left out
     assert found.beta[0] == pytest.approx(-0.2, rel=0.1) and abs(found.beta[1]) < 0.01
     assert read_refinement(str(out)) == found
@@ -153,8 +154,9 @@ def test_the_rule_steps_learn_the_response_from_the_stations_and_refine_tile_by_
     series = station_series({"ensemble": str(whole), "raw": str(paths["ensemble"])}, str(tmp_path / "stations.csv"),
                             "surface")
     series = series[~series["date"].isin(json.loads((tmp_path / "split.json").read_text())["test_dates"])]
-    series = series.reset_index(drop=True)
-    shifts = held_out_shifts(found, series, rasters, str(whole), str(paths["coarse"]))
+    series = series.sample(frac=1.0, random_state=0).reset_index(drop=True)  # the table's rows match by key
+    shifts = held_out_shifts(str(held_out), series)
+    assert len(pd.read_csv(held_out)) == found.station_days
     assert np.isfinite(shifts).all() and np.abs(shifts).max() > 0
 
     def rms(values):
@@ -173,13 +175,18 @@ def test_the_rule_steps_learn_the_response_from_the_stations_and_refine_tile_by_
 def test_without_stations_or_a_response_the_ensemble_is_kept(tmp_path):
     paths, ensemble, _ = _world(tmp_path)
     rasters = {"ndvi": str(paths["ndvi"])}
-    none = fit_layer("surface", str(paths["ensemble"]), rasters, str(paths["coarse"]), str(tmp_path / "split.json"),
-                     None, SETTINGS)
-    assert not none.applied and none.reason == "no stations"
+    none, no_shifts = fit_layer("surface", str(paths["ensemble"]), rasters, str(paths["coarse"]),
+                                str(tmp_path / "split.json"), None, SETTINGS)
+    assert not none.applied and none.reason == "no stations" and no_shifts.empty
     kept = tmp_path / "kept.tif"
     refine_map(none, str(paths["ensemble"]), rasters, FACTOR, str(kept))
     assert np.array_equal(io.read_stack(kept).data, ensemble)
     # the root zone has no observation at the stations
-    dry = fit_layer("rootzone", str(paths["ensemble"]), rasters, str(paths["coarse"]), str(tmp_path / "split.json"),
-                    str(tmp_path / "stations.csv"), SETTINGS)
+    dry, _ = fit_layer("rootzone", str(paths["ensemble"]), rasters, str(paths["coarse"]),
+                       str(tmp_path / "split.json"), str(tmp_path / "stations.csv"), SETTINGS)
     assert not dry.applied
+    # a table without rows (not applied) leaves the calibration's errors as they are
+    fit_refinement("rootzone", str(paths["ensemble"]), rasters, str(paths["coarse"]), str(tmp_path / "split.json"),
+                   str(tmp_path / "stations.csv"), str(tmp_path / "dry.json"), SETTINGS, str(tmp_path / "dry.csv"))
+    assert held_out_shifts(str(tmp_path / "dry.csv"), pd.DataFrame({"station": ["s0"], "date": ["2023-05-01"]})) \
+        is None

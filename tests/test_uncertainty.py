@@ -138,6 +138,10 @@ def test_the_tiny_run_has_a_calibrated_uncertainty(tiny_run):
         refined = json.loads((results / "ensemble" / layer / "refinement.json").read_text())["applied"]
         said = cal.get("errors_from", pd.Series([None])).iloc[0] == "refinement without each station"
         assert said == refined
+        # the held-out shifts the calibration read: one row a fitted station-day where applied, none where not
+        shifts = pd.read_csv(results / "ensemble" / layer / "refinement_held_out.csv")
+        fitted = json.loads((results / "ensemble" / layer / "refinement.json").read_text())["station_days"]
+        assert len(shifts) == (fitted if refined else 0) and list(shifts.columns) == ["station", "date", "shift"]
     table = pd.read_csv(results / "evaluation" / "uncertainty.csv")
     assert {"ensemble_std", "uncertainty"} <= set(table["spread"])
     assert set(pd.read_csv(results / "evaluation" / "reliability.csv")["spread"]) <= {"ensemble_std", "uncertainty"}

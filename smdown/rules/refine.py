@@ -24,6 +24,8 @@ from smdown.grid import Tile, cell_blocks
 
 log = logging.getLogger(__name__)
 
+HELD_OUT_COLUMNS = ["station", "date", "shift"]  # fit_refinement's table of held-out shifts at the stations
+
 
 def station_anomalies(rasters: Mapping[str, str], series: pd.DataFrame, factor: int,
                       dates: list[str]) -> dict[str, np.ndarray]:
@@ -45,33 +47,43 @@ def station_anomalies(rasters: Mapping[str, str], series: pd.DataFrame, factor: 
 
 
 def fit_layer(layer: str, ensemble: str, rasters: Mapping[str, str], coarse: str, split: str | None,
-              stations: str | None, settings: dict) -> refining.Refinement:
+              stations: str | None, settings: dict) -> tuple[refining.Refinement, pd.DataFrame]:
     """The layer's refinement from the stations' days outside the split's test days (`ensemble`: the merged
     ensemble before refinement; `rasters`: the predictors of config refine.predictors on the 30 m grid;
-    `settings`: config refine)."""
+    `settings`: config refine), and the held-out shift of each station-day it was fitted on (HELD_OUT_COLUMNS:
+    how the refined map there would move had its station been left out, smdown.refine.left_out_shifts; no rows
+    where the refinement is not applied)."""
     from smdown.evaluate import fitting_series, nest
 
     names = [n for n in settings["predictors"] if n in rasters]
     missing = sorted(set(settings["predictors"]) - set(rasters))
     if missing:
         log.warning("%s: refine.predictors %s are not predictors of this run; left out", layer, missing)
+    no_shifts = pd.DataFrame(columns=HELD_OUT_COLUMNS)
     if not stations or not names:
         return refining.Refinement(predictors=names, beta=[0.0] * len(names),
-                                   reason="no stations" if not stations else "no predictor")
+                                   reason="no stations" if not stations else "no predictor"), no_shifts
     series = fitting_series({"ensemble": ensemble}, stations, layer, split)
     if not len(series):
         return refining.Refinement(predictors=names, beta=[0.0] * len(names),
-                                   reason="no station observation outside the test days")
+                                   reason="no station observation outside the test days"), no_shifts
     factor = nest(io.read_grid(ensemble), io.read_grid(coarse))
     anomalies = station_anomalies({n: rasters[n] for n in names}, series, factor, io.read_dates(ensemble))
     error = (series["observed"] - series["ensemble"]).to_numpy()
-    return refining.fit(anomalies, error, series["station"].to_numpy(), int(settings["min_stations"]))
+    station = series["station"].to_numpy()
+    result = refining.fit(anomalies, error, station, int(settings["min_stations"]))
+    if not result.applied:
+        return result, no_shifts
+    shifts = series[["station", "date"]].assign(shift=refining.left_out_shifts(anomalies, error, station, result))
+    return result, shifts
 
 
 def fit_refinement(layer: str, ensemble: str, rasters: Mapping[str, str], coarse: str, split: str | None,
-                   stations: str | None, output: str, settings: dict) -> refining.Refinement:
-    """Rule fit_refinement: the layer's refinement (fit_layer) written whole to `output` (refinement.json)."""
-    result = fit_layer(layer, ensemble, rasters, coarse, split, stations, settings)
+                   stations: str | None, output: str, settings: dict,
+                   held_out: str | None = None) -> refining.Refinement:
+    """Rule fit_refinement: the layer's refinement (fit_layer) written whole to `output` (refinement.json), the
+    held-out shifts at the stations to `held_out` (a csv the uncertainty's calibration reads)."""
+    result, shifts = fit_layer(layer, ensemble, rasters, coarse, split, stations, settings)
     if result.applied:
         log.info("%s: refined on %d day(s) of %d station(s); beta %s; left-one-station-out RMSE %.4f against %.4f "
                  "without (%.0f %% less)", layer, result.station_days, result.stations,
@@ -80,6 +92,8 @@ def fit_refinement(layer: str, ensemble: str, rasters: Mapping[str, str], coarse
     else:
         log.info("%s: not refined: %s", layer, result.reason)
     io.write_json(output, result.as_dict())
+    if held_out:
+        io.write_csv(held_out, shifts)
     return result
 
 
@@ -88,22 +102,21 @@ def read_refinement(path: str) -> refining.Refinement:
     return refining.Refinement.from_dict(json.loads(Path(path).read_text()))
 
 
-def held_out_shifts(refinement: refining.Refinement, series: pd.DataFrame, rasters: Mapping[str, str],
-                    ensemble: str, coarse: str) -> np.ndarray:
-    """For each row (station pixel and date, with ``observed`` and the refined ``ensemble``) of `series`: how the
-    refined ensemble there would move had its station been left out of the refinement's fit
-    (smdown.refine.left_out_shifts); 0 where the refinement was not applied. The uncertainty is calibrated on the
-    errors so corrected: the fit took up part of its own stations' errors, and the map has no station elsewhere."""
-    if not refinement.applied or not len(series):
-        return np.zeros(len(series))
-    from smdown.evaluate import nest
-
-    factor = nest(io.read_grid(ensemble), io.read_grid(coarse))
-    anomalies = station_anomalies({n: rasters[n] for n in refinement.predictors}, series, factor,
-                                  io.read_dates(ensemble))
-    applied = sum(beta * anomalies[n] for n, beta in zip(refinement.predictors, refinement.beta, strict=True))
-    raw_error = (series["observed"] - (series["ensemble"] - applied)).to_numpy()
-    return np.nan_to_num(refining.left_out_shifts(anomalies, raw_error, series["station"].to_numpy(), refinement))
+def held_out_shifts(path: str, series: pd.DataFrame) -> np.ndarray | None:
+    """For each row (station and date) of `series`: how the refined ensemble there would move had its station been
+    left out of the refinement's fit, from the table fit_refinement wrote (`path`); None where the refinement was
+    not applied (a table without rows). The uncertainty is calibrated on the errors so corrected: the fit took up
+    part of its own stations' errors, and the map has no station elsewhere. A row the table lacks, or whose
+    shift is NaN (a predictor missing there), moves by 0."""
+    table = pd.read_csv(path, dtype={"station": str, "date": str})
+    if table.empty:
+        return None
+    keys = series[["station", "date"]].astype(str)
+    shifts = keys.merge(table, on=["station", "date"], how="left")["shift"].to_numpy(dtype=float)
+    if np.isnan(shifts).any():
+        log.info("%s: %d of %d station-day(s) without a held-out shift, taken as 0", path, int(np.isnan(shifts).sum()),
+                 len(shifts))
+    return np.nan_to_num(shifts)
 
 
 def refine_map(refinement: refining.Refinement, ensemble: str, rasters: Mapping[str, str], factor: int, output: str,

@@ -76,14 +76,15 @@ def _learned(series: pd.DataFrame, error: np.ndarray, detail: np.ndarray, values
 
 def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str, split: str | None,
               stations: str | None, settings: dict, rasters: Mapping[str, str] | None = None,
-              refinement: str | None = None) -> tuple[unc.Calibration, dict]:
+              held_out: str | None = None) -> tuple[unc.Calibration, dict]:
     """The layer's calibration (smdown.uncertainty) and what it was made from (a row of calibration.csv).
 
     `settings`: config uncertainty (use_stations, min_station_days, station_error, coarse_error, prior_weight,
     within_factor, detail_window, station_fit: one for both layers or one per layer). `rasters`: name -> the
     30 m maps a learned model reads besides the ensemble, its detail and spread (the coarse field, the
-    predictors). `refinement`: the layer's refinement.json where the stations refined the ensemble; the stations'
-    errors are then those of the refinement fitted without each station (smdown.rules.refine.held_out_shifts)."""
+    predictors). `held_out`: the layer's held-out shifts (fit_refinement's table) where the stations refine the
+    ensemble; where it was applied, the stations' errors are those of the refinement fitted without each station
+    (smdown.rules.refine.held_out_shifts)."""
     info: dict = {"layer": layer}
     window = int(settings.get("detail_window", 31))
     table = pd.read_csv(weights)
@@ -95,13 +96,14 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
         from smdown.evaluate import fitting_series
 
         series = fitting_series({"ensemble": ensemble, "ensemble_std": spread}, stations, layer, split, coarse)
-        if refinement and len(series):
-            from smdown.rules.refine import held_out_shifts, read_refinement
+        shifts = None
+        if held_out and len(series):
+            from smdown.rules.refine import held_out_shifts
 
-            refined = read_refinement(refinement)
-            if refined.applied:
-                series["ensemble"] += held_out_shifts(refined, series, rasters or {}, ensemble, coarse)
-                info["errors_from"] = "refinement without each station"
+            shifts = held_out_shifts(held_out, series)
+        if shifts is not None:
+            series["ensemble"] += shifts
+            info["errors_from"] = "refinement without each station"
         info["station_days"] = len(series)
         if len(series) >= settings["min_station_days"]:
             error = (series["ensemble"] - series["observed"]).to_numpy()
@@ -146,10 +148,10 @@ def station_fit_of(settings: dict, layer: str) -> str:
 
 def calibrate_layer(layer: str, ensemble: str, spread: str, weights: str, coarse: str, split: str | None,
                     stations: str | None, calibration_csv: str, calibration_json: str, settings: dict,
-                    rasters: Mapping[str, str] | None = None, refinement: str | None = None) -> unc.Calibration:
+                    rasters: Mapping[str, str] | None = None, held_out: str | None = None) -> unc.Calibration:
     """Rule calibrate_uncertainty: the layer's calibration (calibrate), as a row of calibration.csv and whole (its
     learned model included) in calibration.json, which each tile's map (uncertainty_map) reads."""
-    cal, info = calibrate(layer, ensemble, spread, weights, coarse, split, stations, settings, rasters, refinement)
+    cal, info = calibrate(layer, ensemble, spread, weights, coarse, split, stations, settings, rasters, held_out)
     info.update(cal.as_dict())
     io.write_csv(calibration_csv, pd.DataFrame([info]))
     io.write_json(calibration_json, asdict(cal))

@@ -186,10 +186,11 @@ def predicted(name):
     return "ensemble_raw" if REFINES and name == "ensemble" else name
 
 
-def refinement_of(wildcards):
-    """The layer's refinement.json where the stations refine the ensemble (the uncertainty is calibrated on the
-    errors of the refinement fitted without each station), else nothing."""
-    return f"{R}/ensemble/{wildcards.layer}/refinement.json" if REFINES else []
+def held_out_of(wildcards):
+    """The layer's held-out shifts at the stations (fit_refinement's refinement_held_out.csv) where the stations
+    refine the ensemble (the uncertainty is calibrated on the errors of the refinement fitted without each
+    station), else nothing."""
+    return f"{R}/ensemble/{wildcards.layer}/refinement_held_out.csv" if REFINES else []
 
 
 TILED_MAPS = (

@@ -98,7 +98,8 @@ if REFINES:
             split=f"{R}/samples/split.json",
             stations=INPUTS.stations,
         output:
-            f"{R}/ensemble/{{layer}}/refinement.json",
+            refinement=f"{R}/ensemble/{{layer}}/refinement.json",
+            held_out=f"{R}/ensemble/{{layer}}/refinement_held_out.csv",
         log:
             f"{R}/logs/fit_refinement/{{layer}}.log",
         benchmark:
@@ -153,7 +154,7 @@ rule calibrate_uncertainty:
         coarse=coarse_input,
         split=f"{R}/samples/split.json",
         stations=INPUTS.stations or [],
-        refinement=refinement_of,
+        held_out=held_out_of,
     output:
         calibration=f"{R}/ensemble/{{layer}}/calibration.csv",
         model=f"{R}/ensemble/{{layer}}/calibration.json",

@@ -15,5 +15,5 @@ calibrate_layer(
     settings=snakemake.params.uncertainty,
     # the 30 m maps a learned error model reads (uncertainty.station_fit learned): the coarse field, the predictors
     rasters={"coarse": snakemake.input.anchor, **{name: snakemake.input[name] for name in snakemake.params.rasters}},
-    refinement=snakemake.input.refinement or None,
+    held_out=snakemake.input.held_out or None,
 )

@@ -9,6 +9,7 @@ fit_refinement(
     snakemake.input.coarse,
     snakemake.input.split,
     snakemake.input.stations,
-    snakemake.output[0],
+    snakemake.output.refinement,
     settings=snakemake.params.refine,
+    held_out=snakemake.output.held_out,
 )
