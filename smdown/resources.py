@@ -130,7 +130,7 @@ CALIBRATION: tuple[Point, ...] = (
           "(learned), the largest of 12 jobs (results/demo/benchmarks/uncertainty)"),
     # calibrate_uncertainty: the stations' pixels (and the detail's halo) over every day; work and held = one coarse
     # cell's pixel-days at 30 m (a proxy: the days count, the region does not)
-    # (with a refinement also each refine predictor over the stations' cells, for the held-out errors)
+    # (with a refinement also fit_refinement's table of held-out shifts, a row a station-day)
     Point("calibrate_uncertainty", 1296, 1296, 1.44, 200.86, "the tiny config in the test suite, the surface "
           "(learned; results/tiny/benchmarks/calibrate_uncertainty)"),
     Point("calibrate_uncertainty", 3.6e6, 3.6e6, 4.24, 208.58, "demo 5 x 4 cells, 40 days, 12 stations, the surface "
