@@ -140,17 +140,17 @@ def left_out_shifts(anomalies: Mapping[str, np.ndarray], error: np.ndarray, stat
     (the refinement's slopes refitted on the other stations at its penalty, less its own): the refined map's error
     at a station, with this added, is the error it makes where no station was (0 where not applied; NaN rows stay
     NaN). The inputs are those of `fit` (the errors against the ensemble before refinement)."""
-    names, z, _, y, group, labels, weight, ok = _design(anomalies, error, station)
+    _, z, scale, y, group, labels, weight, ok = _design(anomalies, error, station)
     out = np.full(len(ok), np.nan)
     if not refinement.applied:
         out[ok] = 0.0
         return out
-    x = np.stack([np.asarray(anomalies[n], dtype=float)[ok] for n in names], axis=1)
+    fitted = z @ (scale * np.asarray(refinement.beta))  # the refinement's own shift, beta on the raw anomalies
     shifts = np.empty(len(y))
     for g in range(len(labels)):
         rows = group == g
         _, slopes = _weighted_ridge(z[~rows], y[~rows], weight[~rows], refinement.alpha)
-        shifts[rows] = z[rows] @ slopes - x[rows] @ np.asarray(refinement.beta)
+        shifts[rows] = z[rows] @ slopes - fitted[rows]
     out[ok] = shifts
     return out
 
