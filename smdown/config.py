@@ -224,8 +224,12 @@ def check_inputs(inputs: Inputs) -> None:
     for layer, path in inputs.truth.items():
         if not Path(path).exists():
             raise io.InputError(f"{path}: truth file for layer '{layer}' not found")
-    if inputs.stations and not Path(inputs.stations).exists():
-        raise io.InputError(f"{inputs.stations}: stations file not found")
+    if inputs.stations:
+        if not Path(inputs.stations).exists():
+            raise io.InputError(f"{inputs.stations}: stations file not found")
+        from smdown.evaluate import read_stations  # evaluate imports this module
+
+        read_stations(inputs.stations)
 
 
 def model_inputs(config: dict, features: dict) -> dict:

@@ -123,17 +123,32 @@ def read_split(split: PathLike | Mapping | None) -> dict:
 
 
 def read_stations(stations: PathLike | pd.DataFrame) -> pd.DataFrame:
-    """stations.csv (station,lon,lat,date,surface,rootzone) with dates as YYYY-MM-DD; missing layers are NaN."""
+    """stations.csv (station,lon,lat,date,surface,rootzone) with dates as YYYY-MM-DD; missing layers are NaN.
+    Raises io.InputError naming the file for a missing column, a date that is not one, or a station with two rows
+    on one day (which of them would the fits and the scores use?)."""
+    source = "stations" if isinstance(stations, pd.DataFrame) else str(stations)
     df = stations.copy() if isinstance(stations, pd.DataFrame) else pd.read_csv(stations)
     missing = [c for c in ("station", "lon", "lat", "date") if c not in df.columns]
     if missing:
-        raise io.InputError(f"stations: missing column(s) {missing}; expected {STATION_COLUMNS}")
+        raise io.InputError(f"{source}: missing column(s) {missing}; expected {STATION_COLUMNS}")
     for layer in LAYERS:
         if layer not in df.columns:
             df[layer] = np.nan
         df[layer] = pd.to_numeric(df[layer], errors="coerce")
     df["station"] = df["station"].astype(str)
-    df["date"] = pd.to_datetime(df["date"]).dt.strftime("%Y-%m-%d")
+    dates = pd.to_datetime(df["date"], errors="coerce", format="ISO8601")
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna())[0])
+        raise io.InputError(f"{source}: row {row + 1} of the table: date {df['date'].iloc[row]!r} is not a date "
+                            "(YYYY-MM-DD)")
+    df["date"] = dates.dt.strftime("%Y-%m-%d")
+    repeated = df.duplicated(["station", "date"])
+    if repeated.any():
+        first = df[repeated].iloc[0]
+        count = int(((df["station"] == first["station"]) & (df["date"] == first["date"])).sum())
+        raise io.InputError(f"{source}: station {first['station']!r} has {count} rows on {first['date']} "
+                            f"({int(repeated.sum())} repeated station-day(s) in all); one row per station and day, "
+                            "with repeated readings averaged first")
     return df
 
 

@@ -170,6 +170,14 @@ def _refine_by_no_predictor_of_the_run(workdir, config):
     return r"none of refine\.predictors \['lai'\] is a predictor of this run"
 
 
+def _station_read_twice_on_a_day(workdir, config):
+    stations = workdir / "inputs" / "stations.csv"
+    stations.write_text("station,lon,lat,date,surface,rootzone\nS1,-120.0,37.0,2023-05-01,0.2,0.25\n"
+                        "S1,-120.0,37.0,2023-05-01,0.22,0.25\n")
+    config["inputs"]["stations"] = str(stations)
+    return re.escape(str(stations)) + r": station 'S1' has 2 rows on 2023-05-01"
+
+
 CASES = {
     "config value of the wrong type": _wrong_type,
     "unknown top-level key": _unknown_key,
@@ -183,6 +191,7 @@ CASES = {
     "static predictor with two bands": _static_with_bands,
     "root-zone texture with two bands": _layer_predictor_with_bands,
     "refinement by no predictor of the run": _refine_by_no_predictor_of_the_run,
+    "a station read twice on one day": _station_read_twice_on_a_day,
 }
 
 

@@ -18,6 +18,7 @@ from smdown.evaluate import (
     check_tile,
     evaluate_run,
     map_panels,
+    read_stations,
     station_series,
 )
 from smdown.grid import Tile, block_expand, block_mean, ease2_9km_grid, nested_grid, tiles
@@ -174,6 +175,25 @@ def test_station_series_no_overlap(world, caplog):
     assert "stations" not in set(table["reference"])
     assert "truth" not in set(table["reference"])
     assert "no station overlaps" in caplog.text
+
+
+def test_stations_table_is_checked(tmp_path):
+    path = tmp_path / "stations.csv"
+    path.write_text("station,lon,lat,date,surface\nA,-120.0,37.0,2023-05-01,0.2\nB,-120.1,37.0,2023-05-01,0.3\n"
+                    "A,-120.0,37.0,2023-05-02,0.25\n")
+    table = read_stations(path)
+    assert table["date"].tolist() == ["2023-05-01", "2023-05-01", "2023-05-02"]
+    assert table["rootzone"].isna().all()  # a layer the stations do not measure
+    # a station read twice on one day: which reading would the fits use?
+    path.write_text(path.read_text() + "A,-120.0,37.0,2023-05-01 00:00,0.21\nA,-120.0,37.0,2023-05-02,0.26\n")
+    with pytest.raises(io.InputError, match=rf"{path}: station 'A' has 2 rows on 2023-05-01 \(2 repeated"):
+        read_stations(path)
+    path.write_text("station,lon,lat,date,surface\nA,-120.0,37.0,2023-05-01,0.2\nA,-120.0,37.0,May,0.3\n")
+    with pytest.raises(io.InputError, match=rf"{path}: row 2 of the table: date 'May' is not a date"):
+        read_stations(path)
+    path.write_text("station,lon,date,surface\nA,-120.0,2023-05-01,0.2\n")
+    with pytest.raises(io.InputError, match=rf"{path}: missing column\(s\) \['lat'\]"):
+        read_stations(path)
 
 
 def test_no_split_uses_everything(world, caplog):

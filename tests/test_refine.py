@@ -158,11 +158,6 @@ def test_the_rule_steps_learn_the_response_from_the_stations_and_refine_tile_by_
     shifts = held_out_shifts(str(held_out), series)
     assert len(pd.read_csv(held_out)) == found.station_days
     assert np.isfinite(shifts).all() and np.abs(shifts).max() > 0
-    # a station-day listed twice (a repeated row of stations.csv) moves each of its rows by its one shift
-    table = pd.read_csv(held_out)
-    pd.concat([table, table.iloc[:3]]).to_csv(tmp_path / "twice.csv", index=False)
-    twice = pd.concat([series, series.iloc[:2]], ignore_index=True)
-    assert np.array_equal(held_out_shifts(str(tmp_path / "twice.csv"), twice), np.r_[shifts, shifts[:2]])
 
     def rms(values):
         return float(np.sqrt(np.mean(values**2)))

@@ -111,8 +111,6 @@ def held_out_shifts(path: str, series: pd.DataFrame) -> np.ndarray | None:
     table = pd.read_csv(path, dtype={"station": str, "date": str})
     if table.empty:
         return None
-    # a station-day listed twice (a repeated row of stations.csv) has one shift: its pixel, date and station's
-    table = table.drop_duplicates(["station", "date"])
     keys = series[["station", "date"]].astype(str)
     shifts = keys.merge(table, on=["station", "date"], how="left")["shift"].to_numpy(dtype=float)
     if np.isnan(shifts).any():
