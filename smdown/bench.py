@@ -1,7 +1,8 @@
 """Benchmarks of the workflow's heavy steps, run by hand: `python -m smdown.bench resample|predict [--configfile F]`.
 
 predict: after a completed run, the two 30 m prediction jobs of one layer as the rules run them: `predict` (the deep
-members, the correction, ensemble and spread, written) and `predict_rf` (the random-forest peer, corrected, written),
+members and the random forest where it joins the ensemble, the correction, ensemble and spread, written) and
+`predict_rf` (the random-forest peer alone, corrected, written: the rule where it does not join),
 on the run's region and on a region 2 x 2 times larger (its predictors and coarse input tiled), each in its own
 process: wall time, pixel-days per second and peak resident memory (RSS); then the time of each part of each job on
 the run's region (reading with feature derivation, each member, the random forest, the coarse correction, the
@@ -224,17 +225,18 @@ JOBS = ("predict", "rf")  # the rules predict and predict_rf
 
 def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int, threads: int,
                    reference: str = "", overlap: bool = True, job: str = "predict", correction: str = "") -> dict:
-    """One predict job as its rule runs it (`job`: "predict", the deep members, ensemble and spread; "rf", the
-    random forest alone), timed part by part, and the largest difference of each output from the same file in
-    `reference` (a folder of outputs of the same job, e.g. kept by an earlier bench), or for the run region from the
-    run's own file. `correction`: instead of the config's."""
+    """One predict job as its rule runs it (`job`: "predict", the members of the ensemble (config ensemble.forest
+    says whether the forest is one), the ensemble and spread; "rf", the random forest alone), timed part by part,
+    and the largest difference of each output from the same file in `reference` (a folder of outputs of the same
+    job, e.g. kept by an earlier bench), or for the run region from the run's own file (its ensemble_raw where
+    the stations refined the ensemble). `correction`: instead of the config's."""
     import resource
 
     import pandas as pd
 
     from smdown.predict import predict_layer
 
-    names = ["rf"] if job == "rf" else list(config["models"]["members"])
+    names = ["rf"] if job == "rf" else _ensemble_members(config)
     if job != "rf":
         _use_threads(threads)
     else:
@@ -247,7 +249,7 @@ def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int,
     member_weights = {}
     if job != "rf":
         table = pd.read_csv(weights_path)
-        member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member != "rf"}
+        member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member in members}
     factor = nest_factor(io.read_grid(coarse).res, float(min(config["scales"])))
     combined = [] if job == "rf" else ["ensemble", "ensemble_std"]
     outputs = {name: f"{workdir}/out_{name}.tif" for name in [*members, *combined]}
@@ -262,10 +264,21 @@ def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int,
     first = next(iter(outputs.values()))
     grid, n_days = io.read_grid(first), len(io.read_dates(first))
     reference = reference or (f"results/{config['run']}/downscaled/{layer}" if reps == 1 and not days else "")
-    diffs = {name: _max_diff(path, f"{reference}/{name}.tif") for name, path in outputs.items()
-             if reference and Path(f"{reference}/{name}.tif").exists()}
+    diffs = {name: _max_diff(path, f"{reference}/{_predicted(reference, name)}.tif") for name, path in outputs.items()
+             if reference and Path(f"{reference}/{_predicted(reference, name)}.tif").exists()}
     return {"pixels": grid.height * grid.width, "days": n_days, "seconds": seconds, "cpu": cpu, "rss_mb": rss,
             "parts": timings, "max_diff": diffs, "threads": threads}
+
+
+def _ensemble_members(config: dict) -> list[str]:
+    """The members the rule predict runs: the deep ones, and the forest where it joins the ensemble."""
+    return [*config["models"]["members"], *(["rf"] if config["ensemble"]["forest"] else [])]
+
+
+def _predicted(folder: str, name: str) -> str:
+    """The name under which a run keeps what predict wrote as `name`: its ensemble is ensemble_raw where the stations
+    refined it afterwards (common.smk: predicted)."""
+    return "ensemble_raw" if name == "ensemble" and Path(f"{folder}/ensemble_raw.tif").exists() else name
 
 
 def _max_diff(a: str, b: str, rows: int = 300) -> float:
@@ -362,7 +375,7 @@ def bench_samples(config_path: str, layer: str, scale: str) -> None:
 def bench_predict(config_path: str, layer: str, days: int, repeat: int, sizes: list[int], threads: int,
                   keep: str = "", compare: str = "", sequential: bool = False, jobs: tuple[str, ...] = JOBS,
                   correction: str = "") -> None:
-    """Each predict job (`jobs`: "predict", the deep members with the ensemble; "rf", the forest's own job) on the
+    """Each predict job (`jobs`: "predict", the members with the ensemble; "rf", the forest's own job) on the
     run region tiled N x N for each N of `sizes`, `repeat` times each in a fresh process: medians of the wall and
     CPU time, of each part's, and of the peak RSS. `keep`: a folder to copy the first region's outputs to;
     `compare`: a folder of such outputs to compare the first region's with; `correction`: instead of the config's."""
@@ -371,7 +384,7 @@ def bench_predict(config_path: str, layer: str, days: int, repeat: int, sizes: l
           f"{repeat} run(s), each in a fresh process", flush=True)
     firsts = {}
     for job in jobs:
-        print(f"\njob {'predict (deep members, correction, ensemble, spread)' if job == 'predict' else 'predict_rf'}",
+        print(f"\njob {'predict (the members, correction, ensemble, spread)' if job == 'predict' else 'predict_rf'}",
               flush=True)
         print(REGION_HEADER, flush=True)
         for reps in sizes:
@@ -437,7 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     predict_cmd.add_argument("--compare", default="",
                              help="folder of outputs (from --keep) to compare the first region's with")
     predict_cmd.add_argument("--jobs", nargs="+", choices=JOBS, default=list(JOBS),
-                             help="jobs to time: predict (deep members, ensemble, spread) and/or rf (rule predict_rf)")
+                             help="jobs to time: predict (the members, ensemble, spread) and/or rf (rule predict_rf)")
     predict_cmd.add_argument("--correction", default="", choices=["", "none", "additive", "smooth"],
                              help="coarse correction instead of the config's")
     samples_cmd = commands.add_parser("samples", help="training samples at one scale: time and peak memory, run region and 4x")
