@@ -1,4 +1,5 @@
-"""The trained deep members run by ONNX Runtime, for prediction only (TensorFlow trains them and stays the fallback).
+"""The trained members run by ONNX Runtime, for prediction only (TensorFlow and scikit-learn train them and stay the
+fallback).
 
 A member's weights are read from its Keras model; the input scaling (Normalization) is folded into the first layer's
 weights and the target's scale (Rescaling) into the last layer's (float64 arithmetic, float32 weights); the layers
@@ -17,6 +18,7 @@ pieces are spread over the job's threads (SMDOWN_THREADS).
 - LSTM: series (spin-up + days, pixels, F), time-major as the block's cube is (no transpose), the spin-up's first
   day repeated in front; the dense head runs on the days after the spin-up only, its first layer as
   memory W_m + x W_s (W_s zero on the dynamic inputs) so that no concatenation is needed.
+- Random forest: rows (n, F) -> (n, 1), the forest written by skl2onnx (forest_plan).
 """
 
 from __future__ import annotations
@@ -135,6 +137,49 @@ def plan(kind: str, model, spin: int = 0) -> Plan | None:
     except Exception as error:  # noqa: BLE001 (any failure of the faster path falls back to the reference one)
         log.warning("%s: ONNX Runtime failed (%s); predicted by TensorFlow", kind, error)
     return None
+
+
+def forest_plan(model) -> Plan | None:
+    """A fitted scikit-learn forest (the random-forest member) as an ONNX Runtime session (TreeEnsembleRegressor,
+    written by skl2onnx), checked against the forest on random inputs; None where skl2onnx or onnxruntime is not
+    installed, the conversion fails or the check does. Rows (n, F) -> (n,) through Plan.dense_rows, as the DNN.
+    ONNX Runtime's tree walk took two thirds of scikit-learn's CPU time on the demo's rows (its thresholds are
+    float32, as the float32 inputs scikit-learn compares against them)."""
+    try:
+        import onnxruntime  # noqa: F401
+        from skl2onnx import to_onnx
+        from skl2onnx.common.data_types import FloatTensorType
+    except ImportError:
+        log.info("rf: skl2onnx or onnxruntime not installed; predicted by scikit-learn")
+        return None
+    try:
+        n_features = int(model.n_features_in_)
+        graph = to_onnx(model, initial_types=[("x", FloatTensorType([None, n_features]))],
+                        target_opset={"": 17, "ai.onnx.ml": 3})
+        built = Plan("rf", session=_session(graph))
+        if _check_forest(built, model, n_features):
+            log.info("rf: predicted by ONNX Runtime (checked against scikit-learn to %g)", TOLERANCE)
+            return built
+        log.warning("rf: ONNX Runtime differs from scikit-learn on random inputs; predicted by scikit-learn")
+    except Exception as error:  # noqa: BLE001 (any failure of the faster path falls back to the reference one)
+        log.warning("rf: ONNX Runtime failed (%s); predicted by scikit-learn", error)
+    return None
+
+
+def _check_forest(built: Plan, model, n_features: int) -> bool:
+    """The session against the forest on random rows spread over the range of its split thresholds."""
+    rng = np.random.default_rng(0)
+    low, high = np.zeros(n_features), np.ones(n_features)
+    for feature in range(n_features):
+        thresholds = np.concatenate([tree.tree_.threshold[tree.tree_.feature == feature]
+                                     for tree in model.estimators_])
+        if thresholds.size:
+            low[feature], high[feature] = thresholds.min() - 1.0, thresholds.max() + 1.0
+    x = rng.uniform(low, high, size=(2000, n_features)).astype(np.float32)
+    expected = model.predict(x)
+    got = np.empty(len(x), np.float32)
+    built.dense_rows(x, got)
+    return bool(np.all(np.abs(got - expected) <= TOLERANCE))
 
 
 class _Unsupported(Exception):

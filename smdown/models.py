@@ -148,10 +148,14 @@ class Member:
     def _predict_cube(self, cube: np.ndarray, halo: int, days: int, height: int, width: int) -> np.ndarray:
         """(T, H, W) float32, a fresh array (no NaN masking)."""
         crop = (slice(None), slice(halo, halo + height), slice(halo, halo + width))
+        fast = self._plan()
         if self.name == "rf":
             rows = cube[crop].reshape(-1, cube.shape[-1])
-            return _rf_predict(self.model, rows).reshape(days, height, width)
-        fast = self._plan()
+            if fast is None:
+                return _rf_predict(self.model, rows).reshape(days, height, width)
+            out = np.empty(len(rows), np.float32)
+            fast.dense_rows(rows, out)  # every row: predict_cube sets those with a NaN input to NaN
+            return out.reshape(days, height, width)
         if fast is not None:
             return self._predict_onnx(fast, cube, halo, days, height, width)
         fn = self._compiled()
@@ -171,14 +175,18 @@ class Member:
 
     def _plan(self):
         """The member as an ONNX Runtime session (smdown.inference; built and checked against the model once, cached),
-        or None: the model is not of the shape it handles, or SMDOWN_INFERENCE=tensorflow asks for TensorFlow."""
+        or None: the model is not of the shape it handles, or SMDOWN_INFERENCE=tensorflow asks for TensorFlow (and
+        scikit-learn for the forest)."""
         if os.environ.get("SMDOWN_INFERENCE", "numpy") == "tensorflow":
             return None
         if "_onnx_plan" not in self.__dict__:
             from smdown import inference
 
-            spin = self.meta["sequence_days"] - 1 if self.name == "lstm" else 0
-            self.__dict__["_onnx_plan"] = inference.plan(self.name, self.model, spin)
+            if self.name == "rf":
+                self.__dict__["_onnx_plan"] = inference.forest_plan(self.model)
+            else:
+                spin = self.meta["sequence_days"] - 1 if self.name == "lstm" else 0
+                self.__dict__["_onnx_plan"] = inference.plan(self.name, self.model, spin)
         return self.__dict__["_onnx_plan"]
 
     def _predict_onnx(self, fast, cube: np.ndarray, halo: int, days: int, height: int, width: int) -> np.ndarray:

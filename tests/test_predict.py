@@ -99,6 +99,31 @@ def test_member_of_another_shape_or_a_failing_session_is_predicted_by_tensorflow
     np.testing.assert_allclose(member.predict_cube(cube, halo=0), _reference_cube(member, cube, 0), atol=1e-6)
 
 
+@pytest.mark.parametrize("engine", ["onnx", "tensorflow"])
+def test_forest_on_onnx_runtime_equals_scikit_learn(engine, monkeypatch):
+    from sklearn.ensemble import RandomForestRegressor
+
+    monkeypatch.setattr(inference, "ROWS", 37)  # pieces that do not divide the block
+    monkeypatch.setenv("SMDOWN_INFERENCE", engine)  # tensorflow: the reference path, scikit-learn for the forest
+    monkeypatch.setenv("SMDOWN_THREADS", "2")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 3))
+    forest = RandomForestRegressor(n_estimators=7, max_depth=6, random_state=0).fit(x, np.sin(x[:, 0]) + x[:, 1] * x[:, 2])
+    member = models.Member("rf", forest, {"patch": 3, "sequence_days": 3})
+    assert (member._plan() is not None) == (engine == "onnx")
+    cube = rng.normal(size=(5, 9, 8, 3)).astype(np.float32)
+    cube[2, 4, 4, 1] = np.nan
+    out = member.predict_cube(cube, halo=1)
+    expected = forest.predict(cube[:, 1:-1, 1:-1].reshape(-1, 3)).reshape(5, 7, 6)
+    assert out.dtype == np.float32 and out.shape == (5, 7, 6)
+    assert np.isnan(out[2, 3, 3]) and np.isfinite(np.delete(out.ravel(), np.ravel_multi_index((2, 3, 3), out.shape))).all()
+    expected[2, 3, 3] = np.nan
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    with monkeypatch.context() as patched:  # a failing session: scikit-learn predicts
+        patched.setattr(inference, "_session", lambda model: (_ for _ in ()).throw(RuntimeError("no session")))
+        assert inference.forest_plan(forest) is None
+
+
 def test_batched_calls_one_shape_and_keeps_the_rows():
     shapes = []
 
