@@ -3,12 +3,14 @@
 # config with the cluster command the README documents, run it locally with `--cores 2`, and compare the contract
 # outputs (compare.py). Both runs work in copies of this checkout (its tracked and untracked files, with a link to
 # its .venv), so neither touches this checkout's results/ or resources/.
-#   SLURM_CI_WORK       where the two copies go (default: a new folder under /tmp, removed when the check passes and
-#                       kept, for the logs, when it fails)
+#   SLURM_CI_WORK       where the two copies go (default: a new folder under /tmp, removed when the check passes or is
+#                       stopped by CI's time limit, kept, for the logs, when it fails)
 #   SLURM_CI_TOLERANCE  largest absolute difference allowed between the two runs (default 0: bitwise equal)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${SLURM_CI_WORK:-$(mktemp -d /tmp/smdown-slurm.XXXXXX)}"
+# stopped by CI's time limit (SIGTERM to the group): not a failure, so its copies go as a passed check's do
+[ -n "${SLURM_CI_WORK:-}" ] || trap 'rm -rf "$work"; exit 143' TERM
 tolerance="${SLURM_CI_TOLERANCE:-0}"
 config=.test/config.yaml
 start=$SECONDS
