@@ -143,8 +143,9 @@ def forest_plan(model) -> Plan | None:
     """A fitted scikit-learn forest (the random-forest member) as an ONNX Runtime session (TreeEnsembleRegressor,
     written by skl2onnx), checked against the forest on random inputs; None where skl2onnx or onnxruntime is not
     installed, the conversion fails or the check does. Rows (n, F) -> (n,) through Plan.dense_rows, as the DNN.
-    ONNX Runtime's tree walk took two thirds of scikit-learn's CPU time on the demo's rows (its thresholds are
-    float32, as the float32 inputs scikit-learn compares against them)."""
+    ONNX Runtime's tree walk took two thirds of scikit-learn's CPU time on the demo's rows. Its thresholds are
+    scikit-learn's rounded to float32, so a value between a threshold and its rounding could take the other branch;
+    none did on the demo's 72 M pixel-days (the maps agree to 1.5e-7, the float32 sum of the trees)."""
     try:
         import onnxruntime  # noqa: F401
         from skl2onnx import to_onnx
