@@ -264,8 +264,9 @@ def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int,
     first = next(iter(outputs.values()))
     grid, n_days = io.read_grid(first), len(io.read_dates(first))
     reference = reference or (f"results/{config['run']}/downscaled/{layer}" if reps == 1 and not days else "")
-    diffs = {name: _max_diff(path, f"{reference}/{_predicted(reference, name)}.tif") for name, path in outputs.items()
-             if reference and Path(f"{reference}/{_predicted(reference, name)}.tif").exists()}
+    references = {name: Path(f"{reference}/{_predicted(reference, name)}.tif") for name in outputs} if reference else {}
+    diffs = {name: _max_diff(path, str(references[name])) for name, path in outputs.items()
+             if name in references and references[name].exists()}
     return {"pixels": grid.height * grid.width, "days": n_days, "seconds": seconds, "cpu": cpu, "rss_mb": rss,
             "parts": timings, "max_diff": diffs, "threads": threads}
 
