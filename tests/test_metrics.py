@@ -222,3 +222,16 @@ def test_cluster_sums_add_many_equals_add():
     assert many.keys() == one.keys()
     np.testing.assert_allclose(many.table()[2], one.table()[2])
     assert many.table()[2][..., 0].sum() == 4 * 3 * 6 - 1
+    # labels far apart and negative (numbered as seen), and a pair of labels with no finite value (no key)
+    far, one = metrics.ClusterSums(), metrics.ClusterSums()
+    labels = np.array([-7, -7, -7, 10**9, 10**9, 10**9])[None, None, :]
+    pred[2:, :, 3:] = np.nan
+    far.add_many(labels, blocks, pred, ref)
+    for c, cluster in enumerate((-7, 10**9)):
+        for b in (0, 1):
+            sel = (slice(2 * b, 2 * b + 2), slice(None), slice(3 * c, 3 * c + 3))
+            one.add(cluster, b, pred[sel], ref[sel])
+    assert far.keys() == one.keys() == ({-7, 10**9}, {0, 1})
+    assert set(far.sums) == {(-7, 0), (-7, 1), (10**9, 0)}
+    for key, row in one.sums.items():
+        np.testing.assert_allclose(far.sums[key], row, rtol=1e-12)
