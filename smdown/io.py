@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -263,12 +264,24 @@ def write_window(dst, data: np.ndarray, row: int, col: int) -> None:
     dst.write(data.astype(np.float32, copy=False), window=window)
 
 
+def _written_as(path: str | os.PathLike, profile: dict) -> bool:
+    """True where the raster at `path` is laid out as `profile` says (type, compression, blocks, band order), so a
+    copy of its bytes is the raster open_writer would write with it."""
+    with rasterio.open(path) as src:
+        have = src.profile
+        blocks = {src.block_shapes[0]} == set(src.block_shapes)
+    keys = ("dtype", "count", "compress", "interleave", "tiled", "blockxsize", "blockysize")
+    return blocks and all(str(have.get(k, "")).lower() == str(profile.get(k, have.get(k, ""))).lower() for k in keys) \
+        and bool(np.isnan(have.get("nodata") if have.get("nodata") is not None else 0.0))
+
+
 def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel_days: int = 32_000_000) -> Grid:
     """Write rasters that tile one grid (same CRS, pixel size and dates; no gap, no overlap) as one raster on it.
 
     The output is written strip by strip of whole block rows and all its columns (and, within a strip, bands at most
     `max_pixel_days` at a time), so every compressed block is written once and memory is bounded by a strip, whatever
-    the region's size. Returns the merged grid."""
+    the region's size. A single tile laid out as the output would be (the whole region, tiles.cells 0) is copied
+    byte for byte. Returns the merged grid."""
     grids = {str(part): read_grid(part) for part in parts}
     if not grids:
         raise ValueError(f"{path}: no tile to merge")
@@ -289,6 +302,10 @@ def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel
         raise ValueError(f"{path}: the {len(grids)} tiles leave gaps or overlap in their {height} x {width} grid")
     grid = Grid(first.crs, Affine(first.transform.a, 0.0, left, 0.0, first.transform.e, top), height, width)
     profile = _profile(grid, len(dates) if dates else 1)
+    if len(grids) == 1 and _written_as(next(iter(grids)), profile):
+        with atomic_path(path) as tmp:  # one tile, the region (tiles.cells 0): its bytes are the merged raster's
+            shutil.copyfile(next(iter(grids)), tmp)
+        return grid
     strip = profile.get("blockysize", height)
     count = profile["count"]
     bands = max(1, min(count, max_pixel_days // (strip * width)))

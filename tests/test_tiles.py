@@ -3,6 +3,8 @@ tiled prediction (members, forest, ensemble, spread, cubic baselines) merged equ
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -123,3 +125,27 @@ def test_tiles_of_a_daily_variable_resampled_and_merged_equal_one_tile(tmp_path,
     assert io.read_dates(merged) == make_dates("2023-05-01", 8)
     assert np.isfinite(io.read_stack(merged).data).mean() > 0.9
     np.testing.assert_array_equal(io.read_stack(merged).data, io.read_stack(whole).data)
+
+
+def test_merge_of_one_tile_copies_it_and_rewrites_a_stranger_layout(tmp_path):
+    """One tile covering the region (tiles.cells 0): merge_tiles copies its bytes; a tile laid out otherwise (here
+    DEFLATE, untiled) is rewritten as open_writer writes every map."""
+    fine = nested_grid(io.read_grid(_smooth_world(tmp_path)[1]), 100)  # 300 x 400 pixels
+    values = np.random.default_rng(3).random((2, 300, 400)).astype(np.float32)
+    values[1, 7, 9] = np.nan
+    part = str(tmp_path / "r0c0.tif")
+    io.write_stack(part, io.Stack(values, fine, DATES[:2]))
+    out = str(tmp_path / "merged.tif")
+    assert io.merge([part], out) == fine
+    assert Path(out).read_bytes() == Path(part).read_bytes()
+    assert io.read_dates(out) == DATES[:2]
+    stranger, out2 = str(tmp_path / "deflate.tif"), str(tmp_path / "merged2.tif")
+    with rasterio.open(stranger, "w", driver="GTiff", dtype="float32", nodata=np.nan, crs=fine.crs,
+                       transform=fine.transform, height=300, width=400, count=2, compress="deflate") as dst:
+        dst.write(values)
+        dst.descriptions = tuple(DATES[:2])
+    io.merge([stranger], out2)
+    np.testing.assert_array_equal(io.read_stack(out2).data, values)
+    assert io.read_dates(out2) == DATES[:2]
+    with rasterio.open(out2) as src:
+        assert src.profile["compress"] == "zstd" and src.block_shapes[0] == (256, 256)
