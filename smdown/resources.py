@@ -312,7 +312,7 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     (ensemble.forest), so predict predicts it and predict_rf does not run. `refine`: stations refine the ensemble
     (config refine, with stations): one fit a layer (fit_refinement, bounded like the calibration), one refine job a
     tile, the raw ensemble merged too (9 maps a layer) and the refined one after (`merge_refined`). CPU seconds from MODELS; the 2-thread jobs
-    (predict, predict_rf, tune, train, sensitivity) hold 2 cores."""
+    (predict, predict_rf, train_rf) hold 2 cores."""
     fine = min(scales)
     out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels))]
     resample = []
@@ -326,8 +326,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     out += resample
     out.append(Stage("merge_scale", dynamic + layers, MODELS["merge_tiles"].cpu_s(pixels * days)))
     out += [Stage("samples", layers * len(scales), MODELS["samples"].cpu_s(pixels * days)),
-            Stage("tune", layers * 3, MODELS["tune"].cpu_s(examples * trials * tune_epochs), 2),
-            Stage("train", layers * 3, MODELS["train"].cpu_s(examples * epochs), 2),
+            Stage("tune", layers * 3, MODELS["tune"].cpu_s(examples * trials * tune_epochs)),
+            Stage("train", layers * 3, MODELS["train"].cpu_s(examples * epochs)),
             Stage("train_rf", layers, MODELS["train_rf"].cpu_s(examples), 2),
             Stage("ensemble", layers, MODELS["ensemble"].cpu_s(examples)),
             Stage("predict", layers * tiles, MODELS["predict_forest" if forest else "predict"].cpu_s(pixels * days / tiles), 2),
@@ -342,7 +342,7 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
             Stage("merge_uncertainty", layers, MODELS["merge_tiles"].cpu_s(pixels * days)),
             Stage("evaluate_tile", layers * tiles, MODELS["evaluate_tile"].cpu_s(pixels * days / tiles)),
             Stage("evaluate", 1, MODELS["evaluate"].cpu_s(layers * pixels * days * test_share)),
-            Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples), 2)]
+            Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples))]
     return out
 
 

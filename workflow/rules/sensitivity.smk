@@ -20,7 +20,7 @@ rule sensitivity:
         f"{R}/benchmarks/sensitivity/{{layer}}.tsv"
     conda:
         "../../envs/ml.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=mem_mb_of("sensitivity"),
         runtime=runtime_of("sensitivity"),

@@ -1,7 +1,9 @@
 from smdown.rules import setup_logging
 from smdown.rules.ensemble import weigh
+from smdown.train import use_threads
 
 setup_logging(snakemake.log[0])
+use_threads(snakemake.threads)
 weigh(
     list(snakemake.input.models),
     list(snakemake.input.samples),

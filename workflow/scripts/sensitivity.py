@@ -1,7 +1,9 @@
 from smdown.rules import setup_logging
 from smdown.rules.sensitivity import sensitivity
+from smdown.train import use_threads
 
 setup_logging(snakemake.log[0])
+use_threads(snakemake.threads)
 sensitivity(
     snakemake.wildcards.layer,
     list(snakemake.input.models),
