@@ -1,6 +1,6 @@
-# tune, train (and ensemble, sensitivity) run TensorFlow on one thread: these small models keep about one core
-# busy whatever the threads (on the demo, 2 threads made a train job 0-30 % shorter), so jobs side by side finish
-# the step sooner; on a bigger node, `set-threads` gives them more
+# tune, train (and ensemble, sensitivity) run TensorFlow on one thread: their small models keep about one core busy
+# whatever the threads (the demo's 6 train jobs: 155 s on 2 threads, 154 s on 1), so two jobs side by side finish
+# the step in about half the time; `set-threads` gives them more on a bigger node
 rule tune:
     input:
         layer_samples,
