@@ -265,14 +265,13 @@ def write_window(dst, data: np.ndarray, row: int, col: int) -> None:
 
 
 def _written_as(path: str | os.PathLike, profile: dict) -> bool:
-    """True where the raster at `path` is laid out as `profile` says (type, compression, blocks, band order), so a
-    copy of its bytes is the raster open_writer would write with it."""
+    """True where the raster at `path` is laid out as `profile` says (type, compression, blocks, band order, NaN
+    nodata), so a copy of its bytes is the raster open_writer would write with it."""
     with rasterio.open(path) as src:
-        have = src.profile
-        blocks = {src.block_shapes[0]} == set(src.block_shapes)
+        have, uniform = src.profile, len(set(src.block_shapes)) == 1
     keys = ("dtype", "count", "compress", "interleave", "tiled", "blockxsize", "blockysize")
-    return blocks and all(str(have.get(k, "")).lower() == str(profile.get(k, have.get(k, ""))).lower() for k in keys) \
-        and bool(np.isnan(have.get("nodata") if have.get("nodata") is not None else 0.0))
+    same = all(str(have.get(key)).lower() == str(profile.get(key, have.get(key))).lower() for key in keys)
+    return uniform and same and have.get("nodata") is not None and bool(np.isnan(have["nodata"]))
 
 
 def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel_days: int = 32_000_000) -> Grid:
