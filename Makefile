@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: run test test-slurm lint bench-resample bench-predict bench-samples bench-skill figure clean
+.PHONY: run test test-slurm lint docs bench-resample bench-predict bench-samples bench-skill figure clean
 
 $(BIN)/snakemake: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint --software-deployment-method conda
 	$(BIN)/snakefmt --check .
 	$(BIN)/ruff check .
+
+# the documentation site (MkDocs, Material theme) into build/site; --strict fails on a broken link or a missing page
+$(BIN)/mkdocs: $(BIN)/snakemake
+	$(BIN)/pip install --quiet -e ".[dev,docs]"
+	touch $@
+
+docs: $(BIN)/mkdocs
+	$(BIN)/mkdocs build --strict
 
 bench-resample: $(BIN)/snakemake
 	$(BIN)/python -m smdown.bench resample
