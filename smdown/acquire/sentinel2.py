@@ -5,8 +5,8 @@ replacement of sentinel-2-l2a, same asset keys). Planetary Computer hrefs are si
 
 For each acquisition date, each item's red, nir, swir16 and SCL assets are read only under the
 output block (GDAL /vsicurl/ + warped VRT, HTTP Range requests), reflectances scaled with the
-asset's raster:bands scale/offset (not the offset where the item says
-earthsearch:boa_offset_applied; see band_scaling), checked to lie in the range of surface reflectance
+asset's raster:bands scale/offset and the processing baseline, the offset dropped where the
+pixels already carry it (see band_scaling and offset_in_pixels), checked to lie in the range of surface reflectance
 (check_reflectance: an InputError, never silent NaN), cloud-masked with the scene classification (SCL), and the
 indices computed:
 
@@ -53,20 +53,31 @@ BOA_APPLIED = "earthsearch:boa_offset_applied"
 
 
 def band_scaling(item: pystac.Item, asset: pystac.Asset) -> tuple[float, float, float | None]:
-    """(scale, offset, nodata) turning an asset's digital numbers into surface reflectance.
+    """(scale, offset, nodata) turning an asset's digital numbers into surface reflectance, as the item says.
 
-    - raster:bands scale/offset when the asset has them, except that an item saying
-      earthsearch:boa_offset_applied: true has its offset applied already (Earth Search
-      sentinel-2-l2a items are known to carry both): the offset is then not applied again;
-    - plain digital numbers (e.g. Planetary Computer): DN / 10000, minus the 1000 DN offset of
-      processing baseline 04.00 onwards."""
+    - raster:bands scale/offset when the asset has them; plain digital numbers (e.g. Planetary Computer):
+      DN / 10000, minus the 1000 DN offset (-0.1) from processing baseline 04.00 onwards;
+    - an item processed before baseline 04.00 carries no offset, whatever raster:bands says.
+
+    earthsearch:boa_offset_applied is not trusted here: Earth Search items say false while their COGs already
+    carry the offset, and true while raster:bands still lists it. Whether the pixels still hold the offset is
+    decided from the pixels themselves (offset_in_pixels) when the first block is read."""
     scale, offset, nodata = raster_scaling(asset)
+    baseline = str(item.properties.get("s2:processing_baseline") or "")
     if scale == 1.0 and offset == 0.0:
-        baseline = str(item.properties.get("s2:processing_baseline", "00.00"))
         scale, offset = 1e-4, (-0.1 if baseline >= "04.00" else 0.0)
-    if item.properties.get(BOA_APPLIED) is True and offset != 0.0:
+    elif baseline and baseline < "04.00":
         offset = 0.0
     return scale, offset, nodata
+
+
+def offset_in_pixels(bands: dict[str, np.ndarray], land: np.ndarray, min_pixels: int = 20) -> bool | None:
+    """Whether the BOA offset is already applied to the pixels, judged from reflectances read with the offset: over
+    clear land (SCL 4, 5) reflectance is positive in every band, so a band more than half of whose land pixels come
+    out at or below 0 had the offset taken off already (it would be subtracted twice). None: too few land pixels."""
+    if int(land.sum()) < min_pixels:
+        return None
+    return max(float((values[land] <= 1e-6).mean()) for values in bands.values()) > 0.5
 
 
 def _raster(item: pystac.Item, band: str, sign=None) -> Raster:
@@ -117,6 +128,28 @@ def indices(red, nir, swir16, scl, keep) -> tuple[np.ndarray, np.ndarray]:
     return ndvi, ndwi
 
 
+def _decide_offset(scene: dict[str, Raster], bands: dict[str, np.ndarray], land: np.ndarray) -> None:
+    """On the first block with enough clear land, keep or drop the scene's BOA offset as its pixels say (in place)."""
+    rasters = [scene[b] for b in bands]
+    if getattr(scene["scl"], "offset_decided", False) or all(r.offset == 0.0 for r in rasters):
+        return
+    applied = offset_in_pixels(bands, land)
+    if applied is None:
+        return
+    scene["scl"].offset_decided = True
+    flag = getattr(rasters[0], "boa_applied", None)
+    if applied:
+        for b, raster in zip(bands, rasters, strict=True):
+            bands[b] -= np.float32(raster.offset)
+            raster.offset = 0.0
+        log.warning("Sentinel-2 item %s: its pixels already carry the BOA offset (over half of the clear land pixels "
+                    "would be <= 0 with it); the offset of raster:bands is not applied again (%s=%s)",
+                    getattr(rasters[0], "item_id", "?"), BOA_APPLIED, flag)
+    elif flag is True:
+        log.info("Sentinel-2 item %s says %s=true, but its pixels still carry the BOA offset: applied",
+                 getattr(rasters[0], "item_id", "?"), BOA_APPLIED)
+
+
 def _date_indices(scenes: list[dict[str, Raster]], grid: Grid, box, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
     """NDVI and NDWI of one date on a block: mean of the clear values of the date's scenes."""
     sums = [np.zeros(grid.shape), np.zeros(grid.shape)]
@@ -130,6 +163,7 @@ def _date_indices(scenes: list[dict[str, Raster]], grid: Grid, box, cfg: dict) -
         bands = {b: scene[b].read(grid, cfg["resampling"]) for b in ("red", "nir", "swir16")}
         classes = np.nan_to_num(scl, nan=0).astype(np.int16)
         clear, land = np.isin(classes, list(cfg["scl_keep"])), np.isin(classes, LAND_CLASSES)
+        _decide_offset(scene, bands, clear & land)
         for b, values in bands.items():
             check_reflectance(np.where(clear, values, np.nan), clear & land, scene[b], b)
         for k, index in enumerate(indices(bands["red"], bands["nir"], bands["swir16"], scl, cfg["scl_keep"])):
@@ -141,11 +175,37 @@ def _date_indices(scenes: list[dict[str, Raster]], grid: Grid, box, cfg: dict) -
     return out[0], out[1]
 
 
+# Periods a collection holds no items for: Earth Search's sentinel-2-c1-l2a lacks Nov 2016 - Nov 2019 and 2022,
+# ESA's reprocessing of the archive to baseline 05.00 being incomplete (Earth Search's README, April 2024).
+COLLECTION_GAPS = {"sentinel-2-c1-l2a": (("2016-11-01", "2019-11-30"), ("2022-01-01", "2022-12-31"))}
+GAP_FALLBACK = {"sentinel-2-c1-l2a": "sentinel-2-l2a"}
+
+
+def check_collection_gaps(collection: str, start: str, end: str) -> None:
+    """Stop, before any request, when acquire.start..end lies inside a period the collection has no items for; a
+    warning when the period only overlaps one."""
+    for first, last in COLLECTION_GAPS.get(collection, ()):
+        if start > last or end < first:
+            continue
+        instead = GAP_FALLBACK[collection]
+        if first <= start and end <= last:
+            raise InputError(
+                f"Sentinel-2: acquire.start..end ({start}..{end}) lies inside a gap of {collection}, which has no "
+                f"items from {first} to {last} (ESA's reprocessing of the archive to baseline 05.00 is incomplete). "
+                f"Set acquire.sentinel2.collection: {instead} (same catalogue, same asset keys), or choose a period "
+                "outside the gap"
+            )
+        log.warning("Sentinel-2: %s has no items from %s to %s, inside acquire.start..end (%s..%s): those days get no "
+                    "NDVI/NDWI (acquire.sentinel2.collection: %s covers them)", collection, first, last, start, end,
+                    instead)
+
+
 def acquire_sentinel2(
     region: Region, settings: dict, http: Downloader, ndvi: str | os.PathLike, ndwi: str | os.PathLike
 ) -> dict[str, Path]:
     """Write ndvi.tif and ndwi.tif: one band per acquisition date (YYYY-MM-DD), NaN where masked."""
     cfg = settings["sentinel2"]
+    check_collection_gaps(cfg["collection"], region.start, region.end)
     signer = signer_for(cfg, http, "sentinel2", "Sentinel-2")
     items = search_items(http, cfg["catalog"], cfg["collection"], region.bbox, region.datetime_range, "Sentinel-2")
     items = [i for i in items if float(i.properties.get("eo:cloud_cover", 0.0)) <= cfg["max_cloud"]]

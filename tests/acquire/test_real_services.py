@@ -130,13 +130,47 @@ def test_an_offset_already_applied_is_not_applied_again(world, server, tmp_path)
     np.testing.assert_allclose(ndwi.data[0][np.isfinite(ndwi.data[0])], 1 / 3, atol=1e-5)
 
 
-def test_reflectance_outside_its_range_fails_loudly(world, server, tmp_path):
-    """An item whose offset was applied but says nothing: red DN 300 - offset gives -0.07 on every pixel."""
+def test_an_offset_already_in_the_pixels_is_not_subtracted_twice(world, server, tmp_path, caplog):
+    """An item whose COGs already carry the offset but say nothing of it (raster:bands offset -0.1, no
+    earthsearch:boa_offset_applied): red DN 300 would give -0.07 on every land pixel; the pixels decide, and the
+    reflectance is DN / 10000 in every band (red 0.03, nir 0.5, swir16 0.3)."""
+    caplog.set_level(logging.INFO, logger="smdown.acquire")
     rewrite_s2(server, {"red": 300})
     cfg = settings(world)
     cfg["sentinel2"]["collection"] = S2_COLLECTION
-    with pytest.raises(InputError, match=r"Sentinel-2 item S2A_10SGF_20230501 asset red .*reflectance -0\.07.*"
-                                         r"100% of the clear land pixels negative.*offset is probably applied twice"):
+    paths = run_source("sentinel2", cfg, _s2_out(tmp_path))
+    ndvi = read_stack(paths["ndvi"]).data[0]
+    assert np.isfinite(ndvi).mean() > 0.3
+    np.testing.assert_allclose(ndvi[np.isfinite(ndvi)], (0.5 - 0.03) / (0.5 + 0.03), atol=1e-5)
+    assert "S2A_10SGF_20230501: its pixels already carry the BOA offset" in caplog.text
+
+
+def test_an_item_whose_pixels_still_carry_the_offset_gets_it(world, server, tmp_path):
+    """earthsearch:boa_offset_applied: true while the pixels are raw (DN = 10000 reflectance + 1000): applied."""
+    rewrite_s2(server, {"red": 2000, "nir": 5000, "swir16": 3000}, {"earthsearch:boa_offset_applied": True},
+               collection="sentinel-2-l2a")
+    cfg = settings(world)
+    cfg["sentinel2"]["collection"] = "sentinel-2-l2a"
+    ndvi = read_stack(run_source("sentinel2", cfg, _s2_out(tmp_path))["ndvi"]).data[0]
+    np.testing.assert_allclose(ndvi[np.isfinite(ndvi)], (0.4 - 0.1) / (0.4 + 0.1), atol=1e-5)
+
+
+def test_a_period_inside_the_collection_1_gap_stops_before_any_request(world, server, tmp_path, caplog):
+    cfg = settings(world)
+    cfg.update(start="2018-05-01", end="2018-06-30")
+    with pytest.raises(InputError) as err:
+        run_source("sentinel2", cfg, _s2_out(tmp_path))
+    message = str(err.value)
+    assert "acquire.start..end (2018-05-01..2018-06-30) lies inside a gap of sentinel-2-c1-l2a" in message
+    assert "no items from 2016-11-01 to 2019-11-30" in message
+    assert "acquire.sentinel2.collection: sentinel-2-l2a" in message
+    assert not server.requests
+    cfg.update(start="2022-03-01", end="2022-03-31")
+    with pytest.raises(InputError, match="no items from 2022-01-01 to 2022-12-31"):
+        run_source("sentinel2", cfg, _s2_out(tmp_path))
+    assert not server.requests
+    cfg["sentinel2"]["collection"] = "sentinel-2-l2a"  # the other collection is not stopped
+    with pytest.raises(InputError, match="Sentinel-2: no items of sentinel-2-l2a"):
         run_source("sentinel2", cfg, _s2_out(tmp_path))
 
 
