@@ -1,0 +1,108 @@
+"""The tiny run's outputs in the user's tools: a NetCDF-CF cube xarray opens with the maps' dates and values, maps
+that are valid Cloud-Optimized GeoTIFFs, a STAC catalogue that validates (offline), and the `outputs` setting deciding
+which maps are written, a change of it rerunning only the writing."""
+
+import re
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import TINY_LAYERS, run_workflow
+from rio_cogeo.cogeo import cog_validate
+
+from smdown import io
+from smdown.publishing.catalog import validate
+
+MAPS = ["dnn", "cnn", "lstm", "ensemble_raw", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected",
+        "uncertainty"]
+
+
+def dry_run(workdir, override=None, config=None) -> dict[str, int]:
+    """Rule -> job count of a dry run."""
+    done = run_workflow(workdir, config, "-n", "--quiet", "rules", override=override)
+    text = done.stdout + done.stderr
+    if "Nothing to be done" in text:
+        return {}
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text[text.index("Job stats"):], flags=re.MULTILINE))
+    counts.pop("total", None)
+    return {rule: int(n) for rule, n in counts.items()}
+
+
+@pytest.mark.workflow
+def test_the_cube_opens_in_xarray_with_the_maps_dates_and_values(tiny_run):
+    _, results, _ = tiny_run
+    for layer in TINY_LAYERS:
+        with xr.open_dataset(results / "cube" / f"{layer}.nc") as cube:
+            assert sorted(cube.data_vars) == sorted(MAPS)
+            assert cube["ensemble"].dims == ("time", "y", "x")
+            assert cube["ensemble"].attrs["units"] == "m3 m-3"
+            assert cube["ensemble"].attrs["grid_mapping"] == "spatial_ref"
+            assert "crs_wkt" in cube["spatial_ref"].attrs
+            for name in ("ensemble", "uncertainty", "dnn"):
+                stack = io.read_stack(results / "downscaled" / layer / f"{name}.tif")
+                assert [str(t)[:10] for t in cube["time"].values] == stack.dates
+                assert np.array_equal(cube[name].values, stack.data, equal_nan=True), name
+                t = stack.grid.transform
+                assert np.allclose(cube["x"].values[[0, -1]], [t.c + t.a / 2, t.c + (stack.grid.width - 0.5) * t.a])
+                assert np.allclose(cube["y"].values[[0, -1]], [t.f + t.e / 2, t.f + (stack.grid.height - 0.5) * t.e])
+
+
+@pytest.mark.workflow
+def test_every_map_is_a_valid_cog(tiny_run):
+    _, results, _ = tiny_run
+    maps = sorted((results / "downscaled").glob("*/*.tif"))
+    assert len(maps) == len(TINY_LAYERS) * len(MAPS)
+    for path in maps:
+        valid, errors, _ = cog_validate(str(path), quiet=True)
+        assert valid, (path, errors)
+
+
+@pytest.mark.workflow
+def test_the_catalogue_validates_and_holds_every_map(tiny_run):
+    import pystac
+
+    _, results, _ = tiny_run
+    assert validate(results / "stac" / "collection.json") == len(TINY_LAYERS) * len(MAPS)
+    collection = pystac.read_file(str(results / "stac" / "collection.json"))
+    item = collection.get_item("surface-ensemble", recursive=True)
+    dates = io.read_dates(results / "downscaled" / "surface" / "ensemble.tif")
+    assert item.properties["start_datetime"].startswith(dates[0])
+    assert item.properties["end_datetime"].startswith(dates[-1])
+    assert item.assets["ensemble"].href.startswith("../")  # relative to the catalogue
+    assert item.assets["ensemble"].get_absolute_href() == str(results / "downscaled" / "surface" / "ensemble.tif")
+    assert item.properties["proj:shape"] == list(io.read_grid(results / "downscaled" / "surface" / "ensemble.tif").shape)
+    assert {a.href for a in collection.assets.values()} == {f"../cube/{layer}.nc" for layer in TINY_LAYERS}
+
+
+@pytest.mark.workflow
+def test_a_change_of_outputs_reruns_only_the_writing(tiny_run):
+    workdir, _, _ = tiny_run
+    # the product alone: the catalogue and cubes are rewritten, and the evaluation scores what is left; no
+    # prediction, training or merge (the remaining maps are there), nothing deleted
+    jobs = dry_run(workdir, {"outputs": {"maps": ["ensemble", "uncertainty"]}})
+    assert set(jobs) <= {"cube", "catalog", "evaluate_tile", "evaluate", "metric_figure", "reliability_figure",
+                         "scatter", "station_figure", "all"}, jobs
+    assert jobs["cube"] == 2 and jobs["catalog"] == 1
+    # no cube: the catalogue alone
+    assert set(dry_run(workdir, {"outputs": {"cube": False}})) == {"catalog", "all"}
+    # int16: the merges and what reads the maps, never prediction or training
+    jobs = dry_run(workdir, {"outputs": {"dtype": "int16"}})
+    assert jobs["merge_tiles"] == 2 * len(MAPS) and {"cube", "catalog"} <= set(jobs), jobs
+    assert not {"predict", "train", "tune", "samples", "ensemble", "refine"} & set(jobs), jobs
+
+
+@pytest.mark.workflow
+def test_outputs_decide_which_maps_a_run_writes(tiny_run, tmp_path):
+    """A fresh run on the same inputs: by default (a region of your own) it writes the product alone; the spread and
+    the unrefined ensemble, which the uncertainty and the refinement read, are temporary files; no cubic baseline."""
+    workdir, _, _ = tiny_run
+    config = {**__import__("yaml").safe_load((workdir / "config.yaml").read_text())}
+    config.pop("outputs")
+    jobs = dry_run(tmp_path, None, config=config)
+    assert jobs["merge_tiles"] == 2 * len(TINY_LAYERS), jobs  # ensemble and uncertainty
+    assert jobs["merge_needed"] == 2 * len(TINY_LAYERS), jobs  # ensemble_std, ensemble_raw
+    assert "cubic_baseline" not in jobs and "predict_rf" not in jobs, jobs
+    config["outputs"] = {"maps": ["product", "baselines"], "cube": False, "catalog": False}
+    jobs = dry_run(tmp_path, None, config=config)
+    assert jobs["merge_tiles"] == 4 * len(TINY_LAYERS) and jobs["cubic_baseline"] == len(TINY_LAYERS), jobs
+    assert "cube" not in jobs and "catalog" not in jobs
