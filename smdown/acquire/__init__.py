@@ -49,6 +49,7 @@ DEFAULTS: dict = {
         "cloud_hosted": False,  # keep only granules advertising Earthdata Cloud access
         "subset": "opendap",  # region subset on the server (OPeNDAP), whole granules as fallback; or none
         "keep_granules": False,
+        "max_granule_gb": 5.0,  # bound on whole-granule downloads (GB); None: no bound
     },
     "sentinel2": {
         "catalog": "https://earth-search.aws.element84.com/v1",

@@ -1,11 +1,12 @@
 """NASA Earthdata Login (EDL): find the user's credentials and turn them into a bearer token.
 
 Credentials come, like earthaccess's login strategies, from the environment
-(``EARTHDATA_TOKEN``, or ``EARTHDATA_USERNAME`` + ``EARTHDATA_PASSWORD``) or from ``~/.netrc``
+(``EARTHDATA_TOKEN`` first, as earthaccess does, else ``EARTHDATA_USERNAME`` + ``EARTHDATA_PASSWORD``) or from ``~/.netrc``
 (or the file named by ``NETRC``) with ``machine urs.earthdata.nasa.gov``. A username/password
 pair is exchanged for a token at ``<edl_url>/api/users/find_or_create_token`` (the call
 earthaccess makes), so wrong credentials fail once, early, with a clear message; downloads
-then send ``Authorization: Bearer <token>``. Secrets never appear in logs or messages.
+then send ``Authorization: Bearer <token>``; a token is checked by one cheap authenticated request before the
+first download (smdown.acquire.smap.check_access). Secrets never appear in logs or messages.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ def find_credentials(strategy: str = "auto", edl_url: str = EDL_URL) -> Credenti
     if strategy in ("auto", "environment"):
         token = os.environ.get("EARTHDATA_TOKEN")
         user, password = os.environ.get("EARTHDATA_USERNAME"), os.environ.get("EARTHDATA_PASSWORD")
+        if token:  # as earthaccess: a token, when set, is used before a username/password pair
+            return Credentials(None, None, token, "EARTHDATA_TOKEN")
         if user and password:
             return Credentials(user, password, None, "EARTHDATA_USERNAME/EARTHDATA_PASSWORD")
-        if token:
-            return Credentials(None, None, token, "EARTHDATA_TOKEN")
         if strategy == "environment":
             raise InputError(f"Earthdata credentials: EARTHDATA_USERNAME/EARTHDATA_PASSWORD are not set. {HELP}")
     host = urlsplit(edl_url).hostname or ""

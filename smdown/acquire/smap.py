@@ -42,6 +42,7 @@ VARIABLES = {
     "precipitation": "Geophysical_Data/precipitation_total_surface_flux",
 }
 SECONDS_PER_DAY = 86400.0
+GRANULE_BYTES = 150e6  # a whole SPL4SMGP granule, where CMR gives no size
 CMR_URL = "https://cmr.earthdata.nasa.gov/search/"
 _TIME_IN_NAME = re.compile(r"_(\d{8})T(\d{6})_")
 
@@ -192,7 +193,8 @@ def read_granule(path: str | os.PathLike, grid: Grid) -> dict[str, np.ndarray]:
         with h5py.File(path, "r") as h5:
             for name, dataset in VARIABLES.items():
                 if dataset not in h5:
-                    raise InputError(f"{path}: SMAP L4 granule has no dataset {dataset}")
+                    raise InputError(f"{path}: {_what_granule(h5)}, not an SPL4SMGP granule: it has no {dataset}. "
+                                     f"{SUPPORTED}")
                 ds = h5[dataset]
                 if ds.shape != (EASE2_9KM_ROWS, EASE2_9KM_COLS):
                     raise InputError(
@@ -208,6 +210,21 @@ def read_granule(path: str | os.PathLike, grid: Grid) -> dict[str, np.ndarray]:
     except OSError as err:
         raise InputError(f"{path}: not a readable HDF5 file ({err})") from None
     return out
+
+
+SUPPORTED = ("smdown reads SMAP L4 Global 3-hourly 9 km Geophysical Data granules (SPL4SMGP: "
+             "Geophysical_Data/sm_surface, sm_rootzone, precipitation_total_surface_flux) only; "
+             "set acquire.smap.short_name: SPL4SMGP")
+
+
+def _what_granule(h5) -> str:
+    """What an HDF5 file says it is: its Title attribute (SMAP L4 writes one) and its top-level groups."""
+    title = h5.attrs.get("Title", b"")
+    title = title.decode(errors="replace") if isinstance(title, bytes) else str(title)
+    if "Analysis Update" in title:
+        title += " (SPL4SMAU)"
+    groups = sorted(k for k in h5.keys())
+    return f"{title or 'an HDF5 file'} with {', '.join(groups[:6])}{' ...' if len(groups) > 6 else ''}"
 
 
 def _check_coordinates(h5, path, row0: int, col0: int) -> None:
@@ -246,26 +263,34 @@ def read_opendap_subset(path: str | os.PathLike, grid: Grid) -> dict[str, np.nda
                 else:
                     raise InputError(f"{path}: the OPeNDAP subset has no variable {dataset}")
                 if ds.shape != grid.shape:
-                    raise InputError(f"{path}: {dataset} has shape {ds.shape}, not the requested {grid.shape} cells")
+                    raise TruncatedAnswer(f"{path}: {dataset} has shape {ds.shape}, not the requested {grid.shape} "
+                                          "cells")
                 data = ds[...].astype(np.float32)
                 fill = float(np.asarray(ds.attrs.get("_FillValue", -9999.0)).ravel()[0])
                 data[(data == fill) | (data <= -9999.0)] = np.nan
                 out[name] = data
     except OSError as err:
-        raise InputError(f"{path}: the OPeNDAP answer is not a readable netCDF-4 file ({err})") from None
+        raise TruncatedAnswer(f"{path}: the OPeNDAP answer is not a readable netCDF-4 file ({err})") from None
     return out
+
+
+class TruncatedAnswer(InputError):
+    """An OPeNDAP answer shorter than asked for (its arrays smaller than the request, or the file cut): the answers
+    carry no Content-Length, so this is how a cut transfer shows."""
 
 
 @dataclass
 class Fetcher:
     """Reads the region's cells of granules: the subset cache, else an OPeNDAP subset on the server, else the
-    whole granule (~150 MB). After one failed OPeNDAP request the rest of the run uses whole granules."""
+    whole granule (~150 MB), for the granule whose subset failed only; whole-granule downloads stop at
+    max_whole_bytes."""
 
     http: Downloader
     grid: Grid
     headers: dict
     keep: bool = False
     subset: str = "opendap"  # or 'none': always whole granules
+    max_whole_bytes: float | None = None  # bound on the bytes of whole-granule downloads (acquire.smap.max_granule_gb)
     bytes_opendap: int = 0
     bytes_whole: int = 0
     count_opendap: int = 0
@@ -299,23 +324,41 @@ class Fetcher:
         return arrays
 
     def _opendap(self, granule: Granule) -> dict[str, np.ndarray] | None:
+        """The granule's cells from an OPeNDAP subset; a truncated answer is fetched again (up to the HTTP retries);
+        None when the server fails, so that this granule alone is downloaded whole."""
         dest = self.folder / "opendap" / f"{granule.stem}.nc4"
-        try:
-            path = self.http.fetch(opendap_request(granule.opendap, self.grid), dest=dest, headers=self.headers,
-                                   auth_hint=self.AUTH)
-            size = path.stat().st_size
-            arrays = read_opendap_subset(path, self.grid)
-        except InputError as err:
-            log.warning("SMAP: OPeNDAP subset of %s failed (%s); whole granules from now on", granule.name, err)
+        for attempt in range(self.http.retries + 1):
+            try:
+                path = self.http.fetch(opendap_request(granule.opendap, self.grid), dest=dest, headers=self.headers,
+                                       auth_hint=self.AUTH)
+                size = path.stat().st_size
+                arrays = read_opendap_subset(path, self.grid)
+            except TruncatedAnswer as err:
+                dest.unlink(missing_ok=True)
+                log.warning("SMAP: OPeNDAP answer for %s is truncated (%s); try %d/%d", granule.name, err,
+                            attempt + 1, self.http.retries + 1)
+                continue
+            except InputError as err:
+                dest.unlink(missing_ok=True)
+                log.warning("SMAP: OPeNDAP subset of %s failed (%s); this granule is downloaded whole",
+                            granule.name, err)
+                return None
             dest.unlink(missing_ok=True)
-            self.subset = "none"
-            return None
-        dest.unlink(missing_ok=True)
-        self.bytes_opendap += size
-        self.count_opendap += 1
-        return arrays
+            self.bytes_opendap += size
+            self.count_opendap += 1
+            return arrays
+        log.warning("SMAP: OPeNDAP answers for %s stayed truncated; this granule is downloaded whole", granule.name)
+        return None
 
     def _whole(self, granule: Granule) -> dict[str, np.ndarray]:
+        size = granule.size or GRANULE_BYTES
+        if self.max_whole_bytes is not None and self.bytes_whole + size > self.max_whole_bytes:
+            raise InputError(
+                f"SMAP: downloading {granule.name} whole ({size / 1e9:.2f} GB) would take the whole-granule downloads "
+                f"past acquire.smap.max_granule_gb ({self.max_whole_bytes / 1e9:g} GB; "
+                f"{self.bytes_whole / 1e9:.2f} GB so far). Raise acquire.smap.max_granule_gb, shorten the period, or "
+                "retry later when the OPeNDAP service answers"
+            )
         path = self.http.fetch(granule.url, dest=self.http.cache_dir / "smap" / granule.name, headers=self.headers,
                                expected_size=granule.size, auth_hint=self.AUTH)
         self.bytes_whole += path.stat().st_size
@@ -328,6 +371,38 @@ class Fetcher:
     def summary(self) -> str:
         return (f"{self.count_opendap} granules subset on the server ({self.bytes_opendap / 1e6:.3f} MB), "
                 f"{self.count_whole} whole granules ({self.bytes_whole / 1e6:.1f} MB)")
+
+
+def check_whole_volume(fetcher: Fetcher, granules: list[Granule]) -> None:
+    """Before any download: stop when the granules to be downloaded whole (no OPeNDAP link, or subset: none; cached
+    subsets left out) add up to more than acquire.smap.max_granule_gb."""
+    if fetcher.max_whole_bytes is None:
+        return
+    whole = [g for g in granules if not (fetcher.folder / f"{g.stem}.npz").exists()
+             and not (fetcher.subset == "opendap" and g.opendap)]
+    total = sum(g.size or GRANULE_BYTES for g in whole)
+    if total > fetcher.max_whole_bytes:
+        raise InputError(
+            f"SMAP: {len(whole)} granules would be downloaded whole ({total / 1e9:.1f} GB), more than "
+            f"acquire.smap.max_granule_gb ({fetcher.max_whole_bytes / 1e9:g} GB): "
+            + ("acquire.smap.subset is none. Set it to opendap (the region's cells only, a few kB a granule), "
+               if fetcher.subset == "none" else "CMR lists no OPeNDAP link for them. ")
+            + "Raise acquire.smap.max_granule_gb, or shorten the period"
+        )
+
+
+def check_access(http: Downloader, granule: Granule, headers: dict, origin: str) -> None:
+    """One cheap authenticated request (the first byte of a granule) before any download, so that a refused token
+    stops the run at once with the reason rather than after the first transfer."""
+    from smdown.acquire.http import _HeaderAuth
+
+    hint = (f"Earthdata refused the token (from {origin}): a token expires after 60 days; make a new one at "
+            "https://urs.earthdata.nasa.gov (Generate Token), or unset EARTHDATA_TOKEN to log in with "
+            "EARTHDATA_USERNAME/EARTHDATA_PASSWORD or ~/.netrc. Check your Earthdata credentials and that your "
+            "account may download NSIDC data.")
+    response = http.request("GET", granule.url, auth_hint=hint, headers={**headers, "Range": "bytes=0-0"},
+                            auth=_HeaderAuth(), stream=True)
+    response.close()
 
 
 def daily_means(granules: list[Granule], read) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -368,11 +443,20 @@ def acquire_smap(
     smap, earthdata = settings["smap"], settings["earthdata"]
     grid = coarse_grid(region)
     log.info("SMAP: coarse grid %d x %d cells of EASE-2 9 km", grid.height, grid.width)
+    if smap["short_name"] != "SPL4SMGP":
+        raise InputError(f"acquire.smap.short_name: {smap['short_name']!r}. {SUPPORTED}")
     creds = credentials or find_credentials(earthdata["login"], earthdata["edl_url"])
     token = login(creds, http, earthdata["edl_url"])
     granules = search_granules(region, smap["short_name"], smap["version"], earthdata["cmr_url"], http,
                                provider=smap["provider"], cloud_hosted=bool(smap["cloud_hosted"]))
-    fetcher = Fetcher(http, grid, {"Authorization": f"Bearer {token}"}, smap["keep_granules"], smap["subset"])
+    headers = {"Authorization": f"Bearer {token}"}
+    limit = smap.get("max_granule_gb")
+    fetcher = Fetcher(http, grid, headers, smap["keep_granules"], smap["subset"],
+                      max_whole_bytes=None if limit is None else float(limit) * 1e9)
+    check_whole_volume(fetcher, granules)
+    todo = [g for g in granules if not (fetcher.folder / f"{g.stem}.npz").exists()]
+    if creds.token and not creds.username and todo:  # a password was checked at login already; a token was not
+        check_access(http, todo[0], headers, creds.origin)
     days, data = daily_means(granules, fetcher)
     log.info("SMAP: downloaded %s", fetcher.summary())
     if not np.isfinite(data["surface"]).any():

@@ -23,7 +23,9 @@ log = logging.getLogger("smdown.acquire")
 def search_items(
     http: Downloader, catalog: str, collection: str, bbox, datetime: str | None = None, what: str = "STAC"
 ) -> list[pystac.Item]:
-    """All items of a collection intersecting bbox (and the period), retried on transient failures."""
+    """All items of a collection intersecting bbox (and the period), retried on transient failures: network errors,
+    HTTP 5xx and throttling (429, and Earth Search's 403 {"message":"Forbidden"}), with the downloader's backoff
+    and bound (acquire.http.retries, acquire.http.backoff)."""
 
     def once() -> list[pystac.Item]:
         try:
@@ -32,8 +34,9 @@ def search_items(
             return list(search.items())
         except APIError as err:
             status = getattr(err, "status_code", None)
-            if status is not None and status >= 500:
-                raise RetryableError(f"HTTP {status}") from None
+            if status is not None and (status >= 500 or status == 429 or (status == 403 and _throttled(err))):
+                raise RetryableError(f"HTTP {status} (throttled)" if status in (403, 429) else f"HTTP {status}") \
+                    from None
             raise InputError(f"{what}: STAC search at {redact(catalog)} failed (HTTP {status}): {str(err)[:200]}") from None
         except requests.RequestException as err:
             raise RetryableError(type(err).__name__) from None
@@ -41,6 +44,12 @@ def search_items(
     items = http.retry(f"{what}: STAC search {redact(catalog)} ({collection})", once)
     log.info("%s: %d items in %s over %s %s", what, len(items), collection, bbox, datetime or "")
     return items
+
+
+def _throttled(err: APIError) -> bool:
+    """Earth Search answers a burst of searches with HTTP 403 {"message":"Forbidden"} (its gateway's throttling),
+    which a retry after a pause clears; other 403s (a real refusal) carry another message."""
+    return str(err).strip().replace(" ", "") in ('{"message":"Forbidden"}', "Forbidden")
 
 
 def asset_href(item: pystac.Item, keys: list[str]) -> tuple[str, pystac.Asset]:
