@@ -15,7 +15,7 @@ from smdown.acquire.region import coarse_grid, make_region
 from smdown.acquire.smap import read_granule
 from smdown.io import InputError
 
-from .conftest import TOKEN, add_smap
+from .conftest import TOKEN
 
 AUP = Path(__file__).resolve().parents[1] / "data" / "real" / "smap" / "SMAP_L4_SM_aup_dimension_list_input.h5"
 
