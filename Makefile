@@ -38,17 +38,17 @@ docs: $(BIN)/mkdocs
 	$(BIN)/mkdocs build --strict
 
 bench-resample: $(BIN)/snakemake
-	$(BIN)/python -m smdown.bench resample
+	$(BIN)/python -m experiments.bench resample
 
 bench-predict: $(BIN)/snakemake
-	$(BIN)/python -m smdown.bench predict --days 10
+	$(BIN)/python -m experiments.bench predict --days 10
 
 bench-samples: $(BIN)/snakemake
-	$(BIN)/python -m smdown.bench samples --scale 30
+	$(BIN)/python -m experiments.bench samples --scale 30
 
 # the skill panel (9 workflow runs; not part of CI), e.g. make bench-skill SKILL_ARGS='--worlds tune --set models.l2=0'
 bench-skill: $(BIN)/snakemake
-	$(BIN)/python -m smdown.bench skill --cores $(CORES) $(SKILL_ARGS)
+	$(BIN)/python -m experiments.bench skill --cores $(CORES) $(SKILL_ARGS)
 
 figure: results/demo/evaluation/figures/surface_maps.png
 	cp results/demo/evaluation/figures/surface_maps.png docs/demo_maps.png

@@ -11,17 +11,12 @@ import jsonschema
 import yaml
 
 from smdown import io
+from smdown.contract import LAYERS, contract_file, layer_variable
+from smdown.stations import read_stations
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-LAYERS = ("surface", "rootzone")
-MEMBERS = ("dnn", "cnn", "lstm")
 SPLIT_KEYS = ("val_cells", "test_cells", "time_block_days", "val_days", "test_days")
 DEMO_PREDICTORS = ("precipitation", "ndvi", "ndwi", "dem", "sand", "clay")
-
-
-def contract_file(name: str) -> str:
-    """The file name of a data-contract entry in a resources folder: stations.csv, else <name>.tif."""
-    return "stations.csv" if name == "stations" else f"{name}.tif"
 
 
 class ConfigError(Exception):
@@ -89,11 +84,6 @@ def _check_consistency(config: dict) -> None:
         raise ConfigError("config key 'inputs': required when source is 'local'")
     if "inputs" in config:
         _check_layer_predictors(config["inputs"])
-
-
-def layer_variable(name: str, layer: str) -> str:
-    """The workflow's variable name of a predictor's raster for one layer only (e.g. sand_rootzone)."""
-    return f"{name}_{layer}"
 
 
 def _check_layer_predictors(inputs: dict) -> None:
@@ -227,8 +217,6 @@ def check_inputs(inputs: Inputs) -> None:
     if inputs.stations:
         if not Path(inputs.stations).exists():
             raise io.InputError(f"{inputs.stations}: stations file not found")
-        from smdown.evaluate import read_stations  # evaluate imports this module
-
         read_stations(inputs.stations)
 
 

@@ -415,3 +415,37 @@ def pixel_size_m(grid: Grid) -> tuple[float, float]:
         return width * metres_per_degree * float(np.cos(lat)), height * metres_per_degree
     factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
     return width * factor, height * factor
+
+
+def nest(fine: Grid, coarse: Grid) -> int:
+    """The factor by which the fine grid nests in the coarse one (checked)."""
+    factor = int(round(coarse.res / fine.res))
+    ok = (
+        factor >= 1
+        and fine.shape == (coarse.height * factor, coarse.width * factor)
+        and np.isclose(fine.transform.c, coarse.transform.c, atol=fine.res * 1e-3)
+        and np.isclose(fine.transform.f, coarse.transform.f, atol=fine.res * 1e-3)
+    )
+    if not ok:
+        raise InputError(
+            f"the fine grid ({fine.height}x{fine.width} at {fine.res:.3f}) does not nest in the coarse grid "
+            f"({coarse.height}x{coarse.width} at {coarse.res:.3f})"
+        )
+    return factor
+
+
+def dated_bands(path: str | os.PathLike, dates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Band indices in ``path`` of those of ``dates`` it has, and their positions in ``dates``."""
+    index = {d: i for i, d in enumerate(read_dates(path))}
+    pos = np.array([i for i, d in enumerate(dates) if d in index], dtype=int)
+    bands = np.array([index[dates[i]] for i in pos], dtype=int)
+    return bands, pos
+
+
+def read_dated(path, row, col, height, width, dates, aligned=None) -> np.ndarray:
+    """A window on the given dates; dates the file lacks are NaN."""
+    bands, pos = aligned if aligned is not None else dated_bands(path, dates)
+    out = np.full((len(dates), height, width), np.nan, dtype=np.float32)
+    if bands.size:
+        out[pos] = read_window(path, row, col, height, width, bands)
+    return out

@@ -25,7 +25,7 @@ Where memory does not follow the size today, the model says so (`held` is then a
 - predict, predict_rf, uncertainty, cubic_baseline, resample, samples, evaluate read block by block: their memory is set by
   the block (`predict.block_cells`, the resampling block of resample.BLOCK_PIXEL_DAYS pixel-days, one coarse
   cell, uncertainty's 8 M and evaluate's 20 M-value windows), not by the region; their time grows with the region's pixel-days.
-- terrain reads its DEM window by window with a halo (smdown.terrain.windowed): memory is a window's (before,
+- terrain reads its DEM window by window with a halo (smdown.preparing.terrain.windowed): memory is a window's (before,
   the whole DEM, 122 MB + 313 bytes a pixel by the same measurements: 11.4 GB for 36 M pixels, 1.3 GB measured).
 - demo builds the whole synthetic world in memory (it is meant for small worlds): memory grows with the region.
 - train, tune, train_rf, ensemble, sensitivity work on the training examples (`samples.per_scale` per training
@@ -97,7 +97,7 @@ class Point:
 _TINY = "the tiny config's SLURM check (/tmp/smdown-slurm.CoKPaU/{local,slurm}/results/tiny/benchmarks)"
 _DEMO3 = "demo 3 x 3 cells, 40 days (/tmp/simpanel/wet_winter_rainfed/results/demo/benchmarks)"
 _DEMO4 = "demo 4 x 4 cells, 40 days (/tmp/fresh_run and /tmp/panel_run/.../hot_dry_irrigated benchmarks)"
-_BENCH = "python -m smdown.bench predict, demo 4 x 4 cells (README, Speed: predict_rf, root zone)"
+_BENCH = "python -m experiments.bench predict, demo 4 x 4 cells (README, Speed: predict_rf, root zone)"
 
 # Sizes: tiny fine scale 1000 m = 9 x 9 pixels a cell, 18 x 18 pixels, 16 days -> 5184 pixel-days, a
 # one-cell block 1296; demo 30 m = 300 x 300 pixels a cell: 4 x 4 cells x 40 days = 57.6 M pixel-days,
@@ -179,8 +179,8 @@ CALIBRATION: tuple[Point, ...] = (
     # sensitivity: work and held = examples (its samples are drawn from them)
     Point("sensitivity", 1000, 1000, 22.10, 787.2, _TINY),
     Point("sensitivity", 72000, 72000, 34.94, 1235.6, _DEMO4),
-    # terrain: work = DEM pixels, held = one window and its halo (smdown.terrain.WINDOW_PIXELS) or the whole DEM
-    # where smaller; /usr/bin/time on smdown.rules.resample.terrain (windowed code): slope on the tiny demo's DEM
+    # terrain: work = DEM pixels, held = one window and its halo (smdown.preparing.terrain.WINDOW_PIXELS) or the whole DEM
+    # where smaller; /usr/bin/time on smdown.preparing.prepare_steps.terrain (windowed code): slope on the tiny demo's DEM
     # (708 x 611 at 30 m); slope, aspect and twi on the demo's (1374 x 1183, one window) and on a synthetic
     # 6000 x 6000 DEM (9 windows of 2048 x 2048)
     Point("terrain", 432588, 432588, 1.47, 120.6, "/usr/bin/time, tiny demo DEM (/tmp/smdown-slurm.CoKPaU/local)"),
@@ -189,7 +189,7 @@ CALIBRATION: tuple[Point, ...] = (
 )
 
 
-_CHECK = "python -m smdown.bench predict --jobs predict on the 3 x 3 demo (/tmp/simpanel/wet_winter_rainfed), this code"
+_CHECK = "python -m experiments.bench predict --jobs predict on the 3 x 3 demo (/tmp/simpanel/wet_winter_rainfed), this code"
 # Checks, not fitted: the predict job alone at other shapes of the same size. The region 4 x larger at 10 days
 # (32.4 M pixel-days, one block 0.9 M) took about what the region at 40 days did (175.7 against 161.6 wall s,
 # load 6-8): time follows the pixel-days. It peaked at 1331 MB against 1213 MB for the region itself at 10 days,

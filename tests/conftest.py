@@ -56,7 +56,7 @@ def tiny_config(inputs: Path) -> dict:
 
 def write_tiny_world(directory: Path) -> None:
     """The demo world at 2x2 coarse cells, 24 days, with a fine grid of 10 subdivisions (about 900 m)."""
-    from smdown.demo import make_world, write_world
+    from smdown.preparing.demo import make_world, write_world
 
     world = make_world({"coarse_rows": 2, "coarse_cols": 2, "days": 24, "spinup_days": 5, "stations": 4,
                         "optical_res": 300.0}, fine_factor=10)

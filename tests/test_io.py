@@ -10,8 +10,9 @@ import rasterio
 from affine import Affine
 from conftest import LONLAT, UTM, grid_around, make_dates, smooth_field
 
-from smdown import io, resample
+from smdown import io
 from smdown.grid import Grid, nested_grid
+from smdown.preparing import resample
 
 # ---------------------------------------------------------------- round trips and checks
 

@@ -25,7 +25,7 @@ from smdown.acquire.sentinel2 import acquire_sentinel2
 from smdown.acquire.smap import acquire_smap
 from smdown.acquire.soil import acquire_soil
 from smdown.acquire.stac import KEY_ENV, PC_TOKEN_URL
-from smdown.config import contract_file
+from smdown.contract import contract_file
 from smdown.io import InputError
 
 log = logging.getLogger("smdown.acquire")
@@ -231,7 +231,7 @@ def params_for(source: str, acquire_config: dict | None) -> dict:
 def run_script(snakemake, source: str) -> None:
     """Entry for workflow/scripts/acquire_<source>.py: settings from snakemake.params.acquire (the rule's slice of
     config['acquire'], never snakemake.config), log to snakemake.log[0], write snakemake.output."""
-    from smdown.rules import setup_logging
+    from smdown.jobs import setup_logging
 
     setup_logging(snakemake.log[0] if snakemake.log else None)
     cfg = settings({"acquire": snakemake.params.acquire})

@@ -18,15 +18,16 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from smdown import config as smconfig
+from smdown import contract as smcontract
 from smdown import grid as smgrid
 from smdown import io as smio
 from smdown import resources as smres
-from smdown import terrain as smterrain
+from smdown.preparing import terrain as smterrain
 from smdown.acquire.region import coarse_grid, make_region
 from smdown.grid import EASE2_9KM_RES
-from smdown.features import spec_from_config
+from smdown.preparing.features import spec_from_config
 from smdown.io import InputError
-from smdown.resample import BLOCK_PIXEL_DAYS, terrain_names
+from smdown.preparing.resample import BLOCK_PIXEL_DAYS, terrain_names
 
 try:
     _validated = smconfig.validate(config)
@@ -114,7 +115,7 @@ def scale_rasters(scale, layer):
     """A layer's predictor rasters at a scale (its own variant where it has one, e.g. sand_rootzone)."""
     own = INPUTS.layer_predictors.get(layer, {})
     variables = {
-        n: smconfig.layer_variable(n, layer) if n in own else n
+        n: smcontract.layer_variable(n, layer) if n in own else n
         for n in PREDICTOR_RASTERS
     }
     return {name: f"{R}/scales/{scale}/{var}.tif" for name, var in variables.items()}

@@ -1,7 +1,7 @@
 rule demo:
     output:
-        coarse=expand(f"{RESOURCES}/coarse_{{layer}}.tif", layer=smconfig.LAYERS),
-        truth=expand(f"{RESOURCES}/truth_{{layer}}.tif", layer=smconfig.LAYERS),
+        coarse=expand(f"{RESOURCES}/coarse_{{layer}}.tif", layer=smcontract.LAYERS),
+        truth=expand(f"{RESOURCES}/truth_{{layer}}.tif", layer=smcontract.LAYERS),
         predictors=expand(f"{RESOURCES}/{{name}}.tif", name=smconfig.DEMO_PREDICTORS),
         stations=f"{RESOURCES}/stations.csv",
     log:

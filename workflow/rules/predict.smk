@@ -88,7 +88,7 @@ rule merge_tiles:
 
 if REFINES:
 
-    # the stations' refinement of the ensemble's detail inside the cells (smdown.refine), one job a layer: after
+    # the stations' refinement of the ensemble's detail inside the cells (smdown.mapping.refine), one job a layer: after
     # predict, since its fit needs the ensemble at the stations' pixels
     rule fit_refinement:
         input:
@@ -142,7 +142,7 @@ if REFINES:
             "../scripts/refine.py"
 
 
-# the calibration of the ensemble's uncertainty (smdown.uncertainty), one job a layer: after predict, since its fit
+# the calibration of the ensemble's uncertainty (smdown.mapping.uncertainty), one job a layer: after predict, since its fit
 # on stations needs the ensemble at the stations' pixels
 rule calibrate_uncertainty:
     input:

@@ -1,5 +1,5 @@
-from smdown.rules import setup_logging
-from smdown.rules.evaluate import cubic_baselines
+from smdown.evaluating.evaluate_steps import cubic_baselines
+from smdown.jobs import setup_logging
 
 setup_logging(snakemake.log[0])
 cubic_baselines(

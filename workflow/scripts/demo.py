@@ -3,11 +3,11 @@
 import logging
 from pathlib import Path
 
-from smdown.demo import make_world, write_world
-from smdown.rules import setup_logging
+from smdown.jobs import setup_logging
+from smdown.preparing.demo import make_world, write_world
 
 setup_logging(snakemake.log[0])
-log = logging.getLogger("smdown.demo")
+log = logging.getLogger("smdown.preparing.demo")
 first = Path(snakemake.output[0])
 outdir = first.parent if first.suffix in (".tif", ".csv") else first
 log.info("demo world %s -> %s", dict(snakemake.params.demo), outdir)

@@ -1,6 +1,6 @@
-from smdown.rules import setup_logging
-from smdown.rules.ensemble import weigh
-from smdown.train import use_threads
+from smdown.jobs import setup_logging
+from smdown.learning.learn_steps import weigh
+from smdown.learning.train import use_threads
 
 setup_logging(snakemake.log[0])
 use_threads(snakemake.threads)

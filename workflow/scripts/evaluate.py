@@ -1,5 +1,5 @@
-from smdown.rules import evaluate as step
-from smdown.rules import setup_logging
+from smdown.evaluating import evaluate_steps as step
+from smdown.jobs import setup_logging
 
 setup_logging(snakemake.log[0])
 step.evaluate(

@@ -1,5 +1,5 @@
-from smdown.rules import setup_logging
-from smdown.rules.refine import fit_refinement
+from smdown.jobs import setup_logging
+from smdown.mapping.map_steps import fit_refinement
 
 setup_logging(snakemake.log[0])
 fit_refinement(

@@ -1,6 +1,6 @@
-from smdown.rules import setup_logging
-from smdown.rules.predict import predict
-from smdown.train import use_threads
+from smdown.jobs import setup_logging
+from smdown.learning.train import use_threads
+from smdown.mapping.map_steps import predict
 
 setup_logging(snakemake.log[0])
 use_threads(snakemake.threads)

@@ -1,5 +1,5 @@
-from smdown.rules import setup_logging
-from smdown.rules.predict import predict_rf
+from smdown.jobs import setup_logging
+from smdown.mapping.map_steps import predict_rf
 
 setup_logging(snakemake.log[0])
 predict_rf(

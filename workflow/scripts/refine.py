@@ -1,7 +1,7 @@
 from smdown import io
-from smdown.evaluate import nest
-from smdown.rules import setup_logging
-from smdown.rules.refine import read_refinement, refine_map
+from smdown.io import nest
+from smdown.jobs import setup_logging
+from smdown.mapping.map_steps import read_refinement, refine_map
 
 setup_logging(snakemake.log[0])
 refine_map(

@@ -1,5 +1,5 @@
-from smdown.rules import setup_logging
-from smdown.rules.resample import resample_one
+from smdown.jobs import setup_logging
+from smdown.preparing.prepare_steps import resample_one
 
 setup_logging(snakemake.log[0])
 resample_one(

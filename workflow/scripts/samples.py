@@ -1,5 +1,5 @@
-from smdown.rules import setup_logging
-from smdown.rules.samples import samples
+from smdown.jobs import setup_logging
+from smdown.preparing.prepare_steps import samples
 
 setup_logging(snakemake.log[0])
 samples(

@@ -1,5 +1,5 @@
-from smdown.rules import setup_logging
-from smdown.rules.resample import terrain
+from smdown.jobs import setup_logging
+from smdown.preparing.prepare_steps import terrain
 
 setup_logging(snakemake.log[0])
 outputs = {path.rsplit("/", 1)[-1].removesuffix(".tif"): path for path in snakemake.output}

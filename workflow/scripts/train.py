@@ -1,6 +1,6 @@
-from smdown.rules import setup_logging
-from smdown.rules.train import fit_member
-from smdown.train import use_threads
+from smdown.jobs import setup_logging
+from smdown.learning.learn_steps import fit_member
+from smdown.learning.train import use_threads
 
 setup_logging(snakemake.log[0])
 use_threads(snakemake.threads)

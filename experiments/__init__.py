@@ -1,0 +1,1 @@
+"""The skill panel and the benchmarks (not part of the package)."""

@@ -1,0 +1,1 @@
+"""The learning stage: the members, their tuning and training, their weights and the sensitivity analysis."""

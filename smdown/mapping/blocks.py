@@ -1,0 +1,319 @@
+"""Prediction at the finest scale, block by block with a halo: memory bounded by the block, not the region.
+
+The blocks flow through three threads: one reads and derives the features of the next block, the main one
+predicts the members of this block, corrects and combines them, and one writes the previous block (GDAL reads,
+compresses and writes outside Python's lock). At most one block waits at each stage, so memory stays bounded by
+a few blocks whatever the region's size.
+
+The `smooth` correction (smdown.mapping.correction) needs every cell's residual before any block is corrected, so it runs
+in two passes: the first predicts every block, keeps each member's per-cell residual (one value per cell and day)
+and spills the uncorrected block to a scratch file beside the outputs (sequential, uncompressed; deleted at the
+end); the second reads the blocks back in the same order, adds the smooth field and writes. Memory stays bounded
+by a few blocks; the scratch file holds one float32 per member and pixel-day.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from smdown import io
+from smdown.grid import Tile, cell_blocks
+from smdown.learning.ensemble import combine
+from smdown.learning.models import Member
+from smdown.mapping.correction import CORRECTIONS, add_smooth_field, anchor_means, cell_residual, smooth_nodes
+from smdown.preparing.features import FeatureSpec, cube, derive
+
+log = logging.getLogger(__name__)
+
+Block = tuple[int, int, int, int]  # first cell row, first cell col, cell rows, cell cols
+
+
+def coarse_correction(pred: np.ndarray, coarse: np.ndarray, factor: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Additive correction: shift each coarse cell's fine pixels so they average to the coarse value.
+    Days or cells without a coarse value (or without a finite pixel) keep the model's estimate.
+
+    pred (T, H, W) float32, coarse (T, H / factor, W / factor); `out` may be `pred` itself (in place)."""
+    days, rows, cols = pred.shape
+    if rows % factor or cols % factor:
+        raise ValueError(f"shape {rows}x{cols} is not a multiple of factor {factor}")
+    cells = pred.reshape(days, rows // factor, factor, cols // factor, factor)
+    finite = np.isfinite(cells)
+    total = np.where(finite, cells, np.float32(0)).sum(axis=(2, 4), dtype=np.float64)
+    count = finite.sum(axis=(2, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = (coarse - total / count).astype(np.float32)
+    delta[~np.isfinite(delta)] = 0.0
+    out = np.empty_like(pred, dtype=np.float32) if out is None else out
+    np.add(cells, delta[:, :, None, :, None], out=out.reshape(cells.shape))
+    return out
+
+
+def predict_layer(
+    members: dict[str, Member],
+    member_weights: dict[str, float],
+    spec: FeatureSpec,
+    rasters: dict[str, str],
+    coarse_path: str,
+    factor: int,
+    outputs: dict[str, str],
+    block_cells: int = 1,
+    correction: str = "additive",
+    valid_range: tuple[float, float] = (0.0, 0.65),
+    timings: dict[str, list[float]] | None = None,
+    overlap: bool = True,
+    anchor: str | None = None,
+    tile: Tile | None = None,
+) -> dict[str, int]:
+    """Predict members, and where asked the ensemble mean and spread, at the fine scale; returns clip counts.
+
+    `outputs`: output name (a member, "ensemble", "ensemble_std") -> path. A member is predicted only where it has
+    an output or a weight in the ensemble (so the random-forest peer, predicted by its own job, costs nothing here).
+    The ensemble and its spread are computed only where they are outputs. `correction`: one of
+    smdown.mapping.correction.CORRECTIONS, applied to each member before the ensemble.
+    `timings`, when given, accumulates [wall seconds, process CPU seconds] of each part: reading (with feature
+    derivation), each member, the correction, the ensemble and spread, writing (and, for the smooth correction,
+    "scratch": spilling the uncorrected blocks and reading them back); with `overlap` (reading and writing in their
+    own threads, beside the prediction) "read", "write" and "scratch" are their threads' own wall and CPU time and
+    "read wait" / "write wait" the main thread's waits for them.
+    `anchor`: a fine raster whose cell means replace the coarse values as the correction's target (the smoothed
+    anchor, smdown.mapping.correction.anchor_means); None pins the cells to the coarse values themselves.
+    `tile`: the coarse cells to predict (the outputs cover just them; the halo is read beyond them from the
+    rasters, so a tile's pixels equal the same pixels of the whole region's prediction); None: the whole region.
+    The smooth correction is computed within the tile.
+    """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
+    timings = {} if timings is None else timings
+    with _timed(timings, "read"):
+        coarse = io.read_stack(coarse_path)
+        fine_grid = io.read_grid(rasters[spec.rasters[0]])
+        tile = tile or Tile(0, 0, *coarse.data.shape[1:])
+        if anchor is not None:
+            cells_data = anchor_means(anchor, coarse.data, factor, tile)
+        else:
+            cells_data = coarse.data[:, tile.row : tile.row + tile.rows, tile.col : tile.col + tile.cols]
+        coarse = replace(coarse, data=cells_data)
+    dates = coarse.dates
+    unknown = [name for name in member_weights if name not in members]
+    if unknown:
+        raise ValueError(f"ensemble weights for members {unknown} that were not loaded ({sorted(members)})")
+    active = {name: m for name, m in members.items() if name in outputs or name in member_weights}
+    combined = "ensemble" in outputs or "ensemble_std" in outputs
+    if not active:
+        raise ValueError(f"no member to predict for outputs {sorted(outputs)}")
+    if combined and not member_weights:
+        raise ValueError("an ensemble output without member weights")
+    halo = max(m.halo for m in active.values())
+    clipped = dict.fromkeys(list(active) + (["ensemble"] if combined else []), 0)
+    blocks = list(cell_blocks(coarse.data.shape[1:], block_cells))  # within the tile
+    progress = _Progress(blocks, factor, len(dates), passes=2 if correction == "smooth" else 1)
+
+    def cells(block: Block) -> tuple[slice, slice, slice]:
+        cr, cc, ch, cw = block
+        return slice(None), slice(cr, cr + ch), slice(cc, cc + cw)
+
+    def read(block: Block) -> tuple[np.ndarray, np.ndarray]:
+        cr, cc, ch, cw = block
+        row, col = (tile.row + cr) * factor, (tile.col + cc) * factor  # the block's first pixel in the rasters
+        with _timed(timings, "read", thread=overlap):
+            block_rasters = {name: io.read_block(rasters[name], row, col, ch * factor, cw * factor, halo,
+                                                 fine_grid.shape) for name in spec.rasters}
+            block_cube = cube(spec, derive(spec, block_rasters, dates), len(dates))
+            del block_rasters
+            # a pixel-day with a NaN (or inf) feature is predicted NaN whatever its features hold, so only those are
+            # zeroed (a pass over the whole cube costs as much as building it)
+            missing = ~np.isfinite(block_cube.sum(axis=-1))
+            if missing.any():
+                block_cube[missing] = 0.0
+        return block_cube, missing
+
+    def predict(block_cube: np.ndarray, missing: np.ndarray) -> dict[str, np.ndarray]:
+        preds = {}
+        for name, member in active.items():
+            with _timed(timings, name):
+                preds[name] = member.predict_cube(block_cube, halo, missing)
+        return preds
+
+    def finish(block: Block, preds: dict[str, np.ndarray], fix: Callable[[str, np.ndarray], None]) -> dict:
+        """Correct (in place), clip, combine: the fields to write."""
+        fields = {}
+        for name, pred in preds.items():
+            with _timed(timings, "correction"):
+                fix(name, pred)
+                fields[name] = _clip(pred, valid_range, clipped, name)
+        if combined:
+            with _timed(timings, "ensemble"):
+                mean, spread = combine(fields, member_weights)
+                fields["ensemble"] = _clip(mean, valid_range, clipped, "ensemble")
+                fields["ensemble_std"] = spread
+        return fields
+
+    def write(block: Block, fields: dict[str, np.ndarray]) -> None:
+        with _timed(timings, "write", thread=overlap):
+            for name, writer in writers.items():
+                io.write_window(writer, fields[name], block[0] * factor, block[1] * factor)
+
+    with ExitStack() as stack:
+        tile_grid = fine_grid.window(*tile.fine(factor))
+        writers = {name: stack.enter_context(io.open_writer(path, tile_grid, dates)) for name, path in outputs.items()}
+        if correction == "smooth":
+            residual = {name: np.full(coarse.data.shape, np.nan) for name in active}
+            scratch = stack.enter_context(_Scratch(Path(next(iter(outputs.values()))).parent, timings, overlap))
+
+            def first(block: Block, data: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+                preds = predict(*data)
+                with _timed(timings, "correction"):
+                    for name, pred in preds.items():
+                        residual[name][cells(block)] = cell_residual(pred, coarse.data[cells(block)], factor)
+                return preds
+
+            _pipeline(blocks, read, first, lambda block, preds: scratch.put(preds), overlap, timings,
+                      progress.step("pass 1 of 2:"))
+            with _timed(timings, "correction"):
+                nodes = {name: smooth_nodes(values, factor) for name, values in residual.items()}
+            scratch.rewind()
+
+            def second(block: Block, preds: dict[str, np.ndarray]) -> dict:
+                def fix(name: str, pred: np.ndarray) -> None:
+                    valid = np.isfinite(residual[name][cells(block)])
+                    add_smooth_field(pred, nodes[name], factor, block[:2], valid)
+                    coarse_correction(pred, coarse.data[cells(block)], factor, out=pred)
+
+                return finish(block, preds, fix)
+
+            _pipeline(blocks, lambda block: scratch.get(list(active), _shape(block, factor, len(dates))), second,
+                      write, overlap, timings, progress.step("pass 2 of 2:"))
+        else:
+
+            def fix(name: str, pred: np.ndarray, block: Block) -> None:
+                if correction == "additive":
+                    coarse_correction(pred, coarse.data[cells(block)], factor, out=pred)
+
+            def single(block: Block, data: tuple[np.ndarray, np.ndarray]) -> dict:
+                return finish(block, predict(*data), lambda name, pred: fix(name, pred, block))
+
+            _pipeline(blocks, read, single, write, overlap, timings, progress.step(""))
+        with _timed(timings, "write"):  # the last compressed tiles are flushed on closing
+            stack.close()
+    return clipped
+
+
+def _pipeline(blocks: list[Block], read: Callable, compute: Callable, write: Callable, overlap: bool,
+              timings: dict[str, list[float]], done: Callable[[int], None]) -> None:
+    """For each block: write(block, compute(block, read(block))). With `overlap`, the next block is read in one
+    thread and the previous one written in another while this one is computed."""
+    if not overlap:
+        for i, block in enumerate(blocks, 1):
+            write(block, compute(block, read(block)))
+            done(i)
+        return
+    with ThreadPoolExecutor(1, "smdown-read") as reader, ThreadPoolExecutor(1, "smdown-write") as writer:
+        pending_read, pending_write = reader.submit(read, blocks[0]), None
+        for i, block in enumerate(blocks, 1):
+            with _timed(timings, "read wait"):
+                data = pending_read.result()
+            if i < len(blocks):
+                pending_read = reader.submit(read, blocks[i])
+            result = compute(block, data)
+            del data
+            if pending_write is not None:
+                with _timed(timings, "write wait"):
+                    pending_write.result()
+            pending_write = writer.submit(write, block, result)
+            del result
+            done(i)
+        if pending_write is not None:
+            with _timed(timings, "write wait"):
+                pending_write.result()
+
+
+def _shape(block: Block, factor: int, days: int) -> tuple[int, int, int]:
+    return days, block[2] * factor, block[3] * factor
+
+
+class _Scratch:
+    """A temporary file beside the outputs holding the uncorrected blocks of the first pass, written and read back
+    in the same order (sequential, uncompressed float32); removed on exit."""
+
+    def __init__(self, folder: Path, timings: dict[str, list[float]], overlap: bool):
+        folder.mkdir(parents=True, exist_ok=True)
+        self._dir = tempfile.TemporaryDirectory(prefix=".smdown-scratch-", dir=folder)
+        self._path = Path(self._dir.name) / "blocks.f32"
+        self._file = open(self._path, "wb")  # noqa: SIM115 (closed in __exit__)
+        self._timings, self._overlap = timings, overlap
+
+    def __enter__(self) -> _Scratch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+        self._dir.cleanup()
+
+    def put(self, preds: dict[str, np.ndarray]) -> None:
+        with _timed(self._timings, "scratch", thread=self._overlap):
+            for values in preds.values():
+                np.ascontiguousarray(values, dtype=np.float32).tofile(self._file)
+
+    def rewind(self) -> None:
+        self._file.close()
+        self._file = open(self._path, "rb")  # noqa: SIM115 (closed in __exit__)
+
+    def get(self, names: list[str], shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+        with _timed(self._timings, "scratch", thread=self._overlap):
+            count = int(np.prod(shape))
+            out = {}
+            for name in names:
+                values = np.fromfile(self._file, dtype=np.float32, count=count)
+                if values.size != count:
+                    raise OSError(f"{self._path}: scratch file ends early")
+                out[name] = values.reshape(shape)
+            return out
+
+
+class _Progress:
+    """Log one line per block: pixel-days per second so far and the time left (of all passes)."""
+
+    def __init__(self, blocks: list[Block], factor: int, days: int, passes: int = 1):
+        self.sizes = [b[2] * b[3] * factor**2 * days for b in blocks]
+        self.passes, self.total = passes, passes * sum(self.sizes)
+        self.started = time.perf_counter()
+        self.done = 0
+
+    def step(self, label: str) -> Callable[[int], None]:
+        def done(i: int) -> None:
+            self.done += self.sizes[i - 1]
+            rate = self.done / max(time.perf_counter() - self.started, 1e-9)  # block passes a second
+            log.info("%sblock %d/%d done (%.0f pixel-days/s, about %.0f s left)", f"{label} " if label else "", i,
+                     len(self.sizes), rate / self.passes, (self.total - self.done) / rate)
+
+        return done
+
+
+@contextmanager
+def _timed(timings: dict[str, list[float]], part: str, thread: bool = False):
+    """Add a part's wall seconds and CPU seconds to timings[part]: the process's CPU (all threads, as TensorFlow
+    computes in its own) or, with `thread`, the calling thread's own."""
+    clock = time.thread_time if thread else time.process_time
+    wall, cpu = time.perf_counter(), clock()
+    try:
+        yield
+    finally:
+        spent = timings.setdefault(part, [0.0, 0.0])
+        spent[0] += time.perf_counter() - wall
+        spent[1] += clock() - cpu
+
+
+def _clip(values: np.ndarray, valid_range: tuple[float, float], counts: dict, name: str) -> np.ndarray:
+    """Clip in place (NaN stays NaN) and count the values that were outside."""
+    lo, hi = valid_range
+    counts[name] += int(np.count_nonzero(values < lo) + np.count_nonzero(values > hi))
+    return np.clip(values, lo, hi, out=values)

@@ -1,0 +1,1 @@
+"""The preparing stage: the demo world, every variable on the nested scales, and the training examples."""

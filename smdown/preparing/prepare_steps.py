@@ -1,0 +1,140 @@
+"""The preparing stage's steps (workflow/rules/resample.smk and samples.smk): each predictor and the coarse layers onto every nested scale, the derived terrain, the train / validation / test split and the training examples.
+
+Steps of workflow/rules/resample.smk: terrain derivatives of the DEM, and each variable onto each scale.
+
+Steps of workflow/rules/samples.smk: the train / validation / test split, and the training examples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from smdown import io
+from smdown.grid import Tile
+from smdown.jobs import factor_of
+from smdown.preparing import resample as resampling
+from smdown.preparing import terrain as terrain_lib
+from smdown.preparing.features import FeatureSpec, derive
+from smdown.preparing.samples import bag_samples, build_samples, draw_examples, group_masks, make_split
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------ resample
+def terrain(dem: str, outputs: dict[str, str], names: list[str], window: int = terrain_lib.WINDOW) -> None:
+    """Terrain derivatives at the DEM's native resolution (slope, northness/eastness from aspect, twi), read and
+    written window by window with a halo (smdown.preparing.terrain.windowed): memory bounded by a window, not the DEM."""
+    grid = io.read_grid(dem)
+    if io.band_count(dem) != 1:
+        raise io.InputError(f"{dem}: a static predictor must have one band, found {io.band_count(dem)}")
+    res_x, res_y = io.pixel_size_m(grid)
+    res = float(np.sqrt(res_x * res_y))
+
+    def read(row: int, col: int, height: int, width: int) -> np.ndarray:
+        return io.read_window(dem, row, col, height, width, bands=[0])[0]
+
+    ranges = {name: [np.inf, -np.inf] for name in outputs}
+    with ExitStack() as stack:
+        writers = {name: stack.enter_context(io.open_writer(path, grid, None, count=1)) for name, path in outputs.items()}
+        for (row, col, _, _), values in terrain_lib.windowed(read, grid.shape, res, names, window):
+            layers = {k: v for k, v in values.items() if k != "aspect"}
+            if "aspect" in values:
+                radians = np.deg2rad(values["aspect"])
+                layers["northness"], layers["eastness"] = np.cos(radians), np.sin(radians)
+            for name, value in layers.items():
+                io.write_window(writers[name], value[np.newaxis], row, col)
+                if np.isfinite(value).any():
+                    ranges[name] = [min(ranges[name][0], np.nanmin(value)), max(ranges[name][1], np.nanmax(value))]
+    for name, (low, high) in ranges.items():
+        log.info("%s: %s range %.3g..%.3g (windows of %d pixels)", name, grid.shape, low, high, window)
+
+
+def resample_one(source: str, coarse: str, output: str, scale: str, static: bool, is_target: bool, max_gap: int,
+                 tile: list[int] | None = None) -> None:
+    """One variable onto one scale; `tile`: [first row, first col, rows, cols] of the coarse cells to write (the
+    finest scale's daily variables run one job per tile, rule resample_tile), None: the whole region."""
+    factor = factor_of(scale, coarse)
+    missing = resampling.resample_variable(source, coarse, factor, static, output, fill=not is_target,
+                                           max_gap_days=max_gap, tile=Tile(*tile) if tile else None)
+    grid = io.read_grid(output)
+    log.info("%s -> scale %s (factor %s), tile %s: %s x %d bands, %.1f%% NaN", source, scale, factor,
+             tile or "whole region", grid.shape, io.band_count(output), 100 * missing)
+
+
+# ------------------------------------------------------------ samples
+def outage_dates(coarse_paths: list[str]) -> tuple[list[str], list[str]]:
+    """The coarse dates, and those on which a coarse layer is NaN everywhere (a satellite outage)."""
+    dates, outages = None, set()
+    for path in coarse_paths:
+        stack = io.read_stack(path)
+        dates = stack.dates
+        empty = ~np.isfinite(stack.data).any(axis=(1, 2))
+        outages |= {d for d, e in zip(stack.dates, empty, strict=True) if e}
+    return dates, sorted(outages)
+
+
+def split(coarse_paths: list[str], output: str, settings: dict, seed: int) -> None:
+    """split.json from the coarse layers; `settings`: the split keys of config `samples`."""
+    dates, outages = outage_dates(coarse_paths)
+    for day in outages:
+        log.warning("coarse input is NaN everywhere on %s (outage): day left out of training", day)
+    shape = io.read_grid(coarse_paths[0]).shape
+    result = make_split(shape, dates, outages, settings, seed)
+    for name in ("train", "val", "test"):
+        log.info("%s: %d cells %s, %d days", name, len(result[f"{name}_cells"]), result[f"{name}_cells"],
+                 len(result[f"{name}_dates"]))
+    io.write_json(output, result)
+
+
+def samples(rasters: dict[str, str], target: str, split_path: str, coarse: str, scale: str, output: str,
+            features: dict, settings: dict, seed: int) -> None:
+    """Training examples of one layer at one scale (`features`: FeatureSpec fields, `settings`: config samples).
+
+    target "aggregate": bags of pixels of one coarse cell-day labelled with the coarse value (the
+    models learn a fine field whose areal mean is the coarse value), read cell by cell; "cubic" /
+    "coarse": each pixel labelled with the resampled coarse field at that scale.
+    """
+    spec = FeatureSpec.from_dict(features)
+    target_stack = io.read_stack(target)
+    split_groups = json.loads(Path(split_path).read_text())
+    rng = np.random.default_rng(seed)
+    factor = factor_of(scale, coarse) or 1
+    try:
+        if settings["target"] == "aggregate":
+            result = _bag_samples(spec, rasters, target_stack, split_groups, factor, settings, rng)
+        else:
+            result = _pixel_samples(spec, rasters, target_stack, split_groups, factor, settings, rng)
+    except ValueError as err:
+        raise io.InputError(f"{target} at scale {scale}: {err}") from err
+    counts = np.bincount(result["split"], minlength=2)
+    log.info("scale %s: %d examples in %d bags (train %d, val %d), %d features", scale,
+             len(result["target"]), result["bag"].max() + 1, *counts[:2], len(spec.names))
+    with io.atomic_path(output) as tmp:
+        np.savez(tmp, **result)
+
+
+def _bag_samples(spec: FeatureSpec, rasters: dict[str, str], coarse: io.Stack, split_groups: dict, factor: int,
+                 settings: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Bags read cell by cell from windows of the scale's rasters (samples.bag_samples)."""
+    shape = (coarse.grid.height * factor, coarse.grid.width * factor)
+
+    def read_cell(row: int, col: int, size: int, halo: int) -> dict[str, np.ndarray]:
+        return {name: io.read_block(rasters[name], row, col, size, size, halo, shape) for name in spec.rasters}
+
+    masks = group_masks(split_groups, coarse.dates, coarse.grid.shape, 1)
+    return bag_samples(spec, read_cell, coarse.data, coarse.dates, masks, factor, settings, rng)
+
+
+def _pixel_samples(spec: FeatureSpec, rasters: dict[str, str], target: io.Stack, split_groups: dict, factor: int,
+                   settings: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Pixels labelled with the resampled coarse field, drawn over the whole region (read at once)."""
+    stacks = {name: io.read_stack(rasters[name], static=name in spec.static).data for name in spec.rasters}
+    features = derive(spec, stacks, target.dates)
+    masks = group_masks(split_groups, target.dates, target.grid.shape, factor)
+    drawn = draw_examples(target.data, features, masks, settings["per_scale"], rng)
+    return build_samples(spec, features, target.data, drawn, settings["patch"], settings["sequence_days"], masks)
