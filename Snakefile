@@ -3,7 +3,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo's run (config/config.yaml) is the config only where none is given: a config of your own
+# (--configfile mine.yaml) gets the schema's defaults for every key it does not set, never the demo's.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
