@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import yaml
 
 from smdown import io
 from smdown.contract import LAYERS, contract_file, layer_variable
+from smdown.grid import EASE2_9KM_RES, EASE2_CRS, Grid, nested_grid
 from smdown.stations import read_stations
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 SPLIT_KEYS = ("val_cells", "test_cells", "time_block_days", "val_days", "test_days")
 DEMO_PREDICTORS = ("precipitation", "ndvi", "ndwi", "dem", "sand", "clay")
+# volumetric soil moisture (m3/m3) is a fraction of the soil's volume: a coarse value outside is in other units
+SOIL_MOISTURE_LIMITS = (0.0, 1.0)
+# what the input checks read of one raster at most (values: 16 MB of float32), and the samples a coarse cell gets
+CHECK_VALUES = 4_000_000
+CHECK_SAMPLES_PER_CELL = 4
 
 
 class ConfigError(Exception):
@@ -44,6 +52,7 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 def validate(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     """Validate a config against the schema, filling defaults; raises ConfigError naming the key."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    static_given = isinstance(config, dict) and "static" in config
     config = copy.deepcopy(config)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
@@ -55,11 +64,11 @@ def validate(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
             keys = ", ".join(f"'{k}'" for k in unknown)
             raise ConfigError(f"config key {where}: unknown key(s) {keys}; allowed: {sorted(error.schema['properties'])}")
         raise ConfigError(f"config key '{_key_path(error)}': {error.message}")
-    _check_consistency(config)
+    _check_consistency(config, static_given)
     return config
 
 
-def _check_consistency(config: dict) -> None:
+def _check_consistency(config: dict, static_given: bool = True) -> None:
     scales = config["scales"]
     missing = [s for s in config["training_scales"] if s not in scales]
     if missing:
@@ -84,6 +93,28 @@ def _check_consistency(config: dict) -> None:
         raise ConfigError("config key 'inputs': required when source is 'local'")
     if "inputs" in config:
         _check_layer_predictors(config["inputs"])
+        _check_static(config["static"], config["inputs"]["predictors"], static_given)
+
+
+def _check_static(static: list[str], predictors: dict, given: bool) -> None:
+    """Every name of `static` (set in the config) is a predictor; a default one may be missing, unless a predictor
+    has it in another case (DEM for dem)."""
+    names = sorted(predictors)
+    for name in static:
+        if name in predictors:
+            continue
+        near = [n for n in names if n.lower() == name.lower()]
+        where = "" if given else f" (static defaults to {static}: set it to the names of your one-band predictors)"
+        if near:
+            raise ConfigError(
+                f"config key 'static': '{name}' is not among 'inputs.predictors' {names}; names are case-sensitive: "
+                f"did you mean '{near[0]}'?{where}"
+            )
+        if given:
+            raise ConfigError(
+                f"config key 'static': '{name}' is not among 'inputs.predictors' {names}; list there the names of "
+                "the one-band (undated) predictors"
+            )
 
 
 def _check_layer_predictors(inputs: dict) -> None:
@@ -182,7 +213,12 @@ def inputs_of(config: dict) -> Inputs:
 
 
 def check_inputs(inputs: Inputs) -> None:
-    """Check the contract files before any job runs; raises io.InputError naming the file."""
+    """Check the contract files before any job runs; raises io.InputError naming the file.
+
+    Each raster is read only as far as a check needs: headers and band descriptions, a sample of the coarse
+    layers' bands, and each predictor at a few points of every coarse cell (io.sample_at)."""
+    coarse_grid = io.read_grid(inputs.coarse["surface"])
+    _check_coarse_grid(inputs.coarse["surface"], coarse_grid)
     dates = {}
     for layer, path in inputs.coarse.items():
         dates[layer] = io.read_dates(path)
@@ -193,7 +229,9 @@ def check_inputs(inputs: Inputs) -> None:
                 f"{inputs.coarse[layer]}: coarse layer '{layer}' has other dates than the surface layer "
                 f"({len(d2)} days {d2[0]}..{d2[-1]} vs {len(d1)} days {d1[0]}..{d1[-1]})"
             )
-    coarse_grid = io.read_grid(inputs.coarse["surface"])
+    with_data = np.zeros(coarse_grid.shape, dtype=bool)
+    for layer, path in inputs.coarse.items():
+        with_data |= _check_coarse_values(layer, path, coarse_grid)
     coarse_dates = dates["surface"]
     rasters = list(inputs.predictors.items())
     rasters += [(name, path) for names in inputs.layer_predictors.values() for name, path in names.items()]
@@ -203,7 +241,7 @@ def check_inputs(inputs: Inputs) -> None:
             if bands != 1:
                 raise io.InputError(f"{path}: static predictor '{name}' must have one band, found {bands}")
         else:
-            predictor_dates = io.read_dates(path)
+            predictor_dates = _predictor_dates(name, path, inputs.static)
             if predictor_dates[-1] < coarse_dates[0] or predictor_dates[0] > coarse_dates[-1]:
                 raise io.InputError(
                     f"{path}: predictor '{name}' dates {predictor_dates[0]}..{predictor_dates[-1]} do not overlap "
@@ -211,6 +249,7 @@ def check_inputs(inputs: Inputs) -> None:
                 )
         if not io.overlaps(path, coarse_grid):
             raise io.InputError(f"{path}: predictor '{name}' does not overlap the coarse grid of {inputs.coarse['surface']}")
+        _check_coverage(name, path, coarse_grid, with_data)
     for layer, path in inputs.truth.items():
         if not Path(path).exists():
             raise io.InputError(f"{path}: truth file for layer '{layer}' not found")
@@ -218,6 +257,127 @@ def check_inputs(inputs: Inputs) -> None:
         if not Path(inputs.stations).exists():
             raise io.InputError(f"{inputs.stations}: stations file not found")
         read_stations(inputs.stations)
+
+
+def ease2_warp_command(path: str, grid: Grid) -> str:
+    """The gdalwarp command that puts a raster on the EASE-Grid 2.0 9 km grid of SMAP (EPSG:6933), its cells
+    aligned on the grid's origin (a whole number of cells from 0, so -tap aligns them)."""
+    target = Path(path).with_name(f"{Path(path).stem}_ease2.tif")
+    return (f"gdalwarp -t_srs {EASE2_CRS} -tr {EASE2_9KM_RES:.9f} {EASE2_9KM_RES:.9f} -tap -r near "
+            f"{path} {target}")
+
+
+def _check_coarse_grid(path: str, grid: Grid) -> None:
+    """The coarse grid's cells are square and in metres (each scale nests in them by a whole factor)."""
+    if io.is_geographic(grid.crs):
+        width, height = io.pixel_size_m(grid)
+        raise io.InputError(
+            f"{path}: the coarse soil moisture is on a geographic grid ({grid.crs}, cells of {grid.res:.4g} degrees, "
+            f"about {width / 1000:.1f} x {height / 1000:.1f} km here); the workflow needs it on a grid in metres, "
+            f"whose cells every scale subdivides exactly: SMAP's own EASE-Grid 2.0 9 km grid ({EASE2_CRS}, "
+            f"{EASE2_9KM_RES:.3f} m). Warp it there (nearest, so each value stays one of the product's), e.g. "
+            f"{ease2_warp_command(path, grid)}"
+        )
+    width, height = io.pixel_size_m(grid)
+    if not (math.isclose(width, grid.res, rel_tol=1e-6) and math.isclose(height, -grid.transform.e, rel_tol=1e-6)):
+        raise io.InputError(
+            f"{path}: the coarse grid's units ({grid.crs}) are not metres (cells of {grid.res:.6g} units, "
+            f"{width:.1f} m); warp it onto SMAP's EASE-Grid 2.0 9 km grid, e.g. {ease2_warp_command(path, grid)}"
+        )
+    if not math.isclose(grid.res, -grid.transform.e, rel_tol=1e-6):
+        raise io.InputError(
+            f"{path}: the coarse cells are not square ({grid.res:.6g} x {-grid.transform.e:.6g} m); warp it onto "
+            f"SMAP's EASE-Grid 2.0 9 km grid, e.g. {ease2_warp_command(path, grid)}"
+        )
+
+
+def _evenly(count: int, most: int) -> list[int]:
+    """At most `most` of `count` bands (0-based), evenly spread from the first to the last."""
+    if count <= most:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, max(most, 1))})
+
+
+def _bands_read(read: int, count: int) -> str:
+    """What a check read of a raster's bands, in words."""
+    if count == 1:
+        return "its one band"
+    return f"its {count} bands" if read == count else f"{read} of its {count} bands, evenly spread"
+
+
+def _check_coarse_values(layer: str, path: str, grid: Grid) -> np.ndarray:
+    """The coarse values (a sample of the bands) are volumetric soil moisture; returns the cells with a value."""
+    bands = _evenly(io.band_count(path), max(CHECK_VALUES // (grid.height * grid.width), 1))
+    data = io.read_window(path, 0, 0, grid.height, grid.width, bands)
+    finite = np.isfinite(data)
+    read = _bands_read(len(bands), io.band_count(path))
+    if not finite.any():
+        raise io.InputError(f"{path}: coarse layer '{layer}' has no value (all NaN or nodata in {read})")
+    low, high = float(data[finite].min()), float(data[finite].max())
+    lo, hi = SOIL_MOISTURE_LIMITS
+    if low >= lo and high <= hi:
+        return finite.any(axis=0)
+    found = f"{path}: coarse layer '{layer}' has values {low:.4g}..{high:.4g} (in {read})"
+    expected = f"volumetric soil moisture in m3/m3 lies within [{lo:g}, {hi:g}]"
+    if low >= lo and high <= 100.0 and float(np.median(data[finite])) > hi:
+        raise io.InputError(
+            f"{found}; {expected}: these look like percent (%vol). Divide them by 100, keeping the band "
+            f"descriptions (the dates)"
+        )
+    if low < lo:
+        below = data[finite & (data < lo)]
+        value = float(np.median(below))
+        if np.all(below == value):
+            raise io.InputError(
+                f"{found}; {expected}: {value:g} looks like a nodata value the file does not declare. Declare it, "
+                f"e.g. gdal_edit.py -a_nodata {value:g} {path}"
+            )
+    raise io.InputError(
+        f"{found}; {expected}. Check its units and scale factor (an integer product's scale_factor not applied?)"
+    )
+
+
+def _predictor_dates(name: str, path: str, static: list[str]) -> list[str]:
+    """A dynamic predictor's dates; one undated band is a static predictor the config does not call static."""
+    try:
+        return io.read_dates(path)
+    except io.InputError as err:
+        if io.band_count(path) == 1:
+            raise io.InputError(
+                f"{path}: predictor '{name}' has one band without a date: if it is static (as a DEM or soil "
+                f"texture), add '{name}' to config key 'static' (now {static})"
+            ) from err
+        raise
+
+
+def _check_coverage(name: str, path: str, coarse: Grid, with_data: np.ndarray) -> None:
+    """The predictor has a value in every coarse cell with soil moisture (in one of its bands at least), checked
+    at a few points of each cell."""
+    cells = coarse.height * coarse.width
+    per_cell = max(1, min(CHECK_SAMPLES_PER_CELL, math.isqrt(max(CHECK_VALUES // 64 // cells, 1))))
+    count = io.band_count(path)
+    bands = _evenly(count, max(CHECK_VALUES // (cells * per_cell**2), 1))
+    values = io.sample_at(path, nested_grid(coarse, per_cell), bands)
+    has = np.isfinite(values).any(axis=0).reshape(coarse.height, per_cell, coarse.width, per_cell).any(axis=(1, 3))
+    read = _bands_read(len(bands), count)
+    if not has.any():
+        raise io.InputError(
+            f"{path}: predictor '{name}' has no value over the coarse grid (all NaN or nodata in {read}); "
+            "expected values over every coarse cell"
+        )
+    missing = with_data & ~has
+    if missing.any():
+        share = 1.0 - missing.sum() / with_data.sum()
+        row, col = (int(i[0]) for i in np.nonzero(missing))
+        x, y = coarse.transform @ (col + 0.5, row + 0.5)
+        lon, lat = io.to_lonlat(coarse.crs, x, y)
+        raise io.InputError(
+            f"{path}: predictor '{name}' covers {math.floor(100 * share)} % of the coarse grid's extent: "
+            f"{int(missing.sum())} of the {int(with_data.sum())} coarse cells with soil moisture have no value "
+            f"in {read} (the first at row {row}, col {col}: lon {float(lon[0]):.3f}, lat {float(lat[0]):.3f}); "
+            "expected a value in every cell: give a raster that covers the whole region, or crop the coarse "
+            "rasters to the predictor's extent"
+        )
 
 
 def model_inputs(config: dict, features: dict) -> dict:

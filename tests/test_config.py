@@ -2,11 +2,16 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from affine import Affine
+from conftest import LONLAT, UTM, grid_around
 
 from smdown import config as smconfig
+from smdown import io
 from smdown.config import ConfigError, validate
+from smdown.grid import EASE2_9KM_RES, EASE2_9KM_X0, EASE2_9KM_Y0, Grid
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -239,3 +244,144 @@ def test_the_station_fit_is_one_for_both_layers_or_one_per_layer():
     assert validate({"uncertainty": {"station_fit": "scale"}})["uncertainty"]["station_fit"] == "scale"
     assert validate({"uncertainty": {"station_fit": {"rootzone": "learned"}}})["uncertainty"]["station_fit"] == {
         "surface": "learned", "rootzone": "learned"}
+
+
+PREDICTORS = {"precipitation": "p.tif", "ndvi": "n.tif", "dem": "d.tif", "clay": "c.tif"}
+
+
+@pytest.mark.parametrize(
+    "static, predictors, message",
+    [
+        (["DEM", "sand", "clay"], PREDICTORS,
+         r"config key 'static': 'DEM' is not among 'inputs.predictors' \['clay', 'dem', 'ndvi', 'precipitation'\]; "
+         r"names are case-sensitive: did you mean 'dem'\?$"),
+        (["dem", "soc"], PREDICTORS, r"config key 'static': 'soc' is not among 'inputs.predictors'"),
+        # the default names are checked only for a predictor of theirs in another case
+        (None, {**PREDICTORS, "Sand": "s.tif"},
+         r"'sand' is not among .* did you mean 'Sand'\? \(static defaults to \['dem', 'sand', 'clay'\]"),
+    ],
+)
+def test_every_static_name_is_a_predictor(static, predictors, message):
+    config = {"inputs": {"coarse": {"surface": "s.tif"}, "predictors": predictors}}
+    if static is not None:
+        config["static"] = static
+    with pytest.raises(ConfigError, match=message):
+        validate(config)
+
+
+def test_a_default_static_name_the_run_lacks_is_left_out():
+    config = validate({"inputs": {"coarse": {"surface": "s.tif"}, "predictors": PREDICTORS}})  # no sand
+    assert smconfig.inputs_of(config).static == ["dem", "clay"]
+
+
+def _inputs(local_inputs, **changes) -> smconfig.Inputs:
+    return smconfig.inputs_of(validate({"inputs": {**local_inputs, **changes}}))
+
+
+def _rewrite(path, data, grid, dates):
+    io.write_stack(path, io.Stack(np.asarray(data, dtype=np.float32), grid, dates))
+
+
+def test_valid_inputs_pass_the_checks(local_inputs):
+    smconfig.check_inputs(_inputs(local_inputs))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d * 100.0, r"has values 2\d\.\d+\.\.3\d\.\d+ \(in its 10 bands\); .*look like percent .*Divide them by 100"),
+        (lambda d: np.where(np.arange(d.shape[-1]) == 0, -9999.0, d),
+         r"-9999 looks like a nodata value the file does not declare\. Declare it, e\.g\. gdal_edit\.py -a_nodata -9999"),
+        (lambda d: d * 1000.0, r"has values 2\d\d\.?\d*\.\.3\d\d\.?\d* .*Check its units and scale factor"),
+        (lambda d: np.full_like(d, np.nan), r"coarse layer 'surface' has no value \(all NaN or nodata in its 10 bands\)"),
+    ],
+)
+def test_coarse_values_are_volumetric_soil_moisture(local_inputs, change, message):
+    path = local_inputs["coarse"]["surface"]
+    stack = io.read_stack(path)
+    _rewrite(path, change(stack.data), stack.grid, stack.dates)
+    with pytest.raises(io.InputError, match=f"^{path}: .*{message}"):
+        smconfig.check_inputs(_inputs(local_inputs))
+
+
+def test_the_coarse_check_reads_an_even_sample_of_the_bands():
+    assert smconfig._evenly(5, 10) == [0, 1, 2, 3, 4]
+    spread = smconfig._evenly(300, 100)
+    assert len(spread) == 100 and spread[0] == 0 and spread[-1] == 299
+    assert max(np.diff(spread)) <= 4
+
+
+def test_a_coarse_grid_in_degrees_is_refused_with_the_command_that_warps_it(local_inputs, coarse_grid):
+    lonlat = grid_around(coarse_grid, LONLAT, 0.08, 0.0)
+    for path in local_inputs["coarse"].values():
+        dates = io.read_dates(path)
+        _rewrite(path, np.full((len(dates), *lonlat.shape), 0.25), lonlat, dates)
+    path = local_inputs["coarse"]["surface"]
+    with pytest.raises(io.InputError, match=rf"^{path}: the coarse soil moisture is on a geographic grid "
+                                            r"\(EPSG:4326, cells of 0\.08 degrees, about 7\.1 x 8\.9 km here\)") as err:
+        smconfig.check_inputs(_inputs(local_inputs))
+    command = smconfig.ease2_warp_command(path, lonlat)
+    assert str(err.value).endswith(command)
+    assert command.startswith("gdalwarp -t_srs EPSG:6933 -tr 9008.055210146 9008.055210146 -tap -r near ")
+    # -tap aligns the cells on multiples of the resolution: the EASE-Grid 2.0 origin is one
+    assert abs(EASE2_9KM_X0 / EASE2_9KM_RES - round(EASE2_9KM_X0 / EASE2_9KM_RES)) < 1e-9
+    assert abs(EASE2_9KM_Y0 / EASE2_9KM_RES - round(EASE2_9KM_Y0 / EASE2_9KM_RES)) < 1e-9
+
+
+def test_coarse_cells_that_are_not_square_are_refused(local_inputs, coarse_grid):
+    t = coarse_grid.transform
+    oblong = Grid(coarse_grid.crs, Affine(t.a, 0, t.c, 0, -t.a / 2, t.f), coarse_grid.height * 2, coarse_grid.width)
+    path = local_inputs["coarse"]["surface"]
+    stack = io.read_stack(path)
+    _rewrite(path, np.repeat(stack.data, 2, axis=1), oblong, stack.dates)
+    with pytest.raises(io.InputError, match=r"the coarse cells are not square \(9008\.06 x 4504\.03 m\)"):
+        smconfig.check_inputs(_inputs(local_inputs))
+
+
+def test_a_predictor_must_have_values_over_every_coarse_cell(local_inputs):
+    path = local_inputs["predictors"]["ndvi"]
+    stack = io.read_stack(path)
+    data = stack.data.copy()
+    data[:, stack.grid.height // 2:, :] = np.nan  # the southern half, on every date
+    _rewrite(path, data, stack.grid, stack.dates)
+    with pytest.raises(io.InputError, match=rf"^{path}: predictor 'ndvi' covers 50 % of the coarse grid's extent: 2 "
+                                            r"of the 4 coarse cells with soil moisture have no value in its 3 bands "
+                                            r"\(the first at row 1, col 0: "):
+        smconfig.check_inputs(_inputs(local_inputs))
+    # a cell without soil moisture (the sea) needs no predictor: the coarse NaN in the southern cells on every date
+    for coarse in local_inputs["coarse"].values():
+        stack = io.read_stack(coarse)
+        stack.data[:, 1, :] = np.nan
+        _rewrite(coarse, stack.data, stack.grid, stack.dates)
+    smconfig.check_inputs(_inputs(local_inputs))
+
+
+def test_a_cloud_on_some_dates_is_no_gap(local_inputs):
+    path = local_inputs["predictors"]["ndvi"]
+    stack = io.read_stack(path)
+    data = stack.data.copy()
+    data[:2] = np.nan  # two of its three scenes fully cloudy: the third covers the region
+    _rewrite(path, data, stack.grid, stack.dates)
+    smconfig.check_inputs(_inputs(local_inputs))
+
+
+def test_sample_at_reads_the_pixels_under_the_grids_centres(tmp_path, coarse_grid):
+    source = grid_around(coarse_grid, UTM, 30.0, 300.0)
+    values = np.arange(source.height * source.width, dtype=np.float32).reshape(1, *source.shape)
+    path = tmp_path / "index.tif"
+    _rewrite(path, np.concatenate([values, -values]), source, None)
+    inner = source.window(10, 20, 7, 5)
+    np.testing.assert_array_equal(io.sample_at(path, inner), np.concatenate([values, -values])[:, 10:17, 20:25])
+    np.testing.assert_array_equal(io.sample_at(path, inner, bands=[1]), -values[:, 10:17, 20:25])
+    # a coarse grid is read decimated: each of its pixels gets the value of a source pixel within its own
+    coarse = io.sample_at(path, coarse_grid)[0]
+    rows, cols = np.divmod(coarse.astype(np.int64), source.width)
+    x, y = source.transform @ (cols + 0.5, rows + 0.5)
+    lon, lat = io.to_lonlat(UTM, x.ravel(), y.ravel())
+    ex, ey = io.lonlat_to(coarse_grid.crs, lon, lat)
+    col, row = ~coarse_grid.transform @ (ex, ey)
+    expected_rows, expected_cols = np.divmod(np.arange(coarse.size), coarse_grid.width)
+    np.testing.assert_array_equal(np.floor(row).astype(int), expected_rows)
+    np.testing.assert_array_equal(np.floor(col).astype(int), expected_cols)
+    far = Grid(LONLAT, Affine(0.01, 0, 10.0, 0, -0.01, 46.0), 3, 3)  # the Alps: no pixel of the raster
+    assert np.isnan(io.sample_at(path, far)).all()

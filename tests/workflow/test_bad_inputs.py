@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import yaml
 from affine import Affine
-from conftest import LONLAT, make_dates, run_workflow, write_inputs
+from conftest import LONLAT, ROOT, SNAKEMAKE, grid_around, make_dates, run_workflow, write_inputs
 
 from smdown import io
 from smdown.grid import Grid
@@ -178,6 +179,80 @@ def _station_read_twice_on_a_day(workdir, config):
     return re.escape(str(stations)) + r": station 'S1' has 2 rows on 2023-05-01"
 
 
+def _coarse_in_percent(workdir, config):
+    path = config["inputs"]["coarse"]["surface"]
+    stack = io.read_stack(path)
+    _rewrite(path, stack.data * 100.0, stack.grid, stack.dates)
+    return (re.escape(path) + r": coarse layer 'surface' has values 2\d\.\d+\.\.3\d\.\d+ \(in its 10 bands\); volumetric "
+            r"soil moisture in m3/m3 lies within \[0, 1\]: these look like percent \(%vol\)\. Divide them by 100")
+
+
+def _coarse_nodata_undeclared(workdir, config):
+    path = config["inputs"]["coarse"]["rootzone"]
+    stack = io.read_stack(path)
+    data = stack.data.copy()
+    data[:, 0, 0] = -9999.0  # an ocean cell's fill value, not declared as the file's nodata
+    _rewrite(path, data, stack.grid, stack.dates)
+    return re.escape(path) + r": coarse layer 'rootzone' has values -9999\.\..*-9999 looks like a nodata value"
+
+
+def _coarse_on_a_geographic_grid(workdir, config):
+    """A SMAP export from Earth Engine: EPSG:4326, about 0.08 degree cells."""
+    lonlat = grid_around(io.read_grid(config["inputs"]["coarse"]["surface"]), LONLAT, 0.08, 0.0)
+    for path in config["inputs"]["coarse"].values():
+        dates = io.read_dates(path)
+        _rewrite(path, np.full((len(dates), *lonlat.shape), 0.25), lonlat, dates)
+    path = config["inputs"]["coarse"]["surface"]
+    return (re.escape(path) + r": the coarse soil moisture is on a geographic grid \(EPSG:4326, cells of 0\.08 degrees.*"
+            r"EASE-Grid 2\.0 9 km grid \(EPSG:6933, 9008\.055 m\)\. Warp it there .*gdalwarp -t_srs EPSG:6933 "
+            r"-tr 9008\.055210146 9008\.055210146 -tap -r near " + re.escape(path))
+
+
+def _predictor_over_half_the_region(workdir, config):
+    path = config["inputs"]["predictors"]["ndvi"]
+    stack = io.read_stack(path)
+    half = stack.grid.width // 2  # the western half: the first coarse column and the margin
+    _rewrite(path, stack.data[:, :, :half], stack.grid.window(0, 0, stack.grid.height, half), stack.dates)
+    return (re.escape(path) + r": predictor 'ndvi' covers 50 % of the coarse grid's extent: 2 of the 4 coarse cells "
+            r"with soil moisture have no value in its 3 bands \(the first at row 0, col 1: lon -120\.\d+, lat 37\.\d+\)")
+
+
+def _predictor_all_nan(workdir, config):
+    path = config["inputs"]["predictors"]["sand"]
+    stack = io.read_stack(path, static=True)
+    _rewrite(path, np.full_like(stack.data, np.nan), stack.grid, None)
+    return re.escape(path) + r": predictor 'sand' has no value over the coarse grid \(all NaN or nodata in its one band\)"
+
+
+def _static_name_in_another_case(workdir, config):
+    config["static"] = ["DEM", "sand", "clay"]
+    return (r"config key 'static': 'DEM' is not among 'inputs\.predictors' \['clay', 'dem', 'ndvi', 'precipitation', "
+            r"'sand'\]; names are case-sensitive: did you mean 'dem'\?")
+
+
+def _static_predictor_not_called_static(workdir, config):
+    config["inputs"]["predictors"]["elevation"] = config["inputs"]["predictors"].pop("dem")
+    path = config["inputs"]["predictors"]["elevation"]
+    return (re.escape(path) + r": predictor 'elevation' has one band without a date: if it is static \(as a DEM or "
+            r"soil texture\), add 'elevation' to config key 'static' \(now \['sand', 'clay'\]\)")
+
+
+def _station_columns_named_otherwise(workdir, config):
+    stations = workdir / "inputs" / "stations.csv"
+    stations.write_text("station,lon,lat,date,sm_surface,sm_rootzone\nS1,-120.0,37.0,2023-05-01,0.2,0.25\n")
+    config["inputs"]["stations"] = str(stations)
+    return (re.escape(str(stations)) + r": unknown column\(s\) \['sm_surface', 'sm_rootzone'\]; expected "
+            r"station,lon,lat,date,surface,rootzone")
+
+
+def _station_lat_and_lon_swapped(workdir, config):
+    stations = workdir / "inputs" / "stations.csv"
+    stations.write_text("station,lon,lat,date,surface,rootzone\nS1,37.0,-120.0,2023-05-01,0.2,0.25\n")
+    config["inputs"]["stations"] = str(stations)
+    return (re.escape(str(stations)) + r": row 1 of the table \(station 'S1'\): lon 37\.0, lat -120\.0 are not "
+            r"coordinates: lat and lon look swapped")
+
+
 CASES = {
     "config value of the wrong type": _wrong_type,
     "unknown top-level key": _unknown_key,
@@ -192,6 +267,15 @@ CASES = {
     "root-zone texture with two bands": _layer_predictor_with_bands,
     "refinement by no predictor of the run": _refine_by_no_predictor_of_the_run,
     "a station read twice on one day": _station_read_twice_on_a_day,
+    "coarse soil moisture in percent": _coarse_in_percent,
+    "coarse fill value not declared as nodata": _coarse_nodata_undeclared,
+    "coarse soil moisture on a geographic grid": _coarse_on_a_geographic_grid,
+    "predictor covering half the region": _predictor_over_half_the_region,
+    "predictor all NaN": _predictor_all_nan,
+    "static name in another case": _static_name_in_another_case,
+    "static predictor not listed in static": _static_predictor_not_called_static,
+    "station columns named otherwise": _station_columns_named_otherwise,
+    "station lat and lon swapped": _station_lat_and_lon_swapped,
 }
 
 
@@ -201,3 +285,22 @@ def test_bad_input_stops_before_any_job_with_one_message(run_dir, case):
     message = CASES[case](workdir, config)
     result = _snakemake(workdir, config)
     _assert_stops_cleanly(workdir, result, message)
+
+
+def test_a_config_of_your_own_gets_the_schemas_defaults_not_the_demos(run_dir):
+    """config/config.yaml (the demo's run) is read only where no --configfile is given: one in the working directory
+    that the user's config could not run with (an even CNN patch) leaves `--configfile mine.yaml` untouched, and is
+    the run's config without it."""
+    workdir, config = run_dir
+    (workdir / "config").mkdir()
+    (workdir / "config" / "config.yaml").write_text(
+        yaml.safe_dump({"run": "demo_settings", "inputs": config["inputs"], "samples": {"patch": 4}}))
+    target = f"results/{RUN}/samples/surface/100.npz"
+    mine = run_workflow(workdir, config, "-n", target, cores=1, timeout=120, check=False)
+    assert mine.returncode == 0 and f"output: {target}" in mine.stdout, mine.stdout + mine.stderr
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    demo = subprocess.run([str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-n", "--cores", "1"], cwd=workdir,
+                          capture_output=True, text=True, timeout=120, env=env)
+    output = demo.stdout + demo.stderr
+    assert demo.returncode != 0 and "config key 'samples.patch': must be odd, got 4" in output, output
+    assert (workdir / SENTINEL).read_bytes() == b"a result from an earlier run"
