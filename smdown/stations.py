@@ -47,6 +47,11 @@ def read_stations(stations: PathLike | pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("station", "lon", "lat", "date") if c not in df.columns]
     if missing:
         raise io.InputError(f"{source}: missing column(s) {missing}; expected {STATION_COLUMNS}")
+    unknown = [c for c in df.columns if c not in STATION_COLUMNS]
+    if unknown:
+        raise io.InputError(f"{source}: unknown column(s) {unknown}; expected {','.join(STATION_COLUMNS)} (soil "
+                            f"moisture in m3/m3 under {' and '.join(LAYERS)}): rename the columns, or drop them")
+    _check_coordinates(df, source)
     for layer in LAYERS:
         if layer not in df.columns:
             df[layer] = np.nan
@@ -66,6 +71,24 @@ def read_stations(stations: PathLike | pd.DataFrame) -> pd.DataFrame:
                             f"({int(repeated.sum())} repeated station-day(s) in all); one row per station and day, "
                             "with repeated readings averaged first")
     return df
+
+
+def _check_coordinates(df: pd.DataFrame, source: str) -> None:
+    """lon in [-180, 180] and lat in [-90, 90] on every row, else an InputError naming the file and the first bad row
+    (and saying so where lat and lon look swapped)."""
+    lon = pd.to_numeric(df["lon"], errors="coerce").to_numpy(dtype=float)
+    lat = pd.to_numeric(df["lat"], errors="coerce").to_numpy(dtype=float)
+    bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90))
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    swapped = np.isfinite(lon[row]) and np.isfinite(lat[row]) and abs(lat[row]) > 90 and abs(lat[row]) <= 180 \
+        and abs(lon[row]) <= 90
+    hint = ("lat and lon look swapped: lat holds a longitude and lon a latitude; swap the two columns" if swapped
+            else "lon must lie in -180..180 and lat in -90..90 (decimal degrees, WGS 84)")
+    raise io.InputError(f"{source}: row {row + 1} of the table (station {df['station'].iloc[row]!r}): lon "
+                        f"{df['lon'].iloc[row]}, lat {df['lat'].iloc[row]} are not coordinates: {hint} "
+                        f"({int(bad.sum())} row(s) in all)")
 
 
 def locate(grid: Grid, lon, lat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
