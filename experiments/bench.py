@@ -40,6 +40,7 @@ from smdown import config as smconfig
 from smdown import contract as smcontract
 from smdown import io
 from smdown.grid import Grid, nest_factor, nested_grid
+from smdown.jobs import use_threads
 from smdown.preparing import resample
 
 DEFAULT_CONFIG = "config/config.yaml"
@@ -193,9 +194,9 @@ def _tiled(rasters: dict[str, str], coarse: str, workdir: str, reps: int, days: 
     return tiled, f"{workdir}/coarse.tif"
 
 
-def _predict_inputs(config: dict, layer: str, names: list[str] | None = None):
-    """What the predict rules get for one layer: members (`names`: all, the forest included, by default), their
-    features, finest-scale rasters, coarse input, weights."""
+def _predict_inputs(config: dict, layer: str, names: list[str] | None = None, threads: int = 1):
+    """What the predict rules get for one layer: members (`names`: all, the forest included, by default; the forest
+    on `threads` cores), their features, finest-scale rasters, coarse input, weights."""
     from smdown.learning import models
     from smdown.preparing.features import FeatureSpec
 
@@ -206,21 +207,10 @@ def _predict_inputs(config: dict, layer: str, names: list[str] | None = None):
     missing = [p for p in [*paths, weights] if not Path(p).exists()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: complete the run first (snakemake --cores N)")
-    members = {name: models.load_member(path) for name, path in zip(names, paths, strict=True)}
+    members = {name: models.load_member(path, threads=threads) for name, path in zip(names, paths, strict=True)}
     spec = FeatureSpec.from_dict(members[names[0]].meta["spec"])
     rasters = _layer_rasters(config, layer, smconfig.scale_name(min(config["scales"])), spec.rasters)
     return members, spec, rasters, smconfig.inputs_of(config).coarse[layer], weights
-
-
-def _use_threads(threads: int) -> None:
-    """What the rule's job gets: TensorFlow and scikit-learn on `threads` threads."""
-    import os
-
-    os.environ["SMDOWN_THREADS"] = str(threads)
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 JOBS = ("predict", "rf")  # the rules predict and predict_rf
@@ -241,12 +231,8 @@ def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int,
 
     names = ["rf"] if job == "rf" else _ensemble_members(config)
     if job != "rf":
-        _use_threads(threads)
-    else:
-        import os
-
-        os.environ["SMDOWN_THREADS"] = str(threads)
-    members, spec, rasters, coarse, weights_path = _predict_inputs(config, layer, names)
+        use_threads(threads)
+    members, spec, rasters, coarse, weights_path = _predict_inputs(config, layer, names, threads)
     rasters, coarse = _tiled(_with_anchor(config, layer, rasters), coarse, workdir, reps, days, prepare=False)
     anchor = rasters.pop(ANCHOR, None)
     member_weights = {}
@@ -259,9 +245,9 @@ def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int,
     settings = config["predict"]
     timings: dict[str, list[float]] = {}
     start, cpu = time.perf_counter(), time.process_time()
-    predict_layer(members, member_weights, spec, rasters, coarse, factor, outputs, settings["block_cells"],
-                  correction or settings["correction"], tuple(settings["valid_range"]), timings=timings,
-                  overlap=overlap, anchor=anchor)
+    predict_layer(members, member_weights, spec, rasters, coarse, factor, outputs, block_cells=settings["block_cells"],
+                  correction=correction or settings["correction"], valid_range=tuple(settings["valid_range"]),
+                  timings=timings, overlap=overlap, anchor=anchor, threads=threads)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     first = next(iter(outputs.values()))

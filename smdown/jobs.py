@@ -41,3 +41,11 @@ def factor_of(scale: str, coarse_path: str) -> int | None:
         return None
     return nest_factor(io.read_grid(coarse_path).res, float(scale))
 
+
+def use_threads(threads: int) -> None:
+    """Give a job's TensorFlow work the threads Snakemake granted it (TensorFlow's thread pools are the process's;
+    the steps pass the same `threads` to ONNX Runtime and scikit-learn as an argument)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)

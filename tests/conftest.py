@@ -19,6 +19,7 @@ import pytest
 import yaml
 from affine import Affine
 
+from smdown import config as smconfig
 from smdown import io
 from smdown.grid import Grid, ease2_9km_grid
 
@@ -36,6 +37,9 @@ TINY_CONFIG = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
 # its science settings, for runs on inputs of their own
 TINY_SETTINGS = {key: value for key, value in TINY_CONFIG.items() if key not in ("run", "demo", "scales")}
 TINY_LAYERS = ("surface", "rootzone")
+# the schema's defaults of what predict_layer and refine_map take from config predict
+PREDICT_SETTINGS = {key: smconfig.validate({})["predict"][key] for key in ("block_cells", "correction", "valid_range")}
+PREDICT_SETTINGS["valid_range"] = tuple(PREDICT_SETTINGS["valid_range"])
 
 
 def tiny_config(inputs: Path) -> dict:

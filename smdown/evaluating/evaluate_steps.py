@@ -248,11 +248,11 @@ def _read_csv(path: PathLike) -> pd.DataFrame:
 
 # ------------------------------------------------------------ sensitivity
 def sensitivity(layer: str, model_paths: list[str], sample_paths: list[str], outputs: dict[str, str],
-                settings: dict, model_inputs: dict, seed: int) -> None:
-    """importance.csv, response.csv and sensitivity.png (`settings`: config sensitivity)."""
+                settings: dict, model_inputs: dict, seed: int, threads: int = 1) -> None:
+    """importance.csv, response.csv and sensitivity.png (`settings`: config sensitivity; `threads`: the forest's)."""
     from smdown.evaluating import plots
 
-    members = load_members([str(p) for p in model_paths], model_inputs)
+    members = load_members([str(p) for p in model_paths], model_inputs, threads)
     aggregate = model_inputs["target"] == "aggregate"
     samples = validation_subset(sampling.load([str(p) for p in sample_paths]), settings["samples"], seed,
                                 by_bag=aggregate)

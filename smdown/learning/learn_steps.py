@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from smdown import io
@@ -61,12 +60,13 @@ def fit_member(kind: str, sample_paths: list[str], outputs: dict[str, str], hp: 
     models.save_meta(outputs["meta"], {**meta, "hyper_parameters": hp})
 
 
-def fit_rf(sample_paths: list[str], outputs: dict[str, str], settings: dict, model_inputs: dict, seed: int) -> None:
-    """The random-forest peer (`settings`: config rf) -> model (joblib) and meta."""
+def fit_rf(sample_paths: list[str], outputs: dict[str, str], settings: dict, model_inputs: dict, seed: int,
+           threads: int = 1) -> None:
+    """The random-forest peer (`settings`: config rf) -> model (joblib) and meta, fitted on `threads` cores."""
     import joblib
 
     pooled = sampling.load(sample_paths)
-    model = training.train_rf(pooled, settings, seed, n_jobs=int(os.environ.get("SMDOWN_THREADS", 1)))
+    model = training.train_rf(pooled, settings, seed, n_jobs=threads)
     with io.atomic_path(outputs["model"]) as tmp:
         joblib.dump(model, tmp)
     models.save_meta(outputs["meta"], _meta("rf", [str(f) for f in pooled["features"]], model_inputs, seed))
@@ -97,11 +97,11 @@ def candidates(predictions: dict, flat: dict[str, bool], forest: bool) -> dict:
 
 
 def weigh(model_paths: list[str], sample_paths: list[str], output: str, weighting: str, model_inputs: dict,
-          tuned_paths: list[str] = (), forest: bool = False) -> None:
+          tuned_paths: list[str] = (), forest: bool = False, threads: int = 1) -> None:
     """weights.csv: each member's weight (`weighting`: config ensemble.weighting), validation metrics and, when
     tuned, its self-similarity check (`tuned_paths`: the files of rule tune). The random forest is weighted with the
     deep members where `forest` (config ensemble.forest), else it has weight 0 (the peer, not a member)."""
-    members = training.load_members(model_paths, model_inputs)
+    members = training.load_members(model_paths, model_inputs, threads)
     val = training.subset(sampling.load(sample_paths), 1)
     predictions = {name: m.predict_samples(val) for name, m in members.items()}
     spread = {name: combining.within_bag_std(p, val["bag"]) for name, p in predictions.items()}

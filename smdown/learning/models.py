@@ -1,4 +1,5 @@
-"""The ensemble members: Keras DNN, CNN and LSTM, the random-forest peer, and loading them for prediction.
+"""The ensemble members: Keras DNN, CNN and LSTM, the random-forest peer, and loading them (smdown.mapping.inference
+predicts them over the blocks of a map).
 
 Each deep model carries its input scaling (a fixed Normalization layer fitted on training
 data) and its output scaling inside the .keras file, and a JSON sidecar that says which
@@ -29,7 +30,8 @@ def signature(features: list[str], settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _keras():
+def keras_module():
+    """Keras, imported on first use (it pulls in TensorFlow)."""
     import keras
 
     return keras
@@ -48,7 +50,7 @@ def build(kind: str, n_features: int, mean, variance, hp: dict, n_dynamic: int |
     (`n_dynamic`: how many leading features are dynamic). Training on the standardised target makes the loss, and
     so the weight of the L2 penalty against it, the same whatever the layer's units and variance; `with_units`
     then appends the target's scale."""
-    keras = _keras()
+    keras = keras_module()
     # an L2 penalty on the weights: with few coarse cells many combinations of the static predictors
     # fit the cell means equally well; the penalty picks the smallest one instead of large opposite
     # weights that cancel between cells and exaggerate the detail inside them
@@ -91,7 +93,7 @@ def build(kind: str, n_features: int, mean, variance, hp: dict, n_dynamic: int |
 
 def with_units(model, y_mean: float, y_std: float):
     """The trained standardised model with the target's scale appended: it predicts m3/m3."""
-    keras = _keras()
+    keras = keras_module()
     outputs = keras.layers.Rescaling(scale=float(y_std), offset=float(y_mean))(model.output)
     return keras.Model(model.input, outputs, name=model.name)
 
@@ -118,171 +120,11 @@ class Member:
     def predict_samples(self, samples: dict) -> np.ndarray:
         """Predictions for sample examples (their own input form), one value per example."""
         if self.name == "rf":
-            return _rf_predict(self.model, samples[INPUT_FORM["rf"]])
+            return rf_predict(self.model, samples[INPUT_FORM["rf"]])
         return predict_examples(self.name, self.model, samples)
 
-    def predict_cube(self, cube: np.ndarray, halo: int, missing: np.ndarray | None = None) -> np.ndarray:
-        """Predict a block: cube (T, H + 2 halo, W + 2 halo, F) float32 -> (T, H, W) float32.
 
-        A pixel-day whose inputs hold a NaN (for the CNN: anywhere in its receptive field) is NaN:
-        activations such as ReLU would otherwise turn a missing predictor into a plausible number.
-        `missing` (T, H + 2 halo, W + 2 halo) may be given with a cube whose NaN were already zeroed.
-        Deep members run as compiled TensorFlow functions (not `model.predict`) on chunks of one shape, so that each
-        is traced once per block shape.
-        """
-        days, height, width = cube.shape[0], cube.shape[1] - 2 * halo, cube.shape[2] - 2 * halo
-        if missing is None:
-            missing = ~np.isfinite(cube).all(axis=-1)
-            cube = np.nan_to_num(cube, nan=0.0)
-        cube = np.asarray(cube, dtype=np.float32)
-        if self.name == "cnn" and missing.any():
-            from scipy.ndimage import maximum_filter
-
-            size = 2 * self.halo + 1
-            missing = maximum_filter(missing, size=(1, size, size), mode="nearest")
-        missing = missing[:, halo : halo + height, halo : halo + width]
-        out = self._predict_cube(cube, halo, days, height, width)
-        out[missing] = np.nan
-        return out
-
-    def _predict_cube(self, cube: np.ndarray, halo: int, days: int, height: int, width: int) -> np.ndarray:
-        """(T, H, W) float32, a fresh array (no NaN masking)."""
-        crop = (slice(None), slice(halo, halo + height), slice(halo, halo + width))
-        fast = self._plan()
-        if self.name == "rf":
-            rows = cube[crop].reshape(-1, cube.shape[-1])
-            if fast is None:
-                return _rf_predict(self.model, rows).reshape(days, height, width)
-            out = np.empty(len(rows), np.float32)
-            fast.dense_rows(rows, out)  # every row: predict_cube sets those with a NaN input to NaN
-            return out.reshape(days, height, width)
-        if fast is not None:
-            return self._predict_onnx(fast, cube, halo, days, height, width)
-        fn = self._compiled()
-        if self.name == "cnn":
-            inner = self.halo
-            trimmed = cube[:, halo - inner : halo + height + inner, halo - inner : halo + width + inner]
-            return _batched(fn, trimmed, CHUNK_DAYS)[..., 0]
-        if self.name == "dnn":
-            # whole days, halo included, are contiguous: no copy of the block; the halo's few extra rows are dropped
-            rows = cube.reshape(-1, cube.shape[-1])
-            return _batched(fn, rows, CHUNK_ROWS).reshape(cube.shape[:3])[crop].copy()
-        # lstm: every pixel's whole series at once, after a spin-up of the first day repeated, on chunks of pixels
-        # (whole block rows, halo columns included: the block's rows are a view of the cube)
-        band = cube[:, halo : halo + height].reshape(days, -1, cube.shape[-1])
-        out = _batched(self._compiled_series(), band.transpose(1, 0, 2), CHUNK_SERIES)
-        return out.T.reshape(days, height, cube.shape[2])[:, :, halo : halo + width].copy()
-
-    def _plan(self):
-        """The member as an ONNX Runtime session (smdown.mapping.inference; built and checked against the model once, cached),
-        or None: the model is not of the shape it handles, or SMDOWN_INFERENCE=tensorflow asks for TensorFlow (and
-        scikit-learn for the forest)."""
-        if os.environ.get("SMDOWN_INFERENCE", "numpy") == "tensorflow":
-            return None
-        if "_onnx_plan" not in self.__dict__:
-            from smdown.mapping import inference
-
-            if self.name == "rf":
-                self.__dict__["_onnx_plan"] = inference.forest_plan(self.model)
-            else:
-                spin = self.meta["sequence_days"] - 1 if self.name == "lstm" else 0
-                self.__dict__["_onnx_plan"] = inference.plan(self.name, self.model, spin)
-        return self.__dict__["_onnx_plan"]
-
-    def _predict_onnx(self, fast, cube: np.ndarray, halo: int, days: int, height: int, width: int) -> np.ndarray:
-        """_predict_cube through ONNX Runtime: the same pieces of the cube as the TensorFlow path."""
-        if self.name == "cnn":
-            inner = self.halo
-            out = np.empty((days, height, width), np.float32)
-            fast.conv_days(cube[:, halo - inner : halo + height + inner, halo - inner : halo + width + inner], out)
-            return out
-        if self.name == "dnn":
-            rows = cube.reshape(-1, cube.shape[-1])
-            out = np.empty(len(rows), np.float32)
-            fast.dense_rows(rows, out)
-            return out.reshape(cube.shape[:3])[:, halo : halo + height, halo : halo + width].copy()
-        band = cube[:, halo : halo + height].reshape(days, -1, cube.shape[-1])  # (days, pixels, F), a view
-        out = np.empty(band.shape[:2], np.float32)
-        fast.series(band, out)
-        return out.reshape(days, height, cube.shape[2])[:, :, halo : halo + width].copy()
-
-    def _compiled(self):
-        """The model as one graph function (cached on the member). Graph mode, not XLA: for the DNN's dense layers
-        and the CNN's convolutions TensorFlow's own (oneDNN) kernels took less CPU time than XLA's."""
-        if "_fn" not in self.__dict__:
-            import tensorflow as tf
-
-            model = self.model
-            self.__dict__["_fn"] = tf.function(lambda x: model(x, training=False))
-        return self.__dict__["_fn"]
-
-    def _compiled_series(self):
-        """The LSTM on (pixels, days, F) series with the spin-up (first day repeated) added and cut inside one
-        XLA-compiled function (its time loop fused: a third of the CPU time of `predict`): (pixels, days). Where the
-        model splits into its recurrent part and a per-day head (`_lstm_parts`), the head skips the spin-up days."""
-        if "_series_fn" not in self.__dict__:
-            import tensorflow as tf
-
-            model, spin = self.model, self.meta["sequence_days"] - 1
-            parts = _lstm_parts(model) if spin else None
-
-            def run(x):
-                series = tf.concat([tf.repeat(x[:, :1], spin, axis=1), x], axis=1) if spin else x
-                if parts is None:
-                    return model(series, training=False)[:, spin:, 0]
-                recurrent, head = parts
-                return head([recurrent(series, training=False)[:, spin:], x], training=False)[..., 0]
-
-            self.__dict__["_series_fn"] = tf.function(run, jit_compile=True)
-        return self.__dict__["_series_fn"]
-
-
-def _lstm_parts(model, spin: int = 3):
-    """(recurrent, head): the model up to its one LSTM layer (returning sequences), and the rest as a model of that
-    layer's output and the model's input. Where the head works day by day (as the built LSTM's dense head does),
-    running it on the days after the spin-up only gives the same numbers for less work: checked on random series,
-    and None where it does not hold or the model is not of that shape."""
-    keras = _keras()
-    recurrent = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN | keras.layers.LSTM)]
-    if len(recurrent) != 1 or not getattr(recurrent[0], "return_sequences", False) or len(model.inputs) != 1:
-        return None
-    try:
-        parts = (keras.Model(model.inputs, recurrent[0].output),
-                 keras.Model([recurrent[0].output, *model.inputs], model.outputs))
-    except (ValueError, TypeError):
-        return None
-    x = np.random.default_rng(0).normal(size=(4, spin + 5, model.inputs[0].shape[-1])).astype(np.float32)
-    whole = np.asarray(model(x, training=False))[:, spin:]
-    memory = np.asarray(parts[0](x, training=False))[:, spin:]
-    split = np.asarray(parts[1]([memory, x[:, spin:]], training=False))
-    return parts if whole.shape == split.shape and np.allclose(whole, split, rtol=0, atol=1e-6) else None
-
-
-# examples per call of a compiled member (the least CPU time measured on the demo's blocks): big enough to amortise
-# a call, small enough for the caches (the LSTM's state of a chunk is carried through every day)
-CHUNK_ROWS = 65536  # dnn: pixel-days
-CHUNK_DAYS = 1  # cnn: whole days of a block
-CHUNK_SERIES = 1024  # lstm: pixel series
-
-
-def _batched(fn, x: np.ndarray, chunk: int) -> np.ndarray:
-    """fn over x in chunks along the first axis, every chunk of the same shape (the last one padded with zeros) so
-    that a compiled function is traced once; float32 output with the chunks' rows."""
-    n = len(x)
-    chunk = min(chunk, n)
-    out = None
-    for start in range(0, n, chunk):
-        part = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
-        if len(part) < chunk:
-            part = np.concatenate([part, np.zeros((chunk - len(part), *part.shape[1:]), np.float32)])
-        values = np.asarray(fn(part))
-        if out is None:
-            out = np.empty((n, *values.shape[1:]), np.float32)
-        out[start : start + chunk] = values[: min(chunk, n - start)]
-    return out
-
-
-def _rf_predict(model, x: np.ndarray) -> np.ndarray:
+def rf_predict(model, x: np.ndarray) -> np.ndarray:
     """NaN where a feature is NaN (the rows are copied only then)."""
     ok = np.isfinite(x).all(axis=1)
     if ok.all():
@@ -302,8 +144,9 @@ def save_meta(path: str | Path, meta: dict) -> None:
         tmp.write_text(json.dumps(meta, indent=2))
 
 
-def load_member(path: str | Path, expected_signature: str | None = None) -> Member:
-    """Load a member and its sidecar; refuse one trained for other features or settings."""
+def load_member(path: str | Path, expected_signature: str | None = None, threads: int = 1) -> Member:
+    """Load a member and its sidecar; refuse one trained for other features or settings. `threads`: the forest's
+    n_jobs (the job's threads)."""
     from smdown.io import InputError
 
     path = Path(path)
@@ -321,7 +164,7 @@ def load_member(path: str | Path, expected_signature: str | None = None) -> Memb
         import joblib
 
         model = joblib.load(path)
-        model.n_jobs = int(os.environ.get("SMDOWN_THREADS", os.cpu_count() or 1))
+        model.n_jobs = threads
     else:
-        model = _keras().saving.load_model(path)
+        model = keras_module().saving.load_model(path)
     return Member(name, model, meta)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import numpy as np
@@ -14,23 +13,14 @@ from smdown.learning.models import INPUT_FORM
 log = logging.getLogger(__name__)
 
 
-def use_threads(threads: int) -> None:
-    """Give a job's TensorFlow and scikit-learn work the threads Snakemake granted it."""
-    os.environ["SMDOWN_THREADS"] = str(threads)
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def load_members(paths: list[str], model_inputs: dict) -> dict:
+def load_members(paths: list[str], model_inputs: dict, threads: int = 1) -> dict:
     """The trained members of a layer, each checked against the model inputs (`config.model_inputs`) it must
-    have been trained on."""
+    have been trained on (`threads`: the forest's n_jobs)."""
     from smdown.learning.models import load_member, signature
     from smdown.preparing.features import FeatureSpec
 
     expected = signature(FeatureSpec.from_dict(model_inputs["spec"]).names, model_inputs)
-    return {member.name: member for member in (load_member(path, expected) for path in paths)}
+    return {member.name: member for member in (load_member(path, expected, threads) for path in paths)}
 
 
 def bag_means(values: np.ndarray, bag: np.ndarray) -> np.ndarray:

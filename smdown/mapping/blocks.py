@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from smdown.grid import Tile, cell_blocks
 from smdown.learning.ensemble import combine
 from smdown.learning.models import Member
 from smdown.mapping.correction import CORRECTIONS, add_smooth_field, anchor_means, cell_residual, smooth_nodes
+from smdown.mapping.inference import predict_cube
 from smdown.preparing.features import FeatureSpec, cube, derive
 
 log = logging.getLogger(__name__)
@@ -65,20 +66,23 @@ def predict_layer(
     coarse_path: str,
     factor: int,
     outputs: dict[str, str],
-    block_cells: int = 1,
-    correction: str = "additive",
-    valid_range: tuple[float, float] = (0.0, 0.65),
+    *,
+    block_cells: int,
+    correction: str,
+    valid_range: tuple[float, float],
     timings: dict[str, list[float]] | None = None,
     overlap: bool = True,
     anchor: str | None = None,
     tile: Tile | None = None,
+    threads: int = 1,
 ) -> dict[str, int]:
     """Predict members, and where asked the ensemble mean and spread, at the fine scale; returns clip counts.
 
     `outputs`: output name (a member, "ensemble", "ensemble_std") -> path. A member is predicted only where it has
     an output or a weight in the ensemble (so the random-forest peer, predicted by its own job, costs nothing here).
     The ensemble and its spread are computed only where they are outputs. `correction`: one of
-    smdown.mapping.correction.CORRECTIONS, applied to each member before the ensemble.
+    smdown.mapping.correction.CORRECTIONS, applied to each member before the ensemble; `valid_range`: values
+    outside are clipped (config predict.valid_range).
     `timings`, when given, accumulates [wall seconds, process CPU seconds] of each part: reading (with feature
     derivation), each member, the correction, the ensemble and spread, writing (and, for the smooth correction,
     "scratch": spilling the uncorrected blocks and reading them back); with `overlap` (reading and writing in their
@@ -88,46 +92,101 @@ def predict_layer(
     anchor, smdown.mapping.correction.anchor_means); None pins the cells to the coarse values themselves.
     `tile`: the coarse cells to predict (the outputs cover just them; the halo is read beyond them from the
     rasters, so a tile's pixels equal the same pixels of the whole region's prediction); None: the whole region.
-    The smooth correction is computed within the tile.
+    The smooth correction is computed within the tile. `threads`: the job's threads, over which ONNX Runtime spreads
+    each block's pieces.
     """
     if correction not in CORRECTIONS:
         raise ValueError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
     timings = {} if timings is None else timings
     with _timed(timings, "read"):
-        coarse = io.read_stack(coarse_path)
         fine_grid = io.read_grid(rasters[spec.rasters[0]])
-        tile = tile or Tile(0, 0, *coarse.data.shape[1:])
-        if anchor is not None:
-            cells_data = anchor_means(anchor, coarse.data, factor, tile)
+        coarse, tile = _coarse_target(coarse_path, factor, anchor, tile)
+    job = _Job(_active_members(members, member_weights, outputs), member_weights, spec, rasters, fine_grid.shape, tile,
+               factor, coarse, "ensemble" in outputs or "ensemble_std" in outputs, valid_range, timings, overlap,
+               threads)
+    blocks = list(cell_blocks(coarse.data.shape[1:], block_cells))  # within the tile
+    progress = _Progress(blocks, factor, len(coarse.dates), passes=2 if correction == "smooth" else 1)
+    with ExitStack() as stack:
+        tile_grid = fine_grid.window(*tile.fine(factor))
+        job.writers = {name: stack.enter_context(io.open_writer(path, tile_grid, coarse.dates))
+                       for name, path in outputs.items()}
+        if correction == "smooth":
+            scratch = stack.enter_context(_Scratch(Path(next(iter(outputs.values()))).parent, timings, overlap))
+            _predict_smooth(job, blocks, scratch, progress)
         else:
-            cells_data = coarse.data[:, tile.row : tile.row + tile.rows, tile.col : tile.col + tile.cols]
-        coarse = replace(coarse, data=cells_data)
-    dates = coarse.dates
+            _predict_per_cell(job, blocks, correction == "additive", progress)
+        with _timed(timings, "write"):  # the last compressed tiles are flushed on closing
+            stack.close()
+    return job.clipped
+
+
+def _coarse_target(coarse_path: str, factor: int, anchor: str | None, tile: Tile | None) -> tuple[io.Stack, Tile]:
+    """The tile's cell values the correction pins each cell to (the coarse values, or the anchor's cell means),
+    and the tile (the whole region where None)."""
+    coarse = io.read_stack(coarse_path)
+    tile = tile or Tile(0, 0, *coarse.data.shape[1:])
+    if anchor is not None:
+        cells_data = anchor_means(anchor, coarse.data, factor, tile)
+    else:
+        cells_data = coarse.data[:, tile.row : tile.row + tile.rows, tile.col : tile.col + tile.cols]
+    return replace(coarse, data=cells_data), tile
+
+
+def _active_members(members: dict[str, Member], member_weights: dict[str, float],
+                    outputs: dict[str, str]) -> dict[str, Member]:
+    """The members to predict: those with an output or a weight; checked against the outputs asked for."""
     unknown = [name for name in member_weights if name not in members]
     if unknown:
         raise ValueError(f"ensemble weights for members {unknown} that were not loaded ({sorted(members)})")
     active = {name: m for name, m in members.items() if name in outputs or name in member_weights}
-    combined = "ensemble" in outputs or "ensemble_std" in outputs
     if not active:
         raise ValueError(f"no member to predict for outputs {sorted(outputs)}")
-    if combined and not member_weights:
+    if ("ensemble" in outputs or "ensemble_std" in outputs) and not member_weights:
         raise ValueError("an ensemble output without member weights")
-    halo = max(m.halo for m in active.values())
-    clipped = dict.fromkeys(list(active) + (["ensemble"] if combined else []), 0)
-    blocks = list(cell_blocks(coarse.data.shape[1:], block_cells))  # within the tile
-    progress = _Progress(blocks, factor, len(dates), passes=2 if correction == "smooth" else 1)
+    return active
 
-    def cells(block: Block) -> tuple[slice, slice, slice]:
+
+@dataclass
+class _Job:
+    """One layer's prediction over a tile: what each step of a block (read, predict, finish, write) needs."""
+
+    active: dict[str, Member]
+    member_weights: dict[str, float]
+    spec: FeatureSpec
+    rasters: dict[str, str]
+    fine_shape: tuple[int, int]
+    tile: Tile
+    factor: int
+    coarse: io.Stack  # the tile's cell values the correction pins each cell to
+    combined: bool  # the ensemble and its spread are outputs
+    valid_range: tuple[float, float]
+    timings: dict[str, list[float]]
+    overlap: bool
+    threads: int
+    writers: dict = field(default_factory=dict)
+    clipped: dict[str, int] = field(init=False)
+    halo: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.halo = max(m.halo for m in self.active.values())
+        self.clipped = dict.fromkeys(list(self.active) + (["ensemble"] if self.combined else []), 0)
+
+    @property
+    def dates(self) -> list[str]:
+        return self.coarse.dates
+
+    def cells(self, block: Block) -> tuple[slice, slice, slice]:
         cr, cc, ch, cw = block
         return slice(None), slice(cr, cr + ch), slice(cc, cc + cw)
 
-    def read(block: Block) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
+        """The block's feature cube (with the halo) and its missing pixel-days (zeroed in the cube)."""
         cr, cc, ch, cw = block
-        row, col = (tile.row + cr) * factor, (tile.col + cc) * factor  # the block's first pixel in the rasters
-        with _timed(timings, "read", thread=overlap):
-            block_rasters = {name: io.read_block(rasters[name], row, col, ch * factor, cw * factor, halo,
-                                                 fine_grid.shape) for name in spec.rasters}
-            block_cube = cube(spec, derive(spec, block_rasters, dates), len(dates))
+        row, col = (self.tile.row + cr) * self.factor, (self.tile.col + cc) * self.factor  # first pixel in the rasters
+        with _timed(self.timings, "read", thread=self.overlap):
+            block_rasters = {name: io.read_block(self.rasters[name], row, col, ch * self.factor, cw * self.factor,
+                                                 self.halo, self.fine_shape) for name in self.spec.rasters}
+            block_cube = cube(self.spec, derive(self.spec, block_rasters, self.dates), len(self.dates))
             del block_rasters
             # a pixel-day with a NaN (or inf) feature is predicted NaN whatever its features hold, so only those are
             # zeroed (a pass over the whole cube costs as much as building it)
@@ -136,75 +195,74 @@ def predict_layer(
                 block_cube[missing] = 0.0
         return block_cube, missing
 
-    def predict(block_cube: np.ndarray, missing: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, block_cube: np.ndarray, missing: np.ndarray) -> dict[str, np.ndarray]:
         preds = {}
-        for name, member in active.items():
-            with _timed(timings, name):
-                preds[name] = member.predict_cube(block_cube, halo, missing)
+        for name, member in self.active.items():
+            with _timed(self.timings, name):
+                preds[name] = predict_cube(member, block_cube, self.halo, missing, self.threads)
         return preds
 
-    def finish(block: Block, preds: dict[str, np.ndarray], fix: Callable[[str, np.ndarray], None]) -> dict:
+    def finish(self, preds: dict[str, np.ndarray], fix: Callable[[str, np.ndarray], None]) -> dict:
         """Correct (in place), clip, combine: the fields to write."""
         fields = {}
         for name, pred in preds.items():
-            with _timed(timings, "correction"):
+            with _timed(self.timings, "correction"):
                 fix(name, pred)
-                fields[name] = _clip(pred, valid_range, clipped, name)
-        if combined:
-            with _timed(timings, "ensemble"):
-                mean, spread = combine(fields, member_weights)
-                fields["ensemble"] = _clip(mean, valid_range, clipped, "ensemble")
+                fields[name] = _clip(pred, self.valid_range, self.clipped, name)
+        if self.combined:
+            with _timed(self.timings, "ensemble"):
+                mean, spread = combine(fields, self.member_weights)
+                fields["ensemble"] = _clip(mean, self.valid_range, self.clipped, "ensemble")
                 fields["ensemble_std"] = spread
         return fields
 
-    def write(block: Block, fields: dict[str, np.ndarray]) -> None:
-        with _timed(timings, "write", thread=overlap):
-            for name, writer in writers.items():
-                io.write_window(writer, fields[name], block[0] * factor, block[1] * factor)
+    def write(self, block: Block, fields: dict[str, np.ndarray]) -> None:
+        with _timed(self.timings, "write", thread=self.overlap):
+            for name, writer in self.writers.items():
+                io.write_window(writer, fields[name], block[0] * self.factor, block[1] * self.factor)
 
-    with ExitStack() as stack:
-        tile_grid = fine_grid.window(*tile.fine(factor))
-        writers = {name: stack.enter_context(io.open_writer(path, tile_grid, dates)) for name, path in outputs.items()}
-        if correction == "smooth":
-            residual = {name: np.full(coarse.data.shape, np.nan) for name in active}
-            scratch = stack.enter_context(_Scratch(Path(next(iter(outputs.values()))).parent, timings, overlap))
 
-            def first(block: Block, data: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
-                preds = predict(*data)
-                with _timed(timings, "correction"):
-                    for name, pred in preds.items():
-                        residual[name][cells(block)] = cell_residual(pred, coarse.data[cells(block)], factor)
-                return preds
+def _predict_per_cell(job: _Job, blocks: list[Block], additive: bool, progress: _Progress) -> None:
+    """One pass: each block predicted, each cell shifted to its target where `additive`, combined and written."""
 
-            _pipeline(blocks, read, first, lambda block, preds: scratch.put(preds), overlap, timings,
-                      progress.step("pass 1 of 2:"))
-            with _timed(timings, "correction"):
-                nodes = {name: smooth_nodes(values, factor) for name, values in residual.items()}
-            scratch.rewind()
+    def single(block: Block, data: tuple[np.ndarray, np.ndarray]) -> dict:
+        def fix(name: str, pred: np.ndarray) -> None:
+            if additive:
+                coarse_correction(pred, job.coarse.data[job.cells(block)], job.factor, out=pred)
 
-            def second(block: Block, preds: dict[str, np.ndarray]) -> dict:
-                def fix(name: str, pred: np.ndarray) -> None:
-                    valid = np.isfinite(residual[name][cells(block)])
-                    add_smooth_field(pred, nodes[name], factor, block[:2], valid)
-                    coarse_correction(pred, coarse.data[cells(block)], factor, out=pred)
+        return job.finish(job.predict(*data), fix)
 
-                return finish(block, preds, fix)
+    _pipeline(blocks, job.read, single, job.write, job.overlap, job.timings, progress.step(""))
 
-            _pipeline(blocks, lambda block: scratch.get(list(active), _shape(block, factor, len(dates))), second,
-                      write, overlap, timings, progress.step("pass 2 of 2:"))
-        else:
 
-            def fix(name: str, pred: np.ndarray, block: Block) -> None:
-                if correction == "additive":
-                    coarse_correction(pred, coarse.data[cells(block)], factor, out=pred)
+def _predict_smooth(job: _Job, blocks: list[Block], scratch: _Scratch, progress: _Progress) -> None:
+    """Two passes: the first predicts every block, keeps each member's per-cell residual and spills the block to
+    `scratch`; the second adds the smooth field of the residuals (and the remaining per-cell shift) and writes."""
+    residual = {name: np.full(job.coarse.data.shape, np.nan) for name in job.active}
 
-            def single(block: Block, data: tuple[np.ndarray, np.ndarray]) -> dict:
-                return finish(block, predict(*data), lambda name, pred: fix(name, pred, block))
+    def first(block: Block, data: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+        preds = job.predict(*data)
+        with _timed(job.timings, "correction"):
+            for name, pred in preds.items():
+                residual[name][job.cells(block)] = cell_residual(pred, job.coarse.data[job.cells(block)], job.factor)
+        return preds
 
-            _pipeline(blocks, read, single, write, overlap, timings, progress.step(""))
-        with _timed(timings, "write"):  # the last compressed tiles are flushed on closing
-            stack.close()
-    return clipped
+    _pipeline(blocks, job.read, first, lambda block, preds: scratch.put(preds), job.overlap, job.timings,
+              progress.step("pass 1 of 2:"))
+    with _timed(job.timings, "correction"):
+        nodes = {name: smooth_nodes(values, job.factor) for name, values in residual.items()}
+    scratch.rewind()
+
+    def second(block: Block, preds: dict[str, np.ndarray]) -> dict:
+        def fix(name: str, pred: np.ndarray) -> None:
+            valid = np.isfinite(residual[name][job.cells(block)])
+            add_smooth_field(pred, nodes[name], job.factor, block[:2], valid)
+            coarse_correction(pred, job.coarse.data[job.cells(block)], job.factor, out=pred)
+
+        return job.finish(preds, fix)
+
+    _pipeline(blocks, lambda block: scratch.get(list(job.active), _shape(block, job.factor, len(job.dates))), second,
+              job.write, job.overlap, job.timings, progress.step("pass 2 of 2:"))
 
 
 def _pipeline(blocks: list[Block], read: Callable, compute: Callable, write: Callable, overlap: bool,

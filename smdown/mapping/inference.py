@@ -11,7 +11,7 @@ Why: the members are small (dense layers of 32 units, 3 x 3 convolutions of 16 f
 ONNX Runtime's kernels for such narrow layers took a third (DNN) and a half (CNN) of TensorFlow's CPU time on the
 demo's blocks. Each block is cut into pieces whose activations stay in the CPU's caches (rows of pixel-days for the
 DNN, days for the CNN, pixels' whole series for the LSTM), each piece is one call of a one-thread session, and the
-pieces are spread over the job's threads (SMDOWN_THREADS).
+pieces are spread over the job's threads (`threads`, passed by the step).
 
 - DNN: rows (n, F) -> (n, 1).
 - CNN: images (n, H + 2 r, W + 2 r, F) channels-last, transposed inside the graph -> (n, 1, H, W).
@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from smdown.learning.models import Member, keras_module, rf_predict
+
 log = logging.getLogger(__name__)
 
 ROWS = 8192  # dnn: pixel-days per call (its layers' activations stay in the L2 cache)
@@ -40,13 +42,9 @@ TOLERANCE = 2e-5  # largest |ONNX Runtime - Keras| accepted on the check's rando
 _POOL: dict[int, ThreadPoolExecutor] = {}
 
 
-def threads() -> int:
-    return max(1, int(os.environ.get("SMDOWN_THREADS", os.cpu_count() or 1)))
-
-
-def _map(fn, items: list) -> None:
-    """fn(item) for every item, spread over the job's threads (ONNX Runtime releases the GIL)."""
-    n = min(threads(), len(items))
+def _map(fn, items: list, threads: int) -> None:
+    """fn(item) for every item, spread over `threads` threads (ONNX Runtime releases the GIL)."""
+    n = min(max(1, threads), len(items))
     if n <= 1:
         for item in items:
             fn(item)
@@ -77,6 +75,7 @@ class Plan:
     lstm: dict = field(default_factory=dict)  # lstm: kernel, bias (ONNX gate order), units, dynamic, head
     spin: int = 0  # lstm: days of spin-up (the first day repeated) inside the graph
     session: object = None
+    threads: int = 1  # the pieces of a call are spread over this many threads (the job's)
 
     # ---------------------------------------------------------------- the forward passes
 
@@ -86,7 +85,7 @@ class Plan:
         def run(start: int) -> None:
             out[start : start + ROWS] = self._run(x[start : start + ROWS]).reshape(-1)
 
-        _map(run, list(range(0, len(x), ROWS)))
+        _map(run, list(range(0, len(x), ROWS)), self.threads)
 
     def conv_days(self, cube: np.ndarray, out: np.ndarray) -> None:
         """The CNN on images cube (T, H + 2 r, W + 2 r, F) (r: its receptive radius) into out (T, H, W)."""
@@ -94,7 +93,7 @@ class Plan:
         def run(day: int) -> None:
             out[day : day + DAYS] = self._run(cube[day : day + DAYS])[:, 0]
 
-        _map(run, list(range(0, len(cube), DAYS)))
+        _map(run, list(range(0, len(cube), DAYS)), self.threads)
 
     def series(self, cube: np.ndarray, out: np.ndarray) -> None:
         """The LSTM on every pixel's series: cube (T, P, F) time-major, out (T, P); the first day repeated `spin`
@@ -105,7 +104,7 @@ class Plan:
             spun = np.concatenate([np.broadcast_to(x[:1], (self.spin, *x.shape[1:])), x]) if self.spin else x
             out[:, start : start + SERIES] = self._run(spun).reshape(x.shape[:2])
 
-        _map(run, list(range(0, cube.shape[1], SERIES)))
+        _map(run, list(range(0, cube.shape[1], SERIES)), self.threads)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -461,3 +460,171 @@ def _check(built: Plan, model) -> bool:
         got = np.empty(expected.shape, np.float32)
         built.series(x, got)
     return got.shape == expected.shape and bool(np.all(np.abs(got - expected) <= TOLERANCE))
+
+
+# ---------------------------------------------------------------- a member over a block
+
+
+def predict_cube(member: Member, cube: np.ndarray, halo: int, missing: np.ndarray | None = None,
+             threads: int = 1) -> np.ndarray:
+    """Predict a block: cube (T, H + 2 halo, W + 2 halo, F) float32 -> (T, H, W) float32.
+
+    A pixel-day whose inputs hold a NaN (for the CNN: anywhere in its receptive field) is NaN:
+    activations such as ReLU would otherwise turn a missing predictor into a plausible number.
+    `missing` (T, H + 2 halo, W + 2 halo) may be given with a cube whose NaN were already zeroed.
+    Deep members run as compiled TensorFlow functions (not `model.predict`) on chunks of one shape, so that each
+    is traced once per block shape.
+    """
+    days, height, width = cube.shape[0], cube.shape[1] - 2 * halo, cube.shape[2] - 2 * halo
+    if missing is None:
+        missing = ~np.isfinite(cube).all(axis=-1)
+        cube = np.nan_to_num(cube, nan=0.0)
+    cube = np.asarray(cube, dtype=np.float32)
+    if member.name == "cnn" and missing.any():
+        from scipy.ndimage import maximum_filter
+
+        size = 2 * member.halo + 1
+        missing = maximum_filter(missing, size=(1, size, size), mode="nearest")
+    missing = missing[:, halo : halo + height, halo : halo + width]
+    out = _predict_cube(member, cube, halo, days, height, width, threads)
+    out[missing] = np.nan
+    return out
+
+def _predict_cube(member: Member, cube: np.ndarray, halo: int, days: int, height: int, width: int,
+              threads: int) -> np.ndarray:
+    """(T, H, W) float32, a fresh array (no NaN masking)."""
+    crop = (slice(None), slice(halo, halo + height), slice(halo, halo + width))
+    fast = member_plan(member, threads)
+    if member.name == "rf":
+        rows = cube[crop].reshape(-1, cube.shape[-1])
+        if fast is None:
+            return rf_predict(member.model, rows).reshape(days, height, width)
+        out = np.empty(len(rows), np.float32)
+        fast.dense_rows(rows, out)  # every row: predict_cube sets those with a NaN input to NaN
+        return out.reshape(days, height, width)
+    if fast is not None:
+        return _predict_onnx(member, fast, cube, halo, days, height, width)
+    fn = _compiled(member)
+    if member.name == "cnn":
+        inner = member.halo
+        trimmed = cube[:, halo - inner : halo + height + inner, halo - inner : halo + width + inner]
+        return _batched(fn, trimmed, CHUNK_DAYS)[..., 0]
+    if member.name == "dnn":
+        # whole days, halo included, are contiguous: no copy of the block; the halo's few extra rows are dropped
+        rows = cube.reshape(-1, cube.shape[-1])
+        return _batched(fn, rows, CHUNK_ROWS).reshape(cube.shape[:3])[crop].copy()
+    # lstm: every pixel's whole series at once, after a spin-up of the first day repeated, on chunks of pixels
+    # (whole block rows, halo columns included: the block's rows are a view of the cube)
+    band = cube[:, halo : halo + height].reshape(days, -1, cube.shape[-1])
+    out = _batched(_compiled_series(member), band.transpose(1, 0, 2), CHUNK_SERIES)
+    return out.T.reshape(days, height, cube.shape[2])[:, :, halo : halo + width].copy()
+
+def member_plan(member: Member, threads: int = 1) -> Plan | None:
+    """The member as an ONNX Runtime session (smdown.mapping.inference; built and checked against the model once, cached),
+    or None: the model is not of the shape it handles, or SMDOWN_INFERENCE=tensorflow asks for TensorFlow (and
+    scikit-learn for the forest)."""
+    if os.environ.get("SMDOWN_INFERENCE", "numpy") == "tensorflow":
+        return None
+    if "_onnx_plan" not in member.__dict__:
+        if member.name == "rf":
+            member.__dict__["_onnx_plan"] = forest_plan(member.model)
+        else:
+            spin = member.meta["sequence_days"] - 1 if member.name == "lstm" else 0
+            member.__dict__["_onnx_plan"] = plan(member.name, member.model, spin)
+    built = member.__dict__["_onnx_plan"]
+    if built is not None:
+        built.threads = threads
+    return built
+
+def _predict_onnx(member: Member, fast: Plan, cube: np.ndarray, halo: int, days: int, height: int,
+              width: int) -> np.ndarray:
+    """_predict_cube through ONNX Runtime: the same pieces of the cube as the TensorFlow path."""
+    if member.name == "cnn":
+        inner = member.halo
+        out = np.empty((days, height, width), np.float32)
+        fast.conv_days(cube[:, halo - inner : halo + height + inner, halo - inner : halo + width + inner], out)
+        return out
+    if member.name == "dnn":
+        rows = cube.reshape(-1, cube.shape[-1])
+        out = np.empty(len(rows), np.float32)
+        fast.dense_rows(rows, out)
+        return out.reshape(cube.shape[:3])[:, halo : halo + height, halo : halo + width].copy()
+    band = cube[:, halo : halo + height].reshape(days, -1, cube.shape[-1])  # (days, pixels, F), a view
+    out = np.empty(band.shape[:2], np.float32)
+    fast.series(band, out)
+    return out.reshape(days, height, cube.shape[2])[:, :, halo : halo + width].copy()
+
+def _compiled(member: Member):
+    """The model as one graph function (cached on the member). Graph mode, not XLA: for the DNN's dense layers
+    and the CNN's convolutions TensorFlow's own (oneDNN) kernels took less CPU time than XLA's."""
+    if "_fn" not in member.__dict__:
+        import tensorflow as tf
+
+        model = member.model
+        member.__dict__["_fn"] = tf.function(lambda x: model(x, training=False))
+    return member.__dict__["_fn"]
+
+def _compiled_series(member: Member):
+    """The LSTM on (pixels, days, F) series with the spin-up (first day repeated) added and cut inside one
+    XLA-compiled function (its time loop fused: a third of the CPU time of `predict`): (pixels, days). Where the
+    model splits into its recurrent part and a per-day head (`_lstm_parts`), the head skips the spin-up days."""
+    if "_series_fn" not in member.__dict__:
+        import tensorflow as tf
+
+        model, spin = member.model, member.meta["sequence_days"] - 1
+        parts = _lstm_parts(model) if spin else None
+
+        def run(x):
+            series = tf.concat([tf.repeat(x[:, :1], spin, axis=1), x], axis=1) if spin else x
+            if parts is None:
+                return model(series, training=False)[:, spin:, 0]
+            recurrent, head = parts
+            return head([recurrent(series, training=False)[:, spin:], x], training=False)[..., 0]
+
+        member.__dict__["_series_fn"] = tf.function(run, jit_compile=True)
+    return member.__dict__["_series_fn"]
+
+
+def _lstm_parts(model, spin: int = 3):
+    """(recurrent, head): the model up to its one LSTM layer (returning sequences), and the rest as a model of that
+    layer's output and the model's input. Where the head works day by day (as the built LSTM's dense head does),
+    running it on the days after the spin-up only gives the same numbers for less work: checked on random series,
+    and None where it does not hold or the model is not of that shape."""
+    keras = keras_module()
+    recurrent = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN | keras.layers.LSTM)]
+    if len(recurrent) != 1 or not getattr(recurrent[0], "return_sequences", False) or len(model.inputs) != 1:
+        return None
+    try:
+        parts = (keras.Model(model.inputs, recurrent[0].output),
+                 keras.Model([recurrent[0].output, *model.inputs], model.outputs))
+    except (ValueError, TypeError):
+        return None
+    x = np.random.default_rng(0).normal(size=(4, spin + 5, model.inputs[0].shape[-1])).astype(np.float32)
+    whole = np.asarray(model(x, training=False))[:, spin:]
+    memory = np.asarray(parts[0](x, training=False))[:, spin:]
+    split = np.asarray(parts[1]([memory, x[:, spin:]], training=False))
+    return parts if whole.shape == split.shape and np.allclose(whole, split, rtol=0, atol=1e-6) else None
+
+
+# examples per call of a compiled member (the least CPU time measured on the demo's blocks): big enough to amortise
+# a call, small enough for the caches (the LSTM's state of a chunk is carried through every day)
+CHUNK_ROWS = 65536  # dnn: pixel-days
+CHUNK_DAYS = 1  # cnn: whole days of a block
+CHUNK_SERIES = 1024  # lstm: pixel series
+
+
+def _batched(fn, x: np.ndarray, chunk: int) -> np.ndarray:
+    """fn over x in chunks along the first axis, every chunk of the same shape (the last one padded with zeros) so
+    that a compiled function is traced once; float32 output with the chunks' rows."""
+    n = len(x)
+    chunk = min(chunk, n)
+    out = None
+    for start in range(0, n, chunk):
+        part = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
+        if len(part) < chunk:
+            part = np.concatenate([part, np.zeros((chunk - len(part), *part.shape[1:]), np.float32)])
+        values = np.asarray(fn(part))
+        if out is None:
+            out = np.empty((n, *values.shape[1:]), np.float32)
+        out[start : start + chunk] = values[: min(chunk, n - start)]
+    return out

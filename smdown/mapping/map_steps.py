@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -43,6 +42,7 @@ from smdown.jobs import factor_of
 from smdown.learning.train import load_members
 from smdown.mapping import refine as refining
 from smdown.mapping import uncertainty as unc
+from smdown.mapping.blocks import predict_layer
 from smdown.preparing.features import FeatureSpec
 from smdown.stations import at_station_pixels, fitting_series
 
@@ -51,41 +51,35 @@ log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------ predict
 def predict(model_paths: list[str], weights_path: str, rasters: dict[str, str], coarse: str, anchor: str, scale: str,
-            outputs: dict[str, str], settings: dict, model_inputs: dict, tile: list[int] | None = None) -> None:
+            outputs: dict[str, str], settings: dict, model_inputs: dict, tile: list[int] | None = None,
+            threads: int = 1) -> None:
     """`settings`: config predict; `model_inputs`: what the members' inputs mean (checked against each model);
     `anchor`: the coarse field's cubic interpolation at this scale (used where settings anchor is smoothed);
-    `tile`: [first row, first col, rows, cols] of the coarse cells to predict (None: all)."""
-    from smdown.mapping.blocks import predict_layer
-
-    members = load_members(model_paths, model_inputs)
+    `tile`: [first row, first col, rows, cols] of the coarse cells to predict (None: all); `threads`: the job's."""
+    members = load_members(model_paths, model_inputs, threads)
     table = pd.read_csv(weights_path)
     # the members given: the deep ones, and the forest where it joins the ensemble (config ensemble.forest)
     member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member in members}
-    _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, predict_layer,
-             tile)
+    _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, tile, threads)
 
 
 def predict_rf(model_path: str, rasters: dict[str, str], coarse: str, anchor: str, scale: str, output: str,
                settings: dict, model_inputs: dict, threads: int = 1, tile: list[int] | None = None) -> None:
     """The random forest's 30 m map with the members' correction (so it is compared like for like), in a job of its
     own: no TensorFlow, the forest on `threads` cores."""
-    from smdown.mapping.blocks import predict_layer
-
-    os.environ["SMDOWN_THREADS"] = str(threads)  # the forest's n_jobs (models.load_member)
-    members = load_members([model_path], model_inputs)
-    _predict(members, {}, rasters, coarse, anchor, scale, {"rf": output}, settings, model_inputs, predict_layer, tile)
+    members = load_members([model_path], model_inputs, threads)
+    _predict(members, {}, rasters, coarse, anchor, scale, {"rf": output}, settings, model_inputs, tile, threads)
 
 
-def _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, predict_layer,
-             tile):
+def _predict(members, member_weights, rasters, coarse, anchor, scale, outputs, settings, model_inputs, tile, threads):
     factor = factor_of(scale, coarse)
     spec = FeatureSpec.from_dict(model_inputs["spec"])
     smoothed = anchor if settings["anchor"] == "smoothed" else None
     log.info("correction %s to the %s anchor%s; tile %s", settings["correction"], settings["anchor"],
              f" ({anchor})" if smoothed else "", tile or "whole region")
     clipped = predict_layer(members, member_weights, spec, rasters, coarse, factor, outputs,
-                            settings["block_cells"], settings["correction"], tuple(settings["valid_range"]),
-                            anchor=smoothed, tile=Tile(*tile) if tile else None)
+                            block_cells=settings["block_cells"], correction=settings["correction"],
+                            valid_range=tuple(settings["valid_range"]), anchor=smoothed, tile=Tile(*tile) if tile else None, threads=threads)
     for name, count in clipped.items():
         log.info("%s: %d values outside %s clipped", name, count, settings["valid_range"])
 
@@ -192,7 +186,7 @@ def held_out_shifts(path: str, series: pd.DataFrame) -> np.ndarray | None:
 
 
 def refine_map(refinement: refining.Refinement, ensemble: str, rasters: Mapping[str, str], factor: int, output: str,
-               tile: list[int] | None = None, valid_range: tuple[float, float] = (0.0, 0.65),
+               valid_range: tuple[float, float], tile: list[int] | None = None,
                max_pixels: int = 8_000_000) -> int:
     """Rule refine: the refined ensemble over `tile` ([first row, first col, rows, cols] in coarse cells; None: the
     whole region) on the grid of its pixels, from the layer's merged `ensemble` before refinement and the predictors

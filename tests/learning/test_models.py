@@ -8,11 +8,13 @@ import logging
 import numpy as np
 import pytest
 from affine import Affine
+from conftest import PREDICT_SETTINGS
 
 from smdown import io
 from smdown.grid import Grid, block_expand, block_mean, nested_grid
 from smdown.learning import ensemble, models, train
 from smdown.mapping.blocks import coarse_correction, predict_layer
+from smdown.mapping.inference import predict_cube
 from smdown.preparing import prepare_steps as samples_rule
 from smdown.preparing.features import FeatureSpec
 from smdown.preparing.samples import bag_samples, group_masks, make_split, pad_features
@@ -70,7 +72,7 @@ def test_nan_predictor_pixel_gives_nan_not_zero(kind):
     member = _member(kind)
     cube = np.random.default_rng(1).random((4, 8, 8, 2)).astype(np.float32)
     cube[:, 4, 4, 0] = np.nan
-    out = member.predict_cube(cube, halo=1)
+    out = predict_cube(member, cube, halo=1)
     assert out.shape == (4, 6, 6)
     assert np.isnan(out[:, 3, 3]).all()
     assert np.isfinite(out[:, 0, 0]).all()
@@ -79,7 +81,7 @@ def test_nan_predictor_pixel_gives_nan_not_zero(kind):
 def test_cnn_block_prediction_equals_patch_prediction():
     member = _member("cnn", patch=5)
     cube = np.random.default_rng(2).random((2, 10, 10, 2)).astype(np.float32)
-    block = member.predict_cube(cube, halo=2)
+    block = predict_cube(member, cube, halo=2)
     patch = cube[:, 3:8, 4:9][:, None].reshape(2, 5, 5, 2)  # centred on block pixel (3, 4)
     single = np.asarray(member.model.predict(patch, verbose=0)).reshape(2)
     np.testing.assert_allclose(block[:, 3, 4], single, rtol=1e-5)
@@ -88,7 +90,7 @@ def test_cnn_block_prediction_equals_patch_prediction():
 def test_lstm_runs_once_along_time_like_its_sequences():
     member = _member("lstm", sequence_days=3)
     cube = np.random.default_rng(3).random((5, 2, 2, 2)).astype(np.float32)
-    full = member.predict_cube(cube, halo=0)
+    full = predict_cube(member, cube, halo=0)
     # day 4 from a sequence (days 2..4) as in training, after the same spin-up as prediction
     series = cube[:, 1, 0]
     spun = np.concatenate([np.repeat(series[:1], 2, axis=0), series])[None]
@@ -224,7 +226,7 @@ def test_predict_layer_writes_members_and_consistent_ensemble(tmp_path):
     members = {"dnn": _member("dnn"), "cnn": _member("cnn"), "lstm": _member("lstm")}
     outputs = {name: str(tmp_path / f"{name}.tif") for name in list(members) + ["ensemble", "ensemble_std"]}
     spec = FeatureSpec(("x1",), ("x0",), (), False)
-    predict_layer(members, {"dnn": 0.5, "cnn": 0.25, "lstm": 0.25}, spec, rasters, str(coarse_path), factor,
+    _predict_layer(members, {"dnn": 0.5, "cnn": 0.25, "lstm": 0.25}, spec, rasters, str(coarse_path), factor,
                   outputs, block_cells=1)
     result = io.read_stack(outputs["ensemble"])
     assert result.dates == DATES and result.grid == fine_grid
@@ -303,3 +305,8 @@ def test_the_forest_shares_the_weights_only_where_it_joins():
     assert joined["dnn"] / joined["cnn"] == pytest.approx(alone["dnn"] / alone["cnn"])
     every = dict.fromkeys(preds, True)
     assert set(candidates(preds, every, forest=False)) == {"dnn", "cnn", "lstm"}
+
+
+def _predict_layer(*args, **settings):
+    """predict_layer with the schema's defaults of config predict where a test does not set them."""
+    return predict_layer(*args, **{**PREDICT_SETTINGS, **settings})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from affine import Affine
+from conftest import PREDICT_SETTINGS
 
 from smdown import io
 from smdown.grid import Grid, block_expand, block_mean, nested_grid
@@ -59,14 +60,13 @@ def _reference_cube(member: models.Member, cube: np.ndarray, halo: int) -> np.nd
 @pytest.mark.parametrize("kind", ["dnn", "cnn", "lstm", "lstm_static"])
 def test_compiled_member_equals_keras_predict_with_padded_chunks(kind, engine, monkeypatch):
     # chunks that do not divide the block, so that the last one is padded (TensorFlow) or shorter (ONNX Runtime)
-    monkeypatch.setattr(models, "CHUNK_ROWS", 37)
-    monkeypatch.setattr(models, "CHUNK_DAYS", 4)
-    monkeypatch.setattr(models, "CHUNK_SERIES", 7)
+    monkeypatch.setattr(inference, "CHUNK_ROWS", 37)
+    monkeypatch.setattr(inference, "CHUNK_DAYS", 4)
+    monkeypatch.setattr(inference, "CHUNK_SERIES", 7)
     monkeypatch.setattr(inference, "ROWS", 37)
     monkeypatch.setattr(inference, "DAYS", 4)
     monkeypatch.setattr(inference, "SERIES", 7)
     monkeypatch.setenv("SMDOWN_INFERENCE", engine)
-    monkeypatch.setenv("SMDOWN_THREADS", "2")
     if kind == "lstm_static":  # the second feature static: it joins the LSTM's memory in the dense head
         import keras
 
@@ -76,9 +76,9 @@ def test_compiled_member_equals_keras_predict_with_padded_chunks(kind, engine, m
         member = models.Member("lstm", model, {"patch": 3, "sequence_days": 3})
     else:
         member = _member(kind)
-    assert (member._plan() is not None) == (engine == "onnx")
+    assert (inference.member_plan(member, threads=2) is not None) == (engine == "onnx")
     cube = np.random.default_rng(1).normal(size=(6, 9, 8, 2)).astype(np.float32)
-    out = member.predict_cube(cube, halo=1)
+    out = inference.predict_cube(member, cube, halo=1, threads=2)
     assert out.dtype == np.float32 and out.shape == (6, 7, 6)
     np.testing.assert_allclose(out, _reference_cube(member, cube, 1), atol=1e-6)
 
@@ -96,9 +96,9 @@ def test_member_of_another_shape_or_a_failing_session_is_predicted_by_tensorflow
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(4, activation="tanh")(inputs)))
     member = models.Member("dnn", model, {"patch": 3, "sequence_days": 3})
-    assert inference.plan("dnn", model) is None and member._plan() is None
+    assert inference.plan("dnn", model) is None and inference.member_plan(member) is None
     cube = np.random.default_rng(2).normal(size=(2, 3, 3, 2)).astype(np.float32)
-    np.testing.assert_allclose(member.predict_cube(cube, halo=0), _reference_cube(member, cube, 0), atol=1e-6)
+    np.testing.assert_allclose(inference.predict_cube(member, cube, halo=0, threads=2), _reference_cube(member, cube, 0), atol=1e-6)
 
 
 @pytest.mark.parametrize("engine", ["onnx", "tensorflow"])
@@ -107,15 +107,14 @@ def test_forest_on_onnx_runtime_equals_scikit_learn(engine, monkeypatch):
 
     monkeypatch.setattr(inference, "ROWS", 37)  # pieces that do not divide the block
     monkeypatch.setenv("SMDOWN_INFERENCE", engine)  # tensorflow: the reference path, scikit-learn for the forest
-    monkeypatch.setenv("SMDOWN_THREADS", "2")
     rng = np.random.default_rng(3)
     x = rng.normal(size=(400, 3))
     forest = RandomForestRegressor(n_estimators=7, max_depth=6, random_state=0).fit(x, np.sin(x[:, 0]) + x[:, 1] * x[:, 2])
     member = models.Member("rf", forest, {"patch": 3, "sequence_days": 3})
-    assert (member._plan() is not None) == (engine == "onnx")
+    assert (inference.member_plan(member, threads=2) is not None) == (engine == "onnx")
     cube = rng.normal(size=(5, 9, 8, 3)).astype(np.float32)
     cube[2, 4, 4, 1] = np.nan
-    out = member.predict_cube(cube, halo=1)
+    out = inference.predict_cube(member, cube, halo=1, threads=2)
     expected = forest.predict(cube[:, 1:-1, 1:-1].reshape(-1, 3)).reshape(5, 7, 6)
     assert out.dtype == np.float32 and out.shape == (5, 7, 6)
     assert np.isnan(out[2, 3, 3]) and np.isfinite(np.delete(out.ravel(), np.ravel_multi_index((2, 3, 3), out.shape))).all()
@@ -134,14 +133,14 @@ def test_batched_calls_one_shape_and_keeps_the_rows():
         return x[:, :1] * 2
 
     x = np.arange(20, dtype=np.float32).reshape(10, 2)
-    out = models._batched(fn, x, 4)
+    out = inference._batched(fn, x, 4)
     assert shapes == [(4, 2)] * 3
     np.testing.assert_array_equal(out[:, 0], x[:, 0] * 2)
 
 
 def test_rf_predict_nan_rows_only_where_a_feature_is_nan():
     x = np.array([[0.5, 1.0], [np.nan, 1.0], [1.0, 0.0]], dtype=np.float32)
-    out = models._rf_predict(_Forest(), x)
+    out = models.rf_predict(_Forest(), x)
     np.testing.assert_allclose(out[[0, 2]], [0.1 + 0.1 + 0.05, 0.3], atol=1e-7)
     assert np.isnan(out[1]) and out.dtype == np.float32
 
@@ -214,7 +213,7 @@ def test_threaded_pipeline_equals_sequential_and_rf_runs_only_on_request(tmp_pat
         outputs = {name: str(tmp_path / f"{name}_{overlap}.tif") for name in ["dnn", "cnn", "lstm", "rf", "ensemble",
                                                                                "ensemble_std"]}
         timings = {}
-        predict_layer(members, weights, spec, rasters, coarse_path, factor, outputs, block_cells=1,
+        _predict_layer(members, weights, spec, rasters, coarse_path, factor, outputs, block_cells=1,
                       timings=timings, overlap=overlap)
         results[overlap] = {name: io.read_stack(path).data for name, path in outputs.items()}
         assert {"read", "dnn", "cnn", "lstm", "rf", "correction", "ensemble", "write"} <= set(timings)
@@ -226,7 +225,7 @@ def test_threaded_pipeline_equals_sequential_and_rf_runs_only_on_request(tmp_pat
 
     # no rf output and no rf weight: the forest is not run
     outputs = {name: str(tmp_path / f"{name}_norf.tif") for name in ["dnn", "cnn", "lstm", "ensemble", "ensemble_std"]}
-    predict_layer(members, weights, spec, rasters, coarse_path, factor, outputs, block_cells=2)
+    _predict_layer(members, weights, spec, rasters, coarse_path, factor, outputs, block_cells=2)
     assert forest.calls == 8
     np.testing.assert_array_equal(io.read_stack(outputs["ensemble"]).data, results[True]["ensemble"])
 
@@ -234,7 +233,7 @@ def test_threaded_pipeline_equals_sequential_and_rf_runs_only_on_request(tmp_pat
 def test_weights_of_an_unloaded_member_are_an_error(tmp_path):
     rasters, coarse_path, factor = _world(tmp_path)
     with pytest.raises(ValueError, match="cnn"):
-        predict_layer({"dnn": _member("dnn")}, {"dnn": 0.5, "cnn": 0.5}, FeatureSpec(("x1",), ("x0",), (), False),
+        _predict_layer({"dnn": _member("dnn")}, {"dnn": 0.5, "cnn": 0.5}, FeatureSpec(("x1",), ("x0",), (), False),
                       rasters, coarse_path, factor, {"ensemble": str(tmp_path / "e.tif")})
 
 
@@ -242,12 +241,12 @@ def test_lstm_head_runs_after_the_spin_up_only_where_it_works_day_by_day():
     import keras
 
     member = _member("lstm")
-    assert models._lstm_parts(member.model) is not None
+    assert inference._lstm_parts(member.model) is not None
     # a head that mixes days (a convolution along time) must run on the spin-up days too
     inputs = keras.Input((None, 2))
     memory = keras.layers.LSTM(3, return_sequences=True)(inputs)
     mixed = keras.layers.Conv1D(1, 3, padding="causal")(memory)
-    assert models._lstm_parts(keras.Model(inputs, mixed)) is None
+    assert inference._lstm_parts(keras.Model(inputs, mixed)) is None
 
 
 def test_rf_alone_equals_the_rf_of_the_joint_job(tmp_path):
@@ -256,14 +255,14 @@ def test_rf_alone_equals_the_rf_of_the_joint_job(tmp_path):
     spec = FeatureSpec(("x1",), ("x0",), (), False)
     joint = {name: str(tmp_path / f"{name}_joint.tif") for name in ["dnn", "rf", "ensemble", "ensemble_std"]}
     rf = models.Member("rf", _Forest(), {})
-    predict_layer({"dnn": _member("dnn"), "rf": rf}, {"dnn": 1.0}, spec, rasters, coarse_path, factor, joint)
+    _predict_layer({"dnn": _member("dnn"), "rf": rf}, {"dnn": 1.0}, spec, rasters, coarse_path, factor, joint)
     alone = {"rf": str(tmp_path / "rf_alone.tif")}
     timings = {}
-    predict_layer({"rf": rf}, {}, spec, rasters, coarse_path, factor, alone, timings=timings)
+    _predict_layer({"rf": rf}, {}, spec, rasters, coarse_path, factor, alone, timings=timings)
     np.testing.assert_array_equal(io.read_stack(alone["rf"]).data, io.read_stack(joint["rf"]).data)
     assert "ensemble" not in timings and "dnn" not in timings
     with pytest.raises(ValueError, match="without member weights"):
-        predict_layer({"rf": rf}, {}, spec, rasters, coarse_path, factor, {"rf": alone["rf"], "ensemble": joint["ensemble"]})
+        _predict_layer({"rf": rf}, {}, spec, rasters, coarse_path, factor, {"rf": alone["rf"], "ensemble": joint["ensemble"]})
 
 
 def _smooth_world(tmp_path):
@@ -294,10 +293,10 @@ def test_smooth_correction_in_two_passes_keeps_cell_means_and_equals_the_whole_r
     weights = {"dnn": 0.6, "cnn": 0.4}
     names = ["dnn", "cnn", "rf", "ensemble", "ensemble_std"]
     raw = {name: str(tmp_path / f"{name}_none.tif") for name in names}
-    predict_layer(members, weights, spec, rasters, coarse_path, factor, raw, correction="none", valid_range=(-9, 9))
+    _predict_layer(members, weights, spec, rasters, coarse_path, factor, raw, correction="none", valid_range=(-9, 9))
     out = {name: str(tmp_path / f"{name}_smooth_{overlap}.tif") for name in names}
     timings = {}
-    predict_layer(members, weights, spec, rasters, coarse_path, factor, out, block_cells=2, correction="smooth",
+    _predict_layer(members, weights, spec, rasters, coarse_path, factor, out, block_cells=2, correction="smooth",
                   valid_range=(-9, 9), timings=timings, overlap=overlap)
     assert {"scratch", "correction"} <= set(timings)
     assert not list(tmp_path.glob(".smdown-scratch-*")), "the scratch file is removed"
@@ -331,7 +330,7 @@ def test_smooth_correction_has_no_steps_at_cell_edges_where_additive_has(tmp_pat
     jumps = {}
     for method in ("additive", "smooth"):
         path = str(tmp_path / f"{method}.tif")
-        predict_layer(member, {}, spec, rasters, coarse_path, factor, {"rf": path}, correction=method)
+        _predict_layer(member, {}, spec, rasters, coarse_path, factor, {"rf": path}, correction=method)
         day = io.read_stack(path).data[0]
         edge = np.abs(day[:, factor - 1] - day[:, factor]).mean()  # across the first column edge
         inside = np.abs(day[:, 1] - day[:, 2]).mean()
@@ -343,7 +342,7 @@ def test_smooth_correction_has_no_steps_at_cell_edges_where_additive_has(tmp_pat
 def test_unknown_correction_is_refused(tmp_path):
     rasters, coarse_path, factor = _world(tmp_path)
     with pytest.raises(ValueError, match="unknown correction"):
-        predict_layer({"dnn": _member("dnn")}, {"dnn": 1.0}, FeatureSpec(("x1",), ("x0",), (), False), rasters,
+        _predict_layer({"dnn": _member("dnn")}, {"dnn": 1.0}, FeatureSpec(("x1",), ("x0",), (), False), rasters,
                       coarse_path, factor, {"dnn": str(tmp_path / "d.tif")}, correction="tobler")
 
 
@@ -373,9 +372,14 @@ def test_the_smoothed_anchor_pins_each_cell_to_the_cell_mean_of_the_anchor_raste
     io.write_stack(anchor_path, io.Stack(anchor, nested_grid(COARSE, factor), DATES))
     spec = FeatureSpec(("x1",), ("x0",), (), False)
     out = str(tmp_path / "rf.tif")
-    predict_layer({"rf": models.Member("rf", _Forest(), {})}, {}, spec, rasters, coarse_path, factor, {"rf": out},
+    _predict_layer({"rf": models.Member("rf", _Forest(), {})}, {}, spec, rasters, coarse_path, factor, {"rf": out},
                   correction=method, valid_range=(-9, 9), anchor=anchor_path)
     data = io.read_stack(out).data
     means = block_mean(data, factor)
     np.testing.assert_allclose(means, block_mean(anchor, factor), atol=1e-4)
     assert np.abs(means - io.read_stack(coarse_path).data).max() > 0.01  # not the coarse values
+
+
+def _predict_layer(*args, **settings):
+    """predict_layer with the schema's defaults of config predict where a test does not set them."""
+    return predict_layer(*args, **{**PREDICT_SETTINGS, **settings})

@@ -143,7 +143,7 @@ def test_the_rule_steps_learn_the_response_from_the_stations_and_refine_tile_by_
     assert found.beta[0] == pytest.approx(-0.2, rel=0.1) and abs(found.beta[1]) < 0.01
     assert read_refinement(str(out)) == found
     whole = tmp_path / "whole.tif"
-    refine_map(found, str(paths["ensemble"]), rasters, FACTOR, str(whole))
+    refine_map(found, str(paths["ensemble"]), rasters, FACTOR, str(whole), valid_range=(0.0, 0.65))
     refined = io.read_stack(whole).data
     assert np.abs(refined - truth).mean() < 0.2 * np.abs(ensemble - truth).mean()
     assert np.allclose(block_mean(refined, FACTOR), block_mean(ensemble, FACTOR), atol=1e-6)
@@ -165,7 +165,7 @@ def test_the_rule_steps_learn_the_response_from_the_stations_and_refine_tile_by_
     fitted, held_out = series["observed"] - series["ensemble"], series["observed"] - series["ensemble"] - shifts
     assert rms(fitted) < rms(held_out) < 0.5 * rms(series["observed"] - series["raw"])
     # one tile (the region's right column of cells), refined alone, is the whole map's part on the tile's grid
-    refine_map(found, str(paths["ensemble"]), rasters, FACTOR, str(tmp_path / "tile.tif"), tile=[0, 2, 2, 1],
+    refine_map(found, str(paths["ensemble"]), rasters, FACTOR, str(tmp_path / "tile.tif"), valid_range=(0.0, 0.65), tile=[0, 2, 2, 1],
                max_pixels=1)  # one cell a block
     tile = io.read_stack(tmp_path / "tile.tif")
     assert np.array_equal(tile.data, refined[:, :, 8:])
@@ -179,7 +179,7 @@ def test_without_stations_or_a_response_the_ensemble_is_kept(tmp_path):
                                 str(tmp_path / "split.json"), None, SETTINGS)
     assert not none.applied and none.reason == "no stations" and no_shifts.empty
     kept = tmp_path / "kept.tif"
-    refine_map(none, str(paths["ensemble"]), rasters, FACTOR, str(kept))
+    refine_map(none, str(paths["ensemble"]), rasters, FACTOR, str(kept), valid_range=(0.0, 0.65))
     assert np.array_equal(io.read_stack(kept).data, ensemble)
     # the root zone has no observation at the stations
     dry, _ = fit_layer("rootzone", str(paths["ensemble"]), rasters, str(paths["coarse"]),

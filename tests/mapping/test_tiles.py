@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import UTM, grid_around, make_dates
+from conftest import PREDICT_SETTINGS, UTM, grid_around, make_dates
 
 from mapping.test_blocks import DATES, _Forest, _member, _smooth_world
 from smdown import io
@@ -50,7 +50,7 @@ def test_tiled_prediction_merged_equals_the_whole_region_bitwise(tmp_path, ancho
 
     def run(tile: Tile | None, folder: str) -> dict[str, str]:
         outputs = {name: str(tmp_path / folder / f"{name}.tif") for name in names}
-        predict_layer(members, weights, spec, rasters, coarse_path, factor, outputs, anchor=anchor, tile=tile)
+        _predict_layer(members, weights, spec, rasters, coarse_path, factor, outputs, anchor=anchor, tile=tile)
         return outputs
 
     whole = run(None, "whole")
@@ -151,3 +151,8 @@ def test_merge_of_one_tile_copies_it_and_rewrites_a_stranger_layout(tmp_path):
     assert io.read_dates(out2) == DATES[:2]
     with rasterio.open(out2) as src:
         assert src.profile["compress"] == "zstd" and src.block_shapes[0] == (256, 256)
+
+
+def _predict_layer(*args, **settings):
+    """predict_layer with the schema's defaults of config predict where a test does not set them."""
+    return predict_layer(*args, **{**PREDICT_SETTINGS, **settings})

@@ -1,6 +1,5 @@
-from smdown.jobs import setup_logging
+from smdown.jobs import setup_logging, use_threads
 from smdown.learning.learn_steps import weigh
-from smdown.learning.train import use_threads
 
 setup_logging(snakemake.log[0])
 use_threads(snakemake.threads)
@@ -12,4 +11,5 @@ weigh(
     forest=snakemake.params.forest,
     model_inputs=snakemake.params.model_inputs,
     tuned_paths=list(snakemake.input.tuned),
+    threads=snakemake.threads,
 )

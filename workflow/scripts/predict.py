@@ -1,5 +1,4 @@
-from smdown.jobs import setup_logging
-from smdown.learning.train import use_threads
+from smdown.jobs import setup_logging, use_threads
 from smdown.mapping.map_steps import predict
 
 setup_logging(snakemake.log[0])
@@ -15,4 +14,5 @@ predict(
     settings=snakemake.params.predict,
     model_inputs=snakemake.params.model_inputs,
     tile=snakemake.params.tile,
+    threads=snakemake.threads,
 )

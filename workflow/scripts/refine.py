@@ -1,5 +1,4 @@
 from smdown import io
-from smdown.io import nest
 from smdown.jobs import setup_logging
 from smdown.mapping.map_steps import read_refinement, refine_map
 
@@ -8,7 +7,7 @@ refine_map(
     read_refinement(snakemake.input.refinement),
     snakemake.input.ensemble,
     {name: snakemake.input[name] for name in snakemake.params.rasters},
-    nest(io.read_grid(snakemake.input.ensemble), io.read_grid(snakemake.input.coarse)),
+    io.nest(io.read_grid(snakemake.input.ensemble), io.read_grid(snakemake.input.coarse)),
     snakemake.output.ensemble,
     tile=snakemake.params.tile,
     valid_range=tuple(snakemake.params.valid_range),

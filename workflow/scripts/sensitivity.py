@@ -1,6 +1,5 @@
 from smdown.evaluating.evaluate_steps import sensitivity
-from smdown.jobs import setup_logging
-from smdown.learning.train import use_threads
+from smdown.jobs import setup_logging, use_threads
 
 setup_logging(snakemake.log[0])
 use_threads(snakemake.threads)
@@ -12,4 +11,5 @@ sensitivity(
     settings=snakemake.params.sensitivity,
     model_inputs=snakemake.params.model_inputs,
     seed=snakemake.params.seed,
+    threads=snakemake.threads,
 )

@@ -1,6 +1,5 @@
-from smdown.jobs import setup_logging
+from smdown.jobs import setup_logging, use_threads
 from smdown.learning.learn_steps import fit_rf
-from smdown.learning.train import use_threads
 
 setup_logging(snakemake.log[0])
 use_threads(snakemake.threads)
@@ -10,4 +9,5 @@ fit_rf(
     settings=snakemake.params.rf,
     model_inputs=snakemake.params.model_inputs,
     seed=snakemake.params.seed,
+    threads=snakemake.threads,
 )

@@ -1,6 +1,5 @@
-from smdown.jobs import setup_logging
+from smdown.jobs import setup_logging, use_threads
 from smdown.learning.learn_steps import tune_member
-from smdown.learning.train import use_threads
 
 setup_logging(snakemake.log[0])
 use_threads(snakemake.threads)
