@@ -1,10 +1,15 @@
 """Cached, resumable HTTP downloads.
 
 - A file is fetched once: a finished file in the cache is never fetched again.
-- It is streamed to a temporary name (``.<name>.<random>.part``) and renamed into place only when
-  complete, so nothing half-written ever looks finished; the temporary file is removed on failure.
-- An interrupted body is resumed with ``Range: bytes=<have>-`` (a server answering 200 instead of
-  206 restarts the file), and the final size is checked against Content-Length / Content-Range.
+- It is streamed to ``<name>.part`` beside it and renamed into place (atomically) only when complete,
+  so nothing half-written ever looks finished. The part is kept when a download fails or its process
+  is killed, and the next try, in this process or another, resumes it with ``Range: bytes=<have>-``:
+  a server answering 206 sends the rest only; 200 (Range ignored) restarts the file from zero; 416
+  (the part is as long as the file, or longer: complete or stale) restarts it too. The final size is
+  checked against Content-Length / Content-Range.
+- Two processes never write the same part: a download holds an exclusive lock (``fcntl.flock``) on
+  ``<name>.part.lock`` while it writes, and a second process fetching the same file waits for it, then
+  finds the file finished. The kernel drops the lock of a killed process, so no stale lock blocks a rerun.
 - Connection errors, timeouts, HTTP 408/429/5xx are retried with exponential backoff
   (``backoff * 2**attempt`` seconds); 401/403/404 fail at once with a clear message.
 - Credentials (Authorization headers, tokens in query strings, user:password in URLs) are
@@ -13,13 +18,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import re
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,9 +74,10 @@ class Downloader:
     def __init__(
         self,
         cache_dir: str | os.PathLike,
-        retries: int = 5,
-        backoff: float = 1.0,
-        timeout: float = 60.0,
+        *,
+        retries: int,
+        backoff: float,
+        timeout: float,
         chunk_size: int = 1 << 20,
         session: requests.Session | None = None,
     ) -> None:
@@ -144,15 +151,15 @@ class Downloader:
             log.info("cached: %s", final)
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
+        part = part_path(final)
         headers = {**(headers or {}), "Accept-Encoding": "identity"}
-        log.info("downloading %s -> %s", redact(url), final)
-        try:
-            self.retry(f"download {redact(url)}", lambda: self._stream(url, tmp, headers, expected_size, auth_hint))
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with _exclusive(final.with_name(f"{part.name}.lock"), final):
+            if final.exists():  # another process finished it while this one waited
+                log.info("cached: %s", final)
+                return final
+            log.info("downloading %s -> %s", redact(url), final)
+            self.retry(f"download {redact(url)}", lambda: self._stream(url, part, headers, expected_size, auth_hint))
+            os.replace(part, final)
         return final
 
     def _stream(self, url: str, tmp: Path, headers: dict, expected_size: int | None, auth_hint: str) -> None:
@@ -166,11 +173,10 @@ class Downloader:
             with self.session.get(url, headers=request_headers, stream=True, timeout=self.timeout,
                                   auth=auth) as response:
                 if response.status_code == 416 and have:
-                    total = _content_range(response.headers.get("Content-Range", ""))[1]
-                    if total is not None and total == have:
-                        return
+                    # the part is as long as the file or longer: complete, or left by another version of it;
+                    # its bytes cannot be told apart, so the file starts again
                     tmp.unlink()
-                    raise RetryableError("range not satisfiable; restarting")
+                    raise RetryableError(f"range from byte {have} not satisfiable; restarting from zero")
                 _check_status(response, url, auth_hint)
                 if response.status_code == 206:
                     start, total = _content_range(response.headers.get("Content-Range", ""))
@@ -180,12 +186,15 @@ class Downloader:
                     mode, expected = "ab", total
                     log.info("resuming %s at byte %d", redact(url), have)
                 else:
+                    if have:
+                        log.info("%s: the server ignored Range; restarting from zero", redact(url))
                     mode = "wb"
                     length = response.headers.get("Content-Length")
                     expected = int(length) if length and length.isdigit() else None
                 with open(tmp, mode) as out:
                     for chunk in response.iter_content(self.chunk_size):
                         out.write(chunk)
+                        out.flush()  # what arrived is in the part, should the process be killed
         except requests.RequestException as err:
             if isinstance(err, requests.HTTPError):
                 raise
@@ -196,6 +205,43 @@ class Downloader:
         if expected_size is not None and size != expected_size:
             tmp.unlink()
             raise RetryableError(f"size {size} bytes differs from the catalogue's {expected_size}")
+
+
+def part_path(final: Path) -> Path:
+    """Where a download to final is written until complete: <name>.part beside it (a name that derives from the
+    target only, so a later process finds and resumes it)."""
+    return final.with_name(f"{final.name}.part")
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path, final: Path) -> Iterator[None]:
+    """Hold an exclusive flock on the lock file while the body runs; wait while another process holds it.
+
+    The holder removes the file before it lets go, so a waiter that gets the lock checks that its file is still the
+    one at that path (else it locks the new one): never two holders, never a lock file left behind."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("another process is downloading %s: waiting for it", final)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                held = os.path.samestat(os.fstat(fd), os.stat(lock))
+            except FileNotFoundError:
+                held = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if held:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
 
 
 class _HeaderAuth(requests.auth.AuthBase):

@@ -2,7 +2,8 @@
 
 The server serves files from a folder with HEAD and single Range support (so GDAL's /vsicurl/ reads
 COG windows), plus fake Earthdata Login, CMR (UMM-JSON granule search), STAC API and SAS-token
-endpoints, and fault injection (HTTP 500s, bodies cut mid-way, Range ignored).
+endpoints, and fault injection (HTTP 500s, bodies cut mid-way, bodies stalled mid-way until released,
+Range ignored).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime as dt
 import io
 import json
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +50,7 @@ class Server:
     routes: dict = field(default_factory=dict)  # path -> callable(handler, body) -> (status, headers, bytes)
     protected: dict = field(default_factory=dict)  # path prefix -> bearer token required
     signed: dict = field(default_factory=dict)  # path prefix -> text the query must hold (a SAS token)
+    release: threading.Event = field(default_factory=threading.Event)  # ends the bodies a "stall" holds
 
     def hits(self, path: str) -> list:
         return [r for r in self.requests if r["path"] == path]
@@ -103,13 +106,15 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(416, b"", {"Content-Range": f"bytes */{total}"})
             return self._send(206, data[start:stop], {"Content-Range": f"bytes {start}-{stop - 1}/{total}",
                                                       "Accept-Ranges": "bytes"}, head=method == "HEAD")
-        if action == "cut":  # promise everything, send half, hang up
+        if action in ("cut", "stall"):  # promise everything, send half, hang up (stall: once released)
             self.send_response(200)
             self.send_header("Content-Length", str(total))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
             self.wfile.write(data[: total // 2])
             self.wfile.flush()
+            if action == "stall":
+                state.release.wait(60)
             self.close_connection = True
             return
         return self._send(200, data, {"Accept-Ranges": "bytes"}, head=method == "HEAD")
@@ -124,13 +129,21 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("POST")
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Quiet about clients that hang up mid-request (a download the tests kill)."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def serving(root: Path):
     """A Server on 127.0.0.1 (a free port) serving `root`, shut down on exit."""
     root.mkdir(parents=True, exist_ok=True)
     state = Server(root)
     handler = type("BoundHandler", (Handler,), {"server_state": state})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = QuietServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -138,6 +151,7 @@ def serving(root: Path):
     try:
         yield state
     finally:
+        state.release.set()
         httpd.shutdown()
         httpd.server_close()
 
