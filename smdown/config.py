@@ -49,10 +49,9 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return path or "(top level)"
 
 
-def validate(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
-    """Validate a config against the schema, filling defaults; raises ConfigError naming the key."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    static_given = isinstance(config, dict) and "static" in config
+def _filled(config: dict, schema: dict) -> dict:
+    """A copy of config validated against schema, every key it leaves out given its schema default; raises
+    ConfigError naming the first bad key."""
     config = copy.deepcopy(config)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
@@ -64,8 +63,24 @@ def validate(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
             keys = ", ".join(f"'{k}'" for k in unknown)
             raise ConfigError(f"config key {where}: unknown key(s) {keys}; allowed: {sorted(error.schema['properties'])}")
         raise ConfigError(f"config key '{_key_path(error)}': {error.message}")
+    return config
+
+
+def validate(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
+    """Validate a config against the schema, filling defaults; raises ConfigError naming the key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    static_given = isinstance(config, dict) and "static" in config
+    config = _filled(config, schema)
     _check_consistency(config, static_given)
     return config
+
+
+def validate_section(name: str, value: dict | None, schema_path: Path = SCHEMA_PATH) -> dict:
+    """One top-level key of a config (e.g. acquire) validated against its part of the schema, the keys it leaves
+    out given their schema defaults: what a step called outside Snakemake reads. Raises ConfigError naming the key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    part = {"type": "object", "additionalProperties": False, "properties": {name: schema["properties"][name]}}
+    return _filled({name: {} if value is None else value}, part)[name]
 
 
 def _check_consistency(config: dict, static_given: bool = True) -> None:
@@ -194,13 +209,13 @@ def inputs_of(config: dict) -> Inputs:
     if source == "earthdata":
         # SoilGrids texture is acquired for each layer's depth (0-5 cm and 0-100 cm)
         layer_predictors = {"rootzone": {name: f"{base}/{contract_file(f'{name}_rootzone')}" for name in ("sand", "clay")}}
-        acquire = config.get("acquire") or {}
-        enabled = (acquire.get("sentinel1") or {}).get("enabled", False)
+        acquire = config["acquire"]
+        enabled = acquire["sentinel1"]["enabled"]
         # the rule of smdown.acquire.sentinel1.sentinel1_enabled (not imported here: it pulls in rasterio and h5py)
         if enabled is True or (enabled == "auto" and os.environ.get("PC_SDK_SUBSCRIPTION_KEY")):
             names += ["s1_vv", "s1_vh"]
-        ismn = acquire.get("ismn") or {}
-        stations = stations if (ismn.get("path") or ismn.get("url")) else None
+        ismn = acquire["ismn"]
+        stations = stations if (ismn["path"] or ismn["url"]) else None
         truth = {}
     return Inputs(
         coarse={layer: f"{base}/{contract_file(f'coarse_{layer}')}" for layer in LAYERS},

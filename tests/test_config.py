@@ -207,27 +207,52 @@ def test_every_schema_key_is_described_and_defaulted():
             walk(sub, key)
 
     walk(schema, "")
-    # acquire's defaults live in one place, smdown.acquire.DEFAULTS (checked against the schema below)
-    assert [m for m in missing if not m.startswith("acquire.")] == []
+    assert missing == []
 
 
-def test_acquire_schema_keys_have_their_defaults_in_one_place():
-    """Every typed acquire key (but the required bbox / start / end) has its default in smdown.acquire.DEFAULTS."""
-    from smdown.acquire import DEFAULTS
+def test_acquire_defaults_live_in_the_schema_only(tmp_path):
+    """Every acquire key has its default in the schema, and the acquire code has none of its own: it reads the
+    validated slice its rule passes, and a key missing from that slice raises instead of falling back."""
+    import smdown.acquire as acquire
 
     schema = yaml.safe_load(smconfig.SCHEMA_PATH.read_text())["properties"]["acquire"]
-    missing = []
+    leaves = []
 
-    def walk(node, defaults, where):
-        for name, sub in node.get("properties", {}).items():
+    def walk(node, where):
+        for name, sub in node["properties"].items():
             key = f"{where}.{name}"
-            if name not in defaults:
-                missing.append(key)
-            elif isinstance(defaults[name], dict) and "properties" in sub:
-                walk(sub, defaults[name], key)
+            assert "default" in sub and sub.get("description"), key
+            if "properties" in sub:
+                walk(sub, key)
+            else:
+                leaves.append(key.split(".")[1:])
 
-    walk(schema, {**DEFAULTS, "bbox": None, "start": None, "end": None}, "acquire")
-    assert missing == []
+    walk(schema, "acquire")
+    assert len(leaves) > 50
+    filled = acquire.settings({})  # the schema's defaults, and nothing else
+    for path in leaves:
+        node = filled
+        for part in path:
+            node = node[part]
+    assert filled == validate({})["acquire"]
+    assert not hasattr(acquire, "DEFAULTS")
+
+    # a job's settings lacking a key (as if the schema had no default for it) raise; nothing fills it in
+    given = {**filled, "bbox": [-120.15, 37.2, -119.85, 37.32], "start": "2023-05-01", "end": "2023-05-02",
+             "cache_dir": str(tmp_path / "cache")}
+    without_cache = {k: v for k, v in given.items() if k != "cache_dir"}
+    with pytest.raises(KeyError, match="cache_dir"):
+        acquire.params_for("dem", without_cache)
+    with pytest.raises(KeyError, match="retries"):
+        acquire.downloader({**given, "http": {"backoff": 1.0, "timeout": 60.0}})
+    for source, key in (("ismn", "min_rootzone_depths"), ("ismn", "url"), ("sentinel1", "enabled")):
+        cut = {**given, source: {k: v for k, v in given[source].items() if k != key}}
+        with pytest.raises(KeyError, match=key):
+            if source == "sentinel1":
+                acquire.outputs_for(cut, tmp_path)
+            else:
+                acquire.run_source(source, {**cut, "ismn": {**cut["ismn"], "path": str(tmp_path)}},
+                                   {"stations": tmp_path / "stations.csv"})
 
 
 def test_sentinel1_auto_needs_the_planetary_computer_key(monkeypatch):

@@ -48,7 +48,7 @@ def test_a_dropped_key_is_caught(reference):
     schema = {"type": "object", "properties": {
         "predict": {"type": "object", "properties": {"anchor": {"enum": ["coarse", "smoothed"], "default": "smoothed",
                                                                 "description": "What the correction pins."}}}}}
-    page = reference.render(schema, defaults={})
+    page = reference.render(schema)
     assert "| `predict.anchor` | one of `coarse`, `smoothed` | `smoothed` | What the correction pins. |" in page
     schema["properties"]["predict"]["properties"]["block_cells"] = {"type": "integer", "default": 1}
     dropped = page  # the page of the schema before the key was added

@@ -2,8 +2,8 @@
 
 A MkDocs hook (`hooks:` in mkdocs.yml): the marker MARKER in docs/configuration.md is replaced by one table per
 top-level key, a row per key with its full dotted path, type, default and description, nested objects included.
-The schema is the one place a key is described; this page is never written by hand. The defaults of the download
-settings (`acquire.*`) live in smdown.acquire.DEFAULTS and are read from there where the schema gives none.
+The schema is the one place a key is described and defaulted (the download settings, `acquire.*`, included); this
+page is never written by hand, and the hook reads nothing but the schema.
 `tests/test_docs.py` checks that every key of the schema appears in the page.
 """
 
@@ -32,15 +32,6 @@ def load_schema(path: Path = SCHEMA) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def acquire_defaults() -> dict:
-    """smdown.acquire.DEFAULTS, or {} where the package cannot be imported."""
-    try:
-        from smdown.acquire import DEFAULTS
-    except ImportError:
-        return {}
-    return DEFAULTS
-
-
 def _type_of(node: dict) -> str:
     if "enum" in node:
         return "one of " + ", ".join(_inline(v) for v in node["enum"])
@@ -61,17 +52,8 @@ def _type_of(node: dict) -> str:
     return " or ".join(words)
 
 
-def _lookup(tree: object, parts: list[str]) -> object:
-    for part in parts:
-        if not isinstance(tree, dict) or part not in tree:
-            return NO_DEFAULT
-        tree = tree[part]
-    return tree
-
-
-def keys(schema: dict, defaults: dict | None = None) -> list[Key]:
+def keys(schema: dict) -> list[Key]:
     """Every key of the schema, depth first, with its dotted path (objects before their keys)."""
-    defaults = {"acquire": acquire_defaults()} if defaults is None else defaults
     out: list[Key] = []
 
     def walk(node: dict, prefix: str) -> None:
@@ -86,8 +68,6 @@ def keys(schema: dict, defaults: dict | None = None) -> list[Key]:
 
     def visit(sub: dict, path: str) -> None:
         default = sub.get("default", NO_DEFAULT)
-        if default is NO_DEFAULT and not sub.get("properties"):  # a leaf: the package's default, if it has one
-            default = _lookup(defaults, path.split("."))
         out.append(Key(path, _type_of(sub), default, " ".join(str(sub.get("description", "")).split())))
         walk(sub, f"{path}.")
 
@@ -110,9 +90,9 @@ def _escape(text: str) -> str:
     return "`".join(parts).replace("|", "\\|")
 
 
-def render(schema: dict, defaults: dict | None = None) -> str:
+def render(schema: dict) -> str:
     """The reference as Markdown: a section per top-level key, a table row per key."""
-    rows = keys(schema, defaults)
+    rows = keys(schema)
     lines: list[str] = []
     tops = [k for k in rows if "." not in k.path]
     lines.append("Top-level keys: " + ", ".join(f"[`{k.path}`](#{k.path})" for k in tops) + ".")

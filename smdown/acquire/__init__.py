@@ -6,12 +6,12 @@
 Sources: SMAP L4 SPL4SMGP (Earthdata) -> coarse_surface, coarse_rootzone, precipitation;
 Sentinel-2 L2A (STAC) -> ndvi, ndwi; Copernicus DEM GLO-30 (STAC) -> dem; SoilGrids / POLARIS ->
 sand, clay (+ _rootzone); optional Sentinel-1 (STAC) -> s1_vv, s1_vh; optional ISMN -> stations.
-Every error is an smdown.io.InputError with a message naming the key, URL or file.
+Every error is an smdown.io.InputError with a message naming the key, URL or file (a bad setting, an
+smdown.config.ConfigError naming the key). The settings' defaults live in the config schema only.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from pathlib import Path
@@ -24,79 +24,12 @@ from smdown.acquire.sentinel1 import acquire_sentinel1, sentinel1_enabled
 from smdown.acquire.sentinel2 import acquire_sentinel2
 from smdown.acquire.smap import acquire_smap
 from smdown.acquire.soil import acquire_soil
-from smdown.acquire.stac import KEY_ENV, PC_TOKEN_URL
+from smdown.acquire.stac import KEY_ENV
+from smdown.config import validate_section
 from smdown.contract import contract_file
 from smdown.io import InputError
 
 log = logging.getLogger("smdown.acquire")
-
-# The defaults of every acquire.* key (the JSON schema mirrors them).
-DEFAULTS: dict = {
-    "bbox": None,  # [west, south, east, north], degrees (required)
-    "start": None,  # YYYY-MM-DD (required)
-    "end": None,  # YYYY-MM-DD inclusive (required)
-    "cache_dir": "resources/acquire/cache",
-    "http": {"retries": 5, "backoff": 1.0, "timeout": 60.0},
-    "earthdata": {
-        "login": "auto",
-        "edl_url": "https://urs.earthdata.nasa.gov",
-        "cmr_url": "https://cmr.earthdata.nasa.gov/search/",
-    },
-    "smap": {
-        "short_name": "SPL4SMGP",
-        "version": "008",
-        "provider": "NSIDC_CPRD",  # CMR provider: NSIDC_CPRD Earthdata Cloud, NSIDC_ECS on-premises, None any
-        "cloud_hosted": False,  # keep only granules advertising Earthdata Cloud access
-        "subset": "opendap",  # region subset on the server (OPeNDAP), whole granules as fallback; or none
-        "keep_granules": False,
-        "max_granule_gb": 5.0,  # bound on whole-granule downloads (GB); None: no bound
-    },
-    "sentinel2": {
-        "catalog": "https://earth-search.aws.element84.com/v1",
-        "collection": "sentinel-2-c1-l2a",
-        "sign": "auto",  # Planetary Computer SAS signing: auto (when the catalog is the PC's), planetary_computer, none
-        "token_url": PC_TOKEN_URL,
-        "max_cloud": 80.0,
-        "scl_keep": [4, 5, 6, 7],
-        "res": 30.0,
-        "resampling": "average",
-        "block": 2048,
-    },
-    "dem": {
-        "catalog": "https://earth-search.aws.element84.com/v1",
-        "collection": "cop-dem-glo-30",
-        "sign": "auto",
-        "token_url": PC_TOKEN_URL,
-        "asset": "data",
-        "res": 30.0,
-        "resampling": "bilinear",
-        "block": 2048,
-    },
-    "soil": {
-        "source": "soilgrids",
-        "url": "https://files.isric.org/soilgrids/latest/data/{property}/{property}_{depth}_mean.vrt",
-        "polaris_url": "http://hydrology.cee.duke.edu/POLARIS/PROPERTIES/v1.0/{property}/mean/{depth}/"
-        "lat{lat0}{lat1}_lon{lon0}{lon1}.tif",
-        "res": None,
-        "scale": None,
-        "nodata": None,
-        "resampling": "bilinear",
-        "block": 2048,
-    },
-    "sentinel1": {
-        "enabled": False,  # true, false, or auto: on when PC_SDK_SUBSCRIPTION_KEY is set
-        "catalog": "https://planetarycomputer.microsoft.com/api/stac/v1",
-        "collection": "sentinel-1-rtc",
-        "assets": {"vv": "vv", "vh": "vh"},
-        "units": "linear",
-        "sign": "auto",
-        "token_url": PC_TOKEN_URL,
-        "res": 30.0,
-        "resampling": "average",
-        "block": 2048,
-    },
-    "ismn": {"path": None, "url": None, "min_rootzone_depths": 2},
-}
 
 # Contract file names written by acquire() into its outdir.
 FILES = {name: contract_file(name) for name in (
@@ -104,28 +37,16 @@ FILES = {name: contract_file(name) for name in (
     "clay_rootzone", "s1_vv", "s1_vh", "stations")}
 
 
-def _merge(base: dict, extra: dict, key: str) -> dict:
-    out = copy.deepcopy(base)
-    for name, value in (extra or {}).items():
-        if name not in base:
-            raise InputError(f"{key}.{name}: unknown key (known: {', '.join(sorted(base))})")
-        if isinstance(base[name], dict) and name not in ("assets",):
-            if not isinstance(value, dict):
-                raise InputError(f"{key}.{name}: expected a mapping, got {value!r}")
-            out[name] = _merge(base[name], value, f"{key}.{name}")
-        else:
-            out[name] = value
-    return out
-
-
 def settings(config: dict) -> dict:
-    """The acquire settings: config['acquire'] over DEFAULTS (unknown keys are errors)."""
-    return _merge(DEFAULTS, config.get("acquire") or {}, "acquire")
+    """The acquire settings of a config: its `acquire` mapping validated against the schema, each key it leaves out
+    given the schema's default (workflow/schemas/config.schema.yaml is their one home); a bad or unknown key raises
+    smdown.config.ConfigError naming it. The workflow's jobs get their slice already validated (run_script)."""
+    return validate_section("acquire", config.get("acquire"))
 
 
 def region_of(cfg: dict) -> Region:
     for key in ("bbox", "start", "end"):
-        if cfg.get(key) is None:
+        if cfg[key] is None:
             raise InputError(f"acquire.{key}: required for a run that acquires real data")
     return make_region(cfg["bbox"], cfg["start"], cfg["end"])
 
@@ -178,7 +99,8 @@ SOURCES = {
 
 
 def acquire(config: dict, outdir: str | os.PathLike) -> dict[str, Path]:
-    """Download every configured source and write the contract files into outdir; {name: path}."""
+    """Download every configured source (config['acquire'], the schema's defaults for the keys it leaves out) and
+    write the contract files into outdir; {name: path}."""
     cfg = settings(config)
     region_of(cfg)
     http = downloader(cfg)
@@ -222,18 +144,19 @@ def _sorted(value):
     return value
 
 
-def params_for(source: str, acquire_config: dict | None) -> dict:
-    """The slice of config['acquire'] the source's job reads (a rule's `params: acquire=...`), keys sorted."""
-    given = acquire_config or {}
-    return _sorted({key: given[key] for key in (*COMMON_KEYS, *SOURCE_KEYS[source]) if key in given})
+def params_for(source: str, acquire_config: dict) -> dict:
+    """The slice of the validated config['acquire'] the source's job reads (a rule's `params: acquire=...`), keys
+    sorted. Every key is there once the config is validated; a missing one raises KeyError (no default here)."""
+    return _sorted({key: acquire_config[key] for key in (*COMMON_KEYS, *SOURCE_KEYS[source])})
 
 
 def run_script(snakemake, source: str) -> None:
     """Entry for workflow/scripts/acquire_<source>.py: settings from snakemake.params.acquire (the rule's slice of
-    config['acquire'], never snakemake.config), log to snakemake.log[0], write snakemake.output."""
+    the validated config['acquire'], every key there with its value or the schema's default; never
+    snakemake.config), log to snakemake.log[0], write snakemake.output."""
     from smdown.jobs import setup_logging
 
     setup_logging(snakemake.log[0] if snakemake.log else None)
-    cfg = settings({"acquire": snakemake.params.acquire})
+    cfg = dict(snakemake.params.acquire)
     named = dict(snakemake.output.items())
     run_source(source, cfg, {name: named[name] for name in SOURCES[source] if name in named})

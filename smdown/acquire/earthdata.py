@@ -23,7 +23,6 @@ from smdown.io import InputError
 
 log = logging.getLogger("smdown.acquire")
 
-EDL_URL = "https://urs.earthdata.nasa.gov"
 HELP = (
     "Put 'machine urs.earthdata.nasa.gov login <user> password <password>' in ~/.netrc (chmod 600), "
     "or set EARTHDATA_USERNAME and EARTHDATA_PASSWORD (or EARTHDATA_TOKEN); "
@@ -44,8 +43,9 @@ def netrc_path() -> Path:
     return Path(env) if env else Path.home() / ".netrc"
 
 
-def find_credentials(strategy: str = "auto", edl_url: str = EDL_URL) -> Credentials:
-    """Credentials by strategy: 'environment', 'netrc', or 'auto' (environment first, then netrc)."""
+def find_credentials(strategy: str, edl_url: str) -> Credentials:
+    """Credentials by strategy (acquire.earthdata.login): 'environment', 'netrc', or 'auto' (environment first,
+    then netrc); edl_url (acquire.earthdata.edl_url) names the ~/.netrc machine."""
     if strategy not in ("auto", "environment", "netrc"):
         raise InputError(f"acquire.earthdata.login: {strategy!r} is not one of auto, environment, netrc")
     if strategy in ("auto", "environment"):
@@ -68,7 +68,7 @@ def find_credentials(strategy: str = "auto", edl_url: str = EDL_URL) -> Credenti
     raise InputError(f"Earthdata credentials: none found for {host} (environment or {path}). {HELP}")
 
 
-def login(creds: Credentials, http: Downloader, edl_url: str = EDL_URL) -> str:
+def login(creds: Credentials, http: Downloader, edl_url: str) -> str:
     """A bearer token for the credentials; wrong credentials raise a clear InputError."""
     if creds.token and not creds.username:
         return creds.token

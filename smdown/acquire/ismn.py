@@ -211,7 +211,7 @@ def rootzone_weights(depths: list[float], bottom: float = ROOTZONE_BOTTOM_M) -> 
     return w / w.sum()
 
 
-def station_days(sensors: list[Sensor], min_rootzone_depths: int = 2) -> pd.DataFrame:
+def station_days(sensors: list[Sensor], min_rootzone_depths: int) -> pd.DataFrame:
     """Daily surface and rootzone values of one station from its sensors."""
     surface = [s.daily for s in sensors if is_surface(s) and len(s.daily)]
     by_depth: dict[float, list[pd.Series]] = defaultdict(list)
@@ -268,7 +268,7 @@ def drop_reason(sensors: list[Sensor], region: Region, min_rootzone_depths: int)
     return None
 
 
-def read_ismn(source: str | os.PathLike, region: Region, min_rootzone_depths: int = 2) -> pd.DataFrame:
+def read_ismn(source: str | os.PathLike, region: Region, min_rootzone_depths: int) -> pd.DataFrame:
     """stations.csv rows (station,lon,lat,date,surface,rootzone) inside the region and period."""
     stations: dict[tuple[str, str], list[Sensor]] = defaultdict(list)
     for sensor in read_sensors(source):
@@ -320,9 +320,9 @@ def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> Path:
 def acquire_ismn(region: Region, settings: dict, http: Downloader, stations: str | os.PathLike) -> dict[str, Path]:
     """Write stations.csv from acquire.ismn.path (folder or zip) or acquire.ismn.url (a zip, downloaded once)."""
     cfg = settings["ismn"]
-    if cfg.get("url"):
+    if cfg["url"]:
         source = http.fetch(cfg["url"], dest=http.cache_dir / "ismn" / Path(cfg["url"].split("?")[0]).name)
-    elif cfg.get("path"):
+    elif cfg["path"]:
         source = Path(cfg["path"])
     else:
         raise InputError("acquire.ismn: set path (an ISMN download folder or zip) or url")

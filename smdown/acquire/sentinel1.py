@@ -27,7 +27,7 @@ log = logging.getLogger("smdown.acquire")
 
 def sentinel1_enabled(cfg: dict) -> bool:
     """acquire.sentinel1.enabled: true, false, or 'auto' (on when PC_SDK_SUBSCRIPTION_KEY is set)."""
-    enabled = cfg.get("enabled", False)
+    enabled = cfg["enabled"]
     if enabled == "auto":
         return subscription_key() is not None
     if not isinstance(enabled, bool):

@@ -43,7 +43,6 @@ VARIABLES = {
 }
 SECONDS_PER_DAY = 86400.0
 GRANULE_BYTES = 150e6  # a whole SPL4SMGP granule, where CMR gives no size
-CMR_URL = "https://cmr.earthdata.nasa.gov/search/"
 _TIME_IN_NAME = re.compile(r"_(\d{8})T(\d{6})_")
 
 
@@ -102,8 +101,8 @@ def _opendap_link(umm: dict) -> str | None:
 
 
 def search_granules(
-    region: Region, short_name: str, version: str, cmr_url: str = CMR_URL, http: Downloader | None = None,
-    provider: str | None = None, cloud_hosted: bool = False,
+    region: Region, short_name: str, version: str, cmr_url: str, http: Downloader, provider: str | None,
+    cloud_hosted: bool,
 ) -> list[Granule]:
     """SMAP granules intersecting the region's bbox and period (earthaccess CMR query, UMM-JSON).
 
@@ -132,10 +131,7 @@ def search_granules(
         except (KeyError, ValueError) as err:
             raise InputError(f"SMAP search: unexpected answer from CMR at {redact(base)} ({err!r})") from None
 
-    if http is not None:
-        results = http.retry(f"SMAP search at {redact(base)}", once)
-    else:
-        results = once()
+    results = http.retry(f"SMAP search at {redact(base)}", once)
     found: dict[str, Granule] = {}
     duplicates = not_cloud = 0
     for result in results:
@@ -288,9 +284,9 @@ class Fetcher:
     http: Downloader
     grid: Grid
     headers: dict
-    keep: bool = False
-    subset: str = "opendap"  # or 'none': always whole granules
-    max_whole_bytes: float | None = None  # bound on the bytes of whole-granule downloads (acquire.smap.max_granule_gb)
+    keep: bool  # acquire.smap.keep_granules
+    subset: str  # acquire.smap.subset: 'opendap', or 'none': always whole granules
+    max_whole_bytes: float | None  # bound on the bytes of whole-granule downloads (acquire.smap.max_granule_gb)
     bytes_opendap: int = 0
     bytes_whole: int = 0
     count_opendap: int = 0
@@ -450,7 +446,7 @@ def acquire_smap(
     granules = search_granules(region, smap["short_name"], smap["version"], earthdata["cmr_url"], http,
                                provider=smap["provider"], cloud_hosted=bool(smap["cloud_hosted"]))
     headers = {"Authorization": f"Bearer {token}"}
-    limit = smap.get("max_granule_gb")
+    limit = smap["max_granule_gb"]
     fetcher = Fetcher(http, grid, headers, smap["keep_granules"], smap["subset"],
                       max_whole_bytes=None if limit is None else float(limit) * 1e9)
     check_whole_volume(fetcher, granules)

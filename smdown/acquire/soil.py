@@ -29,8 +29,6 @@ log = logging.getLogger("smdown.acquire")
 # (top, bottom) in cm of the standard GlobalSoilMap intervals used by SoilGrids and POLARIS.
 INTERVALS = [(0, 5), (5, 15), (15, 30), (30, 60), (60, 100)]
 LAYER_DEPTH_CM = {"surface": 5, "rootzone": 100}
-SOILGRIDS_URL = "https://files.isric.org/soilgrids/latest/data/{property}/{property}_{depth}_mean.vrt"
-POLARIS_URL = "http://hydrology.cee.duke.edu/POLARIS/PROPERTIES/v1.0/{property}/mean/{depth}/lat{lat0}{lat1}_lon{lon0}{lon1}.tif"
 
 
 def layer_weights(bottom_cm: float) -> list[tuple[tuple[int, int], float]]:

@@ -88,7 +88,6 @@ def by_date(items: list[pystac.Item], start: str, end: str) -> dict[str, list[py
 
 
 PC_HOST = "planetarycomputer.microsoft.com"
-PC_TOKEN_URL = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
 KEY_ENV = "PC_SDK_SUBSCRIPTION_KEY"
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 # Planetary Computer collections whose SAS tokens are given only with a subscription key.
@@ -148,14 +147,14 @@ def signer_for(cfg: dict, http: Downloader, key: str, what: str) -> PlanetaryCom
     """The signer of a STAC source's settings acquire.<key> (sign: auto | planetary_computer | none).
 
     auto signs when the catalog is the Planetary Computer's: its assets need a SAS token, whatever the collection."""
-    sign = cfg.get("sign", "auto")
+    sign = cfg["sign"]
     if sign not in ("auto", "planetary_computer", "none"):
         raise InputError(f"acquire.{key}.sign: {sign!r} is not one of auto, planetary_computer, none")
     if sign == "auto":
         sign = "planetary_computer" if urlsplit(cfg["catalog"]).hostname == PC_HOST else "none"
     if sign == "none":
         return None
-    signer = PlanetaryComputerSigner(http, cfg.get("token_url") or PC_TOKEN_URL, cfg["collection"],
+    signer = PlanetaryComputerSigner(http, cfg["token_url"], cfg["collection"],
                                      subscription_key(), what)
     signer.check()
     return signer

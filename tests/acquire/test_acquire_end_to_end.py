@@ -166,7 +166,7 @@ def test_snakemake_entry_script(world, tmp_path):
 
     log = tmp_path / "logs" / "dem.log"
     log.parent.mkdir()
-    params = Namedlist(fromdict={"acquire": params_for("dem", world["acquire"])})
+    params = Namedlist(fromdict={"acquire": params_for("dem", settings(world))})
     snakemake = SimpleNamespace(config={}, params=params, output=Namedlist(fromdict={"dem": str(tmp_path / "dem.tif")}),
                                 log=Namedlist([str(log)]))
     run_script(snakemake, "dem")
@@ -177,7 +177,7 @@ def test_snakemake_entry_script(world, tmp_path):
 def test_each_source_gets_only_its_settings_in_a_canonical_order(world):
     from smdown.acquire import params_for
 
-    given = world["acquire"]
+    given = settings(world)  # the validated config["acquire"] the rules read
     smap = params_for("smap", given)
     assert set(smap) == {"bbox", "start", "end", "cache_dir", "http", "earthdata", "smap"}
     assert set(params_for("sentinel2", given)) == {"bbox", "start", "end", "cache_dir", "http", "sentinel2"}

@@ -91,7 +91,7 @@ def test_outside_the_period_is_named():
     region = make_region([-98.0, 36.0, -97.0, 37.0], "2020-01-01", "2020-01-31")
     with pytest.raises(InputError, match=r"1 no G value in acquire.start..end: COSMOS_ARM-1 \(G values "
                                          r"2017-08-10..2018-08-0\d\)"):
-        read_ismn(HEADER, region)
+        read_ismn(HEADER, region, 2)
 
 
 def test_unchecked_flags_are_named_as_the_reason():
@@ -103,7 +103,7 @@ def test_unchecked_flags_are_named_as_the_reason():
     assert dict(abrams.flags) == {"U": 46231, "D": 8936}
     region = make_region([-98.0, 36.5, -96.5, 37.5], "2010-05-01", "2010-05-31")
     with pytest.raises(InputError, match=r"1 no value flagged G: SCAN_Abrams \(flags \{'U': 46231, 'D': 8936\}\)"):
-        read_ismn(MULTI, region)
+        read_ismn(MULTI, region, 2)
 
 
 def test_real_files_with_carriage_return_lines_in_both_formats():
@@ -128,7 +128,7 @@ def test_scan_two_inch_sensors_are_surface_sensors(tmp_path):
     folder = tmp_path / "scan"
     stm_file(folder, "SCAN", "Two-Inch", 37.25, -120.0, (0.0508, 0.0508),
              [("2023/05/01 00:00", 0.20, "G"), ("2023/05/01 12:00", 0.24, "G"), ("2023/05/02 00:00", 0.3, "D01")])
-    table = read_ismn(folder, make_region([-120.15, 37.2, -119.85, 37.32], "2023-05-01", "2023-05-02"))
+    table = read_ismn(folder, make_region([-120.15, 37.2, -119.85, 37.32], "2023-05-01", "2023-05-02"), 2)
     assert table[["station", "date"]].values.tolist() == [["SCAN_Two-Inch", "2023-05-01"]]
     assert table["surface"].iloc[0] == pytest.approx(0.22) and np.isnan(table["rootzone"].iloc[0])
 
@@ -170,7 +170,7 @@ def test_zip_download_is_read_like_a_folder(tmp_path):
         for path in folder.rglob("*.stm"):
             z.write(path, path.relative_to(folder).as_posix())
     region = make_region([-120.15, 37.2, -119.85, 37.32], "2023-05-01", "2023-05-02")
-    a, b = read_ismn(folder, region), read_ismn(archive, region)
+    a, b = read_ismn(folder, region, 2), read_ismn(archive, region, 2)
     assert a.equals(b) and len(a) == 2
     # surface: the 0.05 m sensor's G values (the D03 reading dropped); rootzone: the four depths weighted
     assert a["surface"].tolist() == pytest.approx([0.21, 0.18])
@@ -180,4 +180,4 @@ def test_zip_download_is_read_like_a_folder(tmp_path):
 def test_no_station_in_region(tmp_path):
     folder = add_ismn(tmp_path / "ismn")
     with pytest.raises(InputError, match=r"2 station\(s\) read, dropped for: 2 outside acquire.bbox"):
-        read_ismn(folder, make_region([0, 0, 1, 1], "2023-05-01", "2023-05-02"))
+        read_ismn(folder, make_region([0, 0, 1, 1], "2023-05-01", "2023-05-02"), 2)

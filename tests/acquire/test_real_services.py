@@ -248,9 +248,10 @@ def test_sign_auto_signs_the_planetary_computer_catalog_only(world, server):
     from smdown.acquire.stac import signer_for
 
     http = downloader(settings(world))
-    pc = {"catalog": "https://planetarycomputer.microsoft.com/api/stac/v1", "collection": "sentinel-2-l2a"}
+    pc = {**settings(world)["sentinel2"], "catalog": "https://planetarycomputer.microsoft.com/api/stac/v1",
+          "collection": "sentinel-2-l2a"}
     assert signer_for({**pc, "sign": "auto"}, http, "sentinel2", "Sentinel-2") is not None
-    earth_search = {"catalog": "https://earth-search.aws.element84.com/v1", "collection": "sentinel-2-c1-l2a"}
+    earth_search = {**pc, "catalog": "https://earth-search.aws.element84.com/v1", "collection": "sentinel-2-c1-l2a"}
     assert signer_for({**earth_search, "sign": "auto"}, http, "sentinel2", "Sentinel-2") is None
     with pytest.raises(InputError, match="acquire.dem.sign: 'sas' is not one of"):
         signer_for({**pc, "sign": "sas"}, http, "dem", "DEM")

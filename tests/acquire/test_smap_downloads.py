@@ -90,7 +90,7 @@ def test_whole_granules_beyond_the_bound_stop_before_the_first_download(world, s
 
 def test_the_token_comes_first_and_is_checked_before_any_download(world, server, tmp_path, monkeypatch):
     monkeypatch.setenv("EARTHDATA_TOKEN", "expired-token")
-    creds = find_credentials("auto")
+    creds = find_credentials("auto", settings(world)["earthdata"]["edl_url"])
     assert (creds.origin, creds.username) == ("EARTHDATA_TOKEN", None)  # before EARTHDATA_USERNAME/PASSWORD
     with pytest.raises(InputError) as err:
         run_source("smap", settings(world), _out(tmp_path))

@@ -1,7 +1,8 @@
 # Real data for source: earthdata (settings under `acquire:`; see docs/acquire.md).
 # Each rule writes contract files under resources/<run>/ through smdown.acquire. Each job gets
-# the settings it reads as `params: acquire=` (its slice of config["acquire"]), so a change of
-# the bbox, the dates or a source's settings reruns exactly the jobs that read them.
+# the settings it reads as `params: acquire=` (its slice of the validated config["acquire"], every
+# key there with the schema's default where the config leaves it out), so a change of the bbox,
+# the dates or a source's settings reruns exactly the jobs that read them.
 
 from smdown.acquire import params_for as acquire_params_for
 
@@ -19,7 +20,7 @@ rule acquire_smap:
         mem_mb=4000,
         runtime=240,
     params:
-        acquire=acquire_params_for("smap", config.get("acquire")),
+        acquire=acquire_params_for("smap", config["acquire"]),
     script:
         "../scripts/acquire_smap.py"
 
@@ -36,7 +37,7 @@ rule acquire_sentinel2:
         mem_mb=8000,
         runtime=480,
     params:
-        acquire=acquire_params_for("sentinel2", config.get("acquire")),
+        acquire=acquire_params_for("sentinel2", config["acquire"]),
     script:
         "../scripts/acquire_sentinel2.py"
 
@@ -52,7 +53,7 @@ rule acquire_dem:
         mem_mb=4000,
         runtime=60,
     params:
-        acquire=acquire_params_for("dem", config.get("acquire")),
+        acquire=acquire_params_for("dem", config["acquire"]),
     script:
         "../scripts/acquire_dem.py"
 
@@ -71,7 +72,7 @@ rule acquire_soil:
         mem_mb=4000,
         runtime=60,
     params:
-        acquire=acquire_params_for("soil", config.get("acquire")),
+        acquire=acquire_params_for("soil", config["acquire"]),
     script:
         "../scripts/acquire_soil.py"
 
@@ -88,7 +89,7 @@ rule acquire_sentinel1:
         mem_mb=8000,
         runtime=480,
     params:
-        acquire=acquire_params_for("sentinel1", config.get("acquire")),
+        acquire=acquire_params_for("sentinel1", config["acquire"]),
     script:
         "../scripts/acquire_sentinel1.py"
 
@@ -104,6 +105,6 @@ rule acquire_ismn:
         mem_mb=2000,
         runtime=60,
     params:
-        acquire=acquire_params_for("ismn", config.get("acquire")),
+        acquire=acquire_params_for("ismn", config["acquire"]),
     script:
         "../scripts/acquire_ismn.py"
