@@ -215,7 +215,7 @@ def test_resample_variable_of_a_static_raster_equals_gdalwarp(tmp_path, coarse_g
     src = write_raster("dem.tif", _smooth_with_hole(src_grid, bands=1), src_grid)
     coarse = write_raster("coarse.tif", np.zeros((1, 2, 2)), coarse_grid, ["2023-05-01"])
     expected = _gdalwarp(src, tmp_path / "gdal.tif", nested_grid(coarse_grid, factor))
-    missing = resample.resample_variable(str(src), str(coarse), factor, True, str(tmp_path / "ours.tif"))
+    missing = resample.resample_variable(str(src), str(coarse), factor, True, str(tmp_path / "ours.tif"), 45)
     ours = io.read_stack(tmp_path / "ours.tif", static=True)
     assert ours.grid == nested_grid(coarse_grid, factor) and ours.is_static
     assert missing == pytest.approx(np.isnan(expected).mean())
@@ -254,7 +254,7 @@ def test_a_source_that_misses_a_block_gives_nan_there(tmp_path, coarse_grid, wri
     src_grid = Grid(src_grid.crs, src_grid.transform, src_grid.height, src_grid.width - 8)
     src = write_raster("dem.tif", np.full((1,) + src_grid.shape, 100.0), src_grid)
     coarse = write_raster("coarse.tif", np.zeros((1, 2, 2)), coarse_grid, ["2023-05-01"])
-    resample.resample_variable(str(src), str(coarse), 9, True, str(tmp_path / "out.tif"), block_pixel_days=81)
+    resample.resample_variable(str(src), str(coarse), 9, True, str(tmp_path / "out.tif"), 45, block_pixel_days=81)
     out = io.read_stack(tmp_path / "out.tif", static=True).data[0]
     assert np.isnan(out[:, 9:]).all()  # the eastern cells: no source pixel
     assert np.isfinite(out[2:-2, 2:7]).all()

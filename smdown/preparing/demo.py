@@ -181,7 +181,7 @@ def _expand(grid: g.Grid, pixels: int) -> g.Grid:
 # ---------------------------------------------------------------- ingredients
 
 
-def _dem(rng: np.random.Generator, shape: tuple[int, int], res: float, relief: float = 1.0) -> np.ndarray:
+def _dem(rng: np.random.Generator, shape: tuple[int, int], res: float, relief: float) -> np.ndarray:
     """Fractal terrain on a regional tilt (foothills rising to the east), carved by sinuous valleys.
 
     Relief at each scale s is ~0.004 s (gentler than the 1.3 % tilt), so D8 flow forms channel

@@ -49,7 +49,7 @@ def resample_block(path: str, grid: Grid, dates: list[str] | None, static: bool,
 
 
 def resample_variable(path: str, coarse_path: str, factor: int | None, static: bool, output: str,
-                      fill: bool = True, max_gap_days: int = 45, block_pixel_days: int = BLOCK_PIXEL_DAYS,
+                      max_gap_days: int, fill: bool = True, block_pixel_days: int = BLOCK_PIXEL_DAYS,
                       tile: Tile | None = None) -> float:
     """One variable onto one scale (factor None: the coarse grid), block by block of whole coarse cells,
     written window by window to `output`: the whole region, or the coarse cells of `tile`, one cell a block (so a
