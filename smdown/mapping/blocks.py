@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from smdown.learning.ensemble import combine
 from smdown.learning.models import Member
 from smdown.mapping.correction import CORRECTIONS, add_smooth_field, anchor_means, cell_residual, smooth_nodes
 from smdown.mapping.inference import predict_cube
-from smdown.preparing.features import FeatureSpec, cube, derive
+from smdown.preparing.features import FeatureSpec, cube, derive, missing_days
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,9 @@ class _Job:
     writers: dict = field(default_factory=dict)
     clipped: dict[str, int] = field(init=False)
     halo: int = field(init=False)
+    _free: list[np.ndarray] = field(init=False, default_factory=list)  # cube buffers to reuse (mapping fresh pages
+    # cost more than filling them)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.halo = max(m.halo for m in self.active.values())
@@ -186,20 +190,35 @@ class _Job:
         with _timed(self.timings, "read", thread=self.overlap):
             block_rasters = {name: io.read_block(self.rasters[name], row, col, ch * self.factor, cw * self.factor,
                                                  self.halo, self.fine_shape) for name in self.spec.rasters}
-            block_cube = cube(self.spec, derive(self.spec, block_rasters, self.dates), len(self.dates))
+            features = derive(self.spec, block_rasters, self.dates)
             del block_rasters
             # a pixel-day with a NaN (or inf) feature is predicted NaN whatever its features hold, so only those are
-            # zeroed (a pass over the whole cube costs as much as building it)
-            missing = ~np.isfinite(block_cube.sum(axis=-1))
+            # zeroed (found on the features before stacking: a pass over the whole cube costs as much as building it)
+            missing = missing_days(features, len(self.dates))
+            block_cube = cube(self.spec, features, len(self.dates), self._buffer(features))
+            del features
             if missing.any():
                 block_cube[missing] = 0.0
         return block_cube, missing
 
+    def _buffer(self, features: list[np.ndarray]) -> np.ndarray | None:
+        """A cube buffer of the block's shape freed by an earlier block (predict gives them back), or None."""
+        shape = (len(self.dates), *features[-1].shape[-2:], len(features))
+        with self._lock:
+            for i, free in enumerate(self._free):
+                if free.shape == shape:
+                    return self._free.pop(i)
+        return None
+
     def predict(self, block_cube: np.ndarray, missing: np.ndarray) -> dict[str, np.ndarray]:
+        """Each member over the block; the cube's buffer is then kept for a later block's read (at most two are
+        kept: the reader fills one while the other is predicted)."""
         preds = {}
         for name, member in self.active.items():
             with _timed(self.timings, name):
                 preds[name] = predict_cube(member, block_cube, self.halo, missing, self.threads)
+        with self._lock:
+            self._free = [block_cube, *self._free][:2]
         return preds
 
     def finish(self, preds: dict[str, np.ndarray], fix: Callable[[str, np.ndarray], None]) -> dict:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 ROWS = 8192  # dnn: pixel-days per call (its layers' activations stay in the L2 cache)
 SERIES = 256  # lstm: pixels per call (the head's activations of all their days stay in the caches)
 DAYS = 1  # cnn: images (days) per call
+PIXELS = 1024  # rf (compiled trees): pixels per call, all their days (their static masks stay in the L2 cache)
 TOLERANCE = 2e-5  # largest |ONNX Runtime - Keras| accepted on the check's random inputs (output units)
 
 _POOL: dict[int, ThreadPoolExecutor] = {}
@@ -76,11 +77,15 @@ class Plan:
     spin: int = 0  # lstm: days of spin-up (the first day repeated) inside the graph
     session: object = None
     threads: int = 1  # the pieces of a call are spread over this many threads (the job's)
+    forest: object = None  # rf: the trees compiled by numba (smdown.mapping.trees.Forest), instead of the session
 
     # ---------------------------------------------------------------- the forward passes
 
     def dense_rows(self, x: np.ndarray, out: np.ndarray) -> None:
-        """The DNN on rows x (n, F) into out (n,)."""
+        """The DNN (or the forest) on rows x (n, F) into out (n,)."""
+        if self.forest is not None:
+            self.forest_cube(x[None, None], out.reshape(1, 1, -1))
+            return
 
         def run(start: int) -> None:
             out[start : start + ROWS] = self._run(x[start : start + ROWS]).reshape(-1)
@@ -105,6 +110,16 @@ class Plan:
             out[:, start : start + SERIES] = self._run(spun).reshape(x.shape[:2])
 
         _map(run, list(range(0, cube.shape[1], SERIES)), self.threads)
+
+    def forest_cube(self, cube: np.ndarray, out: np.ndarray) -> None:
+        """The compiled forest on a block: cube (T, H, W, F) float32, any strides (no copy), into out (T, H, W);
+        pieces of PIXELS pixels (all their days) spread over the threads."""
+        pixels = cube.shape[1] * cube.shape[2]
+
+        def run(start: int) -> None:
+            self.forest.predict(cube, out, start, min(start + PIXELS, pixels))
+
+        _map(run, list(range(0, pixels, PIXELS)), self.threads)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -139,12 +154,33 @@ def plan(kind: str, model, spin: int = 0) -> Plan | None:
 
 
 def forest_plan(model) -> Plan | None:
-    """A fitted scikit-learn forest (the random-forest member) as an ONNX Runtime session (TreeEnsembleRegressor,
-    written by skl2onnx), checked against the forest on random inputs; None where skl2onnx or onnxruntime is not
-    installed, the conversion fails or the check does. Rows (n, F) -> (n,) through Plan.dense_rows, as the DNN.
-    ONNX Runtime's tree walk took two thirds of scikit-learn's CPU time on the demo's rows. Its thresholds are
-    scikit-learn's rounded to float32, so a value between a threshold and its rounding could take the other branch;
-    none did on the demo's 72 M pixel-days (the maps agree to 1.5e-7, the float32 sum of the trees)."""
+    """A fitted scikit-learn forest (the random-forest member) as compiled trees (smdown.mapping.trees: numba, the
+    same float32 numbers as scikit-learn), or where numba is not installed or they fail as an ONNX Runtime session
+    (TreeEnsembleRegressor, written by skl2onnx), each checked against the forest on random inputs; None where
+    neither is available or passes the check (scikit-learn predicts). SMDOWN_INFERENCE=onnx skips the compiled trees.
+    Rows (n, F) -> (n,) through Plan.dense_rows; a block through Plan.forest_cube (compiled trees only).
+    On the demo's blocks the compiled trees took a quarter of ONNX Runtime's CPU time (ONNX Runtime's tree walk:
+    two thirds of scikit-learn's): they compute each pixel's static features once and each day's features that
+    are constant over a piece of the block once a day. ONNX Runtime's thresholds are scikit-learn's rounded to
+    float32, so a value between a threshold and its rounding could take the other branch; none did on the demo's
+    72 M pixel-days (the maps agree to 1.5e-7, the float32 sum of the trees)."""
+    if not hasattr(model, "estimators_") or not hasattr(model, "n_features_in_"):
+        log.info("rf: not a fitted scikit-learn forest; predicted by its own predict")
+        return None
+    n_features = int(model.n_features_in_)
+    if os.environ.get("SMDOWN_INFERENCE", "numpy") != "onnx":
+        try:
+            from smdown.mapping import trees
+
+            built = Plan("rf", forest=trees.Forest(model))
+            if _check_forest(built, model, n_features):
+                log.info("rf: predicted by compiled trees (numba; checked against scikit-learn to %g)", TOLERANCE)
+                return built
+            log.warning("rf: the compiled trees differ from scikit-learn on random inputs; trying ONNX Runtime")
+        except ImportError:
+            log.info("rf: numba not installed; trying ONNX Runtime")
+        except Exception as error:  # noqa: BLE001 (any failure of the faster path falls back to the next one)
+            log.warning("rf: the compiled trees failed (%s); trying ONNX Runtime", error)
     try:
         import onnxruntime  # noqa: F401
         from skl2onnx import to_onnx
@@ -153,7 +189,6 @@ def forest_plan(model) -> Plan | None:
         log.info("rf: skl2onnx or onnxruntime not installed; predicted by scikit-learn")
         return None
     try:
-        n_features = int(model.n_features_in_)
         graph = to_onnx(model, initial_types=[("x", FloatTensorType([None, n_features]))],
                         target_opset={"": 17, "ai.onnx.ml": 3})
         built = Plan("rf", session=_session(graph))
@@ -496,6 +531,10 @@ def _predict_cube(member: Member, cube: np.ndarray, halo: int, days: int, height
     crop = (slice(None), slice(halo, halo + height), slice(halo, halo + width))
     fast = member_plan(member, threads)
     if member.name == "rf":
+        if fast is not None and fast.forest is not None:
+            out = np.empty((days, height, width), np.float32)
+            fast.forest_cube(cube[crop], out)  # every pixel-day: predict_cube sets those with a NaN input to NaN
+            return out
         rows = cube[crop].reshape(-1, cube.shape[-1])
         if fast is None:
             return rf_predict(member.model, rows).reshape(days, height, width)
@@ -595,7 +634,7 @@ def _lstm_parts(model, spin: int = 3):
     if len(recurrent) != 1 or not getattr(recurrent[0], "return_sequences", False) or len(model.inputs) != 1:
         return None
     try:
-        parts = (keras.Model(model.inputs, recurrent[0].output),
+        parts = (keras.Model(model.inputs[0], recurrent[0].output),
                  keras.Model([recurrent[0].output, *model.inputs], model.outputs))
     except (ValueError, TypeError):
         return None

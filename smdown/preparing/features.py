@@ -63,19 +63,38 @@ def derive(spec: FeatureSpec, rasters: dict[str, np.ndarray], dates: list[str]) 
     return features
 
 
-def cube(spec: FeatureSpec, features: list[np.ndarray], days: int) -> np.ndarray:
-    """Stack derived features into one (T, H, W, F) float32 array (static ones repeated over days).
+def cube(spec: FeatureSpec, features: list[np.ndarray], days: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Stack derived features into one (T, H, W, F) float32 array (static ones repeated over days); into `out` where
+    given (a buffer of that shape reused from block to block: a fresh cube's pages cost the kernel more time to map
+    than the filling takes, 0.74 s against 0.1 s on a demo block).
 
     Filled day by day through a contiguous (F, H, W) buffer and one transposing copy per day: writing each feature
     into the interleaved last axis over the whole cube reloads every cache line F times (4x the time on the demo's
     blocks)."""
     height, width = features[-1].shape[-2:]
-    out = np.empty((days, height, width, len(features)), dtype=np.float32)
+    shape = (days, height, width, len(features))
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"cube buffer of shape {out.shape} {out.dtype}, not {shape} float32")
     day = np.empty((len(features), height, width), dtype=np.float32)
     for t in range(days):
         for f, values in enumerate(features):
             day[f] = values[t] if values.ndim == 3 else values
         out[t] = np.moveaxis(day, 0, -1)
+    return out
+
+
+def missing_days(features: list[np.ndarray], days: int) -> np.ndarray:
+    """(T, H, W): the pixel-days where any feature is NaN or infinite, from the features before they are stacked
+    (contiguous arrays: a fifth of the time of a pass over the stacked cube)."""
+    height, width = features[-1].shape[-2:]
+    out = np.zeros((days, height, width), dtype=bool)
+    for values in features:
+        if values.ndim == 3 and values.strides[1:] == (0, 0):  # one value a day (day of year)
+            out |= ~np.isfinite(values[:, :1, :1])
+        else:
+            out |= ~np.isfinite(values)
     return out
 
 

@@ -120,9 +120,63 @@ def test_forest_on_onnx_runtime_equals_scikit_learn(engine, monkeypatch):
     assert np.isnan(out[2, 3, 3]) and np.isfinite(np.delete(out.ravel(), np.ravel_multi_index((2, 3, 3), out.shape))).all()
     expected[2, 3, 3] = np.nan
     np.testing.assert_allclose(out, expected, atol=1e-6)
-    with monkeypatch.context() as patched:  # a failing session: scikit-learn predicts
+    with monkeypatch.context() as patched:  # no compiled trees and a failing session: scikit-learn predicts
+        patched.setenv("SMDOWN_INFERENCE", "onnx")
         patched.setattr(inference, "_session", lambda model: (_ for _ in ()).throw(RuntimeError("no session")))
         assert inference.forest_plan(forest) is None
+
+
+@pytest.mark.parametrize("pixels", [7, 1024])
+def test_compiled_trees_give_scikit_learns_numbers(pixels, monkeypatch):
+    """The compiled trees (numba) against scikit-learn, the same float32 numbers: a forest of more than 64 leaves a
+    tree (several mask words), a block with a halo (a strided view), static features (the same every day), a feature
+    constant over the pixels each day (day of year), one varying everywhere, a NaN, pieces that do not divide the
+    block, two threads."""
+    pytest.importorskip("numba")
+    from sklearn.ensemble import RandomForestRegressor
+
+    monkeypatch.setattr(inference, "PIXELS", pixels)
+    monkeypatch.delenv("SMDOWN_INFERENCE", raising=False)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3000, 4))
+    y = np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] - 0.3 * x[:, 3] + 0.1 * rng.normal(size=len(x))
+    forest = RandomForestRegressor(n_estimators=9, random_state=0).fit(x, y)
+    assert max(int((t.tree_.children_left == -1).sum()) for t in forest.estimators_) > 128
+    member = models.Member("rf", forest, {"patch": 3, "sequence_days": 3})
+    built = inference.member_plan(member, threads=2)
+    assert built is not None and built.forest is not None and built.session is None
+    days, height, width = 6, 11, 10
+    cube = np.empty((days, height, width, 4), np.float32)
+    cube[..., 0] = rng.normal(size=(days, height, width))  # varying every pixel-day
+    cube[..., 1] = rng.normal(size=(days, 1, 1))  # one value a day
+    cube[..., 2] = rng.normal(size=(height, width))  # static
+    cube[..., 3] = rng.normal(size=(height, width))
+    cube[..., 3] = np.round(cube[..., 3], 1)  # static, on few values
+    cube[3, 5, 5, 0] = np.nan
+    out = inference.predict_cube(member, cube, halo=2, threads=2)
+    expected = forest.predict(np.nan_to_num(cube[:, 2:-2, 2:-2]).reshape(-1, 4)).astype(np.float32)
+    expected = expected.reshape(days, height - 4, width - 4)
+    expected[3, 3, 3] = np.nan
+    np.testing.assert_array_equal(out, expected)
+    # values on the thresholds themselves go left, as in scikit-learn
+    rows = np.array([[t.tree_.threshold[0]] * 4 for t in forest.estimators_], np.float32)
+    got = np.empty(len(rows), np.float32)
+    built.dense_rows(rows, got)
+    np.testing.assert_array_equal(got, forest.predict(rows).astype(np.float32))
+
+
+def test_forest_falls_back_to_onnx_runtime_where_the_compiled_trees_fail(monkeypatch):
+    pytest.importorskip("numba")
+    from sklearn.ensemble import RandomForestRegressor
+
+    from smdown.mapping import trees
+
+    monkeypatch.delenv("SMDOWN_INFERENCE", raising=False)
+    x = np.random.default_rng(5).normal(size=(200, 2))
+    forest = RandomForestRegressor(n_estimators=3, max_depth=4, random_state=0).fit(x, x[:, 0])
+    monkeypatch.setattr(trees, "Forest", lambda model: (_ for _ in ()).throw(RuntimeError("no compiler")))
+    built = inference.forest_plan(forest)
+    assert built is not None and built.forest is None and built.session is not None
 
 
 def test_batched_calls_one_shape_and_keeps_the_rows():
