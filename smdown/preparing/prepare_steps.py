@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from smdown import io
-from smdown.grid import Tile
+from smdown.grid import Tile, nest_factor
 from smdown.jobs import factor_of
 from smdown.preparing import resample as resampling
 from smdown.preparing import terrain as terrain_lib
@@ -54,11 +54,13 @@ def terrain(dem: str, outputs: dict[str, str], names: list[str], window: int = t
         log.info("%s: %s range %.3g..%.3g (windows of %d pixels)", name, grid.shape, low, high, window)
 
 
-def resample_one(source: str, coarse: str, output: str, scale: str, static: bool, is_target: bool, max_gap: int,
-                 tile: list[int] | None = None) -> None:
-    """One variable onto one scale; `tile`: [first row, first col, rows, cols] of the coarse cells to write (the
-    finest scale's daily variables run one job per tile, rule resample_tile), None: the whole region."""
-    factor = factor_of(scale, coarse)
+def resample_one(source: str, coarse: str | dict, output: str, scale: str, static: bool, is_target: bool,
+                 max_gap: int, tile: list[int] | None = None) -> None:
+    """One variable onto one scale; `coarse`: the coarse raster, or its grid and dates (resample.coarse_params, the
+    rules' params); `tile`: [first row, first col, rows, cols] of the coarse cells to write (the finest scale's daily
+    variables run one job per tile, rule resample_tile), None: the whole region."""
+    coarse_grid, _ = resampling.coarse_frame(coarse)
+    factor = None if scale == "coarse" else nest_factor(coarse_grid.res, float(scale))
     missing = resampling.resample_variable(source, coarse, factor, static, output, fill=not is_target,
                                            max_gap_days=max_gap, tile=Tile(*tile) if tile else None)
     grid = io.read_grid(output)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import numpy as np
+from affine import Affine
 
 from smdown import io
 from smdown.grid import Grid, Tile, nested_grid
@@ -19,11 +23,30 @@ def target_grid(coarse: Grid, factor: int | None) -> Grid:
 BLOCK_PIXEL_DAYS = 2**23
 
 
-def output_dates(path: str, coarse_path: str, static: bool, fill: bool) -> list[str] | None:
+def coarse_params(grid: Grid, dates: list[str] | None) -> dict:
+    """The coarse grid (and the dates a filled variable is put on) as a rule's params: what a variable's resampling
+    reads of the coarse input, so a changed coarse value reruns no predictor's resampling (only new dates do)."""
+    return {"crs": grid.crs, "transform": list(grid.transform)[:6], "height": grid.height, "width": grid.width,
+            "dates": None if dates is None else list(dates)}
+
+
+def coarse_frame(coarse: str | os.PathLike | Mapping) -> tuple[Grid, list[str] | None]:
+    """The coarse grid and dates: from a coarse raster's header, or from coarse_params (a rule's params)."""
+    if isinstance(coarse, Mapping):
+        grid = Grid(str(coarse["crs"]), Affine(*coarse["transform"]), int(coarse["height"]), int(coarse["width"]))
+        return grid, None if coarse["dates"] is None else list(coarse["dates"])
+    return io.read_grid(coarse), io.read_dates(coarse)
+
+
+def output_dates(path: str, coarse_dates: list[str] | None, static: bool, fill: bool) -> list[str] | None:
     """The dates of a resampled variable: none (static), the coarse input's daily dates (filled), or its own."""
     if static:
         return None
-    return io.read_dates(coarse_path) if fill else io.read_dates(path)
+    if not fill:
+        return io.read_dates(path)
+    if coarse_dates is None:
+        raise ValueError(f"{path}: a daily variable needs the coarse dates it is filled to")
+    return coarse_dates
 
 
 def resample_block(path: str, grid: Grid, dates: list[str] | None, static: bool, method: str, fill: bool,
@@ -48,17 +71,17 @@ def resample_block(path: str, grid: Grid, dates: list[str] | None, static: bool,
     return temporal.fill_to_dates(warped.data, warped.dates, dates, max_gap_days)
 
 
-def resample_variable(path: str, coarse_path: str, factor: int | None, static: bool, output: str,
+def resample_variable(path: str, coarse: str | os.PathLike | Mapping, factor: int | None, static: bool, output: str,
                       max_gap_days: int, fill: bool = True, block_pixel_days: int = BLOCK_PIXEL_DAYS,
                       tile: Tile | None = None) -> float:
     """One variable onto one scale (factor None: the coarse grid), block by block of whole coarse cells,
     written window by window to `output`: the whole region, or the coarse cells of `tile`, one cell a block (so a
     tile holds the bits any other tiling holds there: the warp's kernel width is the whole grid's). Returns the NaN
-    share of the output."""
-    coarse_grid = io.read_grid(coarse_path)
+    share of the output. `coarse`: the coarse raster, or its grid and dates as coarse_params gives them."""
+    coarse_grid, coarse_dates = coarse_frame(coarse)
     grid = target_grid(coarse_grid, factor)
     method = "average" if factor is None else "cubic"
-    dates = output_dates(path, coarse_path, static, fill)
+    dates = output_dates(path, coarse_dates, static, fill)
     bands = 1 if dates is None else len(dates)
     size = factor or 1
     cells = max(1, int(np.sqrt(block_pixel_days / (size * size * bands))))  # block side, in coarse cells

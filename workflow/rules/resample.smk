@@ -21,7 +21,6 @@ rule terrain:
 rule resample:
     input:
         source=variable_source,
-        coarse=INPUTS.coarse["surface"],
     output:
         f"{R}/scales/{{scale}}/{{var}}.tif",
     log:
@@ -39,6 +38,7 @@ rule resample:
         is_target=is_coarse_variable,
         max_gap=config["fill"]["max_gap_days"],
         tile=None,
+        coarse=coarse_params,
     script:
         "../scripts/resample.py"
 
@@ -47,7 +47,6 @@ rule resample:
 rule resample_tile:
     input:
         source=variable_source,
-        coarse=INPUTS.coarse["surface"],
     output:
         temp(f"{R}/tiles/scales/{FINE}/{{var}}/{{tile}}.tif"),
     log:
@@ -67,6 +66,7 @@ rule resample_tile:
         is_target=is_coarse_variable,
         max_gap=config["fill"]["max_gap_days"],
         tile=tile_cells,
+        coarse=coarse_params,
     script:
         "../scripts/resample.py"
 

@@ -4,7 +4,7 @@ from smdown.preparing.prepare_steps import resample_one
 setup_logging(snakemake.log[0])
 resample_one(
     snakemake.input.source,
-    snakemake.input.coarse,
+    snakemake.params.coarse,
     snakemake.output[0],
     snakemake.params.scale,
     static=snakemake.params.static,
