@@ -21,6 +21,11 @@ its wall times measure the load. The requests then add margins:
 
 so a job killed for memory or time is retried (the SLURM profile's `retries: 1`) with twice the request.
 
+Bytes follow the work too: each step writes BYTES[rule] bytes per unit of work (WRITTEN: the file sizes of a demo
+run's outputs, the maps as written today: float32, ZSTD level 1, floating-point predictor), and `project` adds up
+what each step writes, what the run holds at the end and the most it holds at once (a step's tiles and their merged
+maps lie on disk together until the merge ends).
+
 Where memory does not follow the size today, the model says so (`held` is then a constant or the whole input):
 - predict, predict_rf, uncertainty, cubic_baseline, resample, samples, evaluate read block by block: their memory is set by
   the block (`predict.block_cells`, the resampling block of resample.BLOCK_PIXEL_DAYS pixel-days, one coarse
@@ -265,6 +270,44 @@ MODELS["resample_tile"] = MODELS["resample"]  # the same step on a tile's cells
 
 
 @dataclass(frozen=True)
+class Written:
+    """One measurement of what a step writes: the bytes of its outputs for `work` units (30 m pixel-days of a
+    layer's maps, pixel-days of a variable at its scale, pixels of a static raster, training examples), and where
+    the number comes from."""
+
+    rule: str
+    work: float
+    nbytes: float
+    source: str
+
+
+_FILES = ("the file sizes (du -b) of the demo run made by `make run` (5 x 4 cells, 40 days, 30 m: 1.8 M pixels, "
+          "72 M pixel-days a layer; float32, ZSTD level 1, floating-point predictor, 256 x 256 tiles)")
+# The maps as written today (float32, NaN nodata, ZSTD level 1 with the floating-point predictor): 3-4 bytes a
+# pixel-day for a model's map (its low mantissa bits are noise to ZSTD), under 0.4 for the smooth cubic ones. Each
+# measured on both layers; the larger is kept (an upper envelope, as the CPU lines).
+WRITTEN: tuple[Written, ...] = (
+    # predict: the tile's dnn, cnn, lstm, rf, ensemble (ensemble_raw where stations refine it) and ensemble_std
+    Written("predict", 72e6, 1_532_189_226, _FILES + ", downscaled/surface/{dnn,cnn,lstm,rf,ensemble_raw,ensemble_std}"),
+    Written("predict", 72e6, 1_509_666_872, _FILES + ", the same of the root zone"),
+    Written("cubic_baseline", 72e6, 55_141_648, _FILES + ", downscaled/surface/cubic{,_corrected}.tif"),
+    Written("refine", 72e6, 207_305_261, _FILES + ", downscaled/surface/ensemble.tif (refined)"),
+    Written("uncertainty", 72e6, 210_240_602, _FILES + ", downscaled/surface/uncertainty.tif"),
+    # resample: one daily variable at one scale (its pixel-days at that scale): precipitation, NDVI, NDWI at 30 m
+    Written("resample", 3 * 72e6, 478_124_318, _FILES + ", scales/30/{ndvi,ndwi,precipitation}.tif"),
+    Written("resample_coarse", 72e6, 27_570_824, _FILES + ", scales/30/coarse_surface.tif"),
+    # a static raster at one scale (its pixels): dem, sand, clay and the terrain rasters at 30 m
+    Written("resample_static", 7 * 1.8e6, 35_708_909, _FILES + ", scales/30/{dem,sand,clay,slope,northness,eastness,twi}"),
+    Written("terrain", 1.8e6, 24_915_692, _FILES + ", derived/{slope,northness,eastness,twi}.tif (30 m)"),
+    # samples: one layer's examples at its three scales (24 000 each)
+    Written("samples", 72000, 269_368_648, _FILES + ", samples/surface/{100,50,30}.npz"),
+)
+# Bytes written per unit of work (the largest measurement's ratio: the files grow with the pixel-days); merge_tiles
+# and merge_scale write what their tiles hold.
+BYTES: dict[str, float] = {w.rule: max(x.nbytes / x.work for x in WRITTEN if x.rule == w.rule) for w in WRITTEN}
+
+
+@dataclass(frozen=True)
 class Request:
     mem_mb: int
     runtime: int  # minutes
@@ -296,6 +339,8 @@ class Stage:
     jobs: int
     cpu_s: float
     threads: int = 1
+    written: float = 0.0  # bytes each job writes (BYTES)
+    temporary: bool = False  # its outputs are tiles, removed once the next merge has merged them
 
 
 def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = (100, 50, 30), dynamic: int = 3,
@@ -314,32 +359,48 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     tile, the raw ensemble merged too (9 maps a layer) and the refined one after (`merge_refined`). CPU seconds from MODELS; the 2-thread jobs
     (predict, predict_rf, train_rf) hold 2 cores."""
     fine = min(scales)
-    out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels))]
+    px_days = pixels * days
+    out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels), written=BYTES["terrain"] * pixels)]
     resample = []
     for scale in scales:
         share = (fine / scale) ** 2
         split = tiles if scale == fine else 1
         resample.append(Stage(f"resample {scale} m", dynamic * split,
-                              MODELS["resample"].cpu_s(pixels * share * days / split)))
-        resample.append(Stage(f"resample {scale} m static", static, MODELS["resample"].cpu_s(pixels * share)))
-    resample.append(Stage("resample coarse SM", layers * tiles, MODELS["resample"].cpu_s(pixels * days / tiles)))
+                              MODELS["resample"].cpu_s(pixels * share * days / split),
+                              written=BYTES["resample"] * pixels * share * days / split, temporary=split > 1))
+        resample.append(Stage(f"resample {scale} m static", static, MODELS["resample"].cpu_s(pixels * share),
+                              written=BYTES["resample_static"] * pixels * share))
+    resample.append(Stage("resample coarse SM", layers * tiles, MODELS["resample"].cpu_s(pixels * days / tiles),
+                          written=BYTES["resample_coarse"] * px_days / tiles, temporary=True))
     out += resample
-    out.append(Stage("merge_scale", dynamic + layers, MODELS["merge_tiles"].cpu_s(pixels * days)))
-    out += [Stage("samples", layers * len(scales), MODELS["samples"].cpu_s(pixels * days)),
+    out.append(Stage("merge_scale", dynamic + layers, MODELS["merge_tiles"].cpu_s(pixels * days),
+                     written=(BYTES["resample_coarse"] * layers + (BYTES["resample"] * dynamic if tiles > 1 else 0))
+                     * px_days / (dynamic + layers)))
+    maps = BYTES["predict"] + BYTES["cubic_baseline"] + (BYTES["refine"] if refine else 0)  # a layer's merged maps
+    out += [Stage("samples", layers * len(scales), MODELS["samples"].cpu_s(pixels * days),
+                  written=BYTES["samples"] * examples / len(scales)),
             Stage("tune", layers * 3, MODELS["tune"].cpu_s(examples * trials * tune_epochs)),
             Stage("train", layers * 3, MODELS["train"].cpu_s(examples * epochs)),
             Stage("train_rf", layers, MODELS["train_rf"].cpu_s(examples), 2),
             Stage("ensemble", layers, MODELS["ensemble"].cpu_s(examples)),
-            Stage("predict", layers * tiles, MODELS["predict_forest" if forest else "predict"].cpu_s(pixels * days / tiles), 2),
-            *([] if forest else [Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2)]),
-            Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles)),
-            Stage("merge_tiles", layers * (9 if refine else 8), MODELS["merge_tiles"].cpu_s(pixels * days)),
+            Stage("predict", layers * tiles, MODELS["predict_forest" if forest else "predict"].cpu_s(pixels * days / tiles), 2,
+                  written=BYTES["predict"] * px_days / tiles, temporary=True),
+            *([] if forest else [Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2,
+                                       written=BYTES["predict"] / 6 * px_days / tiles, temporary=True)]),
+            Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles),
+                  written=BYTES["cubic_baseline"] * px_days / tiles, temporary=True),
+            Stage("merge_tiles", layers * (9 if refine else 8), MODELS["merge_tiles"].cpu_s(pixels * days),
+                  written=(maps - (BYTES["refine"] if refine else 0)) * px_days / (9 if refine else 8)),
             *([Stage("fit_refinement", layers, MODELS["fit_refinement"].cpu_s(90_000 * days)),
-               Stage("refine", layers * tiles, MODELS["refine"].cpu_s(pixels * days / tiles)),
-               Stage("merge_refined", layers, MODELS["merge_tiles"].cpu_s(pixels * days))] if refine else []),
+               Stage("refine", layers * tiles, MODELS["refine"].cpu_s(pixels * days / tiles),
+                     written=BYTES["refine"] * px_days / tiles, temporary=True),
+               Stage("merge_refined", layers, MODELS["merge_tiles"].cpu_s(pixels * days),
+                     written=BYTES["refine"] * px_days)] if refine else []),
             Stage("calibrate_uncertainty", layers, MODELS["calibrate_uncertainty"].cpu_s(90_000 * days)),
-            Stage("uncertainty", layers * tiles, MODELS["uncertainty"].cpu_s(pixels * days / tiles)),
-            Stage("merge_uncertainty", layers, MODELS["merge_tiles"].cpu_s(pixels * days)),
+            Stage("uncertainty", layers * tiles, MODELS["uncertainty"].cpu_s(pixels * days / tiles),
+                  written=BYTES["uncertainty"] * px_days / tiles, temporary=True),
+            Stage("merge_uncertainty", layers, MODELS["merge_tiles"].cpu_s(pixels * days),
+                  written=BYTES["uncertainty"] * px_days),
             Stage("evaluate_tile", layers * tiles, MODELS["evaluate_tile"].cpu_s(pixels * days / tiles)),
             Stage("evaluate", 1, MODELS["evaluate"].cpu_s(layers * pixels * days * test_share)),
             Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples))]
@@ -356,16 +417,32 @@ _GROUPS = (("terrain",), ("resample",), ("merge_scale",), ("samples",), ("tune",
 
 def project(plan: list[Stage], nodes: int, cores: int = 32) -> dict:
     """Jobs, CPU core-hours, core-hours held (cores x wall) and the wall time (hours) on `nodes` nodes of `cores`
-    cores: each group of steps takes max(its longest job, its held core-seconds / all cores)."""
-    wall = 0.0
+    cores: each group of steps takes max(its longest job, its held core-seconds / all cores). Bytes: `written_gb`,
+    all the jobs write; `disk_gb`, what the run holds at the end; `peak_gb`, the most it holds at once (the tiles
+    of a step are removed once the next merge has merged them, so they and their merged maps are on disk together
+    during the merge); `steps`, per group: its wall hours, bytes written and the disk peak while it runs."""
+    wall, disk, peak, waiting = 0.0, 0.0, 0.0, 0.0
+    steps = []
     for group in _GROUPS:
         members = [s for s in plan if s.name.split()[0] in group]
         if members:
             longest = max(s.cpu_s for s in members)
             held = sum(s.jobs * s.cpu_s * s.threads for s in members)
-            wall += max(longest, held / (nodes * cores))
+            hours = max(longest, held / (nodes * cores)) / 3600
+            wall += hours * 3600
+            written = sum(s.jobs * s.written for s in members)
+            disk += written
+            peak = max(peak, disk)
+            steps.append({"step": "/".join(group), "jobs": sum(s.jobs for s in members), "wall_h": hours,
+                          "written_gb": written / 1e9, "disk_peak_gb": disk / 1e9})
+            waiting += sum(s.jobs * s.written for s in members if s.temporary)
+            if any(s.name.startswith("merge") for s in members):  # the merged tiles are removed
+                disk -= waiting
+                waiting = 0.0
     return {"jobs": sum(s.jobs for s in plan), "cpu_core_h": sum(s.jobs * s.cpu_s for s in plan) / 3600,
-            "held_core_h": sum(s.jobs * s.cpu_s * s.threads for s in plan) / 3600, "wall_h": wall / 3600}
+            "held_core_h": sum(s.jobs * s.cpu_s * s.threads for s in plan) / 3600, "wall_h": wall / 3600,
+            "written_gb": sum(s.jobs * s.written for s in plan) / 1e9, "disk_gb": disk / 1e9, "peak_gb": peak / 1e9,
+            "steps": steps}
 
 
 def summarise_dry_run(text: str) -> list[dict]:
@@ -390,19 +467,46 @@ def summarise_dry_run(text: str) -> list[dict]:
 
 def main() -> None:
     """`snakemake -n ... | python -m smdown.resources`: the requests per rule, as a Markdown table.
-    `python -m smdown.resources project PIXELS DAYS`: the projection on 10 and 100 nodes of 32 cores."""
+    `python -m smdown.resources project PIXELS DAYS [NODES ...]`: the projection on 10 and 100 (or NODES) nodes of 32
+    cores: time, core-hours, bytes written and on disk, per step, and the largest jobs' requests."""
     import sys
 
     if sys.argv[1:2] == ["project"]:
         pixels, days = float(sys.argv[2]), int(sys.argv[3])
-        print("| jobs as | nodes | jobs | CPU core-hours | core-hours held | wall hours |")
-        print("|---|---|---|---|---|---|")
+        nodes_list = [int(n) for n in sys.argv[4:]] or [10, 100]
+        print("| jobs as | nodes | jobs | CPU core-hours | core-hours held | wall hours | written TB | peak on disk TB "
+              "| kept TB |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for tiles, label in ((1, "one tile (tiles.cells: 0)"), (pixels / 90000 / 4, "tiles of 2 x 2 cells (default)"),
                              (pixels / 90000 / 16, "tiles of 4 x 4 cells")):
             plan = stages(pixels, days, tiles=max(1, round(tiles)))
-            for nodes in (10, 100):
+            for nodes in nodes_list:
                 p = project(plan, nodes)
-                print(f"| {label} | {nodes} | {p['jobs']} | {p['cpu_core_h']:.0f} | {p['held_core_h']:.0f} | {p['wall_h']:.1f} |")
+                print(f"| {label} | {nodes} | {p['jobs']} | {p['cpu_core_h']:.0f} | {p['held_core_h']:.0f} | "
+                      f"{p['wall_h']:.1f} | {p['written_gb'] / 1e3:.1f} | {p['peak_gb'] / 1e3:.1f} | "
+                      f"{p['disk_gb'] / 1e3:.1f} |")
+        tiles = max(1, round(pixels / 90000 / 4))
+        for nodes in nodes_list:
+            p = project(stages(pixels, days, tiles=tiles), nodes)
+            print(f"\nsteps on {nodes} nodes of 32 cores, tiles of 2 x 2 cells ({tiles} a layer):")
+            print("| step | jobs | wall hours | written GB | on disk at its peak GB |")
+            print("|---|---|---|---|---|")
+            for row in p["steps"]:
+                print(f"| {row['step']} | {row['jobs']} | {row['wall_h']:.2f} | {row['written_gb']:.0f} | "
+                      f"{row['disk_peak_gb']:.0f} |")
+        block = 90000 * days  # one coarse cell at 30 m, all days: predict's block
+        largest = {"predict (a 2 x 2-cell tile)": request("predict_forest", 4 * block, block),
+                   "merge_tiles (a layer's map)": request("merge_tiles", pixels * days, min(32e6, pixels * days)),
+                   "resample (30 m, a 2 x 2-cell tile)": request("resample", 4 * block, 2**23),
+                   "resample (50 m, a daily variable, the whole region)": request(
+                       "resample", pixels * (30 / 50) ** 2 * days, 2**23),
+                   "samples (30 m, a layer, the whole region)": request("samples", pixels * days, block),
+                   "evaluate_tile (a 2 x 2-cell tile)": request("evaluate_tile", 4 * block, 20e6),
+                   "evaluate (the test cells and days)": request("evaluate", 2 * pixels * days * 0.15 * 0.17, 20e6)}
+        print("\n| largest job | mem_mb | runtime min | beyond 48 h / 256 GB |")
+        print("|---|---|---|---|")
+        for name, asked in largest.items():
+            print(f"| {name} | {asked.mem_mb} | {asked.runtime} | {'; '.join(asked.exceeds()) or '-'} |")
         return
     rows = [r for r in summarise_dry_run(sys.stdin.read()) if r["rule"] != "all"]
     print("| rule | jobs | mem_mb (largest) | runtime min (largest) | beyond a typical partition |")

@@ -92,3 +92,26 @@ def test_requests_cover_the_checks_not_fitted(point):
     asked = res.request(point.rule, point.work, point.held)
     assert asked.mem_mb >= point.rss_mb and res.MODELS[point.rule].rss_mb(point.held) >= 0.9 * point.rss_mb
     assert math.isnan(point.cpu_s) or res.MODELS[point.rule].cpu_s(point.work) >= point.cpu_s
+
+
+def test_bytes_lines_are_the_measured_file_sizes_and_the_projection_uses_them(monkeypatch):
+    """Bytes written per unit of work: the largest measured ratio of each step; each stage writes its line's bytes,
+    the tiles are on disk with their merged maps during the merge and removed after it."""
+    for rule, per_unit in res.BYTES.items():
+        assert per_unit == max(w.nbytes / w.work for w in res.WRITTEN if w.rule == rule) > 0
+    assert 20 < res.BYTES["predict"] < 22  # six float32 maps (ZSTD) at ~3.5 bytes a pixel-day each
+    pixels, days, tiles = 58e6, 300, 161
+    plan = res.stages(pixels, days, tiles=tiles)
+    predict = next(s for s in plan if s.name == "predict")
+    assert predict.written == pytest.approx(res.BYTES["predict"] * pixels * days / tiles) and predict.temporary
+    p = res.project(plan, 10)
+    assert p["written_gb"] == pytest.approx(sum(s.jobs * s.written for s in plan) / 1e9)
+    steps = {row["step"]: row for row in p["steps"]}
+    merge = steps["merge_tiles"]
+    maps = 2 * (res.BYTES["predict"] + res.BYTES["cubic_baseline"]) * pixels * days / 1e9  # both layers' maps
+    assert merge["written_gb"] == pytest.approx(maps)
+    assert p["peak_gb"] == pytest.approx(merge["disk_peak_gb"])  # the tiles and their merged maps together
+    assert steps["fit_refinement"]["disk_peak_gb"] == pytest.approx(merge["disk_peak_gb"] - maps)  # tiles removed
+    monkeypatch.setitem(res.BYTES, "predict", 2 * res.BYTES["predict"])  # the line is what the projection reads
+    doubled = res.project(res.stages(pixels, days, tiles=tiles), 10)
+    assert doubled["written_gb"] == pytest.approx(p["written_gb"] + 2 * 2 * res.BYTES["predict"] / 2 * pixels * days / 1e9)
