@@ -417,8 +417,9 @@ def tune_settings(config: dict) -> dict:
 
 
 def hyper_parameters(config: dict) -> dict:
-    """The training settings of the deep members (config `models` without the list of members)."""
-    return {key: value for key, value in config["models"].items() if key != "members"}
+    """The training settings of the deep members (config `models` without the list of members and the trained run
+    a run applies, models.from, which decides the DAG instead)."""
+    return {key: value for key, value in config["models"].items() if key not in ("members", "from")}
 
 
 def scale_name(scale: float) -> str:
@@ -428,3 +429,117 @@ def scale_name(scale: float) -> str:
 def load(path: str | Path) -> dict:
     """Read and validate a YAML config file."""
     return validate(yaml.safe_load(Path(path).read_text()) or {})
+
+
+# ------------------------------------------------------------ applying a trained run (config models.from)
+# a predictor's values this many times larger or smaller than those the models were trained on, and outside their
+# range, are in another unit (percent for a fraction, mm for m): refused
+UNIT_RATIO = 20.0
+
+
+def applied_files(source: str, layer: str, members: list[str], aoa: bool) -> list[str]:
+    """The files of a trained run that a run applying it reads for one layer (config models.from)."""
+    models = [f"{source}/models/{layer}/{name}.{ext}" for name in members for ext in ("keras", "json")]
+    models += [f"{source}/models/{layer}/rf.joblib", f"{source}/models/{layer}/rf.json"]
+    ensemble = [f"{source}/ensemble/{layer}/{name}" for name in ("weights.csv", "calibration.json")]
+    return models + ensemble + ([f"{source}/ensemble/{layer}/aoa.json"] if aoa else [])
+
+
+def _finest_scale(source: str) -> str | None:
+    """The finest scale a trained run mapped at (the smallest of results/<run>/scales/), None where none is left."""
+    scales = [d.name for d in Path(source, "scales").glob("*") if d.is_dir() and d.name != "coarse"]
+    numbers = [float(name) for name in scales if name.replace(".", "", 1).isdigit()]
+    return scale_name(min(numbers)) if numbers else None
+
+
+def _compare_features(meta: dict, model_inputs: dict, where: str) -> None:
+    """The predictors and derived features of a trained member's sidecar against this run's (model_inputs)."""
+    trained, here = meta["spec"], model_inputs["spec"]
+    for kind in ("dynamic", "static"):
+        other = "static" if kind == "dynamic" else "dynamic"
+        for name in trained[kind]:
+            if name in here[other]:
+                raise ConfigError(f"models.from: predictor '{name}' is {other} in this run but the models of "
+                                  f"{where} were trained on it as {kind} (config key 'static')")
+            if name not in here[kind]:
+                raise ConfigError(f"models.from: predictor '{name}' is missing: the models of {where} were trained "
+                                  f"on it; give it in inputs.predictors (predictors of this run: "
+                                  f"{here['dynamic'] + here['static']})")
+        for name in here[kind]:
+            if name not in trained[kind] and name not in trained[other]:
+                raise ConfigError(f"models.from: predictor '{name}' of this run was not among those the models of "
+                                  f"{where} were trained on ({trained['dynamic'] + trained['static']}); leave it "
+                                  "out of inputs.predictors")
+    for key, setting in (("api_decay", "derived.api_decay"), ("day_of_year", "derived.day_of_year")):
+        if trained[key] != here[key]:
+            raise ConfigError(f"models.from: {setting} is {here[key]} in this run but the models of {where} were "
+                              f"trained with {trained[key]}")
+    for key in ("patch", "sequence_days", "target"):
+        if meta[key] != model_inputs[key]:
+            raise ConfigError(f"models.from: samples.{key} is {model_inputs[key]!r} in this run but the models of "
+                              f"{where} were trained with {meta[key]!r}")
+
+
+def check_units(name: str, path: str, values: np.ndarray, trained: dict, where: str) -> None:
+    """A predictor's values (a sample of its raster) against the quantiles of the feature the models were trained on
+    (`trained`: q01, q50, q99): a median outside the trained range and UNIT_RATIO times off is another unit."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return
+    median = float(np.median(finite))
+    low, mid, high = trained["q01"], trained["q50"], trained["q99"]
+    if low <= median <= high or mid == 0 or median == 0:
+        return
+    ratio = abs(median / mid)
+    if ratio >= UNIT_RATIO or ratio <= 1 / UNIT_RATIO:
+        raise ConfigError(f"models.from: predictor '{name}' ({path}) has values around {median:.4g}, but the models of "
+                          f"{where} were trained on {low:.4g}..{high:.4g} (median {mid:.4g}): {ratio:.3g} times "
+                          "as large, another unit? Convert it to the unit of the trained run")
+
+
+def check_applied(source: str, layers: list[str], members: list[str], model_inputs: dict, fine: str,
+                  predictors: dict[str, str] | None = None, aoa: bool = True) -> dict[str, bool]:
+    """Check a trained run before a run applying it schedules any job (config models.from): its files are there,
+    it was trained on this run's predictors (names, static or dynamic, derived features, sample geometry), at this
+    run's finest scale, with this run's members, and (`predictors`: name -> raster of this run, where they exist) on
+    values in the same units. Raises ConfigError naming the key or the predictor; returns, per layer, whether the
+    trained run refines its ensemble with the stations (its refinement.json is reused)."""
+    import json
+
+    where = source
+    if not Path(source).is_dir():
+        raise ConfigError(f"models.from: {source} is not a folder (the results folder of a trained run, e.g. "
+                          "results/<run>, relative to the working directory)")
+    missing = [f for layer in layers for f in applied_files(source, layer, members, aoa) if not Path(f).exists()]
+    if missing:
+        raise ConfigError(f"models.from: {source} lacks {missing}: finish that run first (snakemake --configfile "
+                          "<its config>) or choose another one")
+    finest = _finest_scale(source)
+    if finest is not None and finest != fine:
+        raise ConfigError(f"scales: the finest scale is {fine} m in this run but {source} was mapped at {finest} m: "
+                          "its members (the CNN's patch, the LSTM's pixels) apply at that scale only")
+    for layer in layers:
+        for name in [*members, "rf"]:
+            meta = json.loads(Path(source, "models", layer, f"{name}.json").read_text())
+            _compare_features(meta, model_inputs, f"{where} ({layer} {name})")
+        weights = Path(source, "ensemble", layer, "weights.csv").read_text().splitlines()
+        trained = {line.split(",")[0] for line in weights[1:] if line}
+        absent = [m for m in members if m not in trained]
+        if absent:
+            raise ConfigError(f"models.members: {absent} are not members of the ensemble of {source} "
+                              f"({sorted(trained)})")
+    if predictors:
+        reference = json.loads(Path(source, "ensemble", layers[0], "aoa.json").read_text()) if aoa else {}
+        ranges = reference.get("ranges", {})
+        for name, path in predictors.items():
+            if name in ranges and Path(path).exists():
+                check_units(name, path, _sampled(path), ranges[name], where)
+    return {layer: Path(source, "ensemble", layer, "refinement.json").exists() for layer in layers}
+
+
+def _sampled(path: str) -> np.ndarray:
+    """A raster's values at up to 16 x 16 points of its own grid over a few bands (what a unit check needs)."""
+    grid = io.read_grid(path)
+    rows, cols = min(grid.height, 16), min(grid.width, 16)
+    sample = Grid(grid.crs, grid.transform * grid.transform.scale(grid.width / cols, grid.height / rows), rows, cols)
+    return io.sample_at(path, sample, _evenly(io.band_count(path), 4))

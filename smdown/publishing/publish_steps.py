@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 #: the product: the ensemble and its calibrated uncertainty
 PRODUCT = ("ensemble", "uncertainty")
 BASELINES = ("cubic", "cubic_corrected")
+# the area of applicability's map (a dissimilarity index, not a soil moisture): written as float32 beside the maps,
+# kept out of the cube and the catalogue (their units are m3 m-3)
+APPLICABILITY = "aoa"
 
 
 def written_maps(choice: str | Sequence[str], available: Sequence[str], members: Sequence[str],
@@ -23,7 +26,8 @@ def written_maps(choice: str | Sequence[str], available: Sequence[str], members:
     members and the forest, baselines: cubic and cubic_corrected, spread: ensemble_std). A name the run does not map
     (ensemble_raw without the stations' refinement, a member not in models.members) is an error naming the key."""
     if choice == "auto":
-        choice = "product" if own_region else "all"
+        # a region of your own: the product and, where the run maps it, the area of applicability
+        choice = (["product", APPLICABILITY] if APPLICABILITY in available else "product") if own_region else "all"
     if choice == "all":
         return list(available)
     groups = {"product": PRODUCT, "members": (*members, "rf"), "baselines": BASELINES, "spread": ("ensemble_std",)}
@@ -39,7 +43,9 @@ def written_maps(choice: str | Sequence[str], available: Sequence[str], members:
 def cube(maps: Sequence[str | os.PathLike], names: Sequence[str], output: str, layer: str, dtype: str,
          run: str) -> None:
     """A layer's written maps (GeoTIFFs, `names` in their order) as one NetCDF-CF cube."""
-    summary = write_cube(dict(zip(names, maps, strict=True)), output, layer, dtype=dtype, attrs={"run": run})
+    named = {name: path for name, path in zip(names, maps, strict=True) if name != APPLICABILITY}
+    names = list(named)
+    summary = write_cube(named, output, layer, dtype=dtype, attrs={"run": run})
     pixel_days = summary["days"] * summary["rows"] * summary["cols"] * len(names)
     log.info("%s: %s, %d days of %d x %d pixels, %d bytes (%.3f bytes a pixel-day, %s)", output, ", ".join(names),
              summary["days"], summary["rows"], summary["cols"], summary["bytes"], summary["bytes"] / pixel_days, dtype)
@@ -50,6 +56,8 @@ def catalog(maps: Sequence[str | os.PathLike], layers: Sequence[str], names: Seq
     """The run's STAC catalogue in folder `output` (collection.json and one item per map), validated offline."""
     by_layer: dict[str, dict[str, str]] = {}
     for path, layer, name in zip(maps, layers, names, strict=True):
+        if name == APPLICABILITY:
+            continue
         by_layer.setdefault(layer, {})[name] = str(path)
     build_catalog(by_layer, dict(zip(cube_layers, cubes, strict=True)), output, run, dtype=dtype)
     items = validate(os.path.join(output, "collection.json"))

@@ -16,12 +16,14 @@ from smdown import io
 
 # the tiny run has stations, so the stations refine its ensemble (fit_refinement, refine)
 AFTER_REFINING = {"refine", "merge_tiles", "calibrate_uncertainty", "uncertainty", "evaluate_tile", "evaluate", "maps",
-                  "scatter", "station_figure", "metric_figure", "reliability_figure", "cube", "catalog", "all"}
+                  "scatter", "station_figure", "metric_figure", "reliability_figure", "cube", "catalog", "applicability",
+                  "all"}
 AFTER_PREDICT = AFTER_REFINING | {"predict", "fit_refinement"}
 TILES = 1  # the tiny config's 2 x 2 cells in the default tiles of 2 x 2 cells
 MAPS = ["dnn", "cnn", "lstm", "ensemble_raw", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected",
         "uncertainty"]
-AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity"}
+# the area of applicability's reference weighs the predictors by the sensitivity's importance
+AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity", "aoa_reference", "aoa"}
 
 
 def scheduled(workdir, override: dict | None = None) -> dict[str, int]:
@@ -100,7 +102,9 @@ def test_other_tiles_rerun_the_tiled_jobs_and_the_merges_only(tiny_run):
     assert {"predict", "cubic_baseline", "merge_tiles", "resample_tile"} <= set(jobs), jobs
     assert "train" not in jobs and "samples" not in jobs and "resample" not in jobs, jobs
     assert jobs["predict"] == jobs["cubic_baseline"] == 2 * 4 and "predict_rf" not in jobs
-    assert jobs["merge_tiles"] == 2 * len(MAPS) and jobs["resample_tile"] == 4 * jobs["merge_scale"]
+    # and the area of applicability, mapped one job a tile too
+    assert jobs["aoa"] == 2 * 4 and jobs["merge_tiles"] == 2 * (len(MAPS) + 1)
+    assert jobs["resample_tile"] == 4 * jobs["merge_scale"]
     assert jobs["evaluate_tile"] == 2 * 4 and jobs["evaluate"] == 1
 
 

@@ -28,6 +28,8 @@ from smdown.grid import EASE2_9KM_RES
 from smdown.preparing.features import spec_from_config
 from smdown.io import InputError
 from smdown.preparing.resample import BLOCK_PIXEL_DAYS, terrain_names
+from smdown.preparing import resample as smresample
+from smdown.preparing.demo import make_frame
 
 try:
     _validated = smconfig.validate(config)
@@ -68,6 +70,15 @@ SPLIT_SETTINGS = smconfig.split_settings(config)
 SAMPLE_SETTINGS = smconfig.sample_settings(config)
 HYPER_PARAMETERS = smconfig.hyper_parameters(config)
 TUNE_SETTINGS = smconfig.tune_settings(config)
+# A run applying a trained run (config models.from) reads that run's members, forest, weights, refinement,
+# calibration and area-of-applicability reference from MODELS_RUN (checked below, before any job runs) and
+# schedules no samples, tuning, training or weighting; a run of its own trains them under R (MODELS_RUN is R).
+APPLIED = config["models"]["from"]
+MODELS_RUN = str(APPLIED).rstrip("/") if APPLIED else R
+# the area of applicability (workflow/rules/applicability.smk)
+AOA = config["aoa"]["enabled"]
+AOA_SETTINGS = {key: value for key, value in config["aoa"].items() if key != "enabled"}
+
 
 
 if SOURCE == "local":
@@ -75,6 +86,20 @@ if SOURCE == "local":
         smconfig.check_inputs(INPUTS)
     except InputError as err:
         raise WorkflowError(f"bad input: {err}") from None
+
+if APPLIED:
+    try:
+        APPLIED_REFINES = smconfig.check_applied(
+            MODELS_RUN,
+            LAYERS,
+            MEMBERS,
+            MODEL_INPUTS,
+            FINE,
+            INPUTS.predictors if SOURCE == "local" else None,
+            aoa=AOA,
+        )
+    except smconfig.ConfigError as err:
+        raise WorkflowError(f"invalid configuration: {err}") from None
 
 
 wildcard_constraints:
@@ -141,18 +166,18 @@ def layer_samples(wildcards):
 
 
 def deep_models(wildcards):
-    return [f"{R}/models/{wildcards.layer}/{m}.keras" for m in MEMBERS]
+    return [f"{MODELS_RUN}/models/{wildcards.layer}/{m}.keras" for m in MEMBERS]
 
 
 def ensemble_models(wildcards):
     """The ensemble's members: the deep ones, and the random forest where it joins (ensemble.forest)."""
     if not FOREST_JOINS:
         return deep_models(wildcards)
-    return deep_models(wildcards) + [f"{R}/models/{wildcards.layer}/rf.joblib"]
+    return deep_models(wildcards) + [f"{MODELS_RUN}/models/{wildcards.layer}/rf.joblib"]
 
 
 def layer_models(wildcards):
-    return deep_models(wildcards) + [f"{R}/models/{wildcards.layer}/rf.joblib"]
+    return deep_models(wildcards) + [f"{MODELS_RUN}/models/{wildcards.layer}/rf.joblib"]
 
 
 def tuned_parameters(wildcards):
@@ -177,6 +202,9 @@ def layer_tuned(wildcards):
 # ensemble is ensemble_raw and the ensemble is the refined map (rules fit_refinement and refine).
 FOREST_JOINS = config["ensemble"]["forest"]
 REFINES = config["refine"]["enabled"] and bool(INPUTS.stations)
+# a run applying a trained run: that run's refinement, where it has one, refines this one's ensemble (no stations)
+if APPLIED:
+    REFINES = config["refine"]["enabled"] and all(APPLIED_REFINES.values())
 ENSEMBLE_MAPS = (
     MEMBERS + (["rf"] if FOREST_JOINS else []) + ["ensemble", "ensemble_std"]
 )
@@ -199,6 +227,7 @@ TILED_MAPS = (
     + (["ensemble"] if REFINES else [])
     + ([] if FOREST_JOINS else ["rf"])
     + ["cubic", "cubic_corrected", "uncertainty"]
+    + (["aoa"] if AOA else [])
 )
 # the refinement's predictors this run has (a default one it lacks, e.g. ndwi, is left out with a warning)
 REFINE_SETTINGS = {
@@ -233,7 +262,8 @@ def all_outputs():
     outputs = []
     for layer in LAYERS:
         outputs += expand(f"{R}/downscaled/{layer}/{{name}}.tif", name=TILED_MAPS)
-        outputs.append(f"{R}/ensemble/{layer}/weights.csv")
+        if not APPLIED:
+            outputs.append(f"{R}/ensemble/{layer}/weights.csv")
     # evaluation, figures and sensitivity (rules in evaluate.smk and sensitivity.smk, included before rule all)
     outputs += list(rules.evaluate.output) + list(rules.metric_figure.output)
     outputs += list(rules.reliability_figure.output)
@@ -242,7 +272,9 @@ def all_outputs():
         figures.append(rules.station_figure.output[0])
     outputs += expand(figures, layer=LAYERS)
     outputs += expand(rules.scatter.output[0], layer=LAYERS, reference=REFERENCES)
-    outputs += expand(list(rules.sensitivity.output), layer=LAYERS)
+    if not APPLIED:  # the trained run's sensitivity holds for a run applying it
+        outputs += expand(list(rules.sensitivity.output), layer=LAYERS)
+    outputs += applicability_outputs()
     return outputs
 
 
@@ -309,6 +341,37 @@ def tile_pixel_days(wildcards):
     """Pixel-days of the job's tile at the finest scale."""
     tile = TILES[wildcards.tile]
     return REGION.cell_pixel_days(float(FINE)) * tile.rows * tile.cols
+
+
+def map_dtype(wildcards):
+    """How a written map stores its values (config outputs.dtype); the area of applicability's dissimilarity index
+    (unbounded, not a soil moisture) always as float32."""
+    return "float32" if wildcards.name == "aoa" else OUTPUTS["dtype"]
+
+
+def coarse_frame():
+    """The coarse grid and dates, known when the DAG is built: the coarse input's header where it exists, else as
+    the demo or the download will write it."""
+    path = INPUTS.coarse["surface"]
+    if Path(path).exists():
+        return smio.read_grid(path), smio.read_dates(path)
+    if SOURCE == "demo":
+        frame = make_frame(config["demo"], 1)
+        return frame.coarse, frame.dates
+    acquire = config["acquire"]
+    region = make_region(acquire["bbox"], acquire["start"], acquire["end"])
+    return coarse_grid(region), region.days
+
+
+COARSE_GRID, COARSE_DATES = coarse_frame()
+
+
+def coarse_params(wildcards):
+    """What a variable's resampling reads of the coarse input (rules resample and resample_tile): its grid, and its
+    dates for a daily predictor (filled to them); not its values, so a changed coarse value reruns no predictor.
+    """
+    daily = not (is_static(wildcards) or is_coarse_variable(wildcards))
+    return smresample.coarse_params(COARSE_GRID, COARSE_DATES if daily else None)
 
 
 def tile_map(layer, name):
@@ -405,3 +468,34 @@ def runtime_of(step):
         return smres.request(step, *job_size(step, wildcards), attempt).runtime
 
     return runtime
+
+
+# The area of applicability (workflow/rules/applicability.smk, smdown.mapping.applicability).
+def aoa_importance(wildcards):
+    """The layer's permutation importance (rule sensitivity) where aoa.weights is importance; none for equal."""
+    if AOA_SETTINGS["weights"] != "importance":
+        return []
+    return f"{R}/sensitivity/{wildcards.layer}/importance.csv"
+
+
+def applicability_layers():
+    """The layers whose maps the applicability table scores: those with a truth, where the run writes the area
+    of applicability."""
+    return [
+        layer for layer in LAYERS if layer in INPUTS.truth and "aoa" in WRITTEN_MAPS
+    ]
+
+
+def applicability_maps():
+    """(layer, method, map) of every written map the applicability table scores."""
+    return [
+        (layer, name, f"{R}/downscaled/{layer}/{name}.tif")
+        for layer in applicability_layers()
+        for name in EVALUATED_MAPS
+        if name in WRITTEN_MAPS
+    ]
+
+
+def applicability_outputs():
+    """The table of the error inside and outside the area of applicability, where a layer has a truth."""
+    return [f"{R}/evaluation/applicability.csv"] if applicability_layers() else []

@@ -189,7 +189,7 @@ rule station_figure:
 
 rule training_figure:
     input:
-        expand(f"{R}/models/{{{{layer}}}}/{{model}}_history.csv", model=MEMBERS),
+        expand(f"{MODELS_RUN}/models/{{{{layer}}}}/{{model}}_history.csv", model=MEMBERS),
     output:
         report(
             f"{FIGURES}/{{layer}}_training.png",

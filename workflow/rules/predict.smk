@@ -8,7 +8,7 @@ rule predict:
     input:
         unpack(fine_rasters),
         models=ensemble_models,
-        weights=f"{R}/ensemble/{{layer}}/weights.csv",
+        weights=f"{MODELS_RUN}/ensemble/{{layer}}/weights.csv",
         coarse=coarse_input,
         anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
     output:
@@ -40,7 +40,7 @@ if not FOREST_JOINS:
     rule predict_rf:
         input:
             unpack(fine_rasters),
-            model=f"{R}/models/{{layer}}/rf.joblib",
+            model=f"{MODELS_RUN}/models/{{layer}}/rf.joblib",
             coarse=coarse_input,
             anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
         output:
@@ -121,7 +121,7 @@ if REFINES:
         input:
             unpack(fine_rasters),
             ensemble=f"{R}/downscaled/{{layer}}/ensemble_raw.tif",
-            refinement=f"{R}/ensemble/{{layer}}/refinement.json",
+            refinement=f"{MODELS_RUN}/ensemble/{{layer}}/refinement.json",
             coarse=coarse_input,
         output:
             ensemble=tile_map("{layer}", "ensemble"),
@@ -150,7 +150,7 @@ rule calibrate_uncertainty:
         anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
         ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
         spread=f"{R}/downscaled/{{layer}}/ensemble_std.tif",
-        weights=f"{R}/ensemble/{{layer}}/weights.csv",
+        weights=f"{MODELS_RUN}/ensemble/{{layer}}/weights.csv",
         coarse=coarse_input,
         split=f"{R}/samples/split.json",
         stations=INPUTS.stations or [],
@@ -182,7 +182,7 @@ rule uncertainty:
         anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
         ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
         spread=f"{R}/downscaled/{{layer}}/ensemble_std.tif",
-        model=f"{R}/ensemble/{{layer}}/calibration.json",
+        model=f"{MODELS_RUN}/ensemble/{{layer}}/calibration.json",
         coarse=coarse_input,
     output:
         uncertainty=tile_map("{layer}", "uncertainty"),
