@@ -28,6 +28,7 @@ lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint --software-deployment-method conda
 	$(BIN)/snakefmt --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # the documentation site (MkDocs, Material theme) into build/site; --strict fails on a broken link or a missing page
 $(BIN)/mkdocs: $(BIN)/snakemake

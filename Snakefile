@@ -33,6 +33,7 @@ include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/sensitivity.smk"
+include: "workflow/rules/publish.smk"
 include: "workflow/rules/applicability.smk"
 
 

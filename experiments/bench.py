@@ -40,7 +40,7 @@ from smdown import config as smconfig
 from smdown import contract as smcontract
 from smdown import io
 from smdown.grid import Grid, nest_factor, nested_grid
-from smdown.jobs import use_threads
+from smdown.learning.models import use_threads
 from smdown.preparing import resample
 
 DEFAULT_CONFIG = "config/config.yaml"

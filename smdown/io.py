@@ -116,11 +116,26 @@ def _band_dates(src, path) -> list[str]:
     return dates
 
 
-def _as_float(data: np.ndarray, nodata) -> np.ndarray:
-    data = data.astype(np.float32, copy=False)
-    if nodata is not None and not np.isnan(nodata):
-        data = np.where(data == nodata, np.float32(np.nan), data)
+def _as_float(data: np.ndarray, nodata, scale=1.0, offset=0.0) -> np.ndarray:
+    """Stored values as float32 with NaN where they are `nodata`; scaled integers (value = stored x scale + offset,
+    per band where `scale` and `offset` are arrays of bands x 1 x 1) decoded."""
+    missing = data == nodata if nodata is not None and not np.isnan(nodata) else None
+    if np.any(np.asarray(scale) != 1.0) or np.any(np.asarray(offset) != 0.0):
+        data = (data.astype(np.float64) * scale + offset).astype(np.float32)
+    else:
+        data = data.astype(np.float32, copy=False)
+    if missing is not None:
+        data = np.where(missing, np.float32(np.nan), data)
     return data
+
+
+def _decoded(src, data: np.ndarray, indexes: Sequence[int] | None = None) -> np.ndarray:
+    """Bands read from an open raster (all, or the 1-based `indexes`) as float32 stacks: nodata to NaN, scaled
+    integers (band scales and offsets, as SMAP's products and the int16 maps of outputs.dtype carry them) decoded."""
+    bands = [i - 1 for i in indexes] if indexes is not None else list(range(src.count))
+    scale = np.array([src.scales[b] for b in bands], dtype=np.float64)[:, None, None]
+    offset = np.array([src.offsets[b] for b in bands], dtype=np.float64)[:, None, None]
+    return _as_float(data, src.nodata, scale, offset)
 
 
 def read_stack(path: str | os.PathLike, static: bool = False) -> Stack:
@@ -132,7 +147,7 @@ def read_stack(path: str | os.PathLike, static: bool = False) -> Stack:
             dates = None
         else:
             dates = _band_dates(src, path)
-        data = _as_float(src.read(), src.nodata)
+        data = _decoded(src, src.read())
         return Stack(data, _grid_of(src), dates)
 
 
@@ -158,8 +173,10 @@ def read_window(path: str | os.PathLike, row: int, col: int, height: int, width:
         window = Window(col, row, width, height)
         inside = row >= 0 and col >= 0 and row + height <= src.height and col + width <= src.width
         if inside:  # a boundless read goes through a VRT: several times slower
-            return _as_float(src.read(indexes, window=window), src.nodata)
-        return _as_float(src.read(indexes, window=window, boundless=True, fill_value=np.nan), src.nodata)
+            return _decoded(src, src.read(indexes, window=window), indexes)
+        integer = not np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
+        fill = src.nodata if integer and src.nodata is not None else np.nan  # an int16 map's outside: its nodata
+        return _decoded(src, src.read(indexes, window=window, boundless=True, fill_value=fill), indexes)
 
 
 def _footprint(src, grid: Grid) -> Window:
@@ -182,7 +199,7 @@ def read_covering(path: str | os.PathLike, grid: Grid, static: bool = False) -> 
         col1 = min(int(np.ceil(footprint.col_off + footprint.width)) + margin, src.width)
         if row1 <= row0 or col1 <= col0:
             return None
-        data = _as_float(src.read(window=Window(col0, row0, col1 - col0, row1 - row0)), src.nodata)
+        data = _decoded(src, src.read(window=Window(col0, row0, col1 - col0, row1 - row0)))
         dates = None if static else _band_dates(src, path)
         return Stack(data, _grid_of(src).window(row0, col0, row1 - row0, col1 - col0), dates)
 
@@ -199,22 +216,50 @@ def read_block(path: str, row: int, col: int, height: int, width: int, halo: int
 # ---------------------------------------------------------------- writing
 
 
-def _profile(grid: Grid, count: int) -> dict:
+# The stored types of a map (config outputs.dtype): float32 with NaN nodata, or int16 scaled as SMAP's products store
+# theirs (value = stored x INT16_SCALE + INT16_OFFSET, nodata INT16_NODATA), whose rounding error is at most half a
+# step, 5e-5 m3/m3, over the values -3.2768 to 3.2767 (soil moisture and its uncertainties lie within 0 to 1).
+DTYPES = ("float32", "int16")
+INT16_SCALE, INT16_OFFSET, INT16_NODATA = 1e-4, 0.0, -9999
+
+
+def encode(data: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """Values (NaN nodata) as stored in a raster of `dtype` (DTYPES); a finite value int16 cannot hold (beyond its
+    range, or on its nodata) is an error, never clipped."""
+    if dtype == "float32":
+        return data.astype(np.float32, copy=False)
+    if dtype != "int16":
+        raise ValueError(f"dtype {dtype!r}: not one of {DTYPES}")
+    steps = np.round((data.astype(np.float64) - INT16_OFFSET) / INT16_SCALE)
+    finite = np.isfinite(steps)
+    limits = np.iinfo(np.int16)
+    bad = finite & ((steps < limits.min) | (steps > limits.max) | (steps == INT16_NODATA))
+    if bad.any():
+        value = float(data[bad].flat[0])
+        raise ValueError(f"value {value:g} cannot be stored as int16 x {INT16_SCALE:g} (range "
+                         f"{limits.min * INT16_SCALE:g} to {limits.max * INT16_SCALE:g}, nodata "
+                         f"{INT16_NODATA * INT16_SCALE:g}): write it as float32")
+    return np.where(finite, steps, INT16_NODATA).astype(np.int16)
+
+
+def _profile(grid: Grid, count: int, dtype: str = "float32") -> dict:
     blocksize = 256 if min(grid.height, grid.width) >= 256 else None
+    scaled = dtype == "int16"
     profile = dict(
         driver="GTiff",
-        dtype="float32",
-        nodata=np.nan,
+        dtype=dtype,
+        nodata=INT16_NODATA if scaled else np.nan,
         crs=CRS.from_user_input(grid.crs),
         transform=grid.transform,
         height=grid.height,
         width=grid.width,
         count=count,
         # ZSTD level 1 with the floating-point predictor: files as small as DEFLATE level 1's (itself a quarter of
-        # DEFLATE's default time for files a few percent larger) in half its CPU time (GDAL >= 2.3 reads them)
+        # DEFLATE's default time for files a few percent larger) in half its CPU time (GDAL >= 2.3 reads them); the
+        # integer (horizontal differencing) predictor for scaled integers
         compress="zstd",
         zstd_level=1,
-        predictor=3,
+        predictor=2 if scaled else 3,
         interleave="band",
         BIGTIFF="IF_SAFER",
     )
@@ -239,7 +284,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if (old.name.startswith(head) and old.name.endswith(tail) and len(old.name) == len(head) + 8 + len(tail)
                 and all(c in "0123456789abcdef" for c in tag)):
             old.unlink(missing_ok=True)
-    tmp = path.with_name(f"{head}{uuid.uuid4().hex[:8]}{tail}")
+    tmp = _part_name(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -248,14 +293,39 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def _part_name(path: Path) -> Path:
+    """A new temporary name beside `path` of the form atomic_path clears when it next writes `path`."""
+    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
+
+
+def _open_profile(path: Path, profile: dict, dates: list[str] | None):
+    """Open a raster for writing with `profile`, its band dates and (scaled integers) its bands' scales and offsets."""
+    dst = rasterio.open(path, "w", **profile)
+    if dates is not None:
+        dst.descriptions = tuple(dates)
+    if profile["dtype"] == "int16":
+        dst.scales = (INT16_SCALE,) * profile["count"]
+        dst.offsets = (INT16_OFFSET,) * profile["count"]
+    return dst
+
+
 @contextmanager
 def open_writer(path: str | os.PathLike, grid: Grid, dates: list[str] | None, count: int | None = None) -> Iterator:
     """Open a raster for windowed writes under a temporary name; renamed into place on success."""
     count = len(dates) if dates is not None else (count or 1)
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **_profile(grid, count)) as dst:
-        if dates is not None:
-            dst.descriptions = tuple(dates)
+    with atomic_path(path) as tmp, _open_profile(tmp, _profile(grid, count), dates) as dst:
         yield dst
+
+
+def _copy_cog(source: str | os.PathLike, path: str | os.PathLike, profile: dict) -> None:
+    """Copy a raster (type, band dates, scales, values unchanged) into a Cloud-Optimized GeoTIFF laid out as
+    `profile` says: GDAL's GTiff copy with COPY_SRC_OVERVIEWS puts the image directories ahead of the blocks, and the
+    blocks in order, as rio-cogeo and GDAL's COG validation ask (band interleaved, unlike GDAL 3.10's COG driver,
+    so a day is read without decompressing the others)."""
+    from rasterio.shutil import copy as copy_raster
+
+    keys = ("compress", "zstd_level", "predictor", "interleave", "tiled", "blockxsize", "blockysize", "BIGTIFF")
+    copy_raster(source, path, driver="GTiff", copy_src_overviews=True, **{k: profile[k] for k in keys if k in profile})
 
 
 def write_window(dst, data: np.ndarray, row: int, col: int) -> None:
@@ -266,7 +336,7 @@ def write_window(dst, data: np.ndarray, row: int, col: int) -> None:
 
 def _written_as(path: str | os.PathLike, profile: dict) -> bool:
     """True where the raster at `path` is laid out as `profile` says (type, compression, blocks, band order, NaN
-    nodata), so a copy of its bytes is the raster open_writer would write with it."""
+    nodata), so a copy of its blocks is the raster merge would write with it."""
     with rasterio.open(path) as src:
         have, uniform = src.profile, len(set(src.block_shapes)) == 1
     keys = ("dtype", "count", "compress", "interleave", "tiled", "blockxsize", "blockysize")
@@ -274,13 +344,17 @@ def _written_as(path: str | os.PathLike, profile: dict) -> bool:
     return uniform and same and have.get("nodata") is not None and bool(np.isnan(have["nodata"]))
 
 
-def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel_days: int = 32_000_000) -> Grid:
-    """Write rasters that tile one grid (same CRS, pixel size and dates; no gap, no overlap) as one raster on it.
+def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel_days: int = 32_000_000,
+          dtype: str = "float32", cog: bool = False) -> Grid:
+    """Write rasters that tile one grid (same CRS, pixel size and dates; no gap, no overlap) as one raster on it, its
+    values stored as `dtype` (DTYPES: float32 as the tiles hold them, or int16 scaled, see encode); with `cog`, as a
+    Cloud-Optimized GeoTIFF (the maps a run writes), the values the same.
 
-    The output is written strip by strip of whole block rows and all its columns (and, within a strip, bands at most
+    The tiles are written strip by strip of whole block rows and all its columns (and, within a strip, bands at most
     `max_pixel_days` at a time), so every compressed block is written once and memory is bounded by a strip, whatever
-    the region's size. A single tile laid out as the output would be (the whole region, tiles.cells 0) is copied
-    byte for byte. Returns the merged grid."""
+    the region's size; for a COG into a temporary raster then copied block by block into the COG layout. A single
+    float32 tile laid out as the output would be (the whole region, tiles.cells 0) is copied byte for byte, or into
+    the COG layout, its values the same bits. Returns the merged grid."""
     grids = {str(part): read_grid(part) for part in parts}
     if not grids:
         raise ValueError(f"{path}: no tile to merge")
@@ -300,28 +374,48 @@ def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel
     if sum(g.height * g.width for g in grids.values()) != height * width:
         raise ValueError(f"{path}: the {len(grids)} tiles leave gaps or overlap in their {height} x {width} grid")
     grid = Grid(first.crs, Affine(first.transform.a, 0.0, left, 0.0, first.transform.e, top), height, width)
-    profile = _profile(grid, len(dates) if dates else 1)
+    profile = _profile(grid, len(dates) if dates else 1, dtype)
     if len(grids) == 1 and _written_as(next(iter(grids)), profile):
-        with atomic_path(path) as tmp:  # one tile, the region (tiles.cells 0): its bytes are the merged raster's
-            shutil.copyfile(next(iter(grids)), tmp)
+        with atomic_path(path) as tmp:  # one tile, the region (tiles.cells 0): its values are the merged raster's
+            if cog:
+                _copy_cog(next(iter(grids)), tmp, profile)
+            else:
+                shutil.copyfile(next(iter(grids)), tmp)
         return grid
     strip = profile.get("blockysize", height)
     count = profile["count"]
     bands = max(1, min(count, max_pixel_days // (strip * width)))
-    with open_writer(path, grid, dates, count=count) as dst:
-        for top_row in range(0, height, strip):
-            rows = min(strip, height - top_row)
-            hits = [(p, r, c) for p, (r, c) in offsets.items() if r < top_row + rows and r + grids[p].height > top_row]
-            for first_band in range(0, count, bands):
-                indexes = list(range(first_band + 1, min(first_band + bands, count) + 1))
-                out = np.full((len(indexes), rows, width), np.nan, dtype=np.float32)
-                for part, row, col in hits:
-                    start, stop = max(top_row, row), min(top_row + rows, row + grids[part].height)
-                    with rasterio.open(part) as src:
-                        window = Window(0, start - row, src.width, stop - start)
-                        out[:, start - top_row : stop - top_row, col : col + src.width] = src.read(indexes, window=window)
-                dst.write(out, indexes=indexes, window=Window(0, top_row, width, rows))
+    with atomic_path(path) as tmp:
+        if not cog:
+            with _open_profile(tmp, profile, dates) as dst:
+                _merge_strips(dst, grids, offsets, strip, bands, dtype)
+            return grid
+        staging = _part_name(Path(path))
+        try:
+            with _open_profile(staging, profile, dates) as dst:
+                _merge_strips(dst, grids, offsets, strip, bands, dtype)
+            _copy_cog(staging, tmp, profile)
+        finally:
+            staging.unlink(missing_ok=True)
     return grid
+
+
+def _merge_strips(dst, grids: dict[str, Grid], offsets: dict[str, tuple[int, int]], strip: int, bands: int,
+                  dtype: str) -> None:
+    """Write the tiles (their grids and (row, col) offsets in the open `dst`) strip by strip, `bands` at a time."""
+    height, width, count = dst.height, dst.width, dst.count
+    for top_row in range(0, height, strip):
+        rows = min(strip, height - top_row)
+        hits = [(p, r, c) for p, (r, c) in offsets.items() if r < top_row + rows and r + grids[p].height > top_row]
+        for first_band in range(0, count, bands):
+            indexes = list(range(first_band + 1, min(first_band + bands, count) + 1))
+            out = np.full((len(indexes), rows, width), np.nan, dtype=np.float32)
+            for part, row, col in hits:
+                start, stop = max(top_row, row), min(top_row + rows, row + grids[part].height)
+                with rasterio.open(part) as src:
+                    window = Window(0, start - row, src.width, stop - start)
+                    out[:, start - top_row : stop - top_row, col : col + src.width] = src.read(indexes, window=window)
+            dst.write(encode(out, dtype), indexes=indexes, window=Window(0, top_row, width, rows))
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:

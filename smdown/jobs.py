@@ -1,8 +1,5 @@
-"""The workflow's rules as Python: one module per rule file of workflow/rules/, one function per rule.
-
-Each step takes file paths and the explicit settings its rule passes as `params:` (never the whole
-config), calls the science modules and writes its outputs. The Snakemake scripts call these.
-"""
+"""What every job shares, whatever its stage: its log (tracebacks included), the factor of a scale, and the merge of
+a map's tiles. The stages' own steps live in each stage's *_steps module."""
 
 from __future__ import annotations
 
@@ -42,10 +39,10 @@ def factor_of(scale: str, coarse_path: str) -> int | None:
     return nest_factor(io.read_grid(coarse_path).res, float(scale))
 
 
-def use_threads(threads: int) -> None:
-    """Give a job's TensorFlow work the threads Snakemake granted it (TensorFlow's thread pools are the process's;
-    the steps pass the same `threads` to ONNX Runtime and scikit-learn as an argument)."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+def merge_tiles(parts: list[str], output: str, dtype: str = "float32", cog: bool = False) -> None:
+    """Step of rules merge_tiles, merge_needed and merge_scale: one raster of the region from its tiles' (predict,
+    predict_rf, cubic_baseline, resample_tile, refine and uncertainty run one job per tile), its values stored as
+    `dtype` (smdown.io.DTYPES), with `cog` as a Cloud-Optimized GeoTIFF (the maps a run writes). rasterio only, so
+    the merges run in the light `gdal` environment."""
+    grid = io.merge(parts, output, dtype=dtype, cog=cog)
+    log.info("%s: %d tiles merged, %d x %d pixels, %s", output, len(parts), grid.height, grid.width, dtype)

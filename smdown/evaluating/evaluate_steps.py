@@ -1,11 +1,7 @@
-"""The evaluating stage's steps (workflow/rules/evaluate.smk and sensitivity.smk): the cubic baselines, the scores against truth, stations and the coarse input, the figures and the sensitivity analysis.
-
-Steps of workflow/rules/evaluate.smk: evaluation against truth, stations and the coarse input, and figures.
-
-The science lives in ``smdown.evaluating.scores``, ``smdown.evaluating.metrics`` and ``smdown.evaluating.plots``; these functions pick the
-inputs, call them and log what they did.
-
-Step of workflow/rules/sensitivity.smk: permutation importance and response curves of one layer's models.
+"""The evaluating stage's steps, one function per rule of workflow/rules/evaluate.smk (and the sensitivity figure):
+the cubic baselines, the scores against truth, stations and the coarse input (tile by tile, then merged), and the
+figures. The science lives in smdown.evaluating.scores, metrics and plots; these functions pick the inputs, call them
+and log what they did.
 """
 
 from __future__ import annotations
@@ -19,9 +15,6 @@ import numpy as np
 import pandas as pd
 
 from smdown import io
-from smdown.learning.sensitivity import sensitivity_tables, validation_subset
-from smdown.learning.train import load_members
-from smdown.preparing import samples as sampling
 
 log = logging.getLogger(__name__)
 
@@ -238,29 +231,17 @@ def metric_figure(metrics_path: PathLike, output: PathLike) -> None:
     log.info("metric bars of %d rows -> %s", len(metrics), output)
 
 
+def sensitivity_figure(importance_path: PathLike, response_path: PathLike, layer: str, output: PathLike) -> None:
+    """The sensitivity figure of a layer from the sensitivity step's tables (importance.csv, response.csv)."""
+    from smdown.evaluating import plots
+
+    plots.plot_sensitivity(pd.read_csv(importance_path), pd.read_csv(response_path), output,
+                           title=f"{layer}: sensitivity")
+
+
 def _read_csv(path: PathLike) -> pd.DataFrame:
     """A CSV that may be empty (no header at all) as a possibly empty frame."""
     try:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
-
-
-# ------------------------------------------------------------ sensitivity
-def sensitivity(layer: str, model_paths: list[str], sample_paths: list[str], outputs: dict[str, str],
-                settings: dict, model_inputs: dict, seed: int, threads: int = 1) -> None:
-    """importance.csv, response.csv and sensitivity.png (`settings`: config sensitivity; `threads`: the forest's)."""
-    from smdown.evaluating import plots
-
-    members = load_members([str(p) for p in model_paths], model_inputs, threads)
-    aggregate = model_inputs["target"] == "aggregate"
-    samples = validation_subset(sampling.load([str(p) for p in sample_paths]), settings["samples"], seed,
-                                by_bag=aggregate)
-    log.info("%s: %d validation examples%s, %d features, models %s", layer, len(samples["target"]),
-             f" in {len(np.unique(samples['bag']))} bags" if aggregate else "", len(samples["features"]),
-             sorted(members))
-    bags = samples["bag"] if aggregate else None
-    importance, response = sensitivity_tables(members, samples, settings, seed, bags)
-    io.write_csv(outputs["importance"], importance)
-    io.write_csv(outputs["response"], response)
-    plots.plot_sensitivity(importance, response, outputs["figure"], title=f"{layer}: sensitivity")

@@ -151,7 +151,7 @@ def _station_lines(ax, rows: pd.DataFrame, label: str, spread: bool = False) -> 
                             color="tab:blue", alpha=0.35, lw=0, label="± members' spread")
     ax.plot(t, rows["observed"], "o", ms=2.5, color="k", label=label)
     ax.tick_params(labelsize=7)
-    locator = mdates.AutoDateLocator(maxticks=8)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)  # a few days still get day ticks
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 

@@ -1,9 +1,7 @@
-"""The learning stage's steps (workflow/rules/train.smk and ensemble.smk): tuning and training each member, the random-forest peer, and the members' weights.
-
-Steps of workflow/rules/train.smk: the tuning and the training of one deep member, or the random-forest peer,
-of one layer.
-
-Step of workflow/rules/ensemble.smk: member weights from validation skill.
+"""The learning stage's steps, one function per rule of workflow/rules/train.smk, ensemble.smk and sensitivity.smk:
+tuning and training one deep member of one layer, the random-forest peer, the members' weights from validation skill,
+and the sensitivity tables (permutation importance, response curves; rule sensitivity_figure draws them). Each takes
+file paths and the settings its rule passes as `params:`, calls the stage's science modules and writes its outputs.
 """
 
 from __future__ import annotations
@@ -12,10 +10,13 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from smdown import io
 from smdown.learning import ensemble as combining
 from smdown.learning import models
 from smdown.learning import train as training
+from smdown.learning.sensitivity import sensitivity_tables, validation_subset
 from smdown.preparing import samples as sampling
 from smdown.preparing.features import FeatureSpec
 
@@ -128,3 +129,21 @@ def weigh(model_paths: list[str], sample_paths: list[str], output: str, weightin
     log.info("weights (%s): %s", weighting, w)
     log.info("validation metrics:\n%s", table.to_string(index=False))
     io.write_csv(output, table)
+
+
+# ------------------------------------------------------------ sensitivity
+def sensitivity(layer: str, model_paths: list[str], sample_paths: list[str], outputs: dict[str, str],
+                settings: dict, model_inputs: dict, seed: int, threads: int = 1) -> None:
+    """importance.csv and response.csv (`settings`: config sensitivity; `threads`: the forest's); rule
+    sensitivity_figure draws them."""
+    members = training.load_members([str(p) for p in model_paths], model_inputs, threads)
+    aggregate = model_inputs["target"] == "aggregate"
+    samples = validation_subset(sampling.load([str(p) for p in sample_paths]), settings["samples"], seed,
+                                by_bag=aggregate)
+    log.info("%s: %d validation examples%s, %d features, models %s", layer, len(samples["target"]),
+             f" in {len(np.unique(samples['bag']))} bags" if aggregate else "", len(samples["features"]),
+             sorted(members))
+    bags = samples["bag"] if aggregate else None
+    importance, response = sensitivity_tables(members, samples, settings, seed, bags)
+    io.write_csv(outputs["importance"], importance)
+    io.write_csv(outputs["response"], response)

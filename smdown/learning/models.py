@@ -30,6 +30,15 @@ def signature(features: list[str], settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def use_threads(threads: int) -> None:
+    """Give a job's TensorFlow work the threads Snakemake granted it (TensorFlow's thread pools are the process's;
+    the steps pass the same `threads` to ONNX Runtime and scikit-learn as an argument)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def keras_module():
     """Keras, imported on first use (it pulls in TensorFlow)."""
     import keras

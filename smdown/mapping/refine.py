@@ -19,7 +19,7 @@ penalty is chosen by leaving one station out; the refinement is applied only whe
 errors keeps the ensemble as it is. Without at least ``min_stations`` stations there is nothing to learn from, and
 the ensemble is kept.
 
-Pure numpy and scikit-learn; the rule steps (smdown.mapping.map_steps) read and write the rasters.
+Pure numpy and scikit-learn; the rule steps (smdown.mapping.refine_steps) read and write the rasters.
 """
 
 from __future__ import annotations

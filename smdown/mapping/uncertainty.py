@@ -40,7 +40,7 @@ data a user has:
 - ``prior`` (no stations): a = ``coarse_error`` of the layer (the coarse product's published accuracy, e.g. SMAP
   L4's 0.04 / 0.03 m3/m3 at core sites), b = 0.
 
-Pure numpy and scipy; the rule step (smdown.mapping.map_steps) reads and writes the rasters.
+Pure numpy and scipy; the rule step (smdown.mapping.uncertainty_steps) reads and writes the rasters.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""The preparing stage's steps (workflow/rules/resample.smk and samples.smk): each predictor and the coarse layers onto every nested scale, the derived terrain, the train / validation / test split and the training examples.
-
-Steps of workflow/rules/resample.smk: terrain derivatives of the DEM, and each variable onto each scale.
-
-Steps of workflow/rules/samples.smk: the train / validation / test split, and the training examples.
+"""The preparing stage's steps, one function per rule of workflow/rules/resample.smk and samples.smk: the terrain
+derivatives of the DEM, each variable onto each nested scale, the train / validation / test split and the training
+examples. Each takes file paths and the settings its rule passes as `params:` (never the whole config), calls the
+stage's science modules and writes its outputs.
 """
 
 from __future__ import annotations

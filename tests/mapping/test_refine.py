@@ -1,4 +1,4 @@
-"""The stations' refinement of the ensemble's within-cell detail (smdown.mapping.refine, smdown.mapping.map_steps)."""
+"""The stations' refinement of the ensemble's within-cell detail (smdown.mapping.refine, smdown.mapping.refine_steps)."""
 
 import json
 
@@ -9,7 +9,7 @@ import pytest
 from smdown import io
 from smdown.grid import block_mean, ease2_9km_grid, nested_grid
 from smdown.mapping import refine as refining
-from smdown.mapping.map_steps import fit_layer, fit_refinement, held_out_shifts, read_refinement, refine_map
+from smdown.mapping.refine_steps import fit_layer, fit_refinement, held_out_shifts, read_refinement, refine_map
 
 FACTOR = 4
 

@@ -179,7 +179,7 @@ SETTINGS = {"use_stations": True, "min_station_days": 30, "station_error": 0.0, 
 
 
 def test_the_rule_step_scales_the_prior_by_the_stations(tmp_path):
-    from smdown.mapping.map_steps import uncertainty
+    from smdown.mapping.uncertainty_steps import uncertainty
 
     paths, ensemble = _tiny_world(tmp_path, 12)
     out = tmp_path / "uncertainty.tif"
@@ -203,7 +203,7 @@ def test_the_rule_step_scales_the_prior_by_the_stations(tmp_path):
 
 @pytest.mark.parametrize("days, source", [(12, "stations"), (6, "prior")])
 def test_the_rule_step_calibrates_on_stations_or_falls_back_to_the_prior(tmp_path, days, source):
-    from smdown.mapping.map_steps import uncertainty
+    from smdown.mapping.uncertainty_steps import uncertainty
 
     paths, ensemble = _tiny_world(tmp_path, days)
     out = tmp_path / "uncertainty.tif"
@@ -223,7 +223,7 @@ def test_the_rule_step_calibrates_on_stations_or_falls_back_to_the_prior(tmp_pat
         np.testing.assert_allclose(sig.data, np.sqrt(cal.a**2 + (cal.b * ensemble) ** 2 + (0.25 * detail) ** 2 + 0.005**2),
                                    rtol=1e-5)
         # the detail at the stations' pixels is the map's
-        from smdown.mapping.map_steps import station_detail
+        from smdown.mapping.uncertainty_steps import station_detail
         from smdown.stations import station_series
 
         series = station_series({"ensemble": str(paths["ensemble"])}, str(tmp_path / "stations.csv"), "surface")
@@ -286,7 +286,7 @@ def test_sigma_with_a_learned_model_is_its_size_and_the_spread_in_quadrature():
 def test_the_rule_step_learns_the_error_size_from_the_stations(tmp_path):
     """Errors at the stations grow with a static soil map: the learned calibration's map is the model's size at
     every pixel-day (read block by block with the soil raster) and the spread in quadrature."""
-    from smdown.mapping.map_steps import uncertainty
+    from smdown.mapping.uncertainty_steps import uncertainty
 
     paths, ensemble = _tiny_world(tmp_path, 40)
     grid = io.read_grid(paths["ensemble"])
@@ -321,7 +321,7 @@ def test_the_rule_step_learns_the_error_size_from_the_stations(tmp_path):
 
 
 def test_learned_with_too_few_stations_scales_the_prior_instead(tmp_path, caplog):
-    from smdown.mapping.map_steps import uncertainty
+    from smdown.mapping.uncertainty_steps import uncertainty
 
     paths, _ = _tiny_world(tmp_path, 40)
     stations = pd.read_csv(tmp_path / "stations.csv")
@@ -338,7 +338,7 @@ def test_learned_with_too_few_stations_scales_the_prior_instead(tmp_path, caplog
 
 
 def test_learned_without_other_maps_uses_the_ensemble_its_detail_and_spread(tmp_path):
-    from smdown.mapping.map_steps import uncertainty
+    from smdown.mapping.uncertainty_steps import uncertainty
 
     paths, ensemble = _tiny_world(tmp_path, 40)
     cal = uncertainty("surface", str(paths["ensemble"]), str(paths["ensemble_std"]), str(tmp_path / "weights.csv"),
@@ -354,7 +354,7 @@ def test_the_map_of_each_tile_from_the_saved_calibration_is_the_whole_regions(tm
     one tile at a time from it: the four one-cell tiles, merged, are bitwise the whole region's map (the detail's
     halo reads across the tiles' edges)."""
     from smdown.grid import tiles
-    from smdown.mapping.map_steps import read_calibration, uncertainty, uncertainty_map
+    from smdown.mapping.uncertainty_steps import read_calibration, uncertainty, uncertainty_map
 
     paths, ensemble = _tiny_world(tmp_path, 40)
     grid = io.read_grid(paths["ensemble"])

@@ -23,7 +23,7 @@ TILES = 1  # the tiny config's 2 x 2 cells in the default tiles of 2 x 2 cells
 MAPS = ["dnn", "cnn", "lstm", "ensemble_raw", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected",
         "uncertainty"]
 # the area of applicability's reference weighs the predictors by the sensitivity's importance
-AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity", "aoa_reference", "aoa"}
+AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity", "sensitivity_figure", "aoa_reference", "aoa"}
 
 
 def scheduled(workdir, override: dict | None = None) -> dict[str, int]:

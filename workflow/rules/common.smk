@@ -30,6 +30,7 @@ from smdown.io import InputError
 from smdown.preparing.resample import BLOCK_PIXEL_DAYS, terrain_names
 from smdown.preparing import resample as smresample
 from smdown.preparing.demo import make_frame
+from smdown.publishing.publish_steps import written_maps
 
 try:
     _validated = smconfig.validate(config)
@@ -78,7 +79,6 @@ MODELS_RUN = str(APPLIED).rstrip("/") if APPLIED else R
 # the area of applicability (workflow/rules/applicability.smk)
 AOA = config["aoa"]["enabled"]
 AOA_SETTINGS = {key: value for key, value in config["aoa"].items() if key != "enabled"}
-
 
 
 if SOURCE == "local":
@@ -229,6 +229,82 @@ TILED_MAPS = (
     + ["cubic", "cubic_corrected", "uncertainty"]
     + (["aoa"] if AOA else [])
 )
+# The maps the run writes (config outputs.maps: by default every map for the demo, the product for a region of your
+# own), merged by merge_tiles into results/<run>/downscaled/; the maps other rules read that are not among them (the
+# spread and the ensemble before refining, read by the uncertainty and the refinement; the ensemble and uncertainty,
+# read by the map figures) are merged by merge_needed as temporary files, removed once read. The outputs settings
+# reach the writing rules only (merge_tiles, cube, catalog as params, the evaluation through scored_maps), so a
+# change of them reruns no prediction or training.
+OUTPUTS = config["outputs"]
+try:
+    WRITTEN_MAPS = written_maps(OUTPUTS["maps"], TILED_MAPS, MEMBERS, SOURCE != "demo")
+except ValueError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+NEEDED_MAPS = [
+    name
+    for name in TILED_MAPS
+    if name in ("ensemble", "ensemble_std", "uncertainty", "ensemble_raw")
+    and name not in WRITTEN_MAPS
+]
+
+
+def written_map_files(wildcards):
+    """Every written map of the run (rule catalog), layer by layer."""
+    return [f"{R}/downscaled/{layer}/{m}.tif" for layer in LAYERS for m in WRITTEN_MAPS]
+
+
+def layer_written_maps(wildcards):
+    """The layer's written maps (rule cube)."""
+    return [f"{R}/downscaled/{wildcards.layer}/{m}.tif" for m in WRITTEN_MAPS]
+
+
+def written_cubes(wildcards):
+    """Each layer's cube where outputs.cube (rule catalog), else nothing."""
+    return [f"{R}/cube/{layer}.nc" for layer in LAYERS] if OUTPUTS["cube"] else []
+
+
+def scored_maps(wildcards):
+    """The layer's maps evaluate_tile scores: those of EVALUATED_MAPS the run writes (a map not written is not
+    scored)."""
+    return [
+        f"{R}/downscaled/{wildcards.layer}/{m}.tif"
+        for m in EVALUATED_MAPS
+        if m in WRITTEN_MAPS
+    ]
+
+
+def scored_run_maps(wildcards):
+    """Every layer's scored maps and spreads (rule evaluate), those the run writes."""
+    scored = EVALUATED_MAPS + ["ensemble_std", "uncertainty"]
+    return [
+        f"{R}/downscaled/{layer}/{m}.tif"
+        for layer in LAYERS
+        for m in scored
+        if m in WRITTEN_MAPS
+    ]
+
+
+def cube_mem_mb(wildcards, attempt):
+    """The cube job's memory: a slab of 16 days x 128 rows x the region's columns (float64 while encoded) and
+    HDF5's chunk cache, whatever the region's length; doubled on the second try."""
+    fine = float(FINE)
+    slab_mb = 16 * 128 * REGION.cols * REGION.factor(fine) * 8 * 3 / 1e6
+    return int(1000 + slab_mb) * attempt
+
+
+def cube_runtime(wildcards, attempt):
+    """The cube job's minutes: a minute per 1e8 pixel-days written (the demo's 72 M of one map take 18 s on one
+    core of a laptop), doubled on the second try."""
+    work = REGION.pixel_days(float(FINE)) * len(WRITTEN_MAPS)
+    return int(10 + work / 1e8) * attempt
+
+
+def publishing_outputs():
+    """The cubes and the catalogue the outputs settings ask for."""
+    outputs = [f"{R}/cube/{layer}.nc" for layer in LAYERS] if OUTPUTS["cube"] else []
+    return outputs + ([f"{R}/stac"] if OUTPUTS["catalog"] else [])
+
+
 # the refinement's predictors this run has (a default one it lacks, e.g. ndwi, is left out with a warning)
 REFINE_SETTINGS = {
     **config["refine"],
@@ -261,9 +337,10 @@ def layer_seed(wildcards):
 def all_outputs():
     outputs = []
     for layer in LAYERS:
-        outputs += expand(f"{R}/downscaled/{layer}/{{name}}.tif", name=TILED_MAPS)
+        outputs += expand(f"{R}/downscaled/{layer}/{{name}}.tif", name=WRITTEN_MAPS)
         if not APPLIED:
             outputs.append(f"{R}/ensemble/{layer}/weights.csv")
+    outputs += publishing_outputs()
     # evaluation, figures and sensitivity (rules in evaluate.smk and sensitivity.smk, included before rule all)
     outputs += list(rules.evaluate.output) + list(rules.metric_figure.output)
     outputs += list(rules.reliability_figure.output)
@@ -274,6 +351,7 @@ def all_outputs():
     outputs += expand(rules.scatter.output[0], layer=LAYERS, reference=REFERENCES)
     if not APPLIED:  # the trained run's sensitivity holds for a run applying it
         outputs += expand(list(rules.sensitivity.output), layer=LAYERS)
+        outputs += expand(rules.sensitivity_figure.output[0], layer=LAYERS)
     outputs += applicability_outputs()
     return outputs
 

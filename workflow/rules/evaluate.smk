@@ -44,9 +44,7 @@ rule cubic_baseline:
 # the coarse check and the seams of one layer over one tile (the reads of every map), merged by rule evaluate
 rule evaluate_tile:
     input:
-        downscaled=expand(
-            f"{R}/downscaled/{{{{layer}}}}/{{method}}.tif", method=EVALUATED_MAPS
-        ),
+        downscaled=scored_maps,
         coarse=coarse_input,
         truth=layer_truth,
         split=f"{R}/samples/split.json",
@@ -73,11 +71,7 @@ rule evaluate:
         tiles=expand(
             f"{R}/evaluation/tiles/{{layer}}/{{tile}}.json", layer=LAYERS, tile=TILES
         ),
-        downscaled=expand(
-            f"{R}/downscaled/{{layer}}/{{method}}.tif",
-            layer=LAYERS,
-            method=EVALUATED_MAPS + ["ensemble_std", "uncertainty"],
-        ),
+        downscaled=scored_run_maps,
         split=f"{R}/samples/split.json",
         coarse=[INPUTS.coarse[layer] for layer in LAYERS],
         truth=[INPUTS.truth[layer] for layer in TRUTH_LAYERS],
@@ -189,7 +183,9 @@ rule station_figure:
 
 rule training_figure:
     input:
-        expand(f"{MODELS_RUN}/models/{{{{layer}}}}/{{model}}_history.csv", model=MEMBERS),
+        expand(
+            f"{MODELS_RUN}/models/{{{{layer}}}}/{{model}}_history.csv", model=MEMBERS
+        ),
     output:
         report(
             f"{FIGURES}/{{layer}}_training.png",

@@ -65,7 +65,8 @@ if not FOREST_JOINS:
             "../scripts/predict_rf.py"
 
 
-# a layer's map (a member, the ensemble, its spread, the forest, the cubic baselines) from its tiles, strip by strip
+# a layer's written map (config outputs.maps: a member, the ensemble, its spread, the forest, the cubic baselines)
+# from its tiles, strip by strip, as a Cloud-Optimized GeoTIFF stored as outputs.dtype
 rule merge_tiles:
     input:
         tile_parts,
@@ -76,14 +77,45 @@ rule merge_tiles:
     benchmark:
         f"{R}/benchmarks/merge_tiles/{{layer}}/{{name}}.tsv"
     wildcard_constraints:
-        name="|".join(TILED_MAPS),
+        name="|".join(WRITTEN_MAPS),
     conda:
         "../../envs/gdal.yaml"
     resources:
         mem_mb=mem_mb_of("merge_tiles"),
         runtime=runtime_of("merge_tiles"),
+    params:
+        dtype=map_dtype,
+        cog=True,
     script:
         "../scripts/merge_tiles.py"
+
+
+if NEEDED_MAPS:
+
+    # a map other rules read that the run does not write (common.smk: NEEDED_MAPS), merged as float32 into a
+    # temporary file, removed once its readers are done; its params are merge_tiles' at float32, so a map that
+    # leaves outputs.maps is not merged again (nor predicted again, its tiles gone)
+    rule merge_needed:
+        input:
+            tile_parts,
+        output:
+            temp(f"{R}/downscaled/{{layer}}/{{name}}.tif"),
+        log:
+            f"{R}/logs/merge_tiles/{{layer}}/{{name}}.log",
+        benchmark:
+            f"{R}/benchmarks/merge_tiles/{{layer}}/{{name}}.tsv"
+        wildcard_constraints:
+            name="|".join(NEEDED_MAPS),
+        conda:
+            "../../envs/gdal.yaml"
+        resources:
+            mem_mb=mem_mb_of("merge_tiles"),
+            runtime=runtime_of("merge_tiles"),
+        params:
+            dtype="float32",
+            cog=True,
+        script:
+            "../scripts/merge_tiles.py"
 
 
 if REFINES:

@@ -8,12 +8,6 @@ rule sensitivity:
     output:
         importance=f"{R}/sensitivity/{{layer}}/importance.csv",
         response=f"{R}/sensitivity/{{layer}}/response.csv",
-        figure=report(
-            f"{R}/sensitivity/{{layer}}/sensitivity.png",
-            caption="../report/sensitivity.rst",
-            category="Sensitivity",
-            subcategory="{layer}",
-        ),
     log:
         f"{R}/logs/sensitivity/{{layer}}.log",
     benchmark:
@@ -30,3 +24,25 @@ rule sensitivity:
         seed=config["seed"],
     script:
         "../scripts/sensitivity.py"
+
+
+rule sensitivity_figure:
+    input:
+        importance=rules.sensitivity.output.importance,
+        response=rules.sensitivity.output.response,
+    output:
+        report(
+            f"{R}/sensitivity/{{layer}}/sensitivity.png",
+            caption="../report/sensitivity.rst",
+            category="Sensitivity",
+            subcategory="{layer}",
+        ),
+    log:
+        f"{R}/logs/figures/{{layer}}_sensitivity.log",
+    conda:
+        "../../envs/plot.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/figures.py"

@@ -1,5 +1,5 @@
 from smdown.jobs import setup_logging
-from smdown.mapping.map_steps import calibrate_layer
+from smdown.mapping.uncertainty_steps import calibrate_layer
 
 setup_logging(snakemake.log[0])
 calibrate_layer(

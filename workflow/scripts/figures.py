@@ -16,6 +16,8 @@ elif rule == "training_figure":
     step.training_figure(list(snakemake.input), layer, snakemake.output[0])
 elif rule == "reliability_figure":
     step.reliability_figure(snakemake.input.reliability, snakemake.input.uncertainty, snakemake.output[0])
+elif rule == "sensitivity_figure":
+    step.sensitivity_figure(snakemake.input.importance, snakemake.input.response, layer, snakemake.output[0])
 elif rule == "metric_figure":
     step.metric_figure(snakemake.input[0], snakemake.output[0])
 else:

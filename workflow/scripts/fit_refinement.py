@@ -1,5 +1,5 @@
 from smdown.jobs import setup_logging
-from smdown.mapping.map_steps import fit_refinement
+from smdown.mapping.refine_steps import fit_refinement
 
 setup_logging(snakemake.log[0])
 fit_refinement(

@@ -1,4 +1,5 @@
-from smdown.jobs import setup_logging, use_threads
+from smdown.jobs import setup_logging
+from smdown.learning.models import use_threads
 from smdown.mapping.map_steps import predict
 
 setup_logging(snakemake.log[0])

@@ -1,6 +1,6 @@
 from smdown import io
 from smdown.jobs import setup_logging
-from smdown.mapping.map_steps import read_refinement, refine_map
+from smdown.mapping.refine_steps import read_refinement, refine_map
 
 setup_logging(snakemake.log[0])
 refine_map(

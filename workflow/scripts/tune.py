@@ -1,5 +1,6 @@
-from smdown.jobs import setup_logging, use_threads
+from smdown.jobs import setup_logging
 from smdown.learning.learn_steps import tune_member
+from smdown.learning.models import use_threads
 
 setup_logging(snakemake.log[0])
 use_threads(snakemake.threads)

@@ -1,5 +1,5 @@
 from smdown.jobs import setup_logging
-from smdown.mapping.map_steps import read_calibration, uncertainty_map
+from smdown.mapping.uncertainty_steps import read_calibration, uncertainty_map
 
 setup_logging(snakemake.log[0])
 uncertainty_map(
