@@ -119,16 +119,14 @@ def evaluate(
     ``tiles``: the tile checks of rule evaluate_tile (``evaluation/tiles/<layer>/<tile>.json``), whose coarse check
     and seams are merged here (without them, both are computed here over the whole region).
     """
-    from smdown.evaluating.scores import evaluate_run
+    from smdown.evaluating.scores import RUN_TABLES, Scoring, evaluate_run
 
     folders = {Path(p).parent.parent for p in downscaled}
     if len(folders) != 1:
         raise ValueError(f"downscaled files must share one downscaled/<layer>/ folder, got {sorted(folders)}")
     checks = tile_checks_by_layer(tiles, list(coarse))
     table = evaluate_run(folders.pop(), coarse, truth or None, stations or None, split_path,
-                         out=outputs["metrics"], pairs_out=outputs["pairs"], series_out=outputs["series"], seed=seed,
-                         seams_out=outputs["seams"], uncertainty_out=outputs["uncertainty"],
-                         reliability_out=outputs["reliability"], differences_out=outputs["differences"],
+                         outputs={name: outputs[name] for name in RUN_TABLES}, scoring=Scoring(seed=seed),
                          tile_checks=checks or None)
     log.info("metrics:\n%s", table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return table

@@ -488,6 +488,60 @@ def evaluate_stations(
 # ---------------------------------------------------------------- the run
 
 
+#: the tables evaluate_run can write: key of its `outputs` -> (columns, what it holds)
+RUN_TABLES = {
+    "metrics": COLUMNS,
+    "pairs": PAIR_COLUMNS,
+    "series": None,
+    "seams": SEAM_COLUMNS,
+    "uncertainty": UNCERTAINTY_COLUMNS,
+    "reliability": RELIABILITY_COLUMNS,
+    "differences": DIFFERENCE_COLUMNS,
+}
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a run is scored: the bootstrap (`bootstrap` resamples of clusters x `block_days` day blocks, `level`
+    intervals, seeded by `seed`; 0 resamples leaves the intervals NaN), the pairs kept for the scatter plots (about
+    `max_pairs` per layer, method and reference for truth and coarse), the values held per read (`max_pixels`) and
+    the spreads calibrated (`spreads`: the file name of a standard deviation -> the method it describes)."""
+
+    seed: int = 0
+    bootstrap: int = 1000
+    block_days: int = 3
+    level: float = 0.95
+    max_pairs: int = 20_000
+    max_pixels: int = 20_000_000
+    spreads: Mapping[str, str] = field(default_factory=lambda: dict(SPREADS))
+
+
+@dataclass
+class _RunTables:
+    """The rows of every table of a run, gathered layer by layer."""
+
+    metrics: list[dict] = field(default_factory=list)
+    pairs: list[pd.DataFrame] = field(default_factory=list)
+    series: list[pd.DataFrame] = field(default_factory=list)
+    seams: list[dict] = field(default_factory=list)
+    uncertainty: list[dict] = field(default_factory=list)
+    reliability: list[dict] = field(default_factory=list)
+    differences: list[dict] = field(default_factory=list)
+
+    def frame(self, name: str) -> pd.DataFrame:
+        rows, columns = getattr(self, name), RUN_TABLES[name]
+        if name in ("pairs", "series"):
+            frames = [f for f in rows if not f.empty]
+            if frames:
+                return pd.concat(frames, ignore_index=True)
+            return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
+        return pd.DataFrame(rows, columns=columns)
+
+    def write(self, outputs: Mapping[str, PathLike]) -> None:
+        for name, path in outputs.items():
+            io.write_csv(path, self.frame(name))
+
+
 def evaluate_run(
     downscaled_dir: PathLike,
     coarse: Mapping[str, PathLike],
@@ -495,20 +549,8 @@ def evaluate_run(
     stations: PathLike | pd.DataFrame | None = None,
     split: PathLike | Mapping | None = None,
     methods: Sequence[str] = METHODS,
-    out: PathLike | None = None,
-    pairs_out: PathLike | None = None,
-    series_out: PathLike | None = None,
-    max_pairs: int = 20_000,
-    max_pixels: int = 20_000_000,
-    seed: int = 0,
-    seams_out: PathLike | None = None,
-    uncertainty_out: PathLike | None = None,
-    reliability_out: PathLike | None = None,
-    differences_out: PathLike | None = None,
-    bootstrap: int = 1000,
-    block_days: int = 3,
-    level: float = 0.95,
-    spreads: Mapping[str, str] = SPREADS,
+    outputs: Mapping[str, PathLike] | None = None,
+    scoring: Scoring = Scoring(),  # noqa: B008 (frozen)
     tile_checks: Mapping[str, Sequence[PathLike | TileCheck]] | None = None,
 ) -> pd.DataFrame:
     """Metrics of every method against every available reference, for each layer in ``coarse``.
@@ -516,128 +558,140 @@ def evaluate_run(
     ``downscaled_dir`` holds ``<layer>/<method>.tif``; ``coarse`` maps layer -> coarse input;
     ``truth`` (optional) maps layer -> 30 m truth; ``stations`` is stations.csv or its frame;
     ``split`` is samples/split.json or its dict (truth uses its test cells x test dates; without a
-    split, all cells and dates, with a warning). Returns the rows (columns ``COLUMNS``, with
-    ``level`` bootstrap intervals from ``bootstrap`` resamples of clusters x ``block_days`` day
-    blocks, seeded by ``seed``; 0 resamples leaves them NaN) and writes them to ``out`` as CSV.
-    Optionally writes a seeded sample of (pred, ref) pairs per layer, method and reference (about
-    ``max_pairs`` each for truth and coarse; all station pairs) to ``pairs_out`` for the scatter
-    plots, the station series (``station_series``, with a ``layer`` column) to ``series_out``, the
-    seam ratios to ``seams_out``, the calibration of the spreads (``spreads``: the file name of a
-    standard deviation -> the method it describes) to ``uncertainty_out`` and ``reliability_out``, and the paired
-    intervals of each method minus the ensemble to ``differences_out`` (see the module docstring).
-    ``max_pixels`` bounds the values held per read in the coarse check and the seams.
+    split, all cells and dates, with a warning). Returns the metrics (columns ``COLUMNS``, with the bootstrap
+    intervals of ``scoring``) and writes the tables named in ``outputs`` (keys of ``RUN_TABLES`` -> CSV path):
+    metrics; a seeded sample of (pred, ref) pairs per layer, method and reference for the scatter plots (all station
+    pairs); the station series (``station_series``, with a ``layer`` column); the seam ratios; the calibration of the
+    spreads (uncertainty, reliability); the paired intervals of each method minus the ensemble (differences).
     The coarse check and the seams of a layer come from ``tile_checks`` (layer -> the ``check_tile`` results or
     files of its tiles, rule evaluate_tile) where given, else they are computed here over the whole region.
     """
+    outputs = dict(outputs or {})
+    unknown = sorted(set(outputs) - set(RUN_TABLES))
+    if unknown:
+        raise ValueError(f"unknown evaluation tables {unknown}; choose among {sorted(RUN_TABLES)}")
     split = read_split(split)
     station_df = read_stations(stations) if stations is not None else None
-    rows: list[dict] = []
-    pairs: list[pd.DataFrame] = []
-    series_frames: list[pd.DataFrame] = []
-    seam_rows: list[dict] = []
-    spread_rows: list[dict] = []
-    bin_rows: list[dict] = []
-    diff_rows: list[dict] = []
+    tables = _RunTables()
     for layer, coarse_path in coarse.items():
         paths = method_paths(downscaled_dir, layer, methods)
         if not paths:
             log.warning("%s: no downscaled output found in %s; layer skipped", layer, downscaled_dir)
             continue
-        coarse_grid = io.read_grid(coarse_path)
-        fine_grid = io.read_grid(next(iter(paths.values())))
-        factor = io.nest(fine_grid, coarse_grid)
-        log.info("%s: %d method(s) %s, factor %d", layer, len(paths), list(paths), factor)
-        stats = _Stats()
-        layer_rows: list[dict] = []
-        std_paths = {name: Path(downscaled_dir) / layer / f"{name}.tif" for name, m in spreads.items() if m in paths}
-        for name, p in list(std_paths.items()):
-            if not p.exists():
-                log.warning("%s: %s has no %s (%s missing); it is not scored", layer, spreads[name], name, p)
-                del std_paths[name]
-        seam_files = dict(paths)
-        seam_dates = seam_dates_of(split, coarse_path)
+        checks = (tile_checks or {}).get(layer)
+        _score_layer(layer, paths, _spread_paths(downscaled_dir, layer, paths, scoring.spreads), coarse_path,
+                     (truth or {}).get(layer), station_df, split, checks, "seams" in outputs, scoring, tables)
+    tables.write(outputs)
+    return tables.frame("metrics")
 
-        truth_path = (truth or {}).get(layer)
-        if truth_path is not None and Path(truth_path).exists():
-            io.nest(io.read_grid(truth_path), coarse_grid)
-            seam_files["truth"] = truth_path
-            cells = split.get("test_cells")
-            dates = split.get("test_dates")
-            if cells is None or dates is None:
-                log.warning("%s: no split with test cells and dates; truth metrics use all cells and dates", layer)
-                cells = cells if cells is not None else [
-                    (r, c) for r in range(coarse_grid.height) for c in range(coarse_grid.width)
-                ]
-                dates = dates if dates is not None else io.read_dates(truth_path)
-            bad = [rc for rc in cells if not (0 <= rc[0] < coarse_grid.height and 0 <= rc[1] < coarse_grid.width)]
-            if bad:
-                log.warning("%s: %d test cell(s) outside the coarse grid ignored, e.g. %s", layer, len(bad), bad[:3])
-                cells = [rc for rc in cells if rc not in bad]
-            sampler = _Sampler(len(cells) * len(dates) * factor * factor, max_pairs, seed)
-            layer_rows += evaluate_truth(paths, truth_path, factor, cells, dates, layer, sampler, stats,
-                                         {name: (spreads[name], p) for name, p in std_paths.items()}, block_days)
-            pairs.append(sampler.frame())
-            log.info("%s: truth on %d test cell(s) x %d test date(s)", layer, len(cells), len(dates))
-        elif truth_path is not None:
-            log.warning("%s: truth %s not found; skipped", layer, truth_path)
 
-        if station_df is not None:
-            # the spreads ride along as columns named by their file (ensemble_std, ...)
-            files = {**paths, **std_paths}
-            series = station_series(files, station_df, layer, coarse_path)
-            if series.empty:
-                log.warning("%s: no station overlaps the run; stations skipped", layer)
-            else:
-                station_spreads = {name: spreads[name] for name in std_paths}
-                layer_rows += evaluate_stations(series, list(paths), layer, stats, station_spreads, block_days,
-                                                split.get("test_dates"))
-                long = series.melt(id_vars=["date", "observed"], value_vars=list(paths), var_name="method",
-                                   value_name="pred")
-                long = long[np.isfinite(long["pred"]) & np.isfinite(long["observed"])]
-                pairs.append(pd.DataFrame({"layer": layer, "method": long["method"], "reference": "stations",
-                                           "pred": long["pred"], "ref": long["observed"]}))
-                series_frames.append(series.assign(layer=layer))
-                log.info("%s: %d station(s), %d station-day(s)", layer, series["station"].nunique(), len(series))
-
-        if tile_checks is not None and layer in tile_checks:
-            check = merge_checks(tile_checks[layer], coarse_grid)
+def _spread_paths(downscaled_dir: PathLike, layer: str, paths: Mapping[str, Path],
+                  spreads: Mapping[str, str]) -> dict[str, Path]:
+    """The standard deviations of the layer's methods that exist (a missing one is logged and not scored)."""
+    found = {}
+    for name, method in spreads.items():
+        path = Path(downscaled_dir) / layer / f"{name}.tif"
+        if method not in paths:
+            continue
+        if path.exists():
+            found[name] = path
         else:
-            check = check_tile(paths, coarse_path, seam_files if seams_out is not None else None, seam_dates, None,
-                               max_pixels, max_pairs, seed, block_days)
-        coarse_rows, layer_seams, coarse_pairs = checked_rows(check, layer, stats)
-        layer_rows += coarse_rows
-        pairs.append(coarse_pairs)
+            log.warning("%s: %s has no %s (%s missing); it is not scored", layer, method, name, path)
+    return found
 
-        cis, diffs = confidence(stats, layer, bootstrap, seed, level)
-        rows += [{**row, **cis.get((row["reference"], row["method"]), {})} for row in layer_rows]
-        diff_rows += diffs
-        seam_rows += layer_seams
-        for (reference, name), spread in sorted(stats.spread.items()):
-            cover = {f"coverage_{round(c['nominal'] * 100):02d}": c["observed"] for c in spread.coverage()}
-            out_ = spread.result()
-            method = spreads[name]
-            spread_rows.append({"layer": layer, "method": method, "reference": reference, "spread": name,
-                                **{k: v for k, v in out_.items() if k != "coverage90"}, **cover})
-            bin_rows += [{"layer": layer, "method": method, "reference": reference, "spread": name, **b}
-                         for b in spread.reliability()]
-            log.info("%s: %s %s vs %s: coverage of the 90%% interval %.3f, spread-error r %.3f (n %d)", layer,
-                     method, name, reference, cover.get("coverage_90", float("nan")), out_["spread_error_r"], out_["n"])
 
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    if out is not None:
-        io.write_csv(out, table)
-    if pairs_out is not None:
-        frames = [p for p in pairs if not p.empty]
-        io.write_csv(pairs_out, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS))
-    if series_out is not None:
-        io.write_csv(series_out, pd.concat(series_frames, ignore_index=True) if series_frames else pd.DataFrame())
-    for path, frame_rows, columns in ((seams_out, seam_rows, SEAM_COLUMNS),
-                                      (uncertainty_out, spread_rows, UNCERTAINTY_COLUMNS),
-                                      (reliability_out, bin_rows, RELIABILITY_COLUMNS),
-                                      (differences_out, diff_rows, DIFFERENCE_COLUMNS)):
-        if path is not None:
-            io.write_csv(path, pd.DataFrame(frame_rows, columns=columns))
-    return table
+def _score_layer(layer: str, paths: dict[str, Path], std_paths: dict[str, Path], coarse_path: PathLike,
+                 truth_path: PathLike | None, station_df: pd.DataFrame | None, split: dict,
+                 checks: Sequence[PathLike | TileCheck] | None, seams: bool, scoring: Scoring,
+                 tables: _RunTables) -> None:
+    """One layer's rows of every table: against the truth, the stations and the coarse input, then the intervals
+    and the spreads' calibration."""
+    coarse_grid = io.read_grid(coarse_path)
+    factor = io.nest(io.read_grid(next(iter(paths.values()))), coarse_grid)
+    log.info("%s: %d method(s) %s, factor %d", layer, len(paths), list(paths), factor)
+    stats = _Stats()
+    rows: list[dict] = []
+    seam_files = dict(paths)
+    if truth_path is not None and Path(truth_path).exists():
+        seam_files["truth"] = truth_path
+        rows += _truth_rows(layer, paths, std_paths, truth_path, coarse_grid, factor, split, stats, scoring, tables)
+    elif truth_path is not None:
+        log.warning("%s: truth %s not found; skipped", layer, truth_path)
+    if station_df is not None:
+        rows += _station_rows(layer, paths, std_paths, coarse_path, station_df, split, stats, scoring, tables)
+    if checks is not None:
+        check = merge_checks(checks, coarse_grid)
+    else:
+        check = check_tile(paths, coarse_path, seam_files if seams else None, seam_dates_of(split, coarse_path), None,
+                           scoring.max_pixels, scoring.max_pairs, scoring.seed, scoring.block_days)
+    coarse_rows, layer_seams, coarse_pairs = checked_rows(check, layer, stats)
+    rows += coarse_rows
+    tables.pairs.append(coarse_pairs)
+    tables.seams += layer_seams
+    cis, diffs = confidence(stats, layer, scoring.bootstrap, scoring.seed, scoring.level)
+    tables.metrics += [{**row, **cis.get((row["reference"], row["method"]), {})} for row in rows]
+    tables.differences += diffs
+    _spread_rows(layer, stats, scoring.spreads, tables)
+
+
+def _truth_rows(layer: str, paths: dict[str, Path], std_paths: dict[str, Path], truth_path: PathLike,
+                coarse_grid: Grid, factor: int, split: dict, stats: _Stats, scoring: Scoring,
+                tables: _RunTables) -> list[dict]:
+    """Rows against the 30 m truth on the split's test cells x test dates (all of them without a split)."""
+    io.nest(io.read_grid(truth_path), coarse_grid)
+    cells, dates = split.get("test_cells"), split.get("test_dates")
+    if cells is None or dates is None:
+        log.warning("%s: no split with test cells and dates; truth metrics use all cells and dates", layer)
+        cells = cells if cells is not None else [
+            (r, c) for r in range(coarse_grid.height) for c in range(coarse_grid.width)
+        ]
+        dates = dates if dates is not None else io.read_dates(truth_path)
+    bad = [rc for rc in cells if not (0 <= rc[0] < coarse_grid.height and 0 <= rc[1] < coarse_grid.width)]
+    if bad:
+        log.warning("%s: %d test cell(s) outside the coarse grid ignored, e.g. %s", layer, len(bad), bad[:3])
+        cells = [rc for rc in cells if rc not in bad]
+    sampler = _Sampler(len(cells) * len(dates) * factor * factor, scoring.max_pairs, scoring.seed)
+    rows = evaluate_truth(paths, truth_path, factor, cells, dates, layer, sampler, stats,
+                          {name: (scoring.spreads[name], p) for name, p in std_paths.items()}, scoring.block_days)
+    tables.pairs.append(sampler.frame())
+    log.info("%s: truth on %d test cell(s) x %d test date(s)", layer, len(cells), len(dates))
+    return rows
+
+
+def _station_rows(layer: str, paths: dict[str, Path], std_paths: dict[str, Path], coarse_path: PathLike,
+                  station_df: pd.DataFrame, split: dict, stats: _Stats, scoring: Scoring,
+                  tables: _RunTables) -> list[dict]:
+    """Rows against the stations on the split's test days; the series and the pairs kept for the figures."""
+    # the spreads ride along as columns named by their file (ensemble_std, ...)
+    series = station_series({**paths, **std_paths}, station_df, layer, coarse_path)
+    if series.empty:
+        log.warning("%s: no station overlaps the run; stations skipped", layer)
+        return []
+    station_spreads = {name: scoring.spreads[name] for name in std_paths}
+    rows = evaluate_stations(series, list(paths), layer, stats, station_spreads, scoring.block_days,
+                             split.get("test_dates"))
+    long = series.melt(id_vars=["date", "observed"], value_vars=list(paths), var_name="method", value_name="pred")
+    long = long[np.isfinite(long["pred"]) & np.isfinite(long["observed"])]
+    tables.pairs.append(pd.DataFrame({"layer": layer, "method": long["method"], "reference": "stations",
+                                      "pred": long["pred"], "ref": long["observed"]}))
+    tables.series.append(series.assign(layer=layer))
+    log.info("%s: %d station(s), %d station-day(s)", layer, series["station"].nunique(), len(series))
+    return rows
+
+
+def _spread_rows(layer: str, stats: _Stats, spreads: Mapping[str, str], tables: _RunTables) -> None:
+    """The calibration of each spread against each reference: coverage, spread-error r, reliability bins."""
+    for (reference, name), spread in sorted(stats.spread.items()):
+        cover = {f"coverage_{round(c['nominal'] * 100):02d}": c["observed"] for c in spread.coverage()}
+        result = spread.result()
+        method = spreads[name]
+        tables.uncertainty.append({"layer": layer, "method": method, "reference": reference, "spread": name,
+                                   **{k: v for k, v in result.items() if k != "coverage90"}, **cover})
+        tables.reliability += [{"layer": layer, "method": method, "reference": reference, "spread": name, **b}
+                               for b in spread.reliability()]
+        log.info("%s: %s %s vs %s: coverage of the 90%% interval %.3f, spread-error r %.3f (n %d)", layer,
+                 method, name, reference, cover.get("coverage_90", float("nan")), result["spread_error_r"],
+                 result["n"])
 
 
 # ---------------------------------------------------------------- maps

@@ -15,6 +15,7 @@ from smdown.evaluating.scores import (
     RELIABILITY_COLUMNS,
     SEAM_COLUMNS,
     UNCERTAINTY_COLUMNS,
+    Scoring,
     TileCheck,
     check_tile,
     evaluate_run,
@@ -73,15 +74,20 @@ def world(tmp_path):
     return dict(run=run, truth=truth, coarse=coarse, fine_grid=fine_grid, coarse_grid=coarse_grid)
 
 
-def run_eval(world, **kw):
+def run_eval(world, tile_checks=None, **kw):
+    """evaluate_run on the world: `<table>_out` (or `out`, the metrics) names a table's file, the rest are Scoring's."""
     run = world["run"]
+    outputs = {("metrics" if key == "out" else key.removesuffix("_out")): kw.pop(key)
+               for key in list(kw) if key == "out" or key.endswith("_out")}
     return evaluate_run(
         run / "downscaled",
         coarse={"surface": run / "coarse_surface.tif"},
         truth={"surface": run / "truth_surface.tif"},
         stations=run / "stations.csv",
         split=run / "samples" / "split.json",
-        **kw,
+        outputs=outputs,
+        scoring=Scoring(**kw),
+        tile_checks=tile_checks,
     )
 
 
