@@ -98,7 +98,7 @@ def _design(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.
     return names, x / scale, scale, y, group, labels, weight, ok
 
 
-def fit(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndarray, min_stations: int = 4,
+def fit(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndarray, min_stations: int,
         alphas: tuple[float, ...] = RIDGE_ALPHAS) -> Refinement:
     """The refinement of the stations' errors (`error`: observed - ensemble at each station-day) on the predictors'
     within-cell `anomalies` there (name -> value at each station-day), `station` the station of each row."""

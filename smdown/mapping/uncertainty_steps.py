@@ -85,7 +85,7 @@ def calibrate(layer: str, ensemble: str, spread: str, weights: str, coarse: str,
     ensemble; where it was applied, the stations' errors are those of the refinement fitted without each station
     (smdown.mapping.refine_steps.held_out_shifts)."""
     info: dict = {"layer": layer}
-    window = int(settings.get("detail_window", 31))
+    window = int(settings["detail_window"])
     table = pd.read_csv(weights)
     table = table[table["member"] != "rf"]
     k = unc.within_factor({c: table[c].to_numpy() for c in table.columns}, settings["within_factor"])
@@ -202,6 +202,6 @@ def uncertainty(layer: str, ensemble: str, spread: str, weights: str, coarse: st
     learned error model may read (calibrate)."""
     cal = calibrate_layer(layer, ensemble, spread, weights, coarse, split, stations, calibration_out,
                           str(Path(calibration_out).with_suffix(".json")), settings, rasters)
-    uncertainty_map(cal, ensemble, spread, coarse, output, int(settings.get("detail_window", 31)), rasters,
+    uncertainty_map(cal, ensemble, spread, coarse, output, int(settings["detail_window"]), rasters,
                     max_pixels=max_pixels)
     return cal

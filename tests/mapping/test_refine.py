@@ -12,6 +12,7 @@ from smdown.mapping import refine as refining
 from smdown.mapping.refine_steps import fit_layer, fit_refinement, held_out_shifts, read_refinement, refine_map
 
 FACTOR = 4
+MIN_STATIONS = 4  # config refine.min_stations, its schema default
 
 
 def test_a_cell_anomaly_has_mean_zero_over_the_cell_and_the_mask():
@@ -42,15 +43,15 @@ def _stations(beta, noise, stations=12, days=20, seed=0):
 
 def test_the_fit_finds_a_known_response_and_nothing_in_noise():
     anomalies, error, station = _stations((-0.2, 0.3), noise=0.004)
-    found = refining.fit(anomalies, error, station)
+    found = refining.fit(anomalies, error, station, MIN_STATIONS)
     assert found.applied and found.stations == 12 and found.station_days == 240
     assert found.beta == pytest.approx([-0.2, 0.3], rel=0.15)
     assert found.gain > 0.5
     # errors the anomalies do not explain: left one station out, the fit does not beat the mean error
     anomalies, error, station = _stations((0.0, 0.0), noise=0.02, seed=3)
-    none = refining.fit(anomalies, error, station)
+    none = refining.fit(anomalies, error, station, MIN_STATIONS)
     assert not none.applied and none.beta == [0.0, 0.0] and "does not beat" in none.reason
-    few = refining.fit(*_stations((-0.2, 0.3), noise=0.004, stations=3)[:2], np.repeat(np.arange(3), 20))
+    few = refining.fit(*_stations((-0.2, 0.3), noise=0.004, stations=3)[:2], np.repeat(np.arange(3), 20), MIN_STATIONS)
     assert not few.applied and "fewer than" in few.reason
 
 
@@ -63,7 +64,7 @@ def test_left_out_shifts_are_the_refits_without_each_station():
 
     anomalies, error, station = _stations((-0.2, 0.3), noise=0.004)
     error[5] = np.nan  # a gap stays a gap
-    found = refining.fit(anomalies, error, station)
+    found = refining.fit(anomalies, error, station, MIN_STATIONS)
     shifts = refining.left_out_shifts(anomalies, error, station, found)
     assert np.isnan(shifts[5]) and np.isfinite(np.delete(shifts, 5)).all()
     ok = np.isfinite(error)
