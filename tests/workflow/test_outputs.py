@@ -15,6 +15,8 @@ from smdown.publishing.catalog import validate
 
 MAPS = ["dnn", "cnn", "lstm", "ensemble_raw", "ensemble", "ensemble_std", "rf", "cubic", "cubic_corrected",
         "uncertainty"]
+# the area of applicability's dissimilarity index: a map of its own (not soil moisture), out of the cube and catalogue
+AOA = "aoa"
 
 
 def dry_run(workdir, override=None, config=None) -> dict[str, int]:
@@ -51,7 +53,8 @@ def test_the_cube_opens_in_xarray_with_the_maps_dates_and_values(tiny_run):
 def test_every_map_is_a_valid_cog(tiny_run):
     _, results, _ = tiny_run
     maps = sorted((results / "downscaled").glob("*/*.tif"))
-    assert len(maps) == len(TINY_LAYERS) * len(MAPS)
+    assert sorted({path.stem for path in maps}) == sorted([*MAPS, AOA])
+    assert len(maps) == len(TINY_LAYERS) * (len(MAPS) + 1)
     for path in maps:
         valid, errors, _ = cog_validate(str(path), quiet=True)
         assert valid, (path, errors)
