@@ -2,12 +2,11 @@
 that are valid Cloud-Optimized GeoTIFFs, a STAC catalogue that validates (offline), and the `outputs` setting deciding
 which maps are written, a change of it rerunning only the writing."""
 
-import re
 
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import TINY_LAYERS, run_workflow
+from conftest import TINY_LAYERS, scheduled_jobs
 from rio_cogeo.cogeo import cog_validate
 
 from smdown import io
@@ -19,15 +18,6 @@ MAPS = ["dnn", "cnn", "lstm", "ensemble_raw", "ensemble", "ensemble_std", "rf", 
 AOA = "aoa"
 
 
-def dry_run(workdir, override=None, config=None) -> dict[str, int]:
-    """Rule -> job count of a dry run."""
-    done = run_workflow(workdir, config, "-n", "--quiet", "rules", override=override)
-    text = done.stdout + done.stderr
-    if "Nothing to be done" in text:
-        return {}
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text[text.index("Job stats"):], flags=re.MULTILINE))
-    counts.pop("total", None)
-    return {rule: int(n) for rule, n in counts.items()}
 
 
 @pytest.mark.workflow
@@ -80,18 +70,19 @@ def test_the_catalogue_validates_and_holds_every_map(tiny_run):
 @pytest.mark.workflow
 def test_a_change_of_outputs_reruns_only_the_writing(tiny_run):
     workdir, _, _ = tiny_run
-    # the product alone: the catalogue and cubes are rewritten, and the evaluation scores what is left; no
-    # prediction, training or merge (the remaining maps are there), nothing deleted
-    jobs = dry_run(workdir, {"outputs": {"maps": ["ensemble", "uncertainty"]}})
+    # the product alone: the catalogue and cubes are rewritten, and the evaluation scores what is left (its figures
+    # drawn again); no prediction, training or merge (the maps other rules read are there: they stay), nothing deleted
+    jobs = scheduled_jobs(workdir, {"outputs": {"maps": ["ensemble", "uncertainty"]}})
     assert set(jobs) <= {"cube", "catalog", "evaluate_tile", "evaluate", "metric_figure", "reliability_figure",
-                         "scatter", "station_figure", "all"}, jobs
+                         "scatter", "station_figure", "maps", "all"}, jobs
     assert jobs["cube"] == 2 and jobs["catalog"] == 1
     # no cube: the catalogue alone
-    assert set(dry_run(workdir, {"outputs": {"cube": False}})) == {"catalog", "all"}
-    # int16: the merges and what reads the maps, never prediction or training
-    jobs = dry_run(workdir, {"outputs": {"dtype": "int16"}})
+    assert set(scheduled_jobs(workdir, {"outputs": {"cube": False}})) == {"catalog", "all"}
+    # int16: every written map merged again from its tiles, which a run does not keep, so predicted again; never
+    # sampled, tuned, trained or weighted again
+    jobs = scheduled_jobs(workdir, {"outputs": {"dtype": "int16"}})
     assert jobs["merge_tiles"] == 2 * len(MAPS) and {"cube", "catalog"} <= set(jobs), jobs
-    assert not {"predict", "train", "tune", "samples", "ensemble", "refine"} & set(jobs), jobs
+    assert not {"train", "tune", "samples", "ensemble", "train_rf", "split", "resample"} & set(jobs), jobs
 
 
 @pytest.mark.workflow
@@ -101,11 +92,11 @@ def test_outputs_decide_which_maps_a_run_writes(tiny_run, tmp_path):
     workdir, _, _ = tiny_run
     config = {**__import__("yaml").safe_load((workdir / "config.yaml").read_text())}
     config.pop("outputs")
-    jobs = dry_run(tmp_path, None, config=config)
-    assert jobs["merge_tiles"] == 2 * len(TINY_LAYERS), jobs  # ensemble and uncertainty
+    jobs = scheduled_jobs(tmp_path, None, config=config)
+    assert jobs["merge_tiles"] == 3 * len(TINY_LAYERS), jobs  # ensemble, uncertainty and the aoa map
     assert jobs["merge_needed"] == 2 * len(TINY_LAYERS), jobs  # ensemble_std, ensemble_raw
     assert "cubic_baseline" not in jobs and "predict_rf" not in jobs, jobs
     config["outputs"] = {"maps": ["product", "baselines"], "cube": False, "catalog": False}
-    jobs = dry_run(tmp_path, None, config=config)
+    jobs = scheduled_jobs(tmp_path, None, config=config)
     assert jobs["merge_tiles"] == 4 * len(TINY_LAYERS) and jobs["cubic_baseline"] == len(TINY_LAYERS), jobs
     assert "cube" not in jobs and "catalog" not in jobs

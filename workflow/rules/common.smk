@@ -240,12 +240,21 @@ try:
     WRITTEN_MAPS = written_maps(OUTPUTS["maps"], TILED_MAPS, MEMBERS, SOURCE != "demo")
 except ValueError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
-NEEDED_MAPS = [
+# A map that other rules read and the run does not write is merged as a temporary file (rule merge_needed). Where an
+# earlier run of the same name wrote it for every layer, it stays a written map: narrowing outputs.maps then stops
+# writing maps, never deletes one, and predicts nothing again (its tiles are gone).
+_NEEDED = [
     name
     for name in TILED_MAPS
     if name in ("ensemble", "ensemble_std", "uncertainty", "ensemble_raw")
     and name not in WRITTEN_MAPS
 ]
+WRITTEN_MAPS += [
+    name
+    for name in _NEEDED
+    if all(Path(f"{R}/downscaled/{layer}/{name}.tif").exists() for layer in LAYERS)
+]
+NEEDED_MAPS = [name for name in _NEEDED if name not in WRITTEN_MAPS]
 
 
 def written_map_files(wildcards):
