@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -102,6 +103,18 @@ def run_workflow(workdir: Path, config: dict | None, *args: str, cores: int = 2,
     if check:
         assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
     return done
+
+
+def scheduled_jobs(workdir: Path, override: dict | None = None, config: dict | None = None) -> dict[str, int]:
+    """Rule -> job count of a dry run of the workflow in `workdir` (`override`, `config`: as run_workflow's); empty
+    where there is nothing to be done."""
+    done = run_workflow(workdir, config, "-n", "--quiet", "rules", override=override)
+    text = done.stdout + done.stderr
+    if "Nothing to be done" in text:
+        return {}
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text[text.index("Job stats"):], flags=re.MULTILINE))
+    counts.pop("total", None)
+    return {rule: int(n) for rule, n in counts.items()}
 
 
 def make_dates(start: str, n: int, step: int = 1) -> list[str]:

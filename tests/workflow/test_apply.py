@@ -3,12 +3,11 @@ maps, a mismatched predictor is refused before any job, and a changed coarse val
 resampling."""
 
 import os
-import re
 import shutil
 
 import numpy as np
 import pytest
-from conftest import TINY_CONFIG, run_workflow, tiny_config
+from conftest import TINY_CONFIG, run_workflow, scheduled_jobs, tiny_config
 
 from smdown import io
 
@@ -17,16 +16,6 @@ TRAINING = {"samples", "tune", "train", "train_rf", "ensemble", "sensitivity", "
 APPLIED = {"run": "applied", "models": {"from": f"results/{TINY_CONFIG['run']}"}}
 
 
-def scheduled(workdir, override: dict | None = None) -> dict[str, int]:
-    """Rule -> job count of a dry run (with `override`: a second config file on top of the tiny run's)."""
-    done = run_workflow(workdir, None, "-n", "--quiet", "rules", override=override)
-    text = done.stdout + done.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text[text.index("Job stats"):]
-    counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)}
-    counts.pop("total", None)
-    return counts
 
 
 def mtimes(folder):
@@ -37,7 +26,7 @@ def mtimes(folder):
 def test_an_applied_run_schedules_no_training_and_reproduces_the_trained_maps(tiny_run):
     workdir, results, _ = tiny_run
     before = mtimes(results / "models") | mtimes(results / "ensemble")
-    jobs = scheduled(workdir, APPLIED)
+    jobs = scheduled_jobs(workdir, APPLIED)
     assert not TRAINING & set(jobs), jobs
     assert {"predict", "refine", "uncertainty", "aoa", "evaluate", "applicability"} <= set(jobs), jobs
     run_workflow(workdir, None, override=APPLIED)
@@ -51,7 +40,7 @@ def test_an_applied_run_schedules_no_training_and_reproduces_the_trained_maps(ti
             np.testing.assert_array_equal(ours.data, theirs.data, err_msg=f"{layer} {name}")
     assert (applied / "evaluation" / "applicability.csv").exists()
     assert mtimes(results / "models") | mtimes(results / "ensemble") == before
-    assert scheduled(workdir, APPLIED) == {}
+    assert scheduled_jobs(workdir, APPLIED) == {}
 
 
 @pytest.mark.workflow
@@ -94,13 +83,13 @@ def test_a_changed_coarse_value_reruns_no_predictor_resampling(tiny_run):
         stack = io.read_stack(coarse)
         stack.data[-1, 0, 0] += 0.01
         io.write_stack(coarse, stack)
-        jobs = scheduled(workdir)
+        jobs = scheduled_jobs(workdir)
         # coarse_surface at 900 m (one tile, merged; the samples read the coarse input itself): no predictor
         assert jobs["resample_tile"] == jobs["merge_scale"] == 1 and jobs.get("resample", 0) <= 1, jobs
         assert "terrain" not in jobs
-        applied = scheduled(workdir, APPLIED)
+        applied = scheduled_jobs(workdir, APPLIED)
         assert not TRAINING & set(applied), applied
     finally:
         shutil.copy2(saved, coarse)
         os.utime(coarse, ns=(saved.stat().st_atime_ns, saved.stat().st_mtime_ns))
-    assert scheduled(workdir) == {}
+    assert scheduled_jobs(workdir) == {}

@@ -5,12 +5,11 @@ params trigger reruns that job and what depends on it, and nothing upstream or b
 """
 
 import os
-import re
 import shutil
 
 import numpy as np
 import pytest
-from conftest import run_workflow
+from conftest import run_workflow, scheduled_jobs
 
 from smdown import io
 
@@ -26,28 +25,18 @@ MAPS = ["dnn", "cnn", "lstm", "ensemble_raw", "ensemble", "ensemble_std", "rf", 
 AFTER_TRAINING = AFTER_PREDICT | {"ensemble", "sensitivity", "sensitivity_figure", "aoa_reference", "aoa"}
 
 
-def scheduled(workdir, override: dict | None = None) -> dict[str, int]:
-    """Rule -> job count of a dry run (with `override`: changed settings in a second config file)."""
-    done = run_workflow(workdir, None, "-n", "--quiet", "rules", override=override)
-    text = done.stdout + done.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text[text.index("Job stats"):]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE))
-    counts.pop("total", None)
-    return {rule: int(n) for rule, n in counts.items()}
 
 
 @pytest.mark.workflow
 def test_nothing_to_do_after_a_complete_run(tiny_run):
     workdir, _, _ = tiny_run
-    assert scheduled(workdir) == {}
+    assert scheduled_jobs(workdir) == {}
 
 
 @pytest.mark.workflow
 def test_l2_reruns_the_deep_members_and_what_follows_only(tiny_run):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, {"models": {"l2": 0.5}})
+    jobs = scheduled_jobs(workdir, {"models": {"l2": 0.5}})
     assert set(jobs) == {"tune", "train", "training_figure"} | AFTER_TRAINING, jobs
     assert jobs["train"] == jobs["tune"] == 6  # 3 members x 2 layers; not the forest, samples or anything upstream
 
@@ -56,7 +45,7 @@ def test_l2_reruns_the_deep_members_and_what_follows_only(tiny_run):
 def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
     workdir, _, _ = tiny_run
     # the root zone's changes (default inverse_mse in both layers)
-    jobs = scheduled(workdir, {"ensemble": {"weighting": {"surface": "inverse_mse", "rootzone": "equal"}}})
+    jobs = scheduled_jobs(workdir, {"ensemble": {"weighting": {"surface": "inverse_mse", "rootzone": "equal"}}})
     assert set(jobs) == AFTER_PREDICT | {"ensemble"}, jobs
     assert jobs["ensemble"] == 1 and jobs["predict"] == TILES, jobs
     # the root zone's members (the forest among them), ensemble before and after refining, spread, uncertainty
@@ -66,7 +55,7 @@ def test_weighting_reruns_the_ensemble_onward_not_training(tiny_run):
 @pytest.mark.workflow
 def test_the_forest_leaving_the_ensemble_reruns_the_weights_onward_not_training(tiny_run):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, {"ensemble": {"forest": False}})
+    jobs = scheduled_jobs(workdir, {"ensemble": {"forest": False}})
     # the forest's map then comes from a job of its own (predict_rf), no longer from predict
     assert set(jobs) == AFTER_PREDICT | {"ensemble", "predict_rf"}, jobs
     assert jobs["ensemble"] == 2 and jobs["predict"] == jobs["predict_rf"] == 2 * TILES, jobs
@@ -75,7 +64,7 @@ def test_the_forest_leaving_the_ensemble_reruns_the_weights_onward_not_training(
 @pytest.mark.workflow
 def test_the_refinement_predictors_rerun_the_refinement_onward_not_predict(tiny_run):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, {"refine": {"predictors": ["ndvi"]}})
+    jobs = scheduled_jobs(workdir, {"refine": {"predictors": ["ndvi"]}})
     assert set(jobs) == AFTER_REFINING | {"fit_refinement"}, jobs
     assert jobs["fit_refinement"] == 2 and jobs["refine"] == 2 * TILES
     assert jobs["merge_tiles"] == 2 * 2, jobs  # each layer's ensemble and uncertainty
@@ -85,7 +74,7 @@ def test_the_refinement_predictors_rerun_the_refinement_onward_not_predict(tiny_
 @pytest.mark.parametrize("change", [{"correction": "none"}, {"anchor": "coarse"}])
 def test_correction_reruns_predict_onward(tiny_run, change):
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, {"predict": change})
+    jobs = scheduled_jobs(workdir, {"predict": change})
     # cubic_corrected follows the correction too (the forest's map is predict's: it joins the ensemble)
     assert set(jobs) == AFTER_PREDICT | {"cubic_baseline"}, jobs
     assert jobs["predict"] == jobs["cubic_baseline"] == 2 * TILES
@@ -98,7 +87,7 @@ def test_other_tiles_rerun_the_tiled_jobs_and_the_merges_only(tiny_run):
     the merged maps are bitwise those of one tile is shown block by block in tests/test_tiles.py, and on the demo
     in the README; running it here too took CI past its time.)"""
     workdir, _, _ = tiny_run
-    jobs = scheduled(workdir, {"tiles": {"cells": 1}})
+    jobs = scheduled_jobs(workdir, {"tiles": {"cells": 1}})
     assert {"predict", "cubic_baseline", "merge_tiles", "resample_tile"} <= set(jobs), jobs
     assert "train" not in jobs and "samples" not in jobs and "resample" not in jobs, jobs
     assert jobs["predict"] == jobs["cubic_baseline"] == 2 * 4 and "predict_rf" not in jobs
@@ -117,14 +106,14 @@ def test_new_ndvi_content_reruns_ndvi_resampling_and_what_depends_on_it(tiny_run
     try:
         stack = io.read_stack(ndvi)
         io.write_stack(ndvi, io.Stack(np.clip(stack.data * 0.9, -1, 1), stack.grid, stack.dates))
-        jobs = scheduled(workdir)
+        jobs = scheduled_jobs(workdir)
         # ndvi at 3000 m, and at the finest scale (1000 m) one job per tile, merged; no other variable
         assert jobs["resample"] == jobs["resample_tile"] == jobs["merge_scale"] == 1, jobs
         assert {"samples", "train", "train_rf"} <= set(jobs) and "split" not in jobs and "cubic_baseline" not in jobs
     finally:
         shutil.copy2(saved, ndvi)
         os.utime(ndvi, ns=(saved.stat().st_atime_ns, saved.stat().st_mtime_ns))
-    assert scheduled(workdir) == {}
+    assert scheduled_jobs(workdir) == {}
 
 
 @pytest.mark.workflow
