@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -33,11 +34,11 @@ def applicability(layers: Sequence[str], truths: Sequence[str], aoa_maps: Sequen
     `methods`: the scored maps."""
     import pandas as pd
 
-    split_ = json.loads(open(split).read())
+    split_ = json.loads(Path(split).read_text())
     coarse_grid = io.read_grid(coarse)
     rows = []
     for layer, truth, aoa_path, meta in zip(layers, truths, aoa_maps, metas, strict=True):
-        threshold = float(json.loads(open(meta).read())["threshold"])
+        threshold = float(json.loads(Path(meta).read_text())["threshold"])
         factor = io.nest(io.read_grid(aoa_path), coarse_grid)
         dates = [d for d in io.read_dates(aoa_path) if d in set(split_["test_dates"])]
         layer_maps = {m: p for p, lay, m in zip(maps, map_layers, methods, strict=True) if lay == layer}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def reference(sample_paths: Sequence[str], importance: str | None, outputs: Mapp
 
 def read_reference(points: str, meta: str) -> aoa.Reference:
     """A reference written by `reference`."""
-    m = json.loads(open(meta).read())
+    m = json.loads(Path(meta).read_text())
     with np.load(points) as data:
         pts = data["points"].astype(np.float64)
     return aoa.Reference(m["features"], np.array(m["mean"]), np.array(m["scale"]), np.array(m["weights"]), pts,

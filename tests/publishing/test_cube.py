@@ -14,7 +14,7 @@ from smdown.publishing import cube
 @pytest.fixture
 def maps(tmp_path, coarse_grid):
     """Two maps of 20 days on a 300 x 260 grid of 30 m pixels (chunks cut inside the days and rows)."""
-    grid = Grid(coarse_grid.crs, coarse_grid.transform * coarse_grid.transform.scale(30 / coarse_grid.res), 300, 260)
+    grid = Grid(coarse_grid.crs, coarse_grid.transform @ coarse_grid.transform.scale(30 / coarse_grid.res), 300, 260)
     rng = np.random.default_rng(5)
     dates = make_dates("2023-12-25", 20)
     paths = {}

@@ -13,7 +13,7 @@ from smdown.grid import Grid
 @pytest.fixture
 def field(coarse_grid):
     """A 600 x 520 grid of 30 m pixels (larger than 512, so tiled) and 5 days of values with a NaN corner."""
-    grid = Grid(coarse_grid.crs, coarse_grid.transform * coarse_grid.transform.scale(30 / coarse_grid.res), 600, 520)
+    grid = Grid(coarse_grid.crs, coarse_grid.transform @ coarse_grid.transform.scale(30 / coarse_grid.res), 600, 520)
     rng = np.random.default_rng(3)
     data = (0.3 + 0.05 * rng.standard_normal((5, 600, 520))).astype(np.float32)
     data[:, :10, :10] = np.nan
