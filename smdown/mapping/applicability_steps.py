@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from smdown import io
-from smdown.grid import Tile, nest_factor
+from smdown.grid import Tile, cell_blocks, nest_factor
 from smdown.mapping import applicability as aoa
 from smdown.preparing.features import FeatureSpec, cube, derive
 from smdown.preparing.samples import load as load_samples
@@ -90,15 +90,14 @@ def aoa_map(points: str, meta: str, rasters: Mapping[str, str], coarse: str, sca
     tree = cKDTree(ref.points)
     outside = total = 0
     with io.open_writer(output, fine_grid.window(*part.fine(factor)), dates) as dst:
-        for r0 in range(0, part.rows, block_cells):
-            for c0 in range(0, part.cols, block_cells):
-                rows, cols = min(block_cells, part.rows - r0) * factor, min(block_cells, part.cols - c0) * factor
-                row, col = (part.row + r0) * factor, (part.col + c0) * factor
-                block = {name: io.read_window(rasters[name], row, col, rows, cols) for name in spec.rasters}
-                x = cube(spec, derive(spec, block, dates), len(dates)).reshape(-1, len(spec.names))
-                di = aoa.dissimilarity(ref, x, tree, threads).reshape(len(dates), rows, cols)
-                io.write_window(dst, di, r0 * factor, c0 * factor)
-                outside += int(np.count_nonzero(di > ref.threshold))
-                total += int(np.count_nonzero(np.isfinite(di)))
+        for r0, c0, cell_rows, cell_cols in cell_blocks((part.rows, part.cols), block_cells):
+            rows, cols = cell_rows * factor, cell_cols * factor
+            row, col = (part.row + r0) * factor, (part.col + c0) * factor
+            block = {name: io.read_window(rasters[name], row, col, rows, cols) for name in spec.rasters}
+            x = cube(spec, derive(spec, block, dates), len(dates)).reshape(-1, len(spec.names))
+            di = aoa.dissimilarity(ref, x, tree, threads).reshape(len(dates), rows, cols)
+            io.write_window(dst, di, r0 * factor, c0 * factor)
+            outside += int(np.count_nonzero(di > ref.threshold))
+            total += int(np.count_nonzero(np.isfinite(di)))
     log.info("tile %s: %d of %d pixel-days (%.2f %%) outside the area of applicability (DI > %.4g)", tile, outside,
              total, 100 * outside / max(total, 1), ref.threshold)
