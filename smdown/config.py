@@ -88,7 +88,7 @@ def _check_consistency(config: dict, static_given: bool = True) -> None:
     missing = [s for s in config["training_scales"] if s not in scales]
     if missing:
         raise ConfigError(f"config key 'training_scales': {missing} not among 'scales' {scales}")
-    if config["samples"]["target"] != "aggregate" and min(config["training_scales"]) <= min(scales):
+    if config["samples"]["target"] in ("cubic", "coarse") and min(config["training_scales"]) <= min(scales):
         raise ConfigError(
             "config key 'training_scales': with samples.target cubic or coarse they must be coarser than the "
             "prediction scale (the finest of 'scales'), where the resampled target holds no information"
@@ -109,6 +109,16 @@ def _check_consistency(config: dict, static_given: bool = True) -> None:
     if "inputs" in config:
         _check_layer_predictors(config["inputs"])
         _check_static(config["static"], config["inputs"]["predictors"], static_given)
+    if config["samples"]["target"] == "truth":
+        inputs = inputs_of(config)
+        missing = [layer for layer in inputs.layers if layer not in inputs.truth]
+        if missing:
+            raise ConfigError(
+                f"config key 'samples.target': truth needs a fine truth for every layer, and this run has none for "
+                f"{missing} (give inputs.truth, or run the demo); it is the skill panel's oracle, not a setting "
+                "for a real run"
+            )
+
 
 
 def _check_static(static: list[str], predictors: dict, given: bool) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from smdown import io
-from smdown.grid import Tile, nest_factor
+from smdown.grid import Grid, Tile, nest_factor, nested_grid
 from smdown.jobs import factor_of
 from smdown.preparing import resample as resampling
 from smdown.preparing import terrain as terrain_lib
@@ -98,13 +98,18 @@ def samples(rasters: dict[str, str], target: str, split_path: str, coarse: str, 
 
     target "aggregate": bags of pixels of one coarse cell-day labelled with the coarse value (the
     models learn a fine field whose areal mean is the coarse value), read cell by cell; "cubic" /
-    "coarse": each pixel labelled with the resampled coarse field at that scale.
+    "coarse": each pixel labelled with the resampled coarse field at that scale; "truth": each pixel
+    labelled with the fine truth (`target`) averaged onto the scale (truth_on_scale), an oracle for the
+    skill panel's ceiling (the test cells and days are drawn as the test split, never trained on).
     """
     spec = FeatureSpec.from_dict(features)
     target_stack = io.read_stack(target)
     split_groups = json.loads(Path(split_path).read_text())
     rng = np.random.default_rng(seed)
     factor = factor_of(scale, coarse) or 1
+    if settings["target"] == "truth":
+        coarse_grid = io.read_grid(coarse)
+        target_stack = truth_on_scale(target_stack, nested_grid(coarse_grid, factor), io.read_dates(coarse))
     try:
         if settings["target"] == "aggregate":
             result = _bag_samples(spec, rasters, target_stack, split_groups, factor, settings, rng)
@@ -117,6 +122,21 @@ def samples(rasters: dict[str, str], target: str, split_path: str, coarse: str, 
              len(result["target"]), result["bag"].max() + 1, *counts[:2], len(spec.names))
     with io.atomic_path(output) as tmp:
         np.savez(tmp, **result)
+
+
+def truth_on_scale(truth: io.Stack, grid: Grid, dates: list[str]) -> io.Stack:
+    """The truth on a training scale's grid and the coarse input's dates: as it is where it lies on that grid,
+    else its area average there (GDAL's average warp: each pixel the mean of the truth under it); a date the truth
+    lacks is NaN (no example is drawn there)."""
+    same = (truth.grid.height, truth.grid.width) == (grid.height, grid.width) and np.allclose(
+        truth.grid.transform, grid.transform)
+    on_grid = truth if same else io.warp(truth, grid, "average")
+    index = {date: i for i, date in enumerate(on_grid.dates)}
+    data = np.full((len(dates), grid.height, grid.width), np.nan, dtype=np.float32)
+    for i, date in enumerate(dates):
+        if date in index:
+            data[i] = on_grid.data[index[date]]
+    return io.Stack(data, grid, list(dates))
 
 
 def _bag_samples(spec: FeatureSpec, rasters: dict[str, str], coarse: io.Stack, split_groups: dict, factor: int,

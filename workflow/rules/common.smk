@@ -155,9 +155,12 @@ def fine_rasters(wildcards):
 
 
 def sample_target(wildcards):
-    """aggregate: the coarse input itself; cubic / coarse: the coarse field resampled to the scale."""
+    """aggregate: the coarse input itself; cubic / coarse: the coarse field resampled to the scale; truth: the
+    layer's fine truth (the skill panel's ceiling; averaged onto the scale by the samples step)."""
     if config["samples"]["target"] == "aggregate":
         return INPUTS.coarse[wildcards.layer]
+    if config["samples"]["target"] == "truth":
+        return INPUTS.truth[wildcards.layer]
     return f"{R}/scales/{wildcards.scale}/coarse_{wildcards.layer}.tif"
 
 
