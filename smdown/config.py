@@ -120,7 +120,6 @@ def _check_consistency(config: dict, static_given: bool = True) -> None:
             )
 
 
-
 def _check_static(static: list[str], predictors: dict, given: bool) -> None:
     """Every name of `static` (set in the config) is a predictor; a default one may be missing, unless a predictor
     has it in another case (DEM for dem)."""
