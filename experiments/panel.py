@@ -139,6 +139,41 @@ def select_worlds(spec: str, worlds: Sequence[PanelWorld] = WORLDS) -> list[Pane
     return [by_name[n] for n in names]
 
 
+# ---------------------------------------------------------------- variants
+
+STATIONS = ("world", "sparse", "none")  # the world's own stations, about one per ten coarse cells, none
+SPARSE_CELLS = 10  # coarse cells per station in the sparse variant
+DEFAULT_VARIANT = "default"
+CEILING = "ceiling"  # the variant whose members learn from the truth; it runs without stations (nothing refined)
+
+
+def parse_stations(spec: str) -> list[str]:
+    """`--stations`: comma-separated station variants among STATIONS."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STATIONS]
+    if unknown or not names:
+        raise ValueError(f"--stations: unknown variant(s) {unknown}; choose among {', '.join(STATIONS)}")
+    return list(dict.fromkeys(names))
+
+
+def variant_name(stations: str = "world", ceiling: bool = False) -> str:
+    """A variant's name (its folder's suffix and the tables' `variant`): default, stations_sparse, stations_none, or
+    ceiling (whatever the stations: the ceiling runs without any)."""
+    if ceiling:
+        return CEILING
+    return DEFAULT_VARIANT if stations == "world" else f"stations_{stations}"
+
+
+def world_dir(out: Path, world: PanelWorld, variant: str = DEFAULT_VARIANT) -> Path:
+    """<out>/<world>/ for the default variant, <out>/<world>__<variant>/ for the others."""
+    return Path(out) / (world.name if variant == DEFAULT_VARIANT else f"{world.name}__{variant}")
+
+
+def sparse_station_count(coarse_rows: int, coarse_cols: int) -> int:
+    """About one station per SPARSE_CELLS coarse cells, at least one."""
+    return max(1, int(coarse_rows * coarse_cols / SPARSE_CELLS + 0.5))
+
+
 # ---------------------------------------------------------------- configs
 
 
@@ -168,8 +203,14 @@ def apply_set(config: dict, overrides: Mapping[str, object]) -> dict:
     return config
 
 
-def world_config(base: dict, world: PanelWorld, overrides: Mapping[str, object]) -> dict:
-    """The run config of one world: base, the world's demo settings (the demo source), then the overrides.
+def world_config(base: dict, world: PanelWorld, overrides: Mapping[str, object], stations: str = "world",
+                 ceiling: bool = False) -> dict:
+    """The run config of one world: base, the world's demo settings (the demo source), the overrides, then the
+    variant's settings: `stations` none (demo.stations 0) or sparse (sparse_station_count of the world's cells;
+    world keeps its own), and with `ceiling` samples.target truth and no stations (the members trained on the truth
+    of the training cells and days, combined, nothing refined: the ceiling of what the predictors allow). The
+    stations are drawn from a random stream of their own, so every variant has the same truth, coarse input and
+    split.
 
     Validated against the schema (a bad override stops with the key's name); returned unvalidated, as
     written to the world's config file.
@@ -180,6 +221,16 @@ def world_config(base: dict, world: PanelWorld, overrides: Mapping[str, object])
     config["source"] = "demo"
     config["demo"] = {**config.get("demo", {}), **world.demo}
     config = apply_set(config, overrides)
+    if stations not in STATIONS:
+        raise ValueError(f"stations variant {stations!r}: choose among {', '.join(STATIONS)}")
+    if ceiling:
+        stations = "none"
+    if stations != "world":
+        demo = smconfig.validate(config)["demo"]
+        config["demo"]["stations"] = 0 if stations == "none" else sparse_station_count(demo["coarse_rows"],
+                                                                                        demo["coarse_cols"])
+    if ceiling:
+        config = apply_set(config, {"samples.target": "truth"})
     smconfig.validate(config)
     return config
 
@@ -619,6 +670,66 @@ def panel_median(table: pd.DataFrame, split: str = "all") -> pd.DataFrame:
 
 
 
+# ---------------------------------------------------------------- the ceiling
+
+GAINS = ["gain_share", "within_gain_share"]
+SKILL_COLUMNS = [*COLUMNS[:2], "variant", *COLUMNS[2:], *GAINS]  # skill.csv
+
+
+def gain_share(cubic: float, method: float, ceiling: float) -> float:
+    """The share of the reachable gain over cubic a method takes: (cubic - method) / (cubic - ceiling), errors of
+    the same kind (ubRMSE, or the within-cell part); 1 reaches the ceiling, 0 is cubic's, below 0 worse than cubic.
+    NaN where the ceiling is no better than cubic (nothing to reach)."""
+    room = cubic - ceiling
+    return float((cubic - method) / room) if np.isfinite(room) and np.isfinite(method) and room > 0 else float("nan")
+
+
+def with_ceiling(table: pd.DataFrame) -> pd.DataFrame:
+    """The skill table (SKILL_COLUMNS, a `variant` column) with the ceiling's comparisons, on split `test` only (the
+    ceiling run saw the truth of every other cell-day): per world x layer, the ceiling is the ceiling variant's
+    ensemble (its members combined; no stations, so nothing refined).
+    Each test row of that world x layer gets its gain_share (ubRMSE) and within_gain_share (within-cell RMSE)
+    against its own variant's cubic; each other variant gets a row of method `ceiling` (the ceiling's scores, its
+    ratio to that variant's cubic). Worlds without a ceiling run keep NaN shares."""
+    table = table.copy()
+    for column in GAINS:
+        table[column] = float("nan")
+    test = table[table["split"] == "test"]
+    rows = test[(test["variant"] == CEILING) & (test["method"] == "ensemble")]
+    ceilings = {(row["world"], row["layer"]): row for _, row in rows.iterrows()}
+    added = []
+    for (world, variant, layer), group in test.groupby(["world", "variant", "layer"], sort=False):
+        ceiling, cubic = ceilings.get((world, layer)), group[group["method"] == "cubic"]
+        if ceiling is None or cubic.empty:
+            continue
+        cubic = cubic.iloc[0]
+        for index, row in group.iterrows():
+            table.loc[index, "gain_share"] = gain_share(cubic["ubrmse"], row["ubrmse"], ceiling["ubrmse"])
+            table.loc[index, "within_gain_share"] = gain_share(cubic["within_rmse"], row["within_rmse"],
+                                                               ceiling["within_rmse"])
+        if variant != CEILING:
+            added.append({**ceiling.to_dict(), "variant": variant, "part": cubic["part"], "method": CEILING,
+                          "ratio_cubic": ceiling["ubrmse"] / cubic["ubrmse"], "weight": float("nan"),
+                          "collapsed": False, "gain_share": 1.0, "within_gain_share": 1.0})
+    if added:
+        table = pd.concat([table, pd.DataFrame(added, columns=SKILL_COLUMNS)], ignore_index=True)
+    return table[SKILL_COLUMNS]
+
+
+def format_gains(table: pd.DataFrame) -> str:
+    """The test split's ratio to cubic and shares of the reachable gain, per world x variant x layer x method."""
+    sub = table[(table["split"] == "test") & table["gain_share"].notna()]
+    if sub.empty:
+        return ""
+    lines = ["share of the reachable gain (test cells x days): (cubic - method) / (cubic - ceiling), ubRMSE and "
+             "within-cell RMSE; ceiling: the members trained on the truth",
+             f"  {'world':<22} {'variant':<24} {'layer':<8} {'method':<12} {'/cubic':>6} {'gain':>6} {'within':>6}"]
+    for row in sub.itertuples():
+        lines.append(f"  {row.world:<22} {row.variant:<24} {row.layer:<8} {row.method:<12} {row.ratio_cubic:>6.3f} "
+                     f"{row.gain_share:>6.3f} {row.within_gain_share:>6.3f}")
+    return "\n".join(lines)
+
+
 def acceptance(table: pd.DataFrame, part: str = "untouched") -> list[dict]:
     """Issue 9's acceptance checks on the panel (split `all`), per layer; each a dict with check, layer, value,
     limit and ok (None where the methods it needs are missing):
@@ -712,6 +823,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"base config (default {DEFAULT_CONFIG})")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"panel folder: <out>/<world>/ and <out>/skill.csv "
                                                            f"(default {DEFAULT_OUT})")
+    parser.add_argument("--stations", default="world",
+                        help="station variants, comma-separated: world (default: the world's own stations), sparse "
+                             f"(about one per {SPARSE_CELLS} coarse cells), none; each in <out>/<world>__stations_<v>/")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also run each world with the members trained on its 30 m truth (samples.target truth, "
+                             "no stations; <out>/<world>__ceiling/): the test split's ceiling and each method's share "
+                             "of the reachable gain")
     parser.add_argument("--fresh", action="store_true", help="delete each world's results first (keeps its inputs)")
     parser.add_argument("--score-only", action="store_true", help="score the worlds' existing outputs, run nothing")
 
@@ -721,48 +839,62 @@ def run(args: argparse.Namespace) -> int:
     exit status (1 when a world failed)."""
     worlds = select_worlds(args.worlds)
     overrides = parse_set(args.overrides)
+    variants = [(stations, False) for stations in parse_stations(args.stations)] + ([("none", True)]
+                                                                                 if args.ceiling else [])
     base_path = Path(args.configfile)
     base = yaml.safe_load(base_path.read_text()) if base_path.exists() else {}
     out = Path(args.out).resolve()
-    configs = {w.name: world_config(base, w, overrides) for w in worlds}  # every config checked before any run
+    configs = {(w.name, variant_name(*v)): world_config(base, w, overrides, *v)  # every config checked before any run
+               for w in worlds for v in variants}
     rows, weightings, uncertainty, failed = [], [], [], []
     for world in worlds:
-        workdir = out / world.name
-        if not args.score_only:
-            print(f"[{time.strftime('%H:%M:%S')}] {world.name} ({world.part}: {world.about}) -> {workdir}",
-                  flush=True)
-            ok, seconds = run_world(world, configs[world.name], workdir, args.cores, args.fresh)
-            print(f"    {'done' if ok else 'FAILED'} in {seconds / 60:.1f} min (log {workdir / 'snakemake.log'})",
-                  flush=True)
-            if not ok:
-                failed.append(world.name)
-                continue
-        try:
-            rows += score_world(world, workdir, configs[world.name], weightings, uncertainty)
-        except (OSError, ValueError, io.InputError) as err:
-            print(f"    {world.name}: cannot score: {err}", flush=True)
-            failed.append(world.name)
-    table = pd.DataFrame(rows, columns=COLUMNS)
+        for variant in (variant_name(*v) for v in variants):
+            label, workdir = world.name + ("" if variant == DEFAULT_VARIANT else f" [{variant}]"), world_dir(
+                out, world, variant)
+            if not args.score_only:
+                print(f"[{time.strftime('%H:%M:%S')}] {label} ({world.part}: {world.about}) -> {workdir}", flush=True)
+                ok, seconds = run_world(world, configs[(world.name, variant)], workdir, args.cores, args.fresh)
+                print(f"    {'done' if ok else 'FAILED'} in {seconds / 60:.1f} min (log {workdir / 'snakemake.log'})",
+                      flush=True)
+                if not ok:
+                    failed.append(label)
+                    continue
+            try:
+                counts = len(weightings), len(uncertainty)
+                rows += [{**row, "variant": variant} for row in
+                         score_world(world, workdir, configs[(world.name, variant)], weightings, uncertainty)]
+                for row in weightings[counts[0]:] + uncertainty[counts[1]:]:
+                    row["variant"] = variant
+            except (OSError, ValueError, io.InputError) as err:
+                print(f"    {label}: cannot score: {err}", flush=True)
+                failed.append(label)
+    table = with_ceiling(pd.DataFrame(rows, columns=[*COLUMNS, "variant"]))
     out.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(out / "skill.csv") as tmp:
         table.assign(settings=" ".join(args.overrides)).to_csv(tmp, index=False, float_format="%.6g")
-    if not table.empty:
-        print("\n" + format_table(table))
-        print("\n" + format_median(panel_median(table)))
-        collapsed = table[(table["split"] == "all") & table["collapsed"]]
+    for variant, part in table.groupby("variant", sort=False):
+        print(f"\n=== variant {variant} ===\n" + format_table(part))
+        print("\n" + format_median(panel_median(part)))
+        collapsed = part[(part["split"] == "all") & part["collapsed"]]
         for row in collapsed.itertuples():
             print(f"COLLAPSED: {row.world} {row.layer} {row.method} (within-cell std ratio {row.std_ratio:.3f})")
-        print("\n" + format_acceptance(acceptance(table)))
+        print("\n" + format_acceptance(acceptance(part)))
+    if table["gain_share"].notna().any():
+        print("\n" + format_gains(table))
     if weightings:
-        study = pd.DataFrame(weightings, columns=WEIGHTING_COLUMNS)
+        study = pd.DataFrame(weightings, columns=[*WEIGHTING_COLUMNS[:2], "variant", *WEIGHTING_COLUMNS[2:]])
         with io.atomic_path(out / "weightings.csv") as tmp:
             study.to_csv(tmp, index=False, float_format="%.6g")
-        print("\n" + format_weightings(study) + f"\nwrote {out / 'weightings.csv'}")
+        for variant, part in study.groupby("variant", sort=False):
+            print(f"\n[{variant}] " + format_weightings(part))
+        print(f"wrote {out / 'weightings.csv'}")
     if uncertainty:
-        spread_table = pd.DataFrame(uncertainty, columns=UNCERTAINTY_COLUMNS)
+        spread_table = pd.DataFrame(uncertainty, columns=[*UNCERTAINTY_COLUMNS[:2], "variant", *UNCERTAINTY_COLUMNS[2:]])
         with io.atomic_path(out / "uncertainty.csv") as tmp:
             spread_table.to_csv(tmp, index=False, float_format="%.6g")
-        print("\n" + format_uncertainty(spread_table) + f"\nwrote {out / 'uncertainty.csv'}")
+        for variant, part in spread_table.groupby("variant", sort=False):
+            print(f"\n[{variant}] " + format_uncertainty(part))
+        print(f"wrote {out / 'uncertainty.csv'}")
     print(f"\nwrote {out / 'skill.csv'} ({len(table)} rows; split 'test' = test cells x test dates)")
     if failed:
         print(f"failed: {', '.join(failed)}")

@@ -343,3 +343,82 @@ def test_error_size_bound_finds_an_error_size_the_maps_show_and_none_where_there
     assert abs(found["uniform"]["r"]) < 0.1
     with pytest.raises(ValueError, match="needs the ensemble"):
         panel.error_size_bound(tmp_path / "uniform.tif", {"soil": tmp_path / "soil.tif"}, factor)
+
+
+# ---------------------------------------------------------------- variants and the ceiling
+
+
+def test_station_variants_and_the_ceiling_make_the_right_configs(tmp_path):
+    base = {"run": "demo", "demo": {"seed": 42, "stations": 12}}
+    flat = panel.select_worlds("flat_coarse_soil")[0]  # 5 x 5 coarse cells
+    hills = panel.select_worlds("wet_rainfed_hills")[0]  # 3 x 3
+    assert panel.world_config(base, flat, {})["demo"]["stations"] == 12
+    assert panel.world_config(base, flat, {}, "none")["demo"]["stations"] == 0
+    assert panel.world_config(base, flat, {}, "sparse")["demo"]["stations"] == 3  # 25 cells
+    assert panel.world_config(base, hills, {}, "sparse")["demo"]["stations"] == 1  # 9 cells: at least one
+    assert panel.sparse_station_count(4, 4) == 2 and panel.sparse_station_count(3, 4) == 1
+    ceiling = validate(panel.world_config(base, flat, {"models.l2": 0.0}, "world", ceiling=True))
+    assert ceiling["samples"]["target"] == "truth" and ceiling["demo"]["stations"] == 0
+    assert ceiling["models"]["l2"] == 0.0
+    default = validate(panel.world_config(base, flat, {}))
+    assert default["samples"]["target"] == "aggregate"
+    same = ("seed", "coarse_rows", "coarse_cols", "days", "start", "relief")  # the same world in every variant
+    assert {k: ceiling["demo"][k] for k in same} == {k: default["demo"][k] for k in same}
+    with pytest.raises(ValueError, match="stations variant"):
+        panel.world_config(base, flat, {}, "many")
+    assert panel.parse_stations("none, sparse,none") == ["none", "sparse"]
+    with pytest.raises(ValueError, match="--stations"):
+        panel.parse_stations("world,few")
+    names = [panel.variant_name(s) for s in panel.STATIONS] + [panel.variant_name("none", ceiling=True)]
+    assert names == ["default", "stations_sparse", "stations_none", "ceiling"]
+    assert panel.world_dir(tmp_path, flat) == tmp_path / "flat_coarse_soil"
+    assert panel.world_dir(tmp_path, flat, "ceiling") == tmp_path / "flat_coarse_soil__ceiling"
+    assert panel.world_dir(tmp_path, flat, "stations_none") == tmp_path / "flat_coarse_soil__stations_none"
+    parser = panel.argparse.ArgumentParser()
+    panel.add_arguments(parser)
+    args = parser.parse_args(["--worlds", "flat_coarse_soil", "--stations", "world,none", "--ceiling"])
+    assert args.stations == "world,none" and args.ceiling
+
+
+def test_gain_share_on_known_numbers():
+    assert panel.gain_share(0.05, 0.04, 0.03) == pytest.approx(0.5)
+    assert panel.gain_share(0.05, 0.03, 0.03) == pytest.approx(1.0)
+    assert panel.gain_share(0.05, 0.05, 0.03) == pytest.approx(0.0)
+    assert panel.gain_share(0.05, 0.06, 0.03) == pytest.approx(-0.5)  # worse than cubic
+    assert panel.gain_share(0.05, 0.02, 0.03) == pytest.approx(1.5)  # past the ceiling (e.g. with stations)
+    assert math.isnan(panel.gain_share(0.05, 0.04, 0.05))  # a ceiling no better than cubic: nothing to reach
+    assert math.isnan(panel.gain_share(0.05, 0.04, 0.06))
+
+
+def _skill_row(world, variant, method, split, ubrmse, within, layer="surface"):
+    return {**dict.fromkeys(panel.COLUMNS, 0.0), "world": world, "part": "tune", "variant": variant, "layer": layer,
+            "method": method, "split": split, "ubrmse": ubrmse, "within_rmse": within, "ratio_cubic": 0.0,
+            "collapsed": False}
+
+
+def test_the_ceiling_row_and_the_shares_of_the_reachable_gain():
+    rows = []
+    for variant, ensemble in (("default", (0.04, 0.020)), ("stations_none", (0.045, 0.025)), ("ceiling", (0.03, 0.01))):
+        for split in ("all", "test"):
+            rows += [_skill_row("w", variant, "cubic", split, 0.05, 0.03),
+                     _skill_row("w", variant, "ensemble", split, *ensemble)]
+    rows += [_skill_row("v", "default", "cubic", "test", 0.05, 0.03),  # a world without a ceiling run
+             _skill_row("v", "default", "ensemble", "test", 0.04, 0.02)]
+    table = panel.with_ceiling(pd.DataFrame(rows, columns=[*panel.COLUMNS, "variant"]))
+    assert list(table.columns) == panel.SKILL_COLUMNS
+    get = table.set_index(["world", "variant", "method", "split"])
+    assert get.loc[("w", "default", "ensemble", "test"), "gain_share"] == pytest.approx(0.5)  # (0.05-0.04)/(0.05-0.03)
+    assert get.loc[("w", "default", "ensemble", "test"), "within_gain_share"] == pytest.approx(0.5)  # 0.01/0.02
+    assert get.loc[("w", "stations_none", "ensemble", "test"), "gain_share"] == pytest.approx(0.25)
+    assert get.loc[("w", "stations_none", "ensemble", "test"), "within_gain_share"] == pytest.approx(0.25)
+    assert get.loc[("w", "default", "cubic", "test"), "gain_share"] == pytest.approx(0.0)
+    assert get.loc[("w", "ceiling", "ensemble", "test"), "gain_share"] == pytest.approx(1.0)
+    ceiling = get.loc[("w", "default", "ceiling", "test")]
+    assert ceiling["ubrmse"] == pytest.approx(0.03) and ceiling["ratio_cubic"] == pytest.approx(0.6)
+    assert ceiling["within_rmse"] == pytest.approx(0.01) and ceiling["part"] == "tune"
+    assert ("w", "stations_none", "ceiling", "test") in get.index
+    assert ("w", "ceiling", "ceiling", "test") not in get.index  # the ceiling's own rows are its methods
+    assert not any(method == "ceiling" for _, _, method, split in get.index if split == "all")
+    assert get.xs("all", level="split")["gain_share"].isna().all()  # the ceiling saw the truth of those cell-days
+    assert get.loc[("v", "default", "ensemble", "test"), ["gain_share", "within_gain_share"]].isna().all()
+    assert "0.500" in panel.format_gains(table) and "stations_none" in panel.format_gains(table)
