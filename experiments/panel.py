@@ -25,8 +25,11 @@ samples/split.json), streamed coarse cell by coarse cell (memory bounded by one 
 The uncertainty (`<out>/uncertainty.csv`): how well each standard-deviation map of the ensemble (the calibrated
 ``uncertainty`` and the members' spread ``ensemble_std``) describes the ensemble's error against the truth, per world
 x layer x split (smdown.evaluating.metrics.Spread): ``coverage_90`` (share of |error| <= 1.645 sigma; 0.90 is calibrated),
-``spread_error_r`` (correlation of sigma and |error|), ``mean_std`` and the ensemble's ``rmse``; then their medians
-per part x layer. A row ``truth_fitted_bound`` per world x layer gives, as ``spread_error_r``, how far any
+``spread_error_r`` (correlation of sigma and |error|), ``mean_std`` and the ensemble's ``rmse``, and the proper
+scores of N(ensemble, sigma): ``crps`` and ``interval_score_90`` (of the 90 % interval), each beside a constant sigma
+of the same coverage (``*_constant``) and as a skill over it (``crps_skill``, ``interval_skill``: 1 - score /
+constant's; above 0, sigma knows where the error is large); then their medians per
+part x layer. A row ``truth_fitted_bound`` per world x layer gives, as ``spread_error_r``, how far any
 sigma made from the maps could correlate with |error| (error_size_bound: a model of |error| fitted on the truth
 of half the cells, scored on the others): a reference for the uncertainty's spread-error r.
 
@@ -77,7 +80,8 @@ RF = "rf"  # the random-forest peer the ensemble must beat
 SCORES = ["ubrmse", "ratio_cubic", "anomaly_r", "std_ratio", "cell_rmse", "within_rmse", "rmse", "bias", "r"]
 COLUMNS = ["world", "part", "layer", "method", "split", "n", *SCORES, "truth_within_std", "weight", "collapsed"]
 SPREADS = ("ensemble_std", "uncertainty")  # standard-deviation maps of the ensemble beside the methods, not methods
-UNCERTAINTY_SCORES = ["coverage_90", "spread_error_r", "mean_std", "rmse"]
+UNCERTAINTY_SCORES = ["coverage_90", "spread_error_r", "mean_std", "rmse", "crps", "crps_constant", "crps_skill",
+                      "interval_score_90", "interval_score_90_constant", "interval_skill"]
 UNCERTAINTY_COLUMNS = ["world", "part", "layer", "spread", "split", "n", *UNCERTAINTY_SCORES]
 
 
@@ -627,8 +631,8 @@ def uncertainty_rows(world: PanelWorld, layer: str, spread_scores: Mapping[tuple
     rows = []
     for (name, split), s in sorted(spread_scores.items()):
         rows.append({"world": world.name, "part": world.part, "layer": layer, "spread": name, "split": split,
-                     "n": s["n"], "coverage_90": s["coverage90"], "spread_error_r": s["spread_error_r"],
-                     "mean_std": s["mean_std"], "rmse": s["rmse"]})
+                     "n": s["n"], "coverage_90": s["coverage90"],
+                     **{score: s[score] for score in UNCERTAINTY_SCORES[1:]}})
     return rows
 
 
@@ -651,7 +655,8 @@ def format_uncertainty(table: pd.DataFrame, split: str = "all") -> str:
         lines.append(f"  {part:<9} {layer:<8} {spread:<12} coverage_90 {row.coverage_90:.3f} "
                      f"[{low.loc[key, 'coverage_90']:.3f}, {high.loc[key, 'coverage_90']:.3f}]  spread-error r "
                      f"{row.spread_error_r:.3f} [{low.loc[key, 'spread_error_r']:.3f}, "
-                     f"{high.loc[key, 'spread_error_r']:.3f}]  mean sigma {row.mean_std:.4f}  rmse {row.rmse:.4f}")
+                     f"{high.loc[key, 'spread_error_r']:.3f}]  mean sigma {row.mean_std:.4f}  rmse {row.rmse:.4f}  "
+                     f"crps skill {row.crps_skill:.3f}  interval skill {row.interval_skill:.3f}")
     return "\n".join(lines)
 
 

@@ -18,8 +18,9 @@ Definitions (pred = prediction, ref = reference, over the finite pairs):
   constant within each cell has no anomaly variance and gets NaN.
 
 Beyond skill: ``Seams`` (the coarse grid showing in a fine map: mean |difference| of neighbours
-across a cell edge over the same inside cells), ``Spread`` (coverage, spread-error correlation and
-reliability of a predicted standard deviation) and ``ClusterSums`` / ``bootstrap_ci`` (95 %
+across a cell edge over the same inside cells), ``Spread`` (coverage, spread-error correlation,
+reliability and proper scores of a predicted standard deviation: ``crps_normal`` and
+``interval_score``, each beside a constant standard deviation of the same coverage) and ``ClusterSums`` / ``bootstrap_ci`` (95 %
 intervals of r, bias, rmse and ubrmse by a bootstrap over spatial clusters and blocks of days,
 memory bounded by one row of sums per cluster and block).
 """
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+from scipy.special import ndtr
 
 METRICS = ("r", "bias", "rmse", "ubrmse", "n", "anomaly_r", "kge")
 
@@ -323,6 +325,38 @@ def _z(nominal: float) -> float:
     return NormalDist().inv_cdf(0.5 + nominal / 2.0)
 
 
+def crps_normal(error: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The continuous ranked probability score of a normal forecast N(mean, std) at an outcome ``mean + error``,
+    in closed form (Gneiting and Raftery 2007): ``std * (z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi))``, z =
+    error / std; |error| where std is 0. Lower is better; a forecast without spread scores its absolute error."""
+    error = np.abs(np.asarray(error, dtype=np.float64))
+    std = np.asarray(std, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(std > 0, error / np.where(std > 0, std, 1.0), 0.0)
+    pdf = np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+    score = std * (z * (2.0 * ndtr(z) - 1.0) + 2.0 * pdf - 1.0 / np.sqrt(np.pi))
+    return np.where(std > 0, score, error)
+
+
+def interval_score(error: np.ndarray, half_width: np.ndarray, alpha: float = 0.1) -> np.ndarray:
+    """The interval score of the central interval mean +/- ``half_width`` at an outcome ``mean + error``
+    (Gneiting and Raftery 2007, for a (1 - alpha) interval): its width, plus 2 / alpha times how far the outcome
+    falls outside it. Lower is better; its mean is least for the interval whose ends are the true quantiles."""
+    error = np.abs(np.asarray(error, dtype=np.float64))
+    half_width = np.asarray(half_width, dtype=np.float64)
+    return 2.0 * half_width + 2.0 / alpha * np.maximum(error - half_width, 0.0)
+
+
+#: the proper scores of ``Spread.result()`` (beside coverage90, spread_error_r, mean_std, mae, rmse, n)
+PROPER_SCORES = ("crps", "crps_constant", "crps_skill", "interval_score_90", "interval_score_90_constant",
+                 "interval_skill", "constant_std")
+
+
+def _skill(score: float, reference: float) -> float:
+    """1 - score / reference (NaN without a positive reference)."""
+    return 1.0 - score / reference if reference > 0 else float("nan")
+
+
 class Spread:
     """How well a predicted standard deviation describes the error of a prediction, streamed.
 
@@ -332,9 +366,21 @@ class Spread:
     central normal intervals. ``reliability()``: the pairs binned by predicted std (fixed log bins,
     merged until each holds ``min_count``), with the RMS of std and the observed RMSE per bin. A
     well calibrated std has coverage near nominal and RMSE near the RMS std in every bin.
+
+    Proper scores (``result()``; lower is better): ``crps``, the mean CRPS of N(pred, std) (``crps_normal``), and
+    ``interval_score_90``, the mean interval score of pred +/- 1.645 std (``interval_score``). Coverage alone
+    rewards an interval wide everywhere; these also reward a narrow one where the error is small. Each beside
+    the same score of a *constant* standard deviation ``constant_std`` chosen to cover as often as the std does
+    (pred +/- 1.645 constant_std holds the same share of the pairs): ``crps_constant``,
+    ``interval_score_90_constant``; ``crps_skill`` = 1 - crps / crps_constant and ``interval_skill`` likewise
+    say what knowing where the error is large is worth (0: no more than a constant of the same coverage). The
+    constant's scores come from a histogram of |error| (``ERROR_EDGES``: 200 log bins a decade), to about 1e-4
+    of their value. Everything is a sum, so spreads of parts ``merge`` exactly.
     """
 
     EDGES = np.concatenate([[0.0], np.logspace(-5, 0, 51), [np.inf]])
+    #: bins of |error| for the constant-std reference: 0, then 200 a decade from 1e-9 to 1e3, then beyond
+    ERROR_EDGES = np.concatenate([[0.0], np.logspace(-9, 3, 2401), [np.inf]])
 
     def __init__(self, nominal: tuple[float, ...] = NOMINAL) -> None:
         self.nominal = tuple(nominal)
@@ -347,6 +393,10 @@ class Spread:
         self.count = np.zeros(bins, dtype=np.int64)
         self.var_sum = np.zeros(bins)
         self.sq_err = np.zeros(bins)
+        self.crps_sum = 0.0
+        self.interval_sum = 0.0
+        self.err_count = np.zeros(len(self.ERROR_EDGES) - 1, dtype=np.int64)
+        self.err_sum = np.zeros(len(self.ERROR_EDGES) - 1)
 
     def update(self, pred: np.ndarray, std: np.ndarray, ref: np.ndarray) -> None:
         pred, std, ref = (np.asarray(a, dtype=np.float64) for a in (pred, std, ref))
@@ -365,12 +415,74 @@ class Spread:
         self.count += np.bincount(b, minlength=len(self.count))
         self.var_sum += np.bincount(b, weights=s * s, minlength=len(self.count))
         self.sq_err += np.bincount(b, weights=err * err, minlength=len(self.count))
+        self.crps_sum += float(crps_normal(err, s).sum())
+        self.interval_sum += float(interval_score(err, Z90 * s).sum())
+        e = np.clip(np.searchsorted(self.ERROR_EDGES, err, side="right") - 1, 0, len(self.err_count) - 1)
+        self.err_count += np.bincount(e, minlength=len(self.err_count))
+        self.err_sum += np.bincount(e, weights=err, minlength=len(self.err_count))
+
+    def merge(self, other: Spread) -> None:
+        """Add another's pairs (e.g. another tile's or another cell's); the same nominal coverages."""
+        if other.nominal != self.nominal:
+            raise ValueError(f"spreads of nominal coverages {self.nominal} and {other.nominal} do not merge")
+        self.inside += other.inside
+        self.inside90 += other.inside90
+        self.moments.merge(other.moments)
+        self.abs_err += other.abs_err
+        for name in ("count", "var_sum", "sq_err", "err_count", "err_sum"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.crps_sum += other.crps_sum
+        self.interval_sum += other.interval_sum
+
+    def constant_half_width(self, coverage: float) -> float:
+        """The half width w whose interval pred +/- w holds ``coverage`` of the pairs' |error| (the histogram's
+        quantile, linear inside a bin)."""
+        n_ = int(self.err_count.sum())
+        if not n_:
+            return float("nan")
+        target = float(np.clip(coverage, 0.0, 1.0)) * n_
+        cum = np.cumsum(self.err_count)
+        i = int(np.searchsorted(cum, target, side="left"))
+        i = min(i, len(cum) - 1)
+        below = cum[i] - self.err_count[i]
+        lo = self.ERROR_EDGES[i]
+        hi = self.ERROR_EDGES[i + 1] if np.isfinite(self.ERROR_EDGES[i + 1]) else self.err_sum[i] / self.err_count[i]
+        if not self.err_count[i]:
+            return float(lo)
+        return float(lo + (hi - lo) * (target - below) / self.err_count[i])
+
+    def constant_scores(self, coverage: float) -> dict[str, float]:
+        """constant_std, crps_constant and interval_score_90_constant of the constant std whose 90 % interval
+        covers ``coverage`` of the pairs, from the histogram of |error| (each bin at its mean |error|)."""
+        n_ = int(self.err_count.sum())
+        if not n_:
+            nan = float("nan")
+            return dict(constant_std=nan, crps_constant=nan, interval_score_90_constant=nan)
+        width = self.constant_half_width(coverage)
+        std = width / Z90
+        full = self.err_count > 0
+        mean_err = self.err_sum[full] / self.err_count[full]
+        crps = float(np.sum(self.err_count[full] * crps_normal(mean_err, np.full(mean_err.shape, std))))
+        # outside the interval: whole bins above the width by their sums, the bin holding it as if uniform inside
+        lo, hi = self.ERROR_EDGES[:-1], self.ERROR_EDGES[1:]
+        above = lo >= width
+        excess = float(np.sum(self.err_sum[above] - width * self.err_count[above]))
+        part = np.flatnonzero((lo < width) & (hi > width) & (self.err_count > 0))
+        for j in part:
+            top = hi[j] if np.isfinite(hi[j]) else self.err_sum[j] / self.err_count[j]
+            if top > width:
+                excess += float(self.err_count[j] * (top - width) ** 2 / (2.0 * (top - lo[j])))
+        return dict(constant_std=std, crps_constant=crps / n_,
+                    interval_score_90_constant=2.0 * width + 2.0 / 0.1 * excess / n_)
 
     def result(self) -> dict[str, float]:
         n_ = self.moments.n
         if not n_:
             nan = float("nan")
-            return dict(coverage90=nan, spread_error_r=nan, mean_std=nan, mae=nan, rmse=nan, n=0)
+            return dict(coverage90=nan, spread_error_r=nan, mean_std=nan, mae=nan, rmse=nan, n=0,
+                        **{k: nan for k in PROPER_SCORES})
+        constant = self.constant_scores(self.inside90 / n_)
+        crps, interval = self.crps_sum / n_, self.interval_sum / n_
         return dict(
             coverage90=self.inside90 / n_,
             spread_error_r=self.moments.r(),
@@ -378,6 +490,13 @@ class Spread:
             mae=self.abs_err / n_,
             rmse=float(np.sqrt(self.sq_err.sum() / n_)),
             n=int(n_),
+            crps=crps,
+            crps_constant=constant["crps_constant"],
+            crps_skill=_skill(crps, constant["crps_constant"]),
+            interval_score_90=interval,
+            interval_score_90_constant=constant["interval_score_90_constant"],
+            interval_skill=_skill(interval, constant["interval_score_90_constant"]),
+            constant_std=constant["constant_std"],
         )
 
     def coverage(self) -> list[dict]:

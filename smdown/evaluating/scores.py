@@ -26,7 +26,9 @@ Beside metrics.csv (all optional):
 - uncertainty.csv: how well each standard deviation of ``SPREADS`` (the members' spread ``ensemble_std``
   and the calibrated ``uncertainty``, both of ``ensemble``; column ``spread``) describes the error against
   truth and stations (on the test days of the split only): coverage of the central normal intervals (coverage_90: ensemble +/- 1.645 std),
-  spread-error correlation, mean std, MAE, RMSE, n. reliability.csv: RMSE per bin of predicted std.
+  spread-error correlation, mean std, MAE, RMSE, n, and the proper scores of ``Spread`` (the CRPS of N(ensemble, std)
+  and the interval score of the 90 % interval, each beside a constant std of the same coverage, and their skills
+  1 - score / constant's). reliability.csv: RMSE per bin of predicted std.
 - differences.csv: paired bootstrap intervals of each method's metric minus the ensemble's.
 
 The reads of every map (the coarse check and the seams) are cut into tiles of coarse cells (``check_tile``, rule
@@ -57,6 +59,7 @@ from smdown.contract import METHODS
 from smdown.evaluating.metrics import (
     CI_METRICS,
     NOMINAL,
+    PROPER_SCORES,
     Accumulator,
     ClusterSums,
     Moments,
@@ -77,7 +80,7 @@ COLUMNS = ["layer", "method", "reference", "r", "bias", "rmse", "ubrmse", "n", "
 SEAM_COLUMNS = ["layer", "method", "seam_ratio", "across", "inside", "n_across", "n_inside"]
 COVERAGE_COLUMNS = [f"coverage_{round(p * 100):02d}" for p in NOMINAL]
 UNCERTAINTY_COLUMNS = ["layer", "method", "reference", "spread", "coverage_90", "spread_error_r", "mean_std", "mae",
-                       "rmse", "n", *[c for c in COVERAGE_COLUMNS if c != "coverage_90"]]
+                       "rmse", "n", *PROPER_SCORES, *[c for c in COVERAGE_COLUMNS if c != "coverage_90"]]
 RELIABILITY_COLUMNS = ["layer", "method", "reference", "spread", "std_lo", "std_hi", "n", "rms_std", "rmse"]
 DIFFERENCE_COLUMNS = ["layer", "reference", "method", "versus", "metric", "difference", "lo", "hi"]
 #: spreads scored in uncertainty.csv: a standard deviation's file name (downscaled/<layer>/<name>.tif) -> the method
@@ -689,9 +692,10 @@ def _spread_rows(layer: str, stats: _Stats, spreads: Mapping[str, str], tables: 
                                    **{k: v for k, v in result.items() if k != "coverage90"}, **cover})
         tables.reliability += [{"layer": layer, "method": method, "reference": reference, "spread": name, **b}
                                for b in spread.reliability()]
-        log.info("%s: %s %s vs %s: coverage of the 90%% interval %.3f, spread-error r %.3f (n %d)", layer,
-                 method, name, reference, cover.get("coverage_90", float("nan")), result["spread_error_r"],
-                 result["n"])
+        log.info("%s: %s %s vs %s: coverage of the 90%% interval %.3f, spread-error r %.3f, CRPS %.4f (skill %.3f "
+                 "over a constant std of the same coverage), interval score %.4f (skill %.3f) (n %d)", layer, method,
+                 name, reference, cover.get("coverage_90", float("nan")), result["spread_error_r"], result["crps"],
+                 result["crps_skill"], result["interval_score_90"], result["interval_skill"], result["n"])
 
 
 # ---------------------------------------------------------------- maps

@@ -158,6 +158,76 @@ def test_spread_of_a_too_small_std_undercovers():
     assert out["mae"] == pytest.approx(np.mean(np.abs(pred - ref)[10:]))
 
 
+def test_crps_of_a_normal_forecast_in_closed_form():
+    # CRPS(N(0, 1), 0) = 2 phi(0) - 1 / sqrt(pi) = (sqrt(2) - 1) / sqrt(pi)
+    assert metrics.crps_normal(np.array(0.0), np.array(1.0)) == pytest.approx((np.sqrt(2) - 1) / np.sqrt(np.pi))
+    # it scales with the std and is even in the error; no spread: the absolute error
+    assert metrics.crps_normal(np.array(-0.3), np.array(0.2)) == pytest.approx(
+        0.2 * metrics.crps_normal(np.array(1.5), np.array(1.0)))
+    assert metrics.crps_normal(np.array([0.25, -0.25]), np.array([0.0, 0.0])) == pytest.approx([0.25, 0.25])
+    # the closed form against its definition, the integral of (F(x) - 1{x >= y})^2 over x, by quadrature
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    below, _ = quad(lambda x: norm.cdf(x, scale=0.2) ** 2, -np.inf, 0.3)
+    above, _ = quad(lambda x: norm.sf(x, scale=0.2) ** 2, 0.3, np.inf)
+    assert metrics.crps_normal(np.array(0.3), np.array(0.2)) == pytest.approx(below + above, rel=1e-7)
+
+
+def test_interval_score_of_known_intervals():
+    # inside: the width alone; outside: the width plus 2 / alpha times the distance
+    assert metrics.interval_score(np.array(0.5), np.array(1.0)) == pytest.approx(2.0)
+    assert metrics.interval_score(np.array(-2.0), np.array(1.0), alpha=0.1) == pytest.approx(2.0 + 20.0 * 1.0)
+    assert metrics.interval_score(np.array(2.0), np.array(metrics.Z90)) == pytest.approx(
+        2 * metrics.Z90 + 20 * (2.0 - metrics.Z90))
+
+
+def test_spread_proper_scores_and_their_constant_reference():
+    rng = np.random.default_rng(6)
+    std = np.exp(rng.normal(-3.5, 0.7, 100_000))
+    ref = rng.uniform(0.1, 0.4, std.size)
+    err = std * rng.standard_normal(std.size)
+    spread = metrics.Spread()
+    spread.update(ref + err, std, ref)
+    out = spread.result()
+    assert out["crps"] == pytest.approx(np.mean(metrics.crps_normal(err, std)))
+    assert out["interval_score_90"] == pytest.approx(np.mean(metrics.interval_score(err, metrics.Z90 * std)))
+    # the constant reference covers as often as the std, and scores as that constant does on every pair
+    width = metrics.Z90 * out["constant_std"]
+    assert np.mean(np.abs(err) <= width) == pytest.approx(out["coverage90"], abs=2e-4)
+    assert width == pytest.approx(np.quantile(np.abs(err), out["coverage90"]), rel=2e-3)
+    assert out["crps_constant"] == pytest.approx(np.mean(metrics.crps_normal(err, np.full(err.size, width / metrics.Z90))),
+                                                 rel=1e-3)
+    assert out["interval_score_90_constant"] == pytest.approx(np.mean(metrics.interval_score(err, width)), rel=1e-3)
+    # a std that knows where the error is large beats the constant: positive skills
+    assert out["crps_skill"] == pytest.approx(1 - out["crps"] / out["crps_constant"])
+    assert out["crps_skill"] > 0.05 and out["interval_skill"] > 0.2
+    # a constant std is its own reference: skill 0 (to the histogram's precision)
+    flat = metrics.Spread()
+    flat.update(ref + err, np.full(std.size, 0.04), ref)
+    flat_out = flat.result()
+    assert flat_out["constant_std"] == pytest.approx(0.04, rel=2e-3)
+    assert abs(flat_out["crps_skill"]) < 1e-3 and abs(flat_out["interval_skill"]) < 1e-3
+
+
+def test_spreads_merge_exactly():
+    rng = np.random.default_rng(7)
+    std = rng.uniform(0.01, 0.05, 20_000)
+    ref = rng.uniform(0.1, 0.4, std.size)
+    pred = ref + std * rng.standard_normal(std.size)
+    whole, first, second = metrics.Spread(), metrics.Spread(), metrics.Spread()
+    whole.update(pred, std, ref)
+    first.update(pred[:7000], std[:7000], ref[:7000])
+    second.update(pred[7000:], std[7000:], ref[7000:])
+    first.merge(second)
+    merged, once = first.result(), whole.result()
+    assert set(merged) == set(once)
+    for key, value in once.items():
+        assert merged[key] == pytest.approx(value, rel=1e-9), key
+    for a, b in zip(first.reliability(), whole.reliability(), strict=True):
+        assert a == pytest.approx(b, rel=1e-9)
+
+
 # ---------------------------------------------------------------- bootstrap
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from smdown import io
 from smdown.evaluating import evaluate_steps as evaluate_step
+from smdown.evaluating import metrics
 from smdown.evaluating.scores import (
     COLUMNS,
     DIFFERENCE_COLUMNS,
@@ -352,6 +353,18 @@ def test_uncertainty_coverage_and_spread_error(world):
     assert row["coverage_99"] == pytest.approx(1.0 - wrong[test].mean())  # 2.58 x 0.01 < 0.03 still
     assert row["spread_error_r"] == pytest.approx(1.0)
     assert row["mae"] == pytest.approx(0.03 * wrong[test].mean(), rel=1e-4)
+    # the proper scores: 0.03 off where the std is 0.01, exact where it is 0.005
+    share = wrong[test].mean()
+    assert row["crps"] == pytest.approx(share * metrics.crps_normal(0.03, 0.01)
+                                        + (1 - share) * metrics.crps_normal(0.0, 0.005), rel=1e-4)
+    assert row["interval_score_90"] == pytest.approx(
+        share * (2 * metrics.Z90 * 0.01 + 20 * (0.03 - metrics.Z90 * 0.01)) + (1 - share) * 2 * metrics.Z90 * 0.005,
+        rel=1e-4)
+    # a constant std covering as often (the exact pixels alone) is a point forecast: CRPS = MAE, width 0
+    assert row["constant_std"] == pytest.approx(0.0, abs=1e-8)
+    assert row["crps_constant"] == pytest.approx(0.03 * share, rel=1e-4)
+    assert row["interval_score_90_constant"] == pytest.approx(20 * 0.03 * share, rel=1e-4)
+    assert row["crps_skill"] == pytest.approx(1 - row["crps"] / row["crps_constant"])
     station = table[table["reference"] == "stations"].iloc[0]  # on the test days only
     assert station["n"] == len(DATES) - 3
     assert station["coverage_90"] == pytest.approx(1.0 - wrong[3:, 4, 2].mean())

@@ -148,6 +148,9 @@ def test_score_layer_scores_the_spread_maps_against_the_ensemble_error(rasters, 
     assert found[("uncertainty", "all")]["coverage90"] == pytest.approx(np.mean(err <= 1.6448536 * 0.02), abs=1e-6)
     assert 0.85 < found[("uncertainty", "all")]["coverage90"] < 0.95  # normal errors of the stated sigma
     assert found[("ensemble_std", "all")]["coverage90"] < 0.2
+    # the proper scores: the stated sigma beats one ten times too narrow
+    assert found[("uncertainty", "all")]["crps"] < found[("ensemble_std", "all")]["crps"]
+    assert found[("uncertainty", "all")]["interval_score_90"] < found[("ensemble_std", "all")]["interval_score_90"]
     assert found[("uncertainty", "test")]["n"] == 2 * FACTOR * FACTOR
     rows = panel.uncertainty_rows(panel.WORLDS[0], "surface", found)
     assert list(rows[0]) == panel.UNCERTAINTY_COLUMNS and len(rows) == 4
