@@ -6,10 +6,17 @@ The members learn soil moisture from the predictors at the coarse training scale
 std ratio 0.3-0.5), and what they miss follows the predictors: the ensemble's within-cell error correlates with the
 NDVI and NDWI anomalies inside the cell (r -0.3 to -0.6 in the surface). Stations see that error. The refinement is
 
-    refined = ensemble + sum_k beta_k * anomaly_k,    anomaly_k = x_k - mean of x_k over the pixel's cell that day
+    refined = ensemble + sum_k beta_k * anomaly_k,    anomaly_k = x_k - S_k
 
-with ``x_k`` the 30 m predictors named in config ``refine.predictors``. Each anomaly has mean 0 over its cell, so
-the refinement moves no cell's mean: the coarse consistency (and the seamless correction) is kept exactly.
+with ``x_k`` the 30 m predictors named in config ``refine.predictors`` and ``S_k`` the mass-preserving smooth field
+of x_k's cell means that day (smdown.mapping.correction.smooth_nodes: bilinear between the cell centres, its block
+mean each cell's mean). Each anomaly has mean 0 over its cell, so the refinement moves no cell's mean: the coarse
+consistency (and the seamless correction) is kept exactly. Against the cell's own mean (a constant a cell) the
+anomaly would step at every cell edge by beta times the difference of the neighbours' means; against the smooth
+field it is continuous there. The field's nodes are solved from the cells within ``RING`` of each (0.17 a cell:
+the field's block means are the cell means to about 1e-3 of the neighbours' differences before a last exact
+per-cell fix), so a window of whole cells with ``HALO`` cells around it gives its pixels the same anomaly as the
+whole region, bit for bit: a tile is refined alone, reading its halo for the cell means.
 
 ``beta`` is a ridge regression of the stations' errors (observed - ensemble, on days outside the test days) on the
 anomalies at the stations' pixels, with an intercept (the stations' mean error, a bias the map does not take),
@@ -29,7 +36,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from smdown.grid import block_expand, block_mean
+from smdown.grid import block_expand
+from smdown.mapping.correction import smooth_field, smooth_nodes
+
+#: the smooth field's nodes are solved from the cells within RING cells of each
+RING = 3
+#: cells around a window whose cell means give its pixels the region's anomaly (RING, one for the bilinear
+#: interpolation, one for the filling of a cell without a finite pixel)
+HALO = RING + 2
 
 #: the penalties tried, on standardised anomalies (a larger one draws beta towards 0)
 RIDGE_ALPHAS = tuple(float(a) for a in np.geomspace(0.1, 1e4, 21))
@@ -64,15 +78,65 @@ class Refinement:
         return 1.0 - self.loso_rmse / self.base_rmse if self.base_rmse > 0 else float("nan")
 
 
-def cell_anomaly(values: np.ndarray, factor: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """``values`` (..., rows, cols) less their mean over each factor x factor cell, the mean taken over the pixels
-    finite in `values` and in ``mask`` (default: everywhere); 0 elsewhere, so the anomaly sums to 0 over the
-    pixels of ``mask`` in every cell."""
+def cell_means(values: np.ndarray, factor: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """The mean (float64; NaN where none) of `values` (..., rows, cols) over each factor x factor cell's pixels finite
+    in `values` and in ``mask`` (broadcast to it; default: everywhere)."""
     values = np.asarray(values, dtype=np.float64)
+    if mask is not None:
+        values = np.broadcast_to(values, np.broadcast_shapes(values.shape, mask.shape))
+    ok = np.isfinite(values) if mask is None else np.isfinite(values) & mask
+    *lead, rows, cols = values.shape
+    blocks = np.where(ok, values, 0.0).reshape(*lead, rows // factor, factor, cols // factor, factor)
+    count = ok.reshape(blocks.shape).sum(axis=(-3, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, blocks.sum(axis=(-3, -1)) / count, np.nan)
+
+
+def _filled(means: np.ndarray) -> np.ndarray:
+    """Cell means (days, rows, cols) with a cell that has none given the mean of its neighbours that have one (the
+    day's mean where none has), so an empty cell does not pull the smooth field around it."""
+    out = means.copy()
+    gap = ~np.isfinite(out)
+    if not gap.any():
+        return out
+    padded = np.pad(np.where(gap, 0.0, out), ((0, 0), (1, 1), (1, 1)))
+    weight = np.pad((~gap).astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    rows, cols = out.shape[1:]
+    total = sum(padded[:, 1 + dr : 1 + dr + rows, 1 + dc : 1 + dc + cols] for dr in (-1, 0, 1) for dc in (-1, 0, 1))
+    count = sum(weight[:, 1 + dr : 1 + dr + rows, 1 + dc : 1 + dc + cols] for dr in (-1, 0, 1) for dc in (-1, 0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(gap, total / count, out)
+        day = np.nanmean(np.where(np.isfinite(out), out, np.nan), axis=(1, 2), keepdims=True) \
+            if np.isfinite(out).any() else np.zeros((len(out), 1, 1))
+    return np.where(np.isfinite(out), out, np.nan_to_num(np.broadcast_to(day, out.shape)))
+
+
+def cell_anomaly(values: np.ndarray, factor: int, mask: np.ndarray | None = None, means: np.ndarray | None = None,
+                 offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """``values`` (..., rows, cols; whole cells) less the mass-preserving smooth field of their cell means (see the
+    module docstring), the means taken over the pixels finite in `values` and in ``mask`` (broadcast to it;
+    default: everywhere); 0 elsewhere, and shifted so that it sums to 0 over those pixels in every cell.
+
+    ``means``: the cell means (``cell_means``, with the same mask) of a grid of cells holding the window at cell
+    ``offset`` with ``HALO`` cells around it (or the region's edge): the anomaly is then the region's. Without
+    them, the window's own (the window is the region)."""
+    values = np.asarray(values, dtype=np.float64)
+    if mask is not None:
+        values = np.broadcast_to(values, np.broadcast_shapes(values.shape, mask.shape))
     ok = np.isfinite(values) if mask is None else np.isfinite(values) & mask
     kept = np.where(ok, values, np.nan)
-    means = block_expand(block_mean(kept, factor), factor)
-    return np.where(ok, kept - means, 0.0)
+    shape = kept.shape
+    flat = kept.reshape(-1, *shape[-2:])
+    cells = (shape[-2] // factor, shape[-1] // factor)
+    if means is None:
+        means, offset = cell_means(flat, factor), (0, 0)
+    means = np.asarray(means, dtype=np.float64).reshape(-1, *np.shape(means)[-2:])
+    if len(means) != len(flat):
+        raise ValueError(f"cell means of {len(means)} day(s) for a window of {len(flat)}")
+    field = smooth_field(smooth_nodes(_filled(means), factor, RING), factor, offset, cells).reshape(shape)
+    anomaly = np.where(ok, kept - field, np.nan)
+    rest = block_expand(cell_means(anomaly, factor), factor)
+    return np.where(ok, anomaly - np.nan_to_num(rest), 0.0)
 
 
 def _weighted_ridge(x: np.ndarray, y: np.ndarray, weight: np.ndarray, alpha: float):
@@ -156,15 +220,17 @@ def left_out_shifts(anomalies: Mapping[str, np.ndarray], error: np.ndarray, stat
 
 
 def refine(ensemble: np.ndarray, predictors: Mapping[str, np.ndarray], refinement: Refinement,
-           factor: int) -> np.ndarray:
+           factor: int, means: Mapping[str, np.ndarray] | None = None, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """The refined ensemble (days, rows, cols; float32) over whole coarse cells: `predictors` name -> the 30 m
     values of the same pixels, (days, rows, cols) or (rows, cols) for a static one. NaN pixels of the ensemble
-    stay NaN; cell means over its finite pixels are unchanged."""
+    stay NaN; cell means over its finite pixels are unchanged. ``means`` (name -> ``cell_means`` of the predictor
+    where the ensemble is finite, over a grid holding the window at cell ``offset`` with ``HALO`` cells around it):
+    the window refined as part of that region (see ``cell_anomaly``); without them, the window is the region."""
     out = np.asarray(ensemble, dtype=np.float64).copy()
     if not refinement.applied:
         return out.astype(np.float32)
     mask = np.isfinite(out)
     for name, beta in zip(refinement.predictors, refinement.beta, strict=True):
         values = np.broadcast_to(np.asarray(predictors[name], dtype=np.float64), out.shape)
-        out += beta * cell_anomaly(values, factor, mask)
+        out += beta * cell_anomaly(values, factor, mask, None if means is None else means[name], offset)
     return out.astype(np.float32)

@@ -29,21 +29,59 @@ log = logging.getLogger(__name__)
 HELD_OUT_COLUMNS = ["station", "date", "shift"]  # fit_refinement's table of held-out shifts at the stations
 
 
+def region_means(path: str, bands, factor: int, region: Tile, mask_path: str | None = None,
+                 max_pixels: int = 8_000_000) -> np.ndarray:
+    """The cell means (days, rows, cols; smdown.mapping.refine.cell_means) of the raster `path` (its `bands`; None:
+    static, one day) over the cells of `region`, over its pixels finite there and, with ``mask_path``, in that
+    raster too; read block by block of whole cells (``max_pixels`` pixel-days at most, one cell at least)."""
+    days = 1 if bands is None else len(bands)
+    side = max(1, int(np.sqrt(max_pixels / max(1, days * factor * factor))))
+    out = None
+    for r, c, h, w in cell_blocks((region.rows, region.cols), side):
+        window = ((region.row + r) * factor, (region.col + c) * factor, h * factor, w * factor)
+        values = io.read_window(path, *window, bands=bands)
+        mask = np.isfinite(io.read_window(mask_path, *window)) if mask_path else None
+        means = refining.cell_means(values, factor, mask)
+        if out is None:
+            out = np.full((len(means), region.rows, region.cols), np.nan)
+        out[:, r : r + h, c : c + w] = means
+    return out
+
+
+def halo_of(tile: Tile, cells: tuple[int, int], halo: int = refining.HALO) -> Tile:
+    """`tile` grown by ``halo`` cells on each side, cut to the region's `cells` (rows, cols)."""
+    top, left = max(0, tile.row - halo), max(0, tile.col - halo)
+    bottom, right = min(cells[0], tile.row + tile.rows + halo), min(cells[1], tile.col + tile.cols + halo)
+    return Tile(top, left, bottom - top, right - left)
+
+
 def station_anomalies(rasters: Mapping[str, str], series: pd.DataFrame, factor: int,
                       dates: list[str]) -> dict[str, np.ndarray]:
-    """Each predictor's within-cell anomaly (smdown.mapping.refine.cell_anomaly) at each row (station pixel and date) of
-    `series`, from the station's whole coarse cell (static rasters: the same every date)."""
+    """Each predictor's within-cell anomaly (smdown.mapping.refine.cell_anomaly, against the smooth field of the
+    cell means) at each row (station pixel and date) of `series`, from the station's whole coarse cell and the cell
+    means of the cells around it (static rasters: the same every date)."""
 
     out = {}
     for name, path in rasters.items():
         bands = io.bands_of_dates(path, dates)
+        grid = io.read_grid(path)
+        cells = (grid.height // factor, grid.width // factor)
+        rows, cols = series["row"].to_numpy(int) // factor, series["col"].to_numpy(int) // factor
+        around, means = Tile(0, 0, *cells), None
+        if len(series):
+            stations = Tile(int(rows.min()), int(cols.min()), int(rows.max() - rows.min()) + 1,
+                            int(cols.max() - cols.min()) + 1)
+            around = halo_of(stations, cells)
+            means = region_means(path, bands, factor, around)
 
-        def anomaly(row: int, col: int, path=path, bands=bands) -> np.ndarray:
+        def anomaly(row: int, col: int, path=path, bands=bands, around=around, means=means) -> np.ndarray:
             top, left = row // factor * factor, col // factor * factor
             cell = io.read_window(path, top, left, factor, factor, bands=bands)
-            return refining.cell_anomaly(cell, factor)[:, row - top, col - left]
+            offset = (row // factor - around.row, col // factor - around.col)
+            return refining.cell_anomaly(cell, factor, means=means, offset=offset)[:, row - top, col - left]
 
-        out[name] = at_station_pixels(series, dates, anomaly, static=bands is None)
+        out[name] = at_station_pixels(series, dates, anomaly, static=bands is None) if len(series) else \
+            np.zeros(0)
     return out
 
 
@@ -128,10 +166,15 @@ def refine_map(refinement: refining.Refinement, ensemble: str, rasters: Mapping[
     predict clips; a block holds `max_pixels` pixel-days at most (one cell at least). Not applied: the tile's pixels
     are copied. Returns the number of values clipped."""
     grid, dates = io.read_grid(ensemble), io.read_dates(ensemble)
-    region = Tile(*tile) if tile else Tile(0, 0, grid.height // factor, grid.width // factor)
+    cells = (grid.height // factor, grid.width // factor)
+    region = Tile(*tile) if tile else Tile(0, 0, *cells)
     names = refinement.predictors if refinement.applied else []
     bands = {name: io.bands_of_dates(rasters[name], dates) for name in names}
     side = max(1, int(np.sqrt(max_pixels / max(1, len(dates) * factor * factor))))
+    # the predictors' cell means where the ensemble has values, over the tile and the cells around it: the smooth
+    # field the anomalies are taken against is then the whole region's
+    around = halo_of(region, cells)
+    means = {name: region_means(rasters[name], bands[name], factor, around, ensemble, max_pixels) for name in names}
     clipped = 0
     with io.atomic_path(output) as tmp, io.open_writer(tmp, grid.window(*region.fine(factor)), dates) as dst:
         for r, c, h, w in cell_blocks((region.rows, region.cols), side):
@@ -139,8 +182,9 @@ def refine_map(refinement: refining.Refinement, ensemble: str, rasters: Mapping[
             block = io.read_window(ensemble, *window)
             if names:
                 values = {name: io.read_window(rasters[name], *window, bands=bands[name]) for name in names}
+                offset = (region.row + r - around.row, region.col + c - around.col)
                 block = refining.refine(block, {n: v[0] if bands[n] is None else v for n, v in values.items()},
-                                        refinement, factor)
+                                        refinement, factor, means, offset)
                 clipped += int(np.count_nonzero(block < valid_range[0]) + np.count_nonzero(block > valid_range[1]))
                 block = np.clip(block, *valid_range)
             io.write_window(dst, block, r * factor, c * factor)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from smdown import io
-from smdown.grid import block_mean, ease2_9km_grid, nested_grid
+from smdown.evaluating.metrics import seam_ratio
+from smdown.grid import block_expand, block_mean, ease2_9km_grid, nested_grid
 from smdown.mapping import refine as refining
 from smdown.mapping.refine_steps import fit_layer, fit_refinement, held_out_shifts, read_refinement, refine_map
 
@@ -18,9 +19,23 @@ MIN_STATIONS = 4  # config refine.min_stations, its schema default
 def test_a_cell_anomaly_has_mean_zero_over_the_cell_and_the_mask():
     values = np.arange(2 * 8 * 8, dtype=float).reshape(2, 8, 8)
     anomaly = refining.cell_anomaly(values, FACTOR)
-    assert np.allclose(block_mean(anomaly, FACTOR), 0.0)
-    # the top-left cell of day 0 holds rows 0-3 x cols 0-3: mean 8 x 1.5 + 1.5 = 13.5, so pixel (0, 0) is 0 - 13.5
-    assert anomaly[0, 0, 0] == pytest.approx(-13.5)
+    assert np.abs(refining.cell_means(anomaly, FACTOR)).max() < 1e-12
+    # against the smooth field of the cell means, not the cell's own mean: no step at the cell edges. A ramp's
+    # anomaly against its cell means steps back by the ramp over a cell at every edge (seam ratio 3 here), against the
+    # smooth field by about what it jumps inside
+    ramp = np.add.outer(np.arange(24.0), np.arange(24.0))[None]
+    flat = ramp - block_expand(refining.cell_means(ramp, FACTOR), FACTOR)
+    assert seam_ratio(flat, FACTOR) == pytest.approx(3.0)
+    assert seam_ratio(refining.cell_anomaly(ramp, FACTOR), FACTOR) < 1.5
+    # a window of the region with HALO cells around it (or the region's edge) gets the region's anomaly exactly
+    rng = np.random.default_rng(3)
+    region = rng.uniform(0, 1, (2, 13 * FACTOR, 12 * FACTOR))
+    whole = refining.cell_anomaly(region, FACTOR)
+    top = 6 - refining.HALO  # cells rows 6-7, cols 0-1: the halo is cut by the region's left edge
+    grid = region[:, top * FACTOR : 13 * FACTOR, : (2 + refining.HALO) * FACTOR]
+    window = region[:, 6 * FACTOR : 8 * FACTOR, : 2 * FACTOR]
+    part = refining.cell_anomaly(window, FACTOR, means=refining.cell_means(grid, FACTOR), offset=(6 - top, 0))
+    assert np.array_equal(part, whole[:, 6 * FACTOR : 8 * FACTOR, : 2 * FACTOR])
     mask = np.ones_like(values, dtype=bool)
     mask[:, 0, 0] = False
     values[:, 1, 1] = np.nan
