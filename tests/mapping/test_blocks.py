@@ -56,9 +56,10 @@ def _reference_cube(member: models.Member, cube: np.ndarray, halo: int) -> np.nd
     return member.model.predict(series, verbose=0)[:, spin:, 0].T.reshape(days, height, width)
 
 
-@pytest.mark.parametrize("engine", ["onnx", "tensorflow"])
+@pytest.mark.parametrize("engine", ["numpy", "onnx", "tensorflow"])
 @pytest.mark.parametrize("kind", ["dnn", "cnn", "lstm", "lstm_static"])
 def test_compiled_member_equals_keras_predict_with_padded_chunks(kind, engine, monkeypatch):
+    # numpy (the default): the LSTM by the kernel numba compiles, the others by ONNX Runtime; onnx: all by ONNX Runtime
     # chunks that do not divide the block, so that the last one is padded (TensorFlow) or shorter (ONNX Runtime)
     monkeypatch.setattr(inference, "CHUNK_ROWS", 37)
     monkeypatch.setattr(inference, "CHUNK_DAYS", 4)
@@ -76,7 +77,10 @@ def test_compiled_member_equals_keras_predict_with_padded_chunks(kind, engine, m
         member = models.Member("lstm", model, {"patch": 3, "sequence_days": 3})
     else:
         member = _member(kind)
-    assert (inference.member_plan(member, threads=2) is not None) == (engine == "onnx")
+    built = inference.member_plan(member, threads=2)
+    assert (built is not None) == (engine != "tensorflow")
+    if built is not None and kind.startswith("lstm"):
+        assert (built.recurrent is not None) == (engine == "numpy")
     cube = np.random.default_rng(1).normal(size=(6, 9, 8, 2)).astype(np.float32)
     out = inference.predict_cube(member, cube, halo=1, threads=2)
     assert out.dtype == np.float32 and out.shape == (6, 7, 6)
@@ -177,6 +181,45 @@ def test_forest_falls_back_to_onnx_runtime_where_the_compiled_trees_fail(monkeyp
     monkeypatch.setattr(trees, "Forest", lambda model: (_ for _ in ()).throw(RuntimeError("no compiler")))
     built = inference.forest_plan(forest)
     assert built is not None and built.forest is None and built.session is not None
+
+
+@pytest.mark.parametrize("static_days", ["constant", "varying"])
+def test_compiled_lstm_kernel_equals_onnx_runtimes_lstm_on_a_wide_model(static_days, monkeypatch):
+    """The kernel numba compiles against ONNX Runtime's LSTM (itself checked against Keras above) on a model of the
+    workflow's width (16 units, a head of 32 and 32: the kernel's passes of four outputs by four inputs, inputs
+    padded to a multiple of four), 5 dynamic and 4 static features, a block with a halo (a strided view), pieces
+    that do not divide it; static features the same every day (their share of the head computed once a pixel) or
+    not (day by day)."""
+    pytest.importorskip("numba")
+    pytest.importorskip("onnxruntime")
+    from smdown.mapping import recurrent
+
+    monkeypatch.setattr(inference, "SERIES", 50)
+    rng = np.random.default_rng(6)
+    n_features, n_dynamic, units = 9, 5, 16
+    kernel = np.zeros((4 * units, n_features), np.float32)
+    kernel[:, :n_dynamic] = rng.normal(size=(4 * units, n_dynamic)) * 0.5
+    static = np.zeros((n_features, 32), np.float32)
+    static[n_dynamic:] = rng.normal(size=(n_features - n_dynamic, 32)) * 0.3
+    layers = [inference.Dense(*(rng.normal(size=s).astype(np.float32) * 0.3 for s in [(units, 32), (32,)]), True),
+              inference.Dense(*(rng.normal(size=s).astype(np.float32) * 0.2 for s in [(32, 32), (32,)]), True),
+              inference.Dense(*(rng.normal(size=s).astype(np.float32) * 0.2 for s in [(32, 1), (1,)]), False)]
+    lstm = {"units": units, "kernel": kernel, "recurrent": (rng.normal(size=(4 * units, units)) * 0.3).astype(np.float32),
+            "bias": (rng.normal(size=4 * units) * 0.2).astype(np.float32), "static": static}
+    reference = inference.Plan("lstm", layers=layers, lstm=lstm, spin=4, threads=2)
+    reference.session = inference._session(inference._graph(reference, n_features))
+    compiled = inference.Plan("lstm", layers=layers, lstm=lstm, spin=4, threads=2,
+                              recurrent=recurrent.Recurrent(lstm, layers))
+    days, height, width = 7, 9, 23
+    block = (rng.normal(size=(days, height, width + 2, n_features)) * 2).astype(np.float32)
+    if static_days == "constant":
+        block[..., n_dynamic:] = block[:1, ..., n_dynamic:]
+    band = block[:, 2:-2].reshape(days, -1, n_features)  # whole rows of the block, halo columns included
+    expected, got = (np.empty(band.shape[:2], np.float32) for _ in range(2))
+    reference.series(band, expected)
+    compiled.series(band, got)
+    assert np.ptp(expected) > 0.5
+    np.testing.assert_allclose(got, expected, atol=5e-6)
 
 
 def test_batched_calls_one_shape_and_keeps_the_rows():
