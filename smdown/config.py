@@ -106,6 +106,12 @@ def _check_consistency(config: dict, static_given: bool = True) -> None:
         raise ConfigError(f"config key 'predict.valid_range': lower bound {lo} must be below upper bound {hi}")
     if config["source"] == "local" and "inputs" not in config:
         raise ConfigError("config key 'inputs': required when source is 'local'")
+    if config["chunks"]["by"] != "none" and (not config["models"]["from"] or source_of(config) != "local"):
+        raise ConfigError(
+            f"config key 'chunks.by': {config['chunks']['by']} needs a run applying trained models (models.from) "
+            "to rasters of your own (source local): a run that trains reads its whole period, a download its own "
+            "files; give models.from, or chunks: {by: none}"
+        )
     if "inputs" in config:
         _check_layer_predictors(config["inputs"])
         _check_static(config["static"], config["inputs"]["predictors"], static_given)

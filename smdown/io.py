@@ -345,7 +345,7 @@ def _written_as(path: str | os.PathLike, profile: dict) -> bool:
 
 
 def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel_days: int = 32_000_000,
-          dtype: str = "float32", cog: bool = False) -> Grid:
+          dtype: str = "float32", cog: bool = False, days: Sequence[str] | None = None) -> Grid:
     """Write rasters that tile one grid (same CRS, pixel size and dates; no gap, no overlap) as one raster on it, its
     values stored as `dtype` (DTYPES: float32 as the tiles hold them, or int16 scaled, see encode); with `cog`, as a
     Cloud-Optimized GeoTIFF (the maps a run writes), the values the same.
@@ -354,7 +354,8 @@ def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel
     `max_pixel_days` at a time), so every compressed block is written once and memory is bounded by a strip, whatever
     the region's size; for a COG into a temporary raster then copied block by block into the COG layout. A single
     float32 tile laid out as the output would be (the whole region, tiles.cells 0) is copied byte for byte, or into
-    the COG layout, its values the same bits. Returns the merged grid."""
+    the COG layout, its values the same bits. `days`: the dates to keep (a time chunk's own days, its lead-in days left out), all where None.
+    Returns the merged grid."""
     grids = {str(part): read_grid(part) for part in parts}
     if not grids:
         raise ValueError(f"{path}: no tile to merge")
@@ -374,8 +375,12 @@ def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel
     if sum(g.height * g.width for g in grids.values()) != height * width:
         raise ValueError(f"{path}: the {len(grids)} tiles leave gaps or overlap in their {height} x {width} grid")
     grid = Grid(first.crs, Affine(first.transform.a, 0.0, left, 0.0, first.transform.e, top), height, width)
+    source_bands = list(range(len(dates) if dates else 1))
+    if days is not None and list(days) != dates:
+        source_bands = bands_of_dates(next(iter(grids)), days)
+        dates = list(days)
     profile = _profile(grid, len(dates) if dates else 1, dtype)
-    if len(grids) == 1 and _written_as(next(iter(grids)), profile):
+    if len(grids) == 1 and source_bands == list(range(profile["count"])) and _written_as(next(iter(grids)), profile):
         with atomic_path(path) as tmp:  # one tile, the region (tiles.cells 0): its values are the merged raster's
             if cog:
                 _copy_cog(next(iter(grids)), tmp, profile)
@@ -388,21 +393,81 @@ def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel
     with atomic_path(path) as tmp:
         if not cog:
             with _open_profile(tmp, profile, dates) as dst:
-                _merge_strips(dst, grids, offsets, strip, bands, dtype)
+                _merge_strips(dst, grids, offsets, strip, bands, dtype, source_bands)
             return grid
         staging = _part_name(Path(path))
         try:
             with _open_profile(staging, profile, dates) as dst:
-                _merge_strips(dst, grids, offsets, strip, bands, dtype)
+                _merge_strips(dst, grids, offsets, strip, bands, dtype, source_bands)
             _copy_cog(staging, tmp, profile)
         finally:
             staging.unlink(missing_ok=True)
     return grid
 
 
+def write_time_vrt(parts: Sequence[str | os.PathLike], path: str | os.PathLike) -> list[str]:
+    """A GDAL VRT at `path` whose bands are the bands of `parts` (dated rasters of one grid, type and encoding, in
+    time order: a map's time chunks), so the whole record reads as one raster; sources relative to the VRT, so the
+    folder can move. Returns the record's dates; dates out of order or repeated across the parts are an error."""
+    from xml.etree import ElementTree as ET
+
+    path = Path(path)
+    if not parts:
+        raise ValueError(f"{path}: no time chunk to join")
+    with _open(parts[0]) as src:
+        grid, profile = _grid_of(src), src.profile
+        scale, offset = src.scales[0], src.offsets[0]
+    dates: list[str] = []
+    root = ET.Element("VRTDataset", rasterXSize=str(grid.width), rasterYSize=str(grid.height))
+    ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = CRS.from_user_input(grid.crs).to_wkt()
+    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in grid.transform.to_gdal())
+    data_type = {"float32": "Float32", "int16": "Int16"}[profile["dtype"]]
+    nodata = profile["nodata"]
+    for part in parts:
+        if read_grid(part) != grid:
+            raise ValueError(f"{part}: not on the grid of {parts[0]}")
+        relative = os.path.relpath(Path(part).resolve(), path.resolve().parent)
+        for band, date in enumerate(read_dates(part), start=1):
+            if dates and date <= dates[-1]:
+                raise ValueError(f"{part}: date {date} does not follow {dates[-1]} of the chunks before it")
+            dates.append(date)
+            element = ET.SubElement(root, "VRTRasterBand", dataType=data_type, band=str(len(dates)))
+            ET.SubElement(element, "Description").text = date
+            if nodata is not None:
+                ET.SubElement(element, "NoDataValue").text = "nan" if np.isnan(nodata) else repr(nodata)
+            if (scale, offset) != (1.0, 0.0):
+                ET.SubElement(element, "Offset").text = repr(offset)
+                ET.SubElement(element, "Scale").text = repr(scale)
+            source = ET.SubElement(element, "SimpleSource")
+            ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = relative
+            ET.SubElement(source, "SourceBand").text = str(band)
+            rect = dict(xOff="0", yOff="0", xSize=str(grid.width), ySize=str(grid.height))
+            ET.SubElement(source, "SrcRect", **rect)
+            ET.SubElement(source, "DstRect", **rect)
+    ET.indent(root)
+    with atomic_path(path) as tmp:
+        ET.ElementTree(root).write(tmp, encoding="unicode")
+    return dates
+
+
+def band_digest(path: str | os.PathLike, first: str, last: str) -> str:
+    """A digest of the dates and values of a dated raster's bands from `first` to `last` (YYYY-MM-DD, inclusive):
+    it changes where one of those days changes, and not where days outside them are added or changed."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with _open(path) as src:
+        for band, date in enumerate(_band_dates(src, path), start=1):
+            if first <= date <= last:
+                digest.update(date.encode())
+                digest.update(np.ascontiguousarray(src.read(band)).tobytes())
+    return digest.hexdigest()
+
+
 def _merge_strips(dst, grids: dict[str, Grid], offsets: dict[str, tuple[int, int]], strip: int, bands: int,
-                  dtype: str) -> None:
-    """Write the tiles (their grids and (row, col) offsets in the open `dst`) strip by strip, `bands` at a time."""
+                  dtype: str, source_bands: list[int]) -> None:
+    """Write the tiles (their grids and (row, col) offsets in the open `dst`) strip by strip, `bands` at a time;
+    band i of `dst` is the tiles' 0-based band source_bands[i]."""
     height, width, count = dst.height, dst.width, dst.count
     for top_row in range(0, height, strip):
         rows = min(strip, height - top_row)
@@ -414,7 +479,8 @@ def _merge_strips(dst, grids: dict[str, Grid], offsets: dict[str, tuple[int, int
                 start, stop = max(top_row, row), min(top_row + rows, row + grids[part].height)
                 with rasterio.open(part) as src:
                     window = Window(0, start - row, src.width, stop - start)
-                    out[:, start - top_row : stop - top_row, col : col + src.width] = src.read(indexes, window=window)
+                    read = [source_bands[i - 1] + 1 for i in indexes]
+                    out[:, start - top_row : stop - top_row, col : col + src.width] = src.read(read, window=window)
             dst.write(encode(out, dtype), indexes=indexes, window=Window(0, top_row, width, rows))
 
 

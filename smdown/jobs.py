@@ -39,10 +39,11 @@ def factor_of(scale: str, coarse_path: str) -> int | None:
     return nest_factor(io.read_grid(coarse_path).res, float(scale))
 
 
-def merge_tiles(parts: list[str], output: str, dtype: str = "float32", cog: bool = False) -> None:
+def merge_tiles(parts: list[str], output: str, dtype: str = "float32", cog: bool = False,
+                days: list[str] | None = None) -> None:
     """Step of rules merge_tiles, merge_needed and merge_scale: one raster of the region from its tiles' (predict,
     predict_rf, cubic_baseline, resample_tile, refine and uncertainty run one job per tile), its values stored as
     `dtype` (smdown.io.DTYPES), with `cog` as a Cloud-Optimized GeoTIFF (the maps a run writes). rasterio only, so
-    the merges run in the light `gdal` environment."""
-    grid = io.merge(parts, output, dtype=dtype, cog=cog)
+    the merges run in the light `gdal` environment. `days`: the dates to keep (a time chunk's own), all where None."""
+    grid = io.merge(parts, output, dtype=dtype, cog=cog, days=days)
     log.info("%s: %d tiles merged, %d x %d pixels, %s", output, len(parts), grid.height, grid.width, dtype)

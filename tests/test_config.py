@@ -410,3 +410,12 @@ def test_sample_at_reads_the_pixels_under_the_grids_centres(tmp_path, coarse_gri
     np.testing.assert_array_equal(np.floor(col).astype(int), expected_cols)
     far = Grid(LONLAT, Affine(0.01, 0, 10.0, 0, -0.01, 46.0), 3, 3)  # the Alps: no pixel of the raster
     assert np.isnan(io.sample_at(path, far)).all()
+
+
+@pytest.mark.parametrize("extra", [{}, {"models": {"from": "results/trained"}}])
+def test_time_chunks_need_a_run_applying_trained_models_to_rasters_of_its_own(extra):
+    """A run that trains reads its whole period, and the demo (or a download) writes its own files: chunks are for
+    a run applying trained models (models.from) to inputs of its own."""
+    with pytest.raises(ConfigError, match="chunks.by"):
+        validate({"chunks": {"by": "week"}, **extra})
+    assert validate({"chunks": {"by": "none"}})["chunks"]["lead_days"] >= 0

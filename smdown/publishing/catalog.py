@@ -29,6 +29,7 @@ SCHEMAS = Path(__file__).with_name("schemas")
 # extension schema URI -> the local copy shipped here (stac-extensions/projection, Apache-2.0)
 LOCAL_SCHEMAS = {ProjectionExtension.get_schema_uri(): SCHEMAS / "projection-v2.0.0.json"}
 COG = pystac.MediaType.COG
+VRT = "application/xml"  # a GDAL virtual raster (no media type of its own)
 NETCDF = "application/x-netcdf"
 
 
@@ -114,9 +115,12 @@ def build_catalog(maps: Mapping[str, Mapping[str, str | os.PathLike]], cubes: Ma
             _projection(item, grid)
             # STAC 1.1's data values (an int16 map's scale and offset are in the GeoTIFF's band metadata)
             values = {"data_type": dtype, "nodata": io.INT16_NODATA if dtype == "int16" else "nan", "unit": "m3 m-3"}
+            # a map in time chunks (config chunks) is a GDAL VRT over the chunks' Cloud-Optimized GeoTIFFs
+            chunked = Path(path).suffix == ".vrt"
             item.add_asset(name, pystac.Asset(
-                href=str(Path(path).resolve()), media_type=COG, roles=["data"],
-                title=f"{layer} {name}, one band per day (band description YYYY-MM-DD)", extra_fields=values,
+                href=str(Path(path).resolve()), media_type=VRT if chunked else COG, roles=["data"],
+                title=f"{layer} {name}, one band per day (band description YYYY-MM-DD)"
+                + (", a GDAL VRT over its time chunks" if chunked else ""), extra_fields=values,
             ))
             items.append(item)
     if not items:

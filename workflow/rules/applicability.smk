@@ -44,9 +44,9 @@ if AOA:
         output:
             aoa=tile_map("{layer}", "aoa"),
         log:
-            f"{R}/logs/aoa/{{layer}}/{{tile}}.log",
+            f"{CR}/logs/aoa/{{layer}}/{{tile}}.log",
         benchmark:
-            f"{R}/benchmarks/aoa/{{layer}}/{{tile}}.tsv"
+            f"{CR}/benchmarks/aoa/{{layer}}/{{tile}}.tsv"
         conda:
             "../../envs/plot.yaml"
         threads: 2
@@ -70,7 +70,7 @@ if applicability_layers():
     rule applicability:
         input:
             truth=[INPUTS.truth[layer] for layer in applicability_layers()],
-            aoa=[f"{R}/downscaled/{layer}/aoa.tif" for layer in applicability_layers()],
+            aoa=[map_file(layer, "aoa") for layer in applicability_layers()],
             meta=[
                 f"{MODELS_RUN}/ensemble/{layer}/aoa.json"
                 for layer in applicability_layers()

@@ -1,3 +1,4 @@
+import functools
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ os.environ.setdefault("GDAL_CACHEMAX", "256")
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
+from smdown import chunks as smchunks
 from smdown import config as smconfig
 from smdown import contract as smcontract
 from smdown import grid as smgrid
@@ -76,6 +78,12 @@ TUNE_SETTINGS = smconfig.tune_settings(config)
 # schedules no samples, tuning, training or weighting; a run of its own trains them under R (MODELS_RUN is R).
 APPLIED = config["models"]["from"]
 MODELS_RUN = str(APPLIED).rstrip("/") if APPLIED else R
+# Time chunks (config chunks, smdown.chunks): a run applying trained models maps its period one chunk at a time, the
+# daily work of a chunk under CR (results/<run>/chunks/{chunk}; R itself where the period is one chunk), each written
+# map of the whole period a VRT over its chunks (rule record); CHUNKS is set once the coarse dates are known, below.
+CHUNKED = config["chunks"]["by"] != "none"
+CR = f"{R}/chunks/{{chunk}}" if CHUNKED else R
+MAP_SUFFIX = ".vrt" if CHUNKED else ".tif"
 # the area of applicability (workflow/rules/applicability.smk)
 AOA = config["aoa"]["enabled"]
 AOA_SETTINGS = {key: value for key, value in config["aoa"].items() if key != "enabled"}
@@ -110,10 +118,21 @@ wildcard_constraints:
 
 
 def variable_source(wildcards):
-    """The contract file (or derived terrain raster) a variable is resampled from."""
+    """The contract file (or derived terrain raster) a variable is resampled from: for a time chunk's daily work, a
+    coarse layer's days of the chunk's window (rule chunk_coarse), and a dynamic predictor's file read by digest of
+    the days the window is filled from (source_digest), not by its time stamp."""
     var = wildcards.var
     if var.startswith("coarse_"):
+        if in_chunk(wildcards):
+            return f"{chunk_folder(wildcards)}/{var}.tif"
         return INPUTS.coarse[var.removeprefix("coarse_")]
+    if in_chunk(wildcards):
+        return ancient(raw_source(var))
+    return raw_source(var)
+
+
+def raw_source(var):
+    """The contract file (or derived terrain raster) of a predictor."""
     if var in TERRAIN:
         return f"{R}/derived/{var}.tif"
     if var in LAYER_VARIANTS:
@@ -136,14 +155,18 @@ def is_coarse_variable(wildcards):
     return wildcards.var.startswith("coarse_")
 
 
-def scale_rasters(scale, layer):
-    """A layer's predictor rasters at a scale (its own variant where it has one, e.g. sand_rootzone)."""
+def scale_rasters(scale, layer, daily_folder=R):
+    """A layer's predictor rasters at a scale (its own variant where it has one, e.g. sand_rootzone); the daily ones
+    under `daily_folder` (a time chunk's)."""
     own = INPUTS.layer_predictors.get(layer, {})
     variables = {
         n: smcontract.layer_variable(n, layer) if n in own else n
         for n in PREDICTOR_RASTERS
     }
-    return {name: f"{R}/scales/{scale}/{var}.tif" for name, var in variables.items()}
+    return {
+        name: f"{daily_folder if var in DAILY_VARIABLES else R}/scales/{scale}/{var}.tif"
+        for name, var in variables.items()
+    }
 
 
 def sample_rasters(wildcards):
@@ -151,12 +174,13 @@ def sample_rasters(wildcards):
 
 
 def fine_rasters(wildcards):
-    return scale_rasters(FINE, wildcards.layer)
+    return scale_rasters(FINE, wildcards.layer, chunk_folder(wildcards))
 
 
 def sample_target(wildcards):
     """aggregate: the coarse input itself; cubic / coarse: the coarse field resampled to the scale; truth: the
-    layer's fine truth (the skill panel's ceiling; averaged onto the scale by the samples step)."""
+    layer's fine truth (the skill panel's ceiling; averaged onto the scale by the samples step).
+    """
     if config["samples"]["target"] == "aggregate":
         return INPUTS.coarse[wildcards.layer]
     if config["samples"]["target"] == "truth":
@@ -255,19 +279,24 @@ _NEEDED = [
 WRITTEN_MAPS += [
     name
     for name in _NEEDED
-    if all(Path(f"{R}/downscaled/{layer}/{name}.tif").exists() for layer in LAYERS)
+    if all(Path(map_file(layer, name)).exists() for layer in LAYERS)
 ]
 NEEDED_MAPS = [name for name in _NEEDED if name not in WRITTEN_MAPS]
 
 
+def map_file(layer, name):
+    """A map of the run's whole period: its GeoTIFF, or the VRT over its time chunks (rule record)."""
+    return f"{R}/downscaled/{layer}/{name}{MAP_SUFFIX}"
+
+
 def written_map_files(wildcards):
     """Every written map of the run (rule catalog), layer by layer."""
-    return [f"{R}/downscaled/{layer}/{m}.tif" for layer in LAYERS for m in WRITTEN_MAPS]
+    return [map_file(layer, m) for layer in LAYERS for m in WRITTEN_MAPS]
 
 
 def layer_written_maps(wildcards):
     """The layer's written maps (rule cube)."""
-    return [f"{R}/downscaled/{wildcards.layer}/{m}.tif" for m in WRITTEN_MAPS]
+    return [map_file(wildcards.layer, m) for m in WRITTEN_MAPS]
 
 
 def written_cubes(wildcards):
@@ -278,22 +307,13 @@ def written_cubes(wildcards):
 def scored_maps(wildcards):
     """The layer's maps evaluate_tile scores: those of EVALUATED_MAPS the run writes (a map not written is not
     scored)."""
-    return [
-        f"{R}/downscaled/{wildcards.layer}/{m}.tif"
-        for m in EVALUATED_MAPS
-        if m in WRITTEN_MAPS
-    ]
+    return [map_file(wildcards.layer, m) for m in EVALUATED_MAPS if m in WRITTEN_MAPS]
 
 
 def scored_run_maps(wildcards):
     """Every layer's scored maps and spreads (rule evaluate), those the run writes."""
     scored = EVALUATED_MAPS + ["ensemble_std", "uncertainty"]
-    return [
-        f"{R}/downscaled/{layer}/{m}.tif"
-        for layer in LAYERS
-        for m in scored
-        if m in WRITTEN_MAPS
-    ]
+    return [map_file(layer, m) for layer in LAYERS for m in scored if m in WRITTEN_MAPS]
 
 
 def cube_mem_mb(wildcards, attempt):
@@ -349,7 +369,7 @@ def layer_seed(wildcards):
 def all_outputs():
     outputs = []
     for layer in LAYERS:
-        outputs += expand(f"{R}/downscaled/{layer}/{{name}}.tif", name=WRITTEN_MAPS)
+        outputs += [map_file(layer, name) for name in WRITTEN_MAPS]
         if not APPLIED:
             outputs.append(f"{R}/ensemble/{layer}/weights.csv")
     outputs += publishing_outputs()
@@ -374,6 +394,9 @@ def layer_truth(wildcards):
 
 
 def coarse_input(wildcards):
+    """The layer's coarse input: a time chunk's job reads the days of its window (rule chunk_coarse)."""
+    if in_chunk(wildcards):
+        return f"{chunk_folder(wildcards)}/coarse_{wildcards.layer}.tif"
     return INPUTS.coarse[wildcards.layer]
 
 
@@ -454,6 +477,56 @@ def coarse_frame():
 
 
 COARSE_GRID, COARSE_DATES = coarse_frame()
+CHUNKS = (
+    smchunks.split(COARSE_DATES, config["chunks"]["by"], config["chunks"]["lead_days"])
+    if CHUNKED
+    else {}
+)
+if CHUNKED:
+
+    wildcard_constraints:
+        chunk="|".join(CHUNKS),
+
+
+def in_chunk(wildcards):
+    """True for a job of a time chunk's daily work (its wildcards name the chunk)."""
+    return CHUNKED and "chunk" in wildcards.keys()
+
+
+def chunk_folder(wildcards):
+    """The folder of a job's daily work: its time chunk's, or the run's."""
+    return f"{R}/chunks/{wildcards.chunk}" if in_chunk(wildcards) else R
+
+
+def chunk_days(wildcards):
+    """The days a written map of a time chunk keeps (rule merge_tiles): the chunk's own, its lead-in left out;
+    None (every day) for a run of one period."""
+    return list(CHUNKS[wildcards.chunk].days) if in_chunk(wildcards) else None
+
+
+@functools.cache
+def _band_digest(path, first, last):
+    return smio.band_digest(path, first, last)
+
+
+def coarse_digest(wildcards):
+    """The dates and values of the days of a time chunk's window in the layer's coarse input (rule chunk_coarse)."""
+    window = CHUNKS[wildcards.chunk].window
+    return _band_digest(INPUTS.coarse[wildcards.layer], window[0], window[-1])
+
+
+def source_digest(wildcards):
+    """For a time chunk's resampling of a dynamic predictor (its file read by digest, not time stamp): the dates
+    and values of the observations its window is filled from (within fill.max_gap_days of it); None otherwise.
+    """
+    if not in_chunk(wildcards) or is_coarse_variable(wildcards):
+        return None
+    window, gap = CHUNKS[wildcards.chunk].window, config["fill"]["max_gap_days"]
+    return _band_digest(
+        raw_source(wildcards.var),
+        smchunks.shift(window[0], -gap),
+        smchunks.shift(window[-1], gap),
+    )
 
 
 def coarse_params(wildcards):
@@ -461,12 +534,15 @@ def coarse_params(wildcards):
     dates for a daily predictor (filled to them); not its values, so a changed coarse value reruns no predictor.
     """
     daily = not (is_static(wildcards) or is_coarse_variable(wildcards))
-    return smresample.coarse_params(COARSE_GRID, COARSE_DATES if daily else None)
+    dates = (
+        list(CHUNKS[wildcards.chunk].window) if in_chunk(wildcards) else COARSE_DATES
+    )
+    return smresample.coarse_params(COARSE_GRID, dates if daily else None)
 
 
 def tile_map(layer, name):
     """A map of one tile (the tile a wildcard), kept until the layer's map is merged."""
-    return temp(f"{R}/tiles/{layer}/{{tile}}/{name}.tif")
+    return temp(f"{CR}/tiles/{layer}/{{tile}}/{name}.tif")
 
 
 # the daily variables (predictors and the coarse layers), resampled onto the finest scale one tile a job
@@ -477,13 +553,18 @@ DAILY_VARIABLES = [
 
 def scale_tile_parts(wildcards):
     """Every tile of a daily variable at the finest scale (rule merge_scale)."""
-    return [f"{R}/tiles/scales/{FINE}/{wildcards.var}/{tile}.tif" for tile in TILES]
+    folder = chunk_folder(wildcards)
+    return [
+        f"{folder}/tiles/scales/{FINE}/{wildcards.var}/{tile}.tif" for tile in TILES
+    ]
 
 
 def tile_parts(wildcards):
     """Every tile's part of one map (rule merge_tiles)."""
+    folder = chunk_folder(wildcards)
     return [
-        f"{R}/tiles/{wildcards.layer}/{tile}/{wildcards.name}.tif" for tile in TILES
+        f"{folder}/tiles/{wildcards.layer}/{tile}/{wildcards.name}.tif"
+        for tile in TILES
     ]
 
 
@@ -579,7 +660,7 @@ def applicability_layers():
 def applicability_maps():
     """(layer, method, map) of every written map the applicability table scores."""
     return [
-        (layer, name, f"{R}/downscaled/{layer}/{name}.tif")
+        (layer, name, map_file(layer, name))
         for layer in applicability_layers()
         for name in EVALUATED_MAPS
         if name in WRITTEN_MAPS

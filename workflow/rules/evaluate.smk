@@ -18,15 +18,15 @@ FIGURES = f"{R}/evaluation/figures"
 
 rule cubic_baseline:
     input:
-        cubic=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
+        cubic=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
         coarse=coarse_input,
     output:
         cubic=tile_map("{layer}", "cubic"),
         cubic_corrected=tile_map("{layer}", "cubic_corrected"),
     log:
-        f"{R}/logs/cubic/{{layer}}/{{tile}}.log",
+        f"{CR}/logs/cubic/{{layer}}/{{tile}}.log",
     benchmark:
-        f"{R}/benchmarks/cubic_baseline/{{layer}}/{{tile}}.tsv"
+        f"{CR}/benchmarks/cubic_baseline/{{layer}}/{{tile}}.tsv"
     conda:
         "../../envs/plot.yaml"
     resources:
@@ -108,8 +108,8 @@ rule evaluate:
 
 rule maps:
     input:
-        ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
-        uncertainty=f"{R}/downscaled/{{layer}}/uncertainty.tif",
+        ensemble=lambda w: map_file(w.layer, "ensemble"),
+        uncertainty=lambda w: map_file(w.layer, "uncertainty"),
         coarse=coarse_input,
         truth=[INPUTS.truth[layer] for layer in TRUTH_LAYERS],
         split=f"{R}/samples/split.json",

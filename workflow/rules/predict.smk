@@ -10,13 +10,13 @@ rule predict:
         models=ensemble_models,
         weights=f"{MODELS_RUN}/ensemble/{{layer}}/weights.csv",
         coarse=coarse_input,
-        anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
+        anchor=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
     output:
         **{name: tile_map("{layer}", predicted(name)) for name in ENSEMBLE_MAPS},
     log:
-        f"{R}/logs/predict/{{layer}}/{{tile}}.log",
+        f"{CR}/logs/predict/{{layer}}/{{tile}}.log",
     benchmark:
-        f"{R}/benchmarks/predict/{{layer}}/{{tile}}.tsv"
+        f"{CR}/benchmarks/predict/{{layer}}/{{tile}}.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 2
@@ -42,13 +42,13 @@ if not FOREST_JOINS:
             unpack(fine_rasters),
             model=f"{MODELS_RUN}/models/{{layer}}/rf.joblib",
             coarse=coarse_input,
-            anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
+            anchor=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
         output:
             rf=tile_map("{layer}", "rf"),
         log:
-            f"{R}/logs/predict_rf/{{layer}}/{{tile}}.log",
+            f"{CR}/logs/predict_rf/{{layer}}/{{tile}}.log",
         benchmark:
-            f"{R}/benchmarks/predict_rf/{{layer}}/{{tile}}.tsv"
+            f"{CR}/benchmarks/predict_rf/{{layer}}/{{tile}}.tsv"
         conda:
             "../../envs/ml.yaml"
         threads: 2
@@ -71,11 +71,11 @@ rule merge_tiles:
     input:
         tile_parts,
     output:
-        f"{R}/downscaled/{{layer}}/{{name}}.tif",
+        f"{CR}/downscaled/{{layer}}/{{name}}.tif",
     log:
-        f"{R}/logs/merge_tiles/{{layer}}/{{name}}.log",
+        f"{CR}/logs/merge_tiles/{{layer}}/{{name}}.log",
     benchmark:
-        f"{R}/benchmarks/merge_tiles/{{layer}}/{{name}}.tsv"
+        f"{CR}/benchmarks/merge_tiles/{{layer}}/{{name}}.tsv"
     wildcard_constraints:
         name="|".join(WRITTEN_MAPS),
     conda:
@@ -86,6 +86,7 @@ rule merge_tiles:
     params:
         dtype=map_dtype,
         cog=True,
+        days=chunk_days,
     script:
         "../scripts/merge_tiles.py"
 
@@ -99,11 +100,11 @@ if NEEDED_MAPS:
         input:
             tile_parts,
         output:
-            temp(f"{R}/downscaled/{{layer}}/{{name}}.tif"),
+            temp(f"{CR}/downscaled/{{layer}}/{{name}}.tif"),
         log:
-            f"{R}/logs/merge_tiles/{{layer}}/{{name}}.log",
+            f"{CR}/logs/merge_tiles/{{layer}}/{{name}}.log",
         benchmark:
-            f"{R}/benchmarks/merge_tiles/{{layer}}/{{name}}.tsv"
+            f"{CR}/benchmarks/merge_tiles/{{layer}}/{{name}}.tsv"
         wildcard_constraints:
             name="|".join(NEEDED_MAPS),
         conda:
@@ -114,6 +115,7 @@ if NEEDED_MAPS:
         params:
             dtype="float32",
             cog=True,
+            days=chunk_days,
         script:
             "../scripts/merge_tiles.py"
 
@@ -152,15 +154,15 @@ if REFINES:
     rule refine:
         input:
             unpack(fine_rasters),
-            ensemble=f"{R}/downscaled/{{layer}}/ensemble_raw.tif",
+            ensemble=f"{CR}/downscaled/{{layer}}/ensemble_raw.tif",
             refinement=f"{MODELS_RUN}/ensemble/{{layer}}/refinement.json",
             coarse=coarse_input,
         output:
             ensemble=tile_map("{layer}", "ensemble"),
         log:
-            f"{R}/logs/refine/{{layer}}/{{tile}}.log",
+            f"{CR}/logs/refine/{{layer}}/{{tile}}.log",
         benchmark:
-            f"{R}/benchmarks/refine/{{layer}}/{{tile}}.tsv"
+            f"{CR}/benchmarks/refine/{{layer}}/{{tile}}.tsv"
         conda:
             "../../envs/plot.yaml"
         resources:
@@ -211,17 +213,17 @@ rule calibrate_uncertainty:
 rule uncertainty:
     input:
         unpack(fine_rasters),
-        anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
-        ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
-        spread=f"{R}/downscaled/{{layer}}/ensemble_std.tif",
+        anchor=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
+        ensemble=f"{CR}/downscaled/{{layer}}/ensemble.tif",
+        spread=f"{CR}/downscaled/{{layer}}/ensemble_std.tif",
         model=f"{MODELS_RUN}/ensemble/{{layer}}/calibration.json",
         coarse=coarse_input,
     output:
         uncertainty=tile_map("{layer}", "uncertainty"),
     log:
-        f"{R}/logs/uncertainty/{{layer}}/{{tile}}.log",
+        f"{CR}/logs/uncertainty/{{layer}}/{{tile}}.log",
     benchmark:
-        f"{R}/benchmarks/uncertainty/{{layer}}/{{tile}}.tsv"
+        f"{CR}/benchmarks/uncertainty/{{layer}}/{{tile}}.tsv"
     conda:
         "../../envs/plot.yaml"
     resources:

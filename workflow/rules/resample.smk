@@ -48,11 +48,11 @@ rule resample_tile:
     input:
         source=variable_source,
     output:
-        temp(f"{R}/tiles/scales/{FINE}/{{var}}/{{tile}}.tif"),
+        temp(f"{CR}/tiles/scales/{FINE}/{{var}}/{{tile}}.tif"),
     log:
-        f"{R}/logs/resample/{FINE}/{{var}}/{{tile}}.log",
+        f"{CR}/logs/resample/{FINE}/{{var}}/{{tile}}.log",
     benchmark:
-        f"{R}/benchmarks/resample/{FINE}/{{var}}/{{tile}}.tsv"
+        f"{CR}/benchmarks/resample/{FINE}/{{var}}/{{tile}}.tsv"
     wildcard_constraints:
         var="|".join(DAILY_VARIABLES),
     conda:
@@ -67,6 +67,7 @@ rule resample_tile:
         max_gap=config["fill"]["max_gap_days"],
         tile=tile_cells,
         coarse=coarse_params,
+        digest=source_digest,
     script:
         "../scripts/resample.py"
 
@@ -75,11 +76,11 @@ rule merge_scale:
     input:
         scale_tile_parts,
     output:
-        f"{R}/scales/{FINE}/{{var}}.tif",
+        f"{CR}/scales/{FINE}/{{var}}.tif",
     log:
-        f"{R}/logs/merge_scale/{{var}}.log",
+        f"{CR}/logs/merge_scale/{{var}}.log",
     benchmark:
-        f"{R}/benchmarks/merge_scale/{{var}}.tsv"
+        f"{CR}/benchmarks/merge_scale/{{var}}.tsv"
     wildcard_constraints:
         var="|".join(DAILY_VARIABLES),
     conda:
