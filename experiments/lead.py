@@ -25,6 +25,7 @@ from smdown import io
 from smdown.grid import nest_factor
 from smdown.learning.models import use_threads
 from smdown.mapping.blocks import predict_layer
+from smdown.preparing import temporal
 
 
 def cut(path: str, first: int, target: Path, repeat: int) -> str:
@@ -43,9 +44,10 @@ def cut(path: str, first: int, target: Path, repeat: int) -> str:
 
 
 def predict_from(config: dict, layer: str, first: int, tile: list[int], folder: Path, threads: int,
-                 repeat: int) -> dict:
+                 repeat: int, carry_from: int | None = None) -> dict:
     """The layer's maps over `tile`, predicted from day index `first` of the record on (the run's period repeated
-    `repeat` times): name -> (days, rows, cols)."""
+    `repeat` times): name -> (days, rows, cols). `carry_from`: the antecedent precipitation indices carried into that
+    day of the record (as rule api_state carries them from chunk to chunk), not restarted from zero."""
     names = _ensemble_members(config)
     members, spec, rasters, coarse, weights_path = _predict_inputs(config, layer, names, threads)
     rasters = _with_anchor(config, layer, rasters)
@@ -53,6 +55,14 @@ def predict_from(config: dict, layer: str, first: int, tile: list[int], folder: 
     rasters = {name: cut(path, first, folder / f"{name}.tif", repeat) for name, path in rasters.items()}
     coarse = cut(coarse, first, folder / "coarse.tif", repeat)
     anchor = rasters.pop(ANCHOR, None)
+    api_start = None
+    if carry_from is not None and spec.api_decay and "precipitation" in spec.dynamic:
+        whole = cut(rasters_whole(config, layer, spec)["precipitation"], 0, folder / "whole_precipitation.tif", repeat)
+        before = io.read_stack(whole)
+        states = [temporal.antecedent_state(before.data[:carry_from], decay,
+                                            np.zeros(before.data.shape[1:], np.float32)) for decay in spec.api_decay]
+        io.write_stack(folder / "api_state.tif", io.Stack(np.stack(states), before.grid, None))
+        api_start = (str(folder / "api_state.tif"), before.dates[carry_from])
     table = pd.read_csv(weights_path)
     weights = {row.member: float(row.weight) for row in table.itertuples() if row.member in members}
     outputs = {name: str(folder / f"out_{name}.tif") for name in [*members, "ensemble"]}
@@ -60,8 +70,14 @@ def predict_from(config: dict, layer: str, first: int, tile: list[int], folder: 
     factor = nest_factor(io.read_grid(coarse).res, float(min(config["scales"])))
     predict_layer(members, weights, spec, rasters, coarse, factor, outputs, block_cells=settings["block_cells"],
                   correction=settings["correction"], valid_range=tuple(settings["valid_range"]), anchor=anchor,
-                  tile=_tile(tile), threads=threads)
+                  tile=_tile(tile), threads=threads, api_start=api_start)
     return {name: io.read_stack(path).data for name, path in outputs.items()}
+
+
+def rasters_whole(config: dict, layer: str, spec) -> dict[str, str]:
+    from experiments.bench import _layer_rasters
+
+    return _layer_rasters(config, layer, smconfig.scale_name(min(config["scales"])), spec.rasters)
 
 
 def _tile(tile: list[int]):
@@ -79,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile", type=int, nargs=4, default=[0, 0, 2, 2],
                         help="first row, first col, rows, cols of the coarse cells predicted")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--carry", action="store_true",
+                        help="carry the antecedent precipitation indices into the chunk (rule api_state), as the "
+                        "workflow does, instead of restarting them at the lead-in's first day")
     parser.add_argument("--repeat", type=int, default=1,
                         help="the period repeated this many times in time: a record long enough for the lead-ins")
     args = parser.parse_args(argv)
@@ -91,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         for lead in sorted(args.leads):
             first = max(0, start - lead)
             maps = predict_from(config, args.layer, first, args.tile, Path(tmp) / f"lead{lead}", args.threads,
-                                args.repeat)
+                                args.repeat, start if args.carry else None)
             for name, data in maps.items():
                 ours, theirs = data[start - first:], whole[name][start:]
                 diff = np.abs(ours - theirs)[np.isfinite(ours) & np.isfinite(theirs)]
@@ -99,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
                              "rms": float(np.sqrt(np.mean(diff**2))), "days_predicted": data.shape[0],
                              "chunk_days": data.shape[0] - (start - first)})
     table = pd.DataFrame(rows)
-    print(f"{args.layer}, chunk from day {start} of the record (the period x {args.repeat}), tile {args.tile}: "
-          "difference from the whole record")
+    print(f"{args.layer}, chunk from day {start} of the record (the period x {args.repeat}), tile {args.tile}, "
+          f"indices {'carried' if args.carry else 'restarted'}: difference from the whole record")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2e}"))
 
 

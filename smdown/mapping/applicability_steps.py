@@ -73,9 +73,11 @@ def read_reference(points: str, meta: str) -> aoa.Reference:
 
 
 def aoa_map(points: str, meta: str, rasters: Mapping[str, str], coarse: str, scale: str, output: str,
-            model_inputs: dict, tile: list[int], block_cells: int, threads: int = 1) -> None:
+            model_inputs: dict, tile: list[int], block_cells: int, threads: int = 1,
+            api_start: tuple[str, str] | None = None) -> None:
     """Step of rule aoa: the DI of every pixel-day of one tile (NaN where a predictor is), block by block of
-    `block_cells` coarse cells, its features derived from the predictors at `scale` as predict derives them."""
+    `block_cells` coarse cells, its features derived from the predictors at `scale` as predict derives them (a time
+    chunk's antecedent precipitation indices continuing from `api_start`, as predict's)."""
     from scipy.spatial import cKDTree
 
     spec = FeatureSpec.from_dict(model_inputs["spec"])
@@ -94,7 +96,9 @@ def aoa_map(points: str, meta: str, rasters: Mapping[str, str], coarse: str, sca
             rows, cols = cell_rows * factor, cell_cols * factor
             row, col = (part.row + r0) * factor, (part.col + c0) * factor
             block = {name: io.read_window(rasters[name], row, col, rows, cols) for name in spec.rasters}
-            x = cube(spec, derive(spec, block, dates), len(dates)).reshape(-1, len(spec.names))
+            carried = None if not api_start else (
+                dates.index(api_start[1]), io.read_window(api_start[0], row, col, rows, cols))
+            x = cube(spec, derive(spec, block, dates, carried), len(dates)).reshape(-1, len(spec.names))
             di = aoa.dissimilarity(ref, x, tree, threads).reshape(len(dates), rows, cols)
             io.write_window(dst, di, r0 * factor, c0 * factor)
             outside += int(np.count_nonzero(di > ref.threshold))

@@ -76,6 +76,7 @@ def predict_layer(
     anchor: str | None = None,
     tile: Tile | None = None,
     threads: int = 1,
+    api_start: tuple[str, str] | None = None,
 ) -> dict[str, int]:
     """Predict members, and where asked the ensemble mean and spread, at the fine scale; returns clip counts.
 
@@ -94,7 +95,8 @@ def predict_layer(
     `tile`: the coarse cells to predict (the outputs cover just them; the halo is read beyond them from the
     rasters, so a tile's pixels equal the same pixels of the whole region's prediction); None: the whole region.
     The smooth correction is computed within the tile. `threads`: the job's threads, over which ONNX Runtime spreads
-    each block's pieces.
+    each block's pieces. `api_start` (a raster of the antecedent precipitation indices of the day before a date,
+    that date): a time chunk's indices carried from the chunks before it (rule api_state), from its first day on.
     """
     if correction not in CORRECTIONS:
         raise ValueError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
@@ -104,7 +106,7 @@ def predict_layer(
         coarse, tile = _coarse_target(coarse_path, factor, anchor, tile)
     job = _Job(_active_members(members, member_weights, outputs), member_weights, spec, rasters, fine_grid.shape, tile,
                factor, coarse, "ensemble" in outputs or "ensemble_std" in outputs, valid_range, timings, overlap,
-               threads)
+               threads, api_start)
     blocks = list(cell_blocks(coarse.data.shape[1:], block_cells))  # within the tile
     progress = _Progress(blocks, factor, len(coarse.dates), passes=2 if correction == "smooth" else 1)
     with ExitStack() as stack:
@@ -164,6 +166,7 @@ class _Job:
     timings: dict[str, list[float]]
     overlap: bool
     threads: int
+    api_start: tuple[str, str] | None = None  # the carried indices' raster, and the day they continue from
     writers: dict = field(default_factory=dict)
     clipped: dict[str, int] = field(init=False)
     halo: int = field(init=False)
@@ -190,7 +193,7 @@ class _Job:
         with _timed(self.timings, "read", thread=self.overlap):
             block_rasters = {name: io.read_block(self.rasters[name], row, col, ch * self.factor, cw * self.factor,
                                                  self.halo, self.fine_shape) for name in self.spec.rasters}
-            features = derive(self.spec, block_rasters, self.dates)
+            features = derive(self.spec, block_rasters, self.dates, self.carried(row, col, ch, cw))
             del block_rasters
             # a pixel-day with a NaN (or inf) feature is predicted NaN whatever its features hold, so only those are
             # zeroed (found on the features before stacking: a pass over the whole cube costs as much as building it)
@@ -200,6 +203,14 @@ class _Job:
             if missing.any():
                 block_cube[missing] = 0.0
         return block_cube, missing
+
+    def carried(self, row: int, col: int, ch: int, cw: int) -> tuple[int, np.ndarray] | None:
+        """The block's carried antecedent precipitation indices (with the halo) and the day they continue from."""
+        if self.api_start is None:
+            return None
+        path, day = self.api_start
+        state = io.read_block(path, row, col, ch * self.factor, cw * self.factor, self.halo, self.fine_shape)
+        return self.dates.index(day), state
 
     def _buffer(self, features: list[np.ndarray]) -> np.ndarray | None:
         """A cube buffer of the block's shape freed by an earlier block (predict gives them back), or None."""

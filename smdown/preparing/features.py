@@ -49,11 +49,16 @@ def spec_from_config(config: dict, dynamic: list[str], static: list[str]) -> Fea
     return FeatureSpec(tuple(dynamic), tuple(static), tuple(derived["api_decay"]), derived["day_of_year"])
 
 
-def derive(spec: FeatureSpec, rasters: dict[str, np.ndarray], dates: list[str]) -> list[np.ndarray]:
-    """Feature arrays in spec.names order: dynamic ones (T, H, W), static ones (H, W)."""
+def derive(spec: FeatureSpec, rasters: dict[str, np.ndarray], dates: list[str],
+           api_start: tuple[int, np.ndarray] | None = None) -> list[np.ndarray]:
+    """Feature arrays in spec.names order: dynamic ones (T, H, W), static ones (H, W). `api_start` (day t0, states
+    of shape (decays, H, W)): the antecedent precipitation indices of the day before t0, carried from earlier days
+    (a time chunk's), the indices from t0 on continuing from them."""
     features = [rasters[name] for name in spec.dynamic]
     if "precipitation" in spec.dynamic:
-        features += [temporal.antecedent_index(rasters["precipitation"], decay) for decay in spec.api_decay]
+        features += [temporal.antecedent_index(rasters["precipitation"], decay,
+                                               None if api_start is None else (api_start[0], api_start[1][i]))
+                     for i, decay in enumerate(spec.api_decay)]
     if spec.day_of_year:
         angle = 2 * np.pi * temporal.day_of_year(dates) / 365.25
         shape = (len(dates),) + rasters[spec.static[0] if spec.static else spec.dynamic[0]].shape[-2:]

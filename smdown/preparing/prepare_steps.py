@@ -17,6 +17,7 @@ from smdown import io
 from smdown.grid import Grid, Tile, nest_factor, nested_grid
 from smdown.jobs import factor_of
 from smdown.preparing import resample as resampling
+from smdown.preparing import temporal
 from smdown.preparing import terrain as terrain_lib
 from smdown.preparing.features import FeatureSpec, derive
 from smdown.preparing.samples import bag_samples, build_samples, draw_examples, group_masks, make_split
@@ -159,3 +160,24 @@ def _pixel_samples(spec: FeatureSpec, rasters: dict[str, str], target: io.Stack,
     masks = group_masks(split_groups, target.dates, target.grid.shape, factor)
     drawn = draw_examples(target.data, features, masks, settings["per_scale"], rng)
     return build_samples(spec, features, target.data, drawn, settings["patch"], settings["sequence_days"], masks)
+
+
+# ------------------------------------------------------------ time chunks
+def api_state(precipitation: str, previous: str | None, days: list[str], decays: list[float], output: str,
+              max_pixels: int = 16_000_000) -> None:
+    """Step of rule api_state: the antecedent precipitation indices (one band per decay) on a time chunk's last day,
+    from the chunk's precipitation at the finest scale over its own `days` and the indices `previous` (the chunk
+    before it) held on the day before them (zero for the record's first chunk): the recurrence predict runs over a
+    whole period, so each chunk continues it exactly. Strip by strip of rows, at most `max_pixels` pixel-days."""
+    grid = io.read_grid(precipitation)
+    bands = io.bands_of_dates(precipitation, days)
+    rows = max(1, max_pixels // max(1, len(days) * grid.width))
+    with io.open_writer(output, grid, None, count=len(decays)) as dst:
+        for top in range(0, grid.height, rows):
+            height = min(rows, grid.height - top)
+            series = io.read_window(precipitation, top, 0, height, grid.width, bands=bands)
+            start = (io.read_window(previous, top, 0, height, grid.width) if previous
+                     else np.zeros((len(decays), height, grid.width), dtype=np.float32))
+            states = [temporal.antecedent_state(series, decay, start[i]) for i, decay in enumerate(decays)]
+            io.write_window(dst, np.stack(states), top, 0)
+    log.info("%s: the indices of decays %s on %s, carried from %s", output, decays, days[-1], previous or "zero")

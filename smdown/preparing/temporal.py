@@ -61,13 +61,27 @@ def fill_to_dates(data: np.ndarray, src_dates: list[str], dst_dates: list[str], 
     return out.reshape((len(dst),) + data.shape[1:])
 
 
-def antecedent_index(precipitation: np.ndarray, decay: float) -> np.ndarray:
+def antecedent_index(precipitation: np.ndarray, decay: float, restart: tuple[int, np.ndarray] | None = None
+                     ) -> np.ndarray:
     """Antecedent precipitation index API_t = decay * API_{t-1} + P_t along axis 0 (NaN P counts as 0
-    for the memory but keeps the day NaN)."""
+    for the memory but keeps the day NaN). `restart` (day t0, state): API_{t0-1} is `state` (carried from the days
+    before, as a time chunk carries it), whatever the days before t0 gave."""
+    return _antecedent(precipitation, decay, restart)[0]
+
+
+def antecedent_state(precipitation: np.ndarray, decay: float, start: np.ndarray) -> np.ndarray:
+    """The index's memory after the last day (a NaN day counted as no rain), from `start`, its memory on the day
+    before the first: what antecedent_index carries into the next day."""
+    return _antecedent(precipitation, decay, (0, start))[1]
+
+
+def _antecedent(precipitation, decay, restart):
     out = np.empty_like(precipitation, dtype=np.float32)
     state = np.zeros(precipitation.shape[1:], dtype=np.float32)
     for t in range(precipitation.shape[0]):
+        if restart is not None and t == restart[0]:
+            state = np.asarray(restart[1], dtype=np.float32)
         p = precipitation[t]
         state = decay * state + np.where(np.isfinite(p), p, 0.0)
         out[t] = np.where(np.isfinite(p), state, np.nan)
-    return out
+    return out, state

@@ -90,3 +90,38 @@ def test_antecedent_index_on_a_known_series():
     np.testing.assert_allclose(out, [10.0, 5.0, NAN, 6.25, 3.125], equal_nan=True)
     out = temporal.antecedent_index(np.ones((4, 2, 2), dtype=np.float32), 0.9)
     np.testing.assert_allclose(out[:, 1, 1], [1.0, 1.9, 2.71, 3.439], rtol=1e-6)
+
+
+def test_carried_indices_continue_a_series_exactly():
+    """A time chunk's indices continue from the state the days before left (NaN days counted as no rain): the same
+    float32 values as over the whole series at once."""
+    rng = np.random.default_rng(3)
+    rain = rng.gamma(0.4, 6.0, size=(30, 3, 4)).astype(np.float32)
+    rain[5, 1, 1] = rain[19, 0, 2] = np.nan
+    whole = temporal.antecedent_index(rain, 0.93)
+    state = temporal.antecedent_state(rain[:20], 0.93, np.zeros((3, 4), np.float32))
+    lead_in = rain[14:]  # six lead-in days, then the chunk from day 20
+    carried = temporal.antecedent_index(lead_in, 0.93, restart=(6, state))
+    np.testing.assert_array_equal(carried[6:], whole[20:])
+    assert not np.array_equal(temporal.antecedent_index(lead_in, 0.93)[6:], whole[20:])  # restarted at zero
+    # a chain of states equals the state of the whole series
+    chained = temporal.antecedent_state(rain[20:], 0.93, state)
+    np.testing.assert_array_equal(chained, temporal.antecedent_state(rain, 0.93, np.zeros((3, 4), np.float32)))
+
+
+def test_the_api_state_step_chains_chunks_as_one_series(tmp_path, coarse_grid, write_raster):
+    from smdown import io
+    from smdown.grid import nested_grid
+    from smdown.preparing.prepare_steps import api_state
+
+    grid = nested_grid(coarse_grid, 4)
+    dates = make_dates("2023-05-01", 12)
+    rain = np.random.default_rng(5).gamma(0.5, 5.0, size=(12, grid.height, grid.width)).astype(np.float32)
+    rain[3, 2, 2] = np.nan
+    path = write_raster("precipitation.tif", rain, grid, dates)
+    api_state(str(path), None, dates[:5], [0.7, 0.93], str(tmp_path / "first.tif"), max_pixels=50)
+    api_state(str(path), str(tmp_path / "first.tif"), dates[5:], [0.7, 0.93], str(tmp_path / "second.tif"))
+    chained = io.read_window(tmp_path / "second.tif", 0, 0, grid.height, grid.width)
+    for i, decay in enumerate([0.7, 0.93]):
+        whole = temporal.antecedent_state(rain, decay, np.zeros(rain.shape[1:], np.float32))
+        np.testing.assert_array_equal(chained[i], whole)

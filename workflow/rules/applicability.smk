@@ -41,6 +41,7 @@ if AOA:
             points=f"{MODELS_RUN}/ensemble/{{layer}}/aoa.npz",
             meta=f"{MODELS_RUN}/ensemble/{{layer}}/aoa.json",
             coarse=coarse_input,
+            api_state=api_start_file,
         output:
             aoa=tile_map("{layer}", "aoa"),
         log:
@@ -59,6 +60,7 @@ if AOA:
             model_inputs=MODEL_INPUTS,
             tile=tile_cells,
             block_cells=config["predict"]["block_cells"],
+            api_start=api_start_of,
         script:
             "../scripts/aoa.py"
 

@@ -24,6 +24,29 @@ if CHUNKED:
         script:
             "../scripts/chunk_coarse.py"
 
+    # the antecedent precipitation indices a time chunk carries into the next (on its last day), from the chunk's
+    # precipitation at the finest scale and the indices the chunk before it carried
+    if CARRIES_API:
+
+        rule api_state:
+            input:
+                precipitation=lambda wildcards: fine_rasters(wildcards)["precipitation"],
+                previous=api_start_file,
+            output:
+                f"{CR}/api_state_{{layer}}.tif",
+            log:
+                f"{CR}/logs/api_state/{{layer}}.log",
+            conda:
+                "../../envs/gdal.yaml"
+            resources:
+                mem_mb=2000,
+                runtime=10,
+            params:
+                days=lambda wildcards: list(CHUNKS[wildcards.chunk].days),
+                decays=config["derived"]["api_decay"],
+            script:
+                "../scripts/api_state.py"
+
     # a written map of the whole period: a VRT over its chunks' GeoTIFFs (GDAL, rasterio, QGIS and xarray's rasterio
     # engine read it as one raster, its bands dated)
     rule record:

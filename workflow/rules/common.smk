@@ -498,6 +498,31 @@ def chunk_folder(wildcards):
     return f"{R}/chunks/{wildcards.chunk}" if in_chunk(wildcards) else R
 
 
+# a time chunk carries the antecedent precipitation indices from the chunk before it (rule api_state), so they equal
+# a whole period's exactly; only the LSTM's own memory rests on the lead-in days
+CARRIES_API = (
+    CHUNKED
+    and "precipitation" in INPUTS.dynamic
+    and bool(config["derived"]["api_decay"])
+)
+
+
+def api_start_file(wildcards):
+    """The indices the chunk before a time chunk's carried on its last day (rules api_state, predict, predict_rf,
+    aoa); none for the record's first chunk, or where no index is derived."""
+    if not (CARRIES_API and in_chunk(wildcards)):
+        return []
+    names = list(CHUNKS)
+    at = names.index(wildcards.chunk)
+    return f"{R}/chunks/{names[at - 1]}/api_state_{wildcards.layer}.tif" if at else []
+
+
+def api_start_of(wildcards):
+    """[the carried indices' raster, the day they continue from] for a time chunk's job, else None."""
+    carried = api_start_file(wildcards)
+    return [carried, CHUNKS[wildcards.chunk].days[0]] if carried else None
+
+
 def chunk_days(wildcards):
     """The days a written map of a time chunk keeps (rule merge_tiles): the chunk's own, its lead-in left out;
     None (every day) for a run of one period."""

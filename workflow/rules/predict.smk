@@ -11,6 +11,7 @@ rule predict:
         weights=f"{MODELS_RUN}/ensemble/{{layer}}/weights.csv",
         coarse=coarse_input,
         anchor=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
+        api_state=api_start_file,
     output:
         **{name: tile_map("{layer}", predicted(name)) for name in ENSEMBLE_MAPS},
     log:
@@ -29,6 +30,7 @@ rule predict:
         predict=config["predict"],
         model_inputs=MODEL_INPUTS,
         tile=tile_cells,
+        api_start=api_start_of,
     script:
         "../scripts/predict.py"
 
@@ -43,6 +45,7 @@ if not FOREST_JOINS:
             model=f"{MODELS_RUN}/models/{{layer}}/rf.joblib",
             coarse=coarse_input,
             anchor=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
+            api_state=api_start_file,
         output:
             rf=tile_map("{layer}", "rf"),
         log:
@@ -61,6 +64,7 @@ if not FOREST_JOINS:
             predict=config["predict"],
             model_inputs=MODEL_INPUTS,
             tile=tile_cells,
+            api_start=api_start_of,
         script:
             "../scripts/predict_rf.py"
 

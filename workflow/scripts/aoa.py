@@ -13,4 +13,5 @@ aoa_map(
     snakemake.params.tile,
     snakemake.params.block_cells,
     threads=snakemake.threads,
+    api_start=snakemake.params.api_start,
 )

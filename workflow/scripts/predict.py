@@ -16,4 +16,5 @@ predict(
     model_inputs=snakemake.params.model_inputs,
     tile=snakemake.params.tile,
     threads=snakemake.threads,
+    api_start=snakemake.params.api_start,
 )

@@ -12,5 +12,6 @@ predict_rf(
     settings=snakemake.params.predict,
     model_inputs=snakemake.params.model_inputs,
     threads=snakemake.threads,
+    api_start=snakemake.params.api_start,
     tile=snakemake.params.tile,
 )
