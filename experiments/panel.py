@@ -36,6 +36,15 @@ of half the cells, scored on the others): a reference for the uncertainty's spre
 Then the panel median per part x layer x method, and issue 9's acceptance checks on the untouched medians
 (`acceptance`). The table goes to `<out>/skill.csv` (with the `--set` settings in a column).
 
+Variants (`variant` in every table; each run in its own folder `<out>/<world>__<variant>/`, the default in
+`<out>/<world>/`): `--stations sparse` (about one station per SPARSE_CELLS coarse cells) and `--stations none`
+(no stations: the product is the members combined), comma-separated with `world` (the world's own); `--ceiling`
+runs each world once more with samples.target truth and no stations: the members trained on the 30 m truth of
+the training cells and days, an oracle no user has. Its ensemble on the test cells x days is the `ceiling` row of
+every other variant of the world, and each method's share of the reachable gain over cubic,
+(cubic - method) / (cubic - ceiling), is ``gain_share`` (ubRMSE) and ``within_gain_share`` (the within-cell part),
+on the test split only (with_ceiling).
+
 The weighting study (`<out>/weightings.csv`): how the ensemble would score under other member weights, from
 the members' maps already written (no rerun). The sums of each member's error and of every product of two
 members' errors give the ubRMSE of any convex combination exactly (ErrorMoments). Schemes: the weights the run
