@@ -259,14 +259,39 @@ def _snakemake() -> list[str]:
 def targets(config: dict) -> list[str]:
     """What scoring needs, relative to the world's directory: every method's 30 m maps (each merged from its
     tiles, so each is a target: the members, the ensemble, the random forest, the cubic baseline), weights.csv and
-    the split."""
+    the split; and the error inside and outside the area of applicability where it is mapped (config aoa)."""
     validated = smconfig.validate(config)
     run = f"results/{validated['run']}"
     out = [f"{run}/samples/split.json"]
     for layer in smconfig.inputs_of(validated).layers:
         out += [f"{run}/downscaled/{layer}/{method}.tif" for method in (*MEMBERS, "ensemble", "rf", "cubic", *SPREADS)]
         out.append(f"{run}/ensemble/{layer}/weights.csv")
+    if validated["aoa"]["enabled"]:
+        out.append(f"{run}/evaluation/{APPLICABILITY}")
     return out
+
+
+APPLICABILITY = "applicability.csv"  # a world's evaluation/applicability.csv, gathered into <out>/applicability.csv
+
+
+def applicability_rows(world: PanelWorld, workdir: Path, config: dict, variant: str) -> pd.DataFrame | None:
+    """The world's error inside and outside the area of applicability (its run's evaluation/applicability.csv: the
+    test cells and days), labelled with the world, its part and the variant; None where the run has none."""
+    path = Path(workdir) / "results" / smconfig.validate(config)["run"] / "evaluation" / APPLICABILITY
+    if not path.exists():
+        return None
+    return pd.read_csv(path).assign(world=world.name, part=world.part, variant=variant)
+
+
+def applicability_summary(table: pd.DataFrame, method: str = "ensemble") -> pd.DataFrame:
+    """Per variant, part and layer: the median over the worlds of the share of test pixel-days outside the area of
+    applicability and of `method`'s ubRMSE outside over inside."""
+    rows = table[table["method"] == method]
+    wide = rows.pivot_table(index=["variant", "part", "world", "layer"], columns="area", values=["ubrmse", "share"])
+    ratio = (wide[("ubrmse", "outside")] / wide[("ubrmse", "inside")]).rename("outside_over_inside")
+    share = wide[("share", "outside")].rename("share_outside")
+    both = pd.concat([share, ratio], axis=1).reset_index()
+    return both.groupby(["variant", "part", "layer"], sort=False)[["share_outside", "outside_over_inside"]].median()
 
 
 def run_world(world: PanelWorld, config: dict, workdir: Path, cores: int, fresh: bool = False) -> tuple[bool, float]:
@@ -860,7 +885,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     configs = {(w.name, variant_name(*v)): world_config(base, w, overrides, *v)  # every config checked before any run
                for w in worlds for v in variants}
-    rows, weightings, uncertainty, failed = [], [], [], []
+    rows, weightings, uncertainty, applicability, failed = [], [], [], [], []
     for world in worlds:
         for variant in (variant_name(*v) for v in variants):
             label, workdir = world.name + ("" if variant == DEFAULT_VARIANT else f" [{variant}]"), world_dir(
@@ -879,6 +904,7 @@ def run(args: argparse.Namespace) -> int:
                          score_world(world, workdir, configs[(world.name, variant)], weightings, uncertainty)]
                 for row in weightings[counts[0]:] + uncertainty[counts[1]:]:
                     row["variant"] = variant
+                applicability.append(applicability_rows(world, workdir, configs[(world.name, variant)], variant))
             except (OSError, ValueError, io.InputError) as err:
                 print(f"    {label}: cannot score: {err}", flush=True)
                 failed.append(label)
@@ -909,6 +935,15 @@ def run(args: argparse.Namespace) -> int:
         for variant, part in spread_table.groupby("variant", sort=False):
             print(f"\n[{variant}] " + format_uncertainty(part))
         print(f"wrote {out / 'uncertainty.csv'}")
+    found = [part for part in applicability if part is not None]
+    if found:
+        areas = pd.concat(found, ignore_index=True)
+        with io.atomic_path(out / APPLICABILITY) as tmp:
+            areas.to_csv(tmp, index=False, float_format="%.6g")
+        print("\nThe area of applicability (test cells x days; medians over the worlds): the share of pixel-days "
+              "outside it, and the ensemble's ubRMSE outside over inside\n"
+              + applicability_summary(areas).to_string(float_format=lambda v: f"{v:.3f}"))
+        print(f"wrote {out / APPLICABILITY}")
     print(f"\nwrote {out / 'skill.csv'} ({len(table)} rows; split 'test' = test cells x test dates)")
     if failed:
         print(f"failed: {', '.join(failed)}")

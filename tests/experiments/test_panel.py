@@ -226,13 +226,15 @@ def test_set_overrides_apply_to_every_world_and_bad_ones_name_the_key(tmp_path):
     assert yaml.safe_load(path.read_text())["demo"]["start"] == panel.WORLDS[1].demo["start"]  # stays a string
 
 
-def test_targets_are_the_maps_spreads_weights_and_split_only():
+def test_targets_are_the_maps_spreads_weights_split_and_applicability_only():
     targets = panel.targets(panel.world_config({"run": "x"}, panel.WORLDS[0], {}))
     maps = ("dnn", "cnn", "lstm", "ensemble", "rf", "cubic", "ensemble_std", "uncertainty")
     assert targets == ["results/x/samples/split.json"] + [
         path for layer in ("surface", "rootzone")
         for path in [f"results/x/downscaled/{layer}/{m}.tif" for m in maps] + [f"results/x/ensemble/{layer}/weights.csv"]
-    ]
+    ] + ["results/x/evaluation/applicability.csv"]
+    without = panel.targets(panel.world_config({"run": "x", "aoa": {"enabled": False}}, panel.WORLDS[0], {}))
+    assert without == targets[:-1]
     # every map is merged from its tiles by a job of its own (rule merge_tiles): each member must be a target, or the
     # panel loses its members (their tiles are temporary); the forest is the acceptance's peer
     assert panel.RF in panel.METHOD_ORDER and "results/x/downscaled/rootzone/rf.tif" in targets
@@ -425,3 +427,24 @@ def test_the_ceiling_row_and_the_shares_of_the_reachable_gain():
     assert get.xs("all", level="split")["gain_share"].isna().all()  # the ceiling saw the truth of those cell-days
     assert get.loc[("v", "default", "ensemble", "test"), ["gain_share", "within_gain_share"]].isna().all()
     assert "0.500" in panel.format_gains(table) and "stations_none" in panel.format_gains(table)
+
+
+def test_the_applicability_summary_is_the_median_over_worlds_of_the_outside_share_and_error_ratio(tmp_path):
+    rows = []
+    for world, share, inside, outside in (("a", 0.1, 0.02, 0.03), ("b", 0.3, 0.02, 0.04), ("c", 0.2, 0.03, 0.03)):
+        for area, ub, sh in (("inside", inside, 1 - share), ("outside", outside, share)):
+            rows.append({"layer": "surface", "method": "ensemble", "area": area, "ubrmse": ub, "share": sh,
+                         "world": world, "part": "tune", "variant": "default"})
+            rows.append({"layer": "surface", "method": "cubic", "area": area, "ubrmse": 9.0, "share": sh,
+                         "world": world, "part": "tune", "variant": "default"})
+    summary = panel.applicability_summary(pd.DataFrame(rows))
+    assert summary.loc[("default", "tune", "surface"), "share_outside"] == pytest.approx(0.2)
+    assert summary.loc[("default", "tune", "surface"), "outside_over_inside"] == pytest.approx(1.5)
+    world = panel.WORLDS[0]
+    config = panel.world_config({"run": "w"}, world, {})
+    assert panel.applicability_rows(world, tmp_path, config, "default") is None
+    (tmp_path / "results" / "w" / "evaluation").mkdir(parents=True)
+    pd.DataFrame(rows[:2]).drop(columns=["world", "part", "variant"]).to_csv(
+        tmp_path / "results" / "w" / "evaluation" / "applicability.csv", index=False)
+    found = panel.applicability_rows(world, tmp_path, config, "default")
+    assert list(found["world"]) == [world.name] * 2 and set(found["variant"]) == {"default"}
