@@ -84,6 +84,13 @@ MODELS_RUN = str(APPLIED).rstrip("/") if APPLIED else R
 CHUNKED = config["chunks"]["by"] != "none"
 CR = f"{R}/chunks/{{chunk}}" if CHUNKED else R
 MAP_SUFFIX = ".vrt" if CHUNKED else ".tif"
+
+
+def map_file(layer, name):
+    """A map of the run's whole period: its GeoTIFF, or the VRT over its time chunks (rule record)."""
+    return f"{R}/downscaled/{layer}/{name}{MAP_SUFFIX}"
+
+
 # the area of applicability (workflow/rules/applicability.smk)
 AOA = config["aoa"]["enabled"]
 AOA_SETTINGS = {key: value for key, value in config["aoa"].items() if key != "enabled"}
@@ -282,11 +289,6 @@ WRITTEN_MAPS += [
     if all(Path(map_file(layer, name)).exists() for layer in LAYERS)
 ]
 NEEDED_MAPS = [name for name in _NEEDED if name not in WRITTEN_MAPS]
-
-
-def map_file(layer, name):
-    """A map of the run's whole period: its GeoTIFF, or the VRT over its time chunks (rule record)."""
-    return f"{R}/downscaled/{layer}/{name}{MAP_SUFFIX}"
 
 
 def written_map_files(wildcards):
