@@ -213,13 +213,18 @@ def _predict_inputs(config: dict, layer: str, names: list[str] | None = None, th
     return members, spec, rasters, smconfig.inputs_of(config).coarse[layer], weights
 
 
-JOBS = ("predict", "rf")  # the rules predict and predict_rf
+# the rules predict and predict_rf; product: predict as a run that writes the product alone (outputs.maps auto on a
+# region of your own) runs it, writing the ensemble and its spread but no member's map
+JOBS = ("predict", "rf", "product")
+JOB_TITLES = {"predict": "predict (the members, correction, ensemble, spread)", "rf": "predict_rf",
+              "product": "predict writing the product alone (the ensemble and its spread)"}
 
 
 def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int, threads: int,
                    reference: str = "", overlap: bool = True, job: str = "predict", correction: str = "") -> dict:
     """One predict job as its rule runs it (`job`: "predict", the members of the ensemble (config ensemble.forest
-    says whether the forest is one), the ensemble and spread; "rf", the random forest alone), timed part by part,
+    says whether the forest is one), the ensemble and spread; "rf", the random forest alone; "product", as "predict"
+    but writing the ensemble and its spread alone, as a run that writes the product does), timed part by part,
     and the largest difference of each output from the same file in `reference` (a folder of outputs of the same
     job, e.g. kept by an earlier bench), or for the run region from the run's own file (its ensemble_raw where
     the stations refined the ensemble). `correction`: instead of the config's."""
@@ -241,7 +246,8 @@ def _predict_child(config: dict, layer: str, workdir: str, reps: int, days: int,
         member_weights = {row.member: float(row.weight) for row in table.itertuples() if row.member in members}
     factor = nest_factor(io.read_grid(coarse).res, float(min(config["scales"])))
     combined = [] if job == "rf" else ["ensemble", "ensemble_std"]
-    outputs = {name: f"{workdir}/out_{name}.tif" for name in [*members, *combined]}
+    written = combined if job == "product" else [*members, *combined]
+    outputs = {name: f"{workdir}/out_{name}.tif" for name in written}
     settings = config["predict"]
     timings: dict[str, list[float]] = {}
     start, cpu = time.perf_counter(), time.process_time()
@@ -374,8 +380,7 @@ def bench_predict(config_path: str, layer: str, days: int, repeat: int, sizes: l
           f"{repeat} run(s), each in a fresh process", flush=True)
     firsts = {}
     for job in jobs:
-        print(f"\njob {'predict (the members, correction, ensemble, spread)' if job == 'predict' else 'predict_rf'}",
-              flush=True)
+        print(f"\njob {JOB_TITLES[job]}", flush=True)
         print(REGION_HEADER, flush=True)
         for reps in sizes:
             with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
@@ -398,7 +403,7 @@ def bench_predict(config_path: str, layer: str, days: int, repeat: int, sizes: l
             firsts.setdefault(job, (label, row))
     for job, (label, row) in firsts.items():
         pixel_days = row["pixels"] * row["days"]
-        print(f"\n{'predict' if job == 'predict' else 'predict_rf'}: parts on the {label} ({pixel_days} pixel-days): "
+        print(f"\n{JOB_TITLES[job]}: parts on the {label} ({pixel_days} pixel-days): "
               f"wall seconds, the process's CPU seconds in them (all threads), and the pixel-days/s each part alone "
               f"would allow, from its wall time and from its CPU time spread over {threads} cores (what an idle "
               f"machine would give)", flush=True)
@@ -440,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
     predict_cmd.add_argument("--compare", default="",
                              help="folder of outputs (from --keep) to compare the first region's with")
     predict_cmd.add_argument("--jobs", nargs="+", choices=JOBS, default=list(JOBS),
-                             help="jobs to time: predict (the members, ensemble, spread) and/or rf (rule predict_rf)")
+                             help="jobs to time: predict (the members, ensemble, spread), rf (rule predict_rf) and/or "
+                                  "product (predict writing the ensemble and its spread alone)")
     predict_cmd.add_argument("--correction", default="", choices=["", "none", "additive", "smooth"],
                              help="coarse correction instead of the config's")
     samples_cmd = commands.add_parser("samples", help="training samples at one scale: time and peak memory, run region and 4x")

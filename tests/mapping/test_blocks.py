@@ -326,6 +326,13 @@ def test_threaded_pipeline_equals_sequential_and_rf_runs_only_on_request(tmp_pat
     assert forest.calls == 8
     np.testing.assert_array_equal(io.read_stack(outputs["ensemble"]).data, results[True]["ensemble"])
 
+    # the product alone (a run that writes no member's map): every weighted member predicted, none written
+    outputs = {name: str(tmp_path / f"{name}_product.tif") for name in ["ensemble", "ensemble_std"]}
+    _predict_layer(members, weights, spec, rasters, coarse_path, factor, outputs, block_cells=2)
+    for name in outputs:
+        np.testing.assert_array_equal(io.read_stack(outputs[name]).data, results[True][name], err_msg=name)
+    assert sorted(p.name for p in tmp_path.glob("*_product.tif")) == ["ensemble_product.tif", "ensemble_std_product.tif"]
+
 
 def test_weights_of_an_unloaded_member_are_an_error(tmp_path):
     rasters, coarse_path, factor = _world(tmp_path)

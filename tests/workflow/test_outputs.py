@@ -3,10 +3,13 @@ that are valid Cloud-Optimized GeoTIFFs, a STAC catalogue that validates (offlin
 which maps are written, a change of it rerunning only the writing."""
 
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import TINY_LAYERS, scheduled_jobs
+from conftest import TINY_LAYERS, run_workflow, scheduled_jobs
 from rio_cogeo.cogeo import cog_validate
 
 from smdown import io
@@ -96,7 +99,19 @@ def test_outputs_decide_which_maps_a_run_writes(tiny_run, tmp_path):
     assert jobs["merge_tiles"] == 3 * len(TINY_LAYERS), jobs  # ensemble, uncertainty and the aoa map
     assert jobs["merge_needed"] == 2 * len(TINY_LAYERS), jobs  # ensemble_std, ensemble_raw
     assert "cubic_baseline" not in jobs and "predict_rf" not in jobs, jobs
+    # predict writes the ensemble and its spread alone: a member's map no rule reads is not written, even per tile
+    assert predict_outputs(tmp_path, config) == {"ensemble_raw", "ensemble_std"}
     config["outputs"] = {"maps": ["product", "baselines"], "cube": False, "catalog": False}
     jobs = scheduled_jobs(tmp_path, None, config=config)
     assert jobs["merge_tiles"] == 4 * len(TINY_LAYERS) and jobs["cubic_baseline"] == len(TINY_LAYERS), jobs
     assert "cube" not in jobs and "catalog" not in jobs
+    config["outputs"]["maps"] = ["product", "members"]
+    assert predict_outputs(tmp_path, config) == {"dnn", "cnn", "lstm", "rf", "ensemble_raw", "ensemble_std"}
+
+
+def predict_outputs(workdir, config) -> set[str]:
+    """The maps (file stems) the predict jobs of a dry run write."""
+    text = run_workflow(workdir, config, "-n").stdout
+    jobs = re.findall(r"^rule predict:\n(?:    .*\n)*?    output: (.*)$", text, flags=re.MULTILINE)
+    assert jobs, text
+    return {Path(path).stem for job in jobs for path in job.split(", ")}

@@ -289,6 +289,13 @@ WRITTEN_MAPS += [
     if all(Path(map_file(layer, name)).exists() for layer in LAYERS)
 ]
 NEEDED_MAPS = [name for name in _NEEDED if name not in WRITTEN_MAPS]
+# predict's maps: the ensemble and its spread (other rules read them) and the members' the run writes; a member's map
+# that no rule reads is not written (the member is predicted all the same: the ensemble needs it)
+PREDICT_MAPS = [
+    name
+    for name in ENSEMBLE_MAPS
+    if name in ("ensemble", "ensemble_std") or name in WRITTEN_MAPS
+]
 
 
 def written_map_files(wildcards):

@@ -13,7 +13,7 @@ rule predict:
         anchor=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
         api_state=api_start_file,
     output:
-        **{name: tile_map("{layer}", predicted(name)) for name in ENSEMBLE_MAPS},
+        **{name: tile_map("{layer}", predicted(name)) for name in PREDICT_MAPS},
     log:
         f"{CR}/logs/predict/{{layer}}/{{tile}}.log",
     benchmark:
