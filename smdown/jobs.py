@@ -40,10 +40,12 @@ def factor_of(scale: str, coarse_path: str) -> int | None:
 
 
 def merge_tiles(parts: list[str], output: str, dtype: str = "float32", cog: bool = False,
-                days: list[str] | None = None) -> None:
+                days: list[str] | None = None, threads: int = 1) -> None:
     """Step of rules merge_tiles, merge_needed and merge_scale: one raster of the region from its tiles' (predict,
     predict_rf, cubic_baseline, resample_tile, refine and uncertainty run one job per tile), its values stored as
     `dtype` (smdown.io.DTYPES), with `cog` as a Cloud-Optimized GeoTIFF (the maps a run writes). rasterio only, so
-    the merges run in the light `gdal` environment. `days`: the dates to keep (a time chunk's own), all where None."""
-    grid = io.merge(parts, output, dtype=dtype, cog=cog, days=days)
-    log.info("%s: %d tiles merged, %d x %d pixels, %s", output, len(parts), grid.height, grid.width, dtype)
+    the merges run in the light `gdal` environment. `days`: the dates to keep (a time chunk's own), all where None.
+    `threads`: GDAL's compression threads (the job's; the bytes are the same whatever their number)."""
+    grid = io.merge(parts, output, dtype=dtype, cog=cog, days=days, threads=threads)
+    log.info("%s: %d tiles merged, %d x %d pixels, %s, %d thread(s)", output, len(parts), grid.height, grid.width,
+             dtype, threads)

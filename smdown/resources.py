@@ -79,6 +79,12 @@ class Region:
         side = self.factor(scale) * cells
         return min(side * side, self.pixels(scale)) * (1 if static else self.days)
 
+    def visited_pixel_days(self, scale: float | None, bags: int | None) -> int:
+        """Pixel-days the samples step reads at a scale: the series of the cells its `bags` bags fall in (each bag one
+        cell-day, so at most `bags` cells; the whole region where `bags` is None: targets read whole)."""
+        cells = self.rows * self.cols if bags is None else min(self.rows * self.cols, bags)
+        return cells * self.factor(scale) ** 2 * self.days
+
     def budget_block(self, scale: float | None, budget: float, static: bool = False) -> int:
         """Pixel-days of the largest square block of whole coarse cells within `budget` pixel-days (one cell at
         least), as resample and evaluate cut their work; bounded by the region."""
@@ -117,6 +123,8 @@ CALIBRATION: tuple[Point, ...] = (
           "/tmp/smdown-slurm.mkRKDD/{local,slurm}/results/tiny/benchmarks)"),
     Point("predict_forest", 14.4e6, 3.6e6, 24.10, 2160.83, "demo 5 x 4 cells, 40 days, a 2 x 2-cell tile, the largest "
           "of 12 jobs (make run, results/demo/benchmarks/predict)"),
+    Point("predict_forest", 72e6, 3.6e6, 52.16, 1979.73, "demo 5 x 4 cells, 40 days, one tile, the LSTM and the forest "
+          "compiled by numba, the larger of the two layers (make run of 2026-12-07, results/demo/benchmarks/predict)"),
     # predict_rf: the random forest's map
     Point("predict_rf", 5184, 1296, 4.34, 222.5, _TINY),
     Point("predict_rf", 57.6e6, 3.6e6, 72.1, 1236.0, _BENCH),
@@ -164,8 +172,8 @@ CALIBRATION: tuple[Point, ...] = (
     # held = its block (resample.BLOCK_PIXEL_DAYS at most): memory is bounded, the line is nearly flat
     Point("resample", 5184, 5184, 1.85, 213.6, _TINY),
     Point("resample", 57.6e6, 2**23, 18.01, 633.0, _DEMO4),
-    # samples: one layer x scale; work = the scale's pixel-days (an upper bound: it reads the cells it visits),
-    # held = one coarse cell's pixel-days
+    # samples: one layer x scale; work = the pixel-days of the cells it visits (Region.visited_pixel_days: the
+    # series of the cells its bags fall in, every cell of these small regions), held = one coarse cell's pixel-days
     Point("samples", 576, 144, 0.92, 94.0, _TINY),
     Point("samples", 57.6e6, 3.6e6, 8.22, 399.5, _DEMO4),
     # evaluate: both layers' maps; work = fine pixel-days x layers, held = its windows (20 M values at most)
@@ -242,7 +250,7 @@ def fit(points: list[Point]) -> Model:
 # examples (x epochs, x trials) for the training rules.
 MODELS: dict[str, Model] = {
     "predict": Model(13.52, 4.007e-06, 862.6, 4.437e-04),
-    "predict_forest": Model(5.44, 1.296e-06, 842.07, 3.665e-04),
+    "predict_forest": Model(5.44, 6.489e-07, 842.07, 3.665e-04),
     "predict_rf": Model(4.34, 1.176e-06, 222.5, 2.816e-04),
     "cubic_baseline": Model(0.24, 1.139e-07, 76.17, 7.744e-05),
     "resample": Model(1.85, 2.806e-07, 213.6, 5.003e-05),
@@ -288,8 +296,12 @@ _FILES = ("the file sizes (du -b) of the demo run made by `make run` (5 x 4 cell
 # measured on both layers; the larger is kept (an upper envelope, as the CPU lines).
 WRITTEN: tuple[Written, ...] = (
     # predict: the tile's dnn, cnn, lstm, rf, ensemble (ensemble_raw where stations refine it) and ensemble_std
-    Written("predict", 72e6, 1_532_189_226, _FILES + ", downscaled/surface/{dnn,cnn,lstm,rf,ensemble_raw,ensemble_std}"),
-    Written("predict", 72e6, 1_509_666_872, _FILES + ", the same of the root zone"),
+    Written("predict", 72e6, 1_185_037_317, _FILES + ", downscaled/surface/{dnn,cnn,lstm,rf,ensemble_raw,ensemble_std} "
+            "(make run of 2026-12-07)"),
+    Written("predict", 72e6, 1_166_984_643, _FILES + ", the same of the root zone"),
+    # predict writing the product alone (outputs.maps auto on a region of your own): ensemble_raw and ensemble_std
+    Written("predict_product", 72e6, 425_732_168, _FILES + ", downscaled/surface/{ensemble_raw,ensemble_std}"),
+    Written("predict_product", 72e6, 430_082_270, _FILES + ", the same of the root zone"),
     Written("cubic_baseline", 72e6, 55_141_648, _FILES + ", downscaled/surface/cubic{,_corrected}.tif"),
     Written("refine", 72e6, 207_305_261, _FILES + ", downscaled/surface/ensemble.tif (refined)"),
     Written("uncertainty", 72e6, 210_240_602, _FILES + ", downscaled/surface/uncertainty.tif"),
@@ -341,11 +353,24 @@ class Stage:
     threads: int = 1
     written: float = 0.0  # bytes each job writes (BYTES)
     temporary: bool = False  # its outputs are tiles, removed once the next merge has merged them
+    speedup: float = 1.0  # its wall time is cpu_s / speedup (the merges' threads)
+
+    @property
+    def wall_s(self) -> float:
+        return self.cpu_s / self.speedup
+
+
+# A merge on 2 threads (config tiles.merge_threads, GDAL_NUM_THREADS: GDAL compresses the blocks in threads, the
+# bytes unchanged): a demo map of 20 one-cell tiles (72 M pixel-days) merged as a COG in 3.94 s on one thread and
+# 2.62 s on two, as a plain GeoTIFF in 2.49 and 1.67 s (means of 2 runs, smdown.io.merge, idle 2-core machine), its
+# CPU time 1.17 x one thread's
+MERGE_THREADS, MERGE_SPEEDUP = 2, 1.5
 
 
 def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = (100, 50, 30), dynamic: int = 3,
            static: int = 7, examples: int = 72000, epochs: int = 25, trials: int = 4, tune_epochs: int = 6,
-           tiles: int = 1, test_share: float = 0.15 * 0.17, forest: bool = True, refine: bool = True) -> list[Stage]:
+           tiles: int = 1, test_share: float = 0.15 * 0.17, forest: bool = True, refine: bool = True,
+           product: bool = False, bags: int = 375) -> list[Stage]:
     """The run's heavy jobs, step by step in DAG order, for a region of `pixels` 30 m pixels a day over `days`, with
     the config's defaults (3 scales, precipitation/NDVI/NDWI, dem/sand/clay + 4 terrain rasters, 24000 examples per
     scale). `tiles`: the tiles a layer's prediction is split into (config tiles.cells): predict, predict_rf and
@@ -353,11 +378,15 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     daily variables (merged by merge_scale), the evaluation's reads of every map (evaluate_tile) and the uncertainty
     (after its calibration, one job a layer that reads the stations' pixels, bounded here by one coarse cell's map;
     its map merged by merge_tiles, `merge_uncertainty` here); the evaluation's last job reads the test cells x test
-    days (`test_share` of the pixel-days: samples.test_cells x samples.test_days). `forest`: the random forest joins the ensemble
+    days (`test_share` of the pixel-days: samples.test_cells x samples.test_days). `bags`: samples.per_scale / samples.bag_size,
+    the cell-days the samples step draws (it reads those cells' series alone). `forest`: the random forest joins the ensemble
     (ensemble.forest), so predict predicts it and predict_rf does not run. `refine`: stations refine the ensemble
     (config refine, with stations): one fit a layer (fit_refinement, bounded like the calibration), one refine job a
-    tile, the raw ensemble merged too (9 maps a layer) and the refined one after (`merge_refined`). CPU seconds from MODELS; the 2-thread jobs
-    (predict, predict_rf, train_rf) hold 2 cores."""
+    tile, the raw ensemble merged too (9 maps a layer) and the refined one after (`merge_refined`). `product`: the run
+    writes the product alone (outputs.maps auto on a region of your own): predict writes the ensemble and its spread
+    (BYTES predict_product), merge_tiles merges those two a layer (the spread and the raw ensemble are temporary
+    files, counted here as kept: an upper bound) and no cubic baseline runs. CPU seconds from MODELS; the 2-thread
+    jobs (predict, predict_rf, train_rf) hold 2 cores."""
     fine = min(scales)
     px_days = pixels * days
     out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels), written=BYTES["terrain"] * pixels)]
@@ -373,33 +402,44 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     resample.append(Stage("resample coarse SM", layers * tiles, MODELS["resample"].cpu_s(pixels * days / tiles),
                           written=BYTES["resample_coarse"] * px_days / tiles, temporary=True))
     out += resample
-    out.append(Stage("merge_scale", dynamic + layers, MODELS["merge_tiles"].cpu_s(pixels * days),
+    out.append(Stage("merge_scale", dynamic + layers, MODELS["merge_tiles"].cpu_s(pixels * days), MERGE_THREADS,
+                     speedup=MERGE_SPEEDUP,
                      written=(BYTES["resample_coarse"] * layers + (BYTES["resample"] * dynamic if tiles > 1 else 0))
                      * px_days / (dynamic + layers)))
-    maps = BYTES["predict"] + BYTES["cubic_baseline"] + (BYTES["refine"] if refine else 0)  # a layer's merged maps
-    out += [Stage("samples", layers * len(scales), MODELS["samples"].cpu_s(pixels * days),
-                  written=BYTES["samples"] * examples / len(scales)),
+    predicted = BYTES["predict_product" if product else "predict"]  # predict's maps of a layer, a pixel-day
+    baselines = [] if product else [Stage("cubic_baseline", layers * tiles,
+                                          MODELS["cubic_baseline"].cpu_s(pixels * days / tiles),
+                                          written=BYTES["cubic_baseline"] * px_days / tiles, temporary=True)]
+    merged = 2 if product else 9 if refine else 8  # merge_tiles' maps of a layer
+    maps = predicted + (0 if product else BYTES["cubic_baseline"])  # the bytes merge_tiles writes, a pixel-day
+    cell = (9000 / fine) ** 2  # a 9 km cell's pixels at the finest scale
+    visited = min(pixels / cell, bags) * cell * days  # at the finest scale: the cells the bags fall in (at most bags)
+    out += [*[Stage(f"samples {scale} m", layers, MODELS["samples"].cpu_s(visited * (fine / scale) ** 2),
+                    written=BYTES["samples"] * examples / len(scales)) for scale in scales],
             Stage("tune", layers * 3, MODELS["tune"].cpu_s(examples * trials * tune_epochs)),
             Stage("train", layers * 3, MODELS["train"].cpu_s(examples * epochs)),
             Stage("train_rf", layers, MODELS["train_rf"].cpu_s(examples), 2),
             Stage("ensemble", layers, MODELS["ensemble"].cpu_s(examples)),
             Stage("predict", layers * tiles, MODELS["predict_forest" if forest else "predict"].cpu_s(pixels * days / tiles), 2,
-                  written=BYTES["predict"] * px_days / tiles, temporary=True),
-            *([] if forest else [Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2,
-                                       written=BYTES["predict"] / 6 * px_days / tiles, temporary=True)]),
-            Stage("cubic_baseline", layers * tiles, MODELS["cubic_baseline"].cpu_s(pixels * days / tiles),
-                  written=BYTES["cubic_baseline"] * px_days / tiles, temporary=True),
-            Stage("merge_tiles", layers * (9 if refine else 8), MODELS["merge_tiles"].cpu_s(pixels * days),
-                  written=(maps - (BYTES["refine"] if refine else 0)) * px_days / (9 if refine else 8)),
+                  written=predicted * px_days / tiles, temporary=True),
+            *([] if forest or product else [
+                Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2,
+                      written=BYTES["predict"] / 6 * px_days / tiles, temporary=True)]),
+            *baselines,
+            Stage("merge_tiles", layers * merged, MODELS["merge_tiles"].cpu_s(pixels * days), MERGE_THREADS,
+                     speedup=MERGE_SPEEDUP,
+                  written=maps * px_days / merged),
             *([Stage("fit_refinement", layers, MODELS["fit_refinement"].cpu_s(90_000 * days)),
                Stage("refine", layers * tiles, MODELS["refine"].cpu_s(pixels * days / tiles),
                      written=BYTES["refine"] * px_days / tiles, temporary=True),
-               Stage("merge_refined", layers, MODELS["merge_tiles"].cpu_s(pixels * days),
+               Stage("merge_refined", layers, MODELS["merge_tiles"].cpu_s(pixels * days), MERGE_THREADS,
+                     speedup=MERGE_SPEEDUP,
                      written=BYTES["refine"] * px_days)] if refine else []),
             Stage("calibrate_uncertainty", layers, MODELS["calibrate_uncertainty"].cpu_s(90_000 * days)),
             Stage("uncertainty", layers * tiles, MODELS["uncertainty"].cpu_s(pixels * days / tiles),
                   written=BYTES["uncertainty"] * px_days / tiles, temporary=True),
-            Stage("merge_uncertainty", layers, MODELS["merge_tiles"].cpu_s(pixels * days),
+            Stage("merge_uncertainty", layers, MODELS["merge_tiles"].cpu_s(pixels * days), MERGE_THREADS,
+                     speedup=MERGE_SPEEDUP,
                   written=BYTES["uncertainty"] * px_days),
             Stage("evaluate_tile", layers * tiles, MODELS["evaluate_tile"].cpu_s(pixels * days / tiles)),
             Stage("evaluate", 1, MODELS["evaluate"].cpu_s(layers * pixels * days * test_share)),
@@ -426,8 +466,8 @@ def project(plan: list[Stage], nodes: int, cores: int = 32) -> dict:
     for group in _GROUPS:
         members = [s for s in plan if s.name.split()[0] in group]
         if members:
-            longest = max(s.cpu_s for s in members)
-            held = sum(s.jobs * s.cpu_s * s.threads for s in members)
+            longest = max(s.wall_s for s in members)
+            held = sum(s.jobs * s.wall_s * s.threads for s in members)
             hours = max(longest, held / (nodes * cores)) / 3600
             wall += hours * 3600
             written = sum(s.jobs * s.written for s in members)
@@ -440,7 +480,7 @@ def project(plan: list[Stage], nodes: int, cores: int = 32) -> dict:
                 disk -= waiting
                 waiting = 0.0
     return {"jobs": sum(s.jobs for s in plan), "cpu_core_h": sum(s.jobs * s.cpu_s for s in plan) / 3600,
-            "held_core_h": sum(s.jobs * s.cpu_s * s.threads for s in plan) / 3600, "wall_h": wall / 3600,
+            "held_core_h": sum(s.jobs * s.wall_s * s.threads for s in plan) / 3600, "wall_h": wall / 3600,
             "written_gb": sum(s.jobs * s.written for s in plan) / 1e9, "disk_gb": disk / 1e9, "peak_gb": peak / 1e9,
             "steps": steps}
 
@@ -467,19 +507,23 @@ def summarise_dry_run(text: str) -> list[dict]:
 
 def main() -> None:
     """`snakemake -n ... | python -m smdown.resources`: the requests per rule, as a Markdown table.
-    `python -m smdown.resources project PIXELS DAYS [NODES ...]`: the projection on 10 and 100 (or NODES) nodes of 32
-    cores: time, core-hours, bytes written and on disk, per step, and the largest jobs' requests."""
+    `python -m smdown.resources project PIXELS DAYS [NODES ...] [--product]`: the projection on 10 and 100 (or NODES)
+    nodes of 32 cores: time, core-hours, bytes written and on disk, per step, and the largest jobs' requests;
+    `--product`: a run that writes the product alone (outputs.maps auto on a region of your own), else every map."""
     import sys
 
     if sys.argv[1:2] == ["project"]:
-        pixels, days = float(sys.argv[2]), int(sys.argv[3])
-        nodes_list = [int(n) for n in sys.argv[4:]] or [10, 100]
+        product = "--product" in sys.argv
+        numbers = [a for a in sys.argv[2:] if a != "--product"]
+        pixels, days = float(numbers[0]), int(numbers[1])
+        nodes_list = [int(n) for n in numbers[2:]] or [10, 100]
+        print(f"maps written: {'the product alone (outputs.maps: auto, a region of your own)' if product else 'all'}\n")
         print("| jobs as | nodes | jobs | CPU core-hours | core-hours held | wall hours | written TB | peak on disk TB "
               "| kept TB |")
         print("|---|---|---|---|---|---|---|---|---|")
         for tiles, label in ((1, "one tile (tiles.cells: 0)"), (pixels / 90000 / 4, "tiles of 2 x 2 cells (default)"),
                              (pixels / 90000 / 16, "tiles of 4 x 4 cells")):
-            plan = stages(pixels, days, tiles=max(1, round(tiles)))
+            plan = stages(pixels, days, tiles=max(1, round(tiles)), product=product)
             for nodes in nodes_list:
                 p = project(plan, nodes)
                 print(f"| {label} | {nodes} | {p['jobs']} | {p['cpu_core_h']:.0f} | {p['held_core_h']:.0f} | "
@@ -487,7 +531,7 @@ def main() -> None:
                       f"{p['disk_gb'] / 1e3:.1f} |")
         tiles = max(1, round(pixels / 90000 / 4))
         for nodes in nodes_list:
-            p = project(stages(pixels, days, tiles=tiles), nodes)
+            p = project(stages(pixels, days, tiles=tiles, product=product), nodes)
             print(f"\nsteps on {nodes} nodes of 32 cores, tiles of 2 x 2 cells ({tiles} a layer):")
             print("| step | jobs | wall hours | written GB | on disk at its peak GB |")
             print("|---|---|---|---|---|")
@@ -500,7 +544,8 @@ def main() -> None:
                    "resample (30 m, a 2 x 2-cell tile)": request("resample", 4 * block, 2**23),
                    "resample (50 m, a daily variable, the whole region)": request(
                        "resample", pixels * (30 / 50) ** 2 * days, 2**23),
-                   "samples (30 m, a layer, the whole region)": request("samples", pixels * days, block),
+                   "samples (30 m, a layer: the cells its 375 bags fall in)": request(
+                       "samples", min(pixels, 375 * 90000) * days, block),
                    "evaluate_tile (a 2 x 2-cell tile)": request("evaluate_tile", 4 * block, 20e6),
                    "evaluate (the test cells and days)": request("evaluate", 2 * pixels * days * 0.15 * 0.17, 20e6)}
         print("\n| largest job | mem_mb | runtime min | beyond 48 h / 256 GB |")

@@ -78,7 +78,7 @@ localrule all:
 def test_projection_today_is_bound_by_one_predict_job_per_layer():
     today = res.stages(58e6, 300)
     predict = next(s for s in today if s.name == "predict")
-    assert predict.jobs == 2 and predict.cpu_s > 5 * 3600  # 17.4 G pixel-days at ~770 000 per CPU-s (forest joined)
+    assert predict.jobs == 2 and predict.cpu_s > 3 * 3600  # 17.4 G pixel-days at ~1.5 M per CPU-s (forest joined)
     ten, hundred = res.project(today, 10), res.project(today, 100)
     assert ten["wall_h"] == hundred["wall_h"] > predict.cpu_s / 3600  # more nodes do not help
     tiled = res.stages(58e6, 300, tiles=40)  # tiles of 4 x 4 cells: predict, predict_rf, cubic_baseline per tile
@@ -99,7 +99,7 @@ def test_bytes_lines_are_the_measured_file_sizes_and_the_projection_uses_them(mo
     the tiles are on disk with their merged maps during the merge and removed after it."""
     for rule, per_unit in res.BYTES.items():
         assert per_unit == max(w.nbytes / w.work for w in res.WRITTEN if w.rule == rule) > 0
-    assert 20 < res.BYTES["predict"] < 22  # six float32 maps (ZSTD) at ~3.5 bytes a pixel-day each
+    assert 15 < res.BYTES["predict"] < 18  # six float32 maps (ZSTD) at ~2.7 bytes a pixel-day each
     pixels, days, tiles = 58e6, 300, 161
     plan = res.stages(pixels, days, tiles=tiles)
     predict = next(s for s in plan if s.name == "predict")
@@ -115,3 +115,33 @@ def test_bytes_lines_are_the_measured_file_sizes_and_the_projection_uses_them(mo
     monkeypatch.setitem(res.BYTES, "predict", 2 * res.BYTES["predict"])  # the line is what the projection reads
     doubled = res.project(res.stages(pixels, days, tiles=tiles), 10)
     assert doubled["written_gb"] == pytest.approx(p["written_gb"] + 2 * 2 * res.BYTES["predict"] / 2 * pixels * days / 1e9)
+
+
+def test_samples_read_the_cells_their_bags_fall_in():
+    """A bag is one cell-day, so the samples step reads at most `bags` cells' series, the whole region where smaller
+    (or where the target is read whole)."""
+    demo, valley = res.Region(5, 4, 9000.0, 40), res.Region(68, 44, 9000.0, 300)
+    assert demo.visited_pixel_days(30, 375) == demo.pixel_days(30)
+    assert valley.visited_pixel_days(30, 375) == 375 * 300 * 300 * 300 < valley.pixel_days(30)
+    assert valley.visited_pixel_days(30, None) == valley.pixel_days(30)
+    plan = {s.name: s for s in res.stages(8.7e9, 365)}
+    assert plan["samples 30 m"].cpu_s == pytest.approx(res.MODELS["samples"].cpu_s(375 * 90000 * 365))
+    assert plan["samples 100 m"].cpu_s < plan["samples 30 m"].cpu_s
+
+
+def test_a_product_run_writes_the_product_alone_and_merges_in_threads():
+    """outputs.maps auto on a region of your own: predict writes the ensemble and its spread (their measured bytes),
+    two merges a layer, no cubic baseline; every merge's wall time is its CPU time over the measured speed-up."""
+    assert 5 < res.BYTES["predict_product"] < res.BYTES["predict"] / 2
+    pixels, days = 58e6, 300
+    full, product = res.stages(pixels, days, tiles=161), res.stages(pixels, days, tiles=161, product=True)
+    names = {s.name for s in product}
+    assert "cubic_baseline" not in names and "cubic_baseline" in {s.name for s in full}
+    predict = next(s for s in product if s.name == "predict")
+    assert predict.written == pytest.approx(res.BYTES["predict_product"] * pixels * days / 161)
+    assert next(s for s in product if s.name == "merge_tiles").jobs == 2 * 2
+    steps = {row["step"]: row for row in res.project(product, 10)["steps"]}
+    assert steps["merge_tiles"]["written_gb"] == pytest.approx(2 * res.BYTES["predict_product"] * pixels * days / 1e9)
+    assert res.project(product, 10)["written_gb"] < res.project(full, 10)["written_gb"]
+    merge = next(s for s in full if s.name == "merge_tiles")
+    assert merge.threads == res.MERGE_THREADS and merge.wall_s == pytest.approx(merge.cpu_s / res.MERGE_SPEEDUP)

@@ -38,6 +38,17 @@ def test_a_lone_tile_and_two_tiles_merge_into_a_valid_cog_with_the_same_bits(tmp
     assert not list(tmp_path.glob(".*part*")), "a temporary file left behind"
 
 
+@pytest.mark.parametrize("cog", [False, True])
+def test_a_merge_in_threads_writes_the_same_bytes(tmp_path, field, cog):
+    grid, data, dates = field
+    parts = [tmp_path / "top.tif", tmp_path / "bottom.tif"]
+    io.write_stack(parts[0], io.Stack(data[:, :300], grid.window(0, 0, 300, 520), dates))
+    io.write_stack(parts[1], io.Stack(data[:, 300:], grid.window(300, 0, 300, 520), dates))
+    for threads in (1, 3):
+        io.merge(parts, tmp_path / f"threads{threads}.tif", cog=cog, threads=threads)
+    assert (tmp_path / "threads1.tif").read_bytes() == (tmp_path / "threads3.tif").read_bytes()
+
+
 def test_int16_maps_are_within_1e_4_keep_their_nodata_and_are_valid_cogs(tmp_path, field):
     grid, data, dates = field
     io.write_stack(tmp_path / "tile.tif", io.Stack(data, grid, dates))

@@ -75,7 +75,9 @@ def test_new_days_rerun_only_their_chunk_and_the_record_equals_the_whole_period(
         first = io.read_stack(record / "chunks" / "2023-W18" / "downscaled" / layer / "lstm.tif")
         np.testing.assert_allclose(first.data, io.read_stack(trained / "downscaled" / layer / "lstm.tif").data[:7],
                                    atol=1e-6, rtol=0)
-    assert (record / "chunks" / "2023-W20" / "api_state_surface.tif").exists()
+    # the indices a chunk carries are written when the next chunk needs them: the week before the newest's, not its own
+    assert (record / "chunks" / "2023-W19" / "api_state_surface.tif").exists()
+    assert not (record / "chunks" / "2023-W20" / "api_state_surface.tif").exists()
     assert (record / "cube" / "surface.nc").exists() and (record / "evaluation" / "applicability.csv").exists()
 
     # a changed value of the newest week reruns that week's chunk only

@@ -451,6 +451,8 @@ TILE_CELLS = (
 TILES = {
     tile.name: tile for tile in smgrid.tiles((REGION.rows, REGION.cols), TILE_CELLS)
 }
+# GDAL's compression threads of a merge (merge_tiles, merge_needed, merge_scale): the same bytes, in less time
+MERGE_THREADS = config["tiles"]["merge_threads"]
 
 
 def tile_cells(wildcards):
@@ -621,7 +623,13 @@ def job_size(step, wildcards):
         return work, REGION.budget_block(scale, BLOCK_PIXEL_DAYS, static)
     if step == "samples":
         scale = None if wildcards.scale == "coarse" else float(wildcards.scale)
-        return REGION.pixel_days(scale), REGION.cell_pixel_days(scale)
+        samples = config["samples"]
+        bags = (
+            samples["per_scale"] // samples["bag_size"]
+            if samples["target"] == "aggregate"
+            else None
+        )
+        return REGION.visited_pixel_days(scale, bags), REGION.cell_pixel_days(scale)
     if step == "uncertainty":
         work = tile_pixel_days(wildcards)
         return work, min(work, REGION.budget_block(fine, 8_000_000))

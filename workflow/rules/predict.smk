@@ -84,6 +84,7 @@ rule merge_tiles:
         name="|".join(WRITTEN_MAPS),
     conda:
         "../../envs/gdal.yaml"
+    threads: MERGE_THREADS
     resources:
         mem_mb=mem_mb_of("merge_tiles"),
         runtime=runtime_of("merge_tiles"),
@@ -113,6 +114,7 @@ if NEEDED_MAPS:
             name="|".join(NEEDED_MAPS),
         conda:
             "../../envs/gdal.yaml"
+        threads: MERGE_THREADS
         resources:
             mem_mb=mem_mb_of("merge_tiles"),
             runtime=runtime_of("merge_tiles"),

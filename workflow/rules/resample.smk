@@ -85,6 +85,7 @@ rule merge_scale:
         var="|".join(DAILY_VARIABLES),
     conda:
         "../../envs/gdal.yaml"
+    threads: MERGE_THREADS
     resources:
         mem_mb=mem_mb_of("merge_tiles"),
         runtime=runtime_of("merge_tiles"),
