@@ -28,5 +28,5 @@ def test_each_job_is_sized_as_the_workflow_sizes_it(tmp_path):
                 ("resample_tile", 2 * cell): "resample", ("resample", 6 * 90 * 90): "resample",
                 ("samples", 4 * cell): "samples", ("merge_tiles", 6 * cell): "merge_tiles"}
     assert dict(table["line"]) == expected
-    for (rule, work), row in table.iterrows():
+    for (_, work), row in table.iterrows():
         assert row["projected_cpu_s"] == pytest.approx(res.MODELS[row["line"]].cpu_s(work))
