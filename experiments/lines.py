@@ -4,7 +4,7 @@ its jobs (Snakemake's benchmark files) beside what MODELS gives for the same job
     python -m experiments.lines RUN_FOLDER --rows 10 --cols 8 --days 40 [--tile-cells 2] [--scale 30]
 
 The sizes are those `workflow/rules/common.smk` gives each job (job_size): a tile's pixel-days at the finest scale
-for the tiled steps, a scale's pixel-days for the whole-region resample, the region's for a merge, the cells the
+for the tiled steps (with the cells around it for refine), a scale's pixel-days for the whole-region resample, the region's for a merge, the cells the
 samples' bags fall in for samples. A region of `rows` x `cols` 9 km cells over `days` days, tiles of `tile_cells`
 cells (their edges cut at the region's)."""
 
@@ -23,9 +23,12 @@ STATIC = {"dem", "sand", "clay", "slope", "northness", "eastness", "twi", "aspec
 
 
 def job_work(rule: str, parts: tuple[str, ...], region: res.Region, fine: float, tile_pixel_days: dict,
-             bags: int) -> tuple[str, float] | None:
+             bags: int, tile_cells_of: dict) -> tuple[str, float] | None:
     """(the MODELS line, the job's work) of one benchmark file, from its rule and the parts of its path."""
-    if rule in ("predict", "refine", "uncertainty", "cubic_baseline", "evaluate_tile"):
+    if rule == "refine":
+        tile = tile_cells_of[parts[-1]]
+        return rule, region.halo_pixel_days(fine, tile.row, tile.col, tile.rows, tile.cols, res.REFINE_HALO)
+    if rule in ("predict", "uncertainty", "cubic_baseline", "evaluate_tile"):
         return ("predict_forest" if rule == "predict" else rule), tile_pixel_days[parts[-1]]
     if rule == "resample" and len(parts) == 3:  # resample_tile: resample/<finest>/<var>/<tile>
         return "resample", tile_pixel_days[parts[-1]]
@@ -42,12 +45,12 @@ def job_work(rule: str, parts: tuple[str, ...], region: res.Region, fine: float,
 
 
 def compare(run: Path, region: res.Region, tile_cells: int, fine: float, bags: int) -> pd.DataFrame:
-    cells = {t.name: t.rows * t.cols for t in tiles((region.rows, region.cols), tile_cells)}
-    tile_pixel_days = {name: n * region.cell_pixel_days(fine) for name, n in cells.items()}
+    tile_cells_of = {t.name: t for t in tiles((region.rows, region.cols), tile_cells)}
+    tile_pixel_days = {name: t.rows * t.cols * region.cell_pixel_days(fine) for name, t in tile_cells_of.items()}
     rows = []
     for path in sorted((run / "benchmarks").rglob("*.tsv")):
         parts = path.relative_to(run / "benchmarks").with_suffix("").parts
-        sized = job_work(parts[0], parts[1:], region, fine, tile_pixel_days, bags)
+        sized = job_work(parts[0], parts[1:], region, fine, tile_pixel_days, bags, tile_cells_of)
         if sized is None:
             continue
         line, work = sized
@@ -70,12 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     region = res.Region(args.rows, args.cols, 9000.0, args.days)
     table = compare(args.run, region, args.tile_cells, args.scale, args.bags)
-    print("| rule | jobs | work a job (median) | measured CPU s a job (median) | projected | measured / projected |")
+    print("| rule | jobs | work a job | measured CPU s a job (median) | projected | measured / projected |")
     print("|---|---|---|---|---|---|")
-    for rule, group in table.groupby("rule", sort=False):
-        measured, projected = statistics.median(group["measured_cpu_s"]), statistics.median(group["projected_cpu_s"])
-        print(f"| {rule} | {len(group)} | {statistics.median(group['work']):.3g} | {measured:.2f} | {projected:.2f} | "
-              f"{measured / projected:.2f} |")
+    for (rule, work), group in table.groupby(["rule", "work"], sort=False):
+        measured, projected = statistics.median(group["measured_cpu_s"]), float(group["projected_cpu_s"].iloc[0])
+        print(f"| {rule} | {len(group)} | {work:.3g} | {measured:.2f} | {projected:.2f} | {measured / projected:.2f} |")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ from dataclasses import dataclass
 
 from smdown.grid import nest_factor
 
+# The cells around a refine tile whose predictor cell means it reads (smdown.mapping.refine.HALO: the smooth field
+# of the cell means is then the region's), so a tile's refine reads (side + 2 x REFINE_HALO)^2 cells at most
+REFINE_HALO = 5
+
 # Request margins and floors (a request at least this large; small jobs still get a few minutes).
 RUNTIME_MARGIN = 3.0
 MEM_MARGIN = 1.5
@@ -85,6 +89,14 @@ class Region:
         cells = self.rows * self.cols if bags is None else min(self.rows * self.cols, bags)
         return cells * self.factor(scale) ** 2 * self.days
 
+    def halo_pixel_days(self, scale: float | None, row: int, col: int, rows: int, cols: int,
+                        halo: int = 0) -> int:
+        """Pixel-days of the cells `rows` x `cols` from (`row`, `col`) grown by `halo` cells on each side, cut to the
+        region: what a refine tile reads (REFINE_HALO)."""
+        height = min(self.rows, row + rows + halo) - max(0, row - halo)
+        width = min(self.cols, col + cols + halo) - max(0, col - halo)
+        return height * width * self.factor(scale) ** 2 * self.days
+
     def budget_block(self, scale: float | None, budget: float, static: bool = False) -> int:
         """Pixel-days of the largest square block of whole coarse cells within `budget` pixel-days (one cell at
         least), as resample and evaluate cut their work; bounded by the region."""
@@ -108,6 +120,7 @@ class Point:
 _TINY = "the tiny config's SLURM check (/tmp/smdown-slurm.CoKPaU/{local,slurm}/results/tiny/benchmarks)"
 _DEMO3 = "demo 3 x 3 cells, 40 days (/tmp/simpanel/wet_winter_rainfed/results/demo/benchmarks)"
 _DEMO4 = "demo 4 x 4 cells, 40 days (/tmp/fresh_run and /tmp/panel_run/.../hot_dry_irrigated benchmarks)"
+_DEMO4X = "demo 10 x 8 cells, 40 days, tiles of 2 x 2 cells (/tmp/demo4x: python -m experiments.lines, 2026-12-07)"
 _BENCH = "python -m experiments.bench predict, demo 4 x 4 cells (README, Speed: predict_rf, root zone)"
 
 # Sizes: tiny fine scale 1000 m = 9 x 9 pixels a cell, 18 x 18 pixels, 16 days -> 5184 pixel-days, a
@@ -156,26 +169,32 @@ CALIBRATION: tuple[Point, ...] = (
     Point("fit_refinement", 3.6e6, 3.6e6, 5.35, 340.77, "demo 5 x 4 cells, 40 days, 12 stations, the root zone, "
           "with the held-out shifts (results/demo/benchmarks/fit_refinement)"),
     Point("fit_refinement", 3.6e6, 3.6e6, 5.39, 338.87, "the same, the surface"),
-    # refine: one tile's refined ensemble from the merged ensemble_raw and the predictors; held = its block of whole
-    # cells (8 M pixel-days at most, one cell at least)
+    # refine: one tile's refined ensemble from the merged ensemble_raw and the predictors; work = the pixel-days of
+    # the tile and the REFINE_HALO cells around it (Region.halo_pixel_days: their predictors' cell means are read),
+    # held = its block of whole cells (8 M pixel-days at most, one cell at least)
     Point("refine", 5184, 1296, 0.46, 128.76, "the tiny config (.test/config.yaml), the surface's tile "
           "(results/tiny/benchmarks/refine)"),
-    Point("refine", 14.4e6, 3.6e6, 2.61, 455.20, "demo 5 x 4 cells, 40 days, the 2 x 2-cell tiles of both layers, "
-          "the largest CPU and RSS of 8 jobs (results/demo/benchmarks/refine)"),
+    Point("refine", 2.88e8, 3.6e6, 15.14, 273.34, "demo 10 x 8 cells, 40 days, 2 x 2-cell tiles whose halo covers the "
+          "region, the largest CPU and RSS of 80 jobs (" + _DEMO4X + ")"),
     # merge_tiles (and merge_scale, the same io.merge): one map written strip by strip from its tiles; held = a strip
     # of whole cell rows (32 M pixel-days at most)
     Point("merge_tiles", 5184, 5184, 0.23, 90.07,
           "the tiny config's SLURM check (/tmp/smdown-slurm.*/slurm/results/tiny)"),
     Point("merge_tiles", 72e6, 14.4e6, 2.37, 258.3, "demo 5 x 4 cells, 40 days, every merge_tiles and merge_scale job "
           "(/tmp/fresh3, make run)"),
+    # 40 tiles merged into a COG on 2 threads (tiles.merge_threads; CPU of both threads): the largest of 8 merge_tiles
+    Point("merge_tiles", 2.88e8, 14.4e6, 22.55, 363.88, _DEMO4X + ", downscaled/surface/uncertainty"),
     # resample: one variable onto one scale (the heaviest, daily 30 m precipitation / NDVI / NDWI / coarse SM);
     # held = its block (resample.BLOCK_PIXEL_DAYS at most): memory is bounded, the line is nearly flat
     Point("resample", 5184, 5184, 1.85, 213.6, _TINY),
     Point("resample", 57.6e6, 2**23, 18.01, 633.0, _DEMO4),
+    # the whole region at 50 m, a daily variable (NDWI): the largest of the 27 whole-region resample jobs
+    Point("resample", 1.037e8, 5.18e6, 13.56, 539.86, _DEMO4X + ", scales/50/ndwi"),
     # samples: one layer x scale; work = the pixel-days of the cells it visits (Region.visited_pixel_days: the
     # series of the cells its bags fall in, every cell of these small regions), held = one coarse cell's pixel-days
     Point("samples", 576, 144, 0.92, 94.0, _TINY),
     Point("samples", 57.6e6, 3.6e6, 8.22, 399.5, _DEMO4),
+    Point("samples", 2.88e8, 3.6e6, 15.24, 391.87, _DEMO4X + ", samples/surface/30 (80 cells, each with bags)"),
     # evaluate: both layers' maps; work = fine pixel-days x layers, held = its windows (20 M values at most)
     Point("evaluate", 10368, 10368, 3.24, 186.0, _TINY),
     Point("evaluate", 115.2e6, 20e6, 84.34, 588.2, _DEMO4),
@@ -253,13 +272,13 @@ MODELS: dict[str, Model] = {
     "predict_forest": Model(5.44, 6.489e-07, 842.07, 3.665e-04),
     "predict_rf": Model(4.34, 1.176e-06, 222.5, 2.816e-04),
     "cubic_baseline": Model(0.24, 1.139e-07, 76.17, 7.744e-05),
-    "resample": Model(1.85, 2.806e-07, 213.6, 5.003e-05),
-    "samples": Model(0.92, 1.267e-07, 94.0, 8.486e-05),
+    "resample": Model(1.85, 1.129e-07, 213.6, 5.003e-05),
+    "samples": Model(0.92, 4.972e-08, 94.0, 8.486e-05),
     "uncertainty": Model(0.49, 3.008e-07, 129.89, 1.273e-04),
     "calibrate_uncertainty": Model(1.44, 7.781e-07, 200.86, 2.145e-06),
     "fit_refinement": Model(1.40, 1.109e-06, 219.77, 3.362e-05),
-    "refine": Model(0.46, 1.494e-07, 128.76, 9.071e-05),
-    "merge_tiles": Model(0.23, 2.972e-08, 90.07, 1.169e-05),
+    "refine": Model(0.46, 5.097e-08, 128.76, 4.018e-05),
+    "merge_tiles": Model(0.23, 7.750e-08, 90.07, 1.902e-05),
     "evaluate": Model(3.24, 7.041e-07, 186.0, 2.012e-05),
     "demo": Model(6.2, 6.105e-07, 331.8, 1.788e-05),
     "train": Model(9.01, 3.552e-05, 748.3, 1.568e-02),
@@ -413,6 +432,9 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     merged = 2 if product else 9 if refine else 8  # merge_tiles' maps of a layer
     maps = predicted + (0 if product else BYTES["cubic_baseline"])  # the bytes merge_tiles writes, a pixel-day
     cell = (9000 / fine) ** 2  # a 9 km cell's pixels at the finest scale
+    # a refine tile reads its cells and REFINE_HALO cells around them (a square region of square tiles)
+    side, region_side = math.sqrt(pixels / cell / tiles), math.sqrt(pixels / cell)
+    refine_read = min(region_side, side + 2 * REFINE_HALO) ** 2 * cell * days
     visited = min(pixels / cell, bags) * cell * days  # at the finest scale: the cells the bags fall in (at most bags)
     out += [*[Stage(f"samples {scale} m", layers, MODELS["samples"].cpu_s(visited * (fine / scale) ** 2),
                     written=BYTES["samples"] * examples / len(scales)) for scale in scales],
@@ -430,7 +452,7 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
                      speedup=MERGE_SPEEDUP,
                   written=maps * px_days / merged),
             *([Stage("fit_refinement", layers, MODELS["fit_refinement"].cpu_s(90_000 * days)),
-               Stage("refine", layers * tiles, MODELS["refine"].cpu_s(pixels * days / tiles),
+               Stage("refine", layers * tiles, MODELS["refine"].cpu_s(refine_read),
                      written=BYTES["refine"] * px_days / tiles, temporary=True),
                Stage("merge_refined", layers, MODELS["merge_tiles"].cpu_s(pixels * days), MERGE_THREADS,
                      speedup=MERGE_SPEEDUP,

@@ -84,7 +84,12 @@ def test_projection_today_is_bound_by_one_predict_job_per_layer():
     tiled = res.stages(58e6, 300, tiles=40)  # tiles of 4 x 4 cells: predict, predict_rf, cubic_baseline per tile
     assert res.project(tiled, 10)["wall_h"] < ten["wall_h"] / 2
     assert max(s.cpu_s for s in tiled if s.name in ("predict", "predict_rf", "cubic_baseline")) < 3600
-    assert res.project(tiled, 10)["cpu_core_h"] == pytest.approx(ten["cpu_core_h"], rel=0.05)
+
+    def cpu_h(plan, refine):  # tiles split the work, but each refine tile also reads the cells around it
+        return sum(s.jobs * s.cpu_s for s in plan if (s.name == "refine") == refine) / 3600
+
+    assert cpu_h(tiled, refine=False) == pytest.approx(cpu_h(today, refine=False), rel=0.05)
+    assert cpu_h(tiled, refine=True) > 2 * cpu_h(today, refine=True)
 
 
 @pytest.mark.parametrize("point", res.CHECKS, ids=lambda p: p.source.rsplit(", ", 1)[-1])
@@ -145,3 +150,16 @@ def test_a_product_run_writes_the_product_alone_and_merges_in_threads():
     assert res.project(product, 10)["written_gb"] < res.project(full, 10)["written_gb"]
     merge = next(s for s in full if s.name == "merge_tiles")
     assert merge.threads == res.MERGE_THREADS and merge.wall_s == pytest.approx(merge.cpu_s / res.MERGE_SPEEDUP)
+
+
+def test_a_refine_tile_reads_the_cells_around_it():
+    """refine reads its tile and the predictors' cell means of REFINE_HALO cells around it (the refinement's HALO),
+    cut to the region."""
+    from smdown.mapping.refine import HALO
+
+    assert res.REFINE_HALO == HALO
+    region = res.Region(20, 20, 9000.0, 10)
+    cell = 300 * 300 * 10
+    assert region.halo_pixel_days(30, 8, 8, 2, 2, HALO) == (2 + 2 * HALO) ** 2 * cell
+    assert region.halo_pixel_days(30, 0, 0, 2, 2, HALO) == (2 + HALO) ** 2 * cell  # the region's corner
+    assert region.halo_pixel_days(30, 0, 0, 20, 20, HALO) == region.pixel_days(30)

@@ -640,8 +640,13 @@ def job_size(step, wildcards):
         # the predictors over the stations' cells, one cell's map at a time
         return REGION.cell_pixel_days(fine), REGION.cell_pixel_days(fine)
     if step == "refine":
-        work = tile_pixel_days(wildcards)
-        return work, min(work, REGION.budget_block(fine, 8_000_000))
+        # its tile and the cells around it, whose predictors' cell means it reads
+        tile = TILES[wildcards.tile]
+        work = REGION.halo_pixel_days(
+            fine, tile.row, tile.col, tile.rows, tile.cols, smres.REFINE_HALO
+        )
+        held = min(tile_pixel_days(wildcards), REGION.budget_block(fine, 8_000_000))
+        return work, held
     if step == "evaluate_tile":
         work = tile_pixel_days(wildcards)
         return work, min(work, REGION.budget_block(fine, 20_000_000))
