@@ -290,7 +290,7 @@ WRITTEN_MAPS += [
 ]
 NEEDED_MAPS = [name for name in _NEEDED if name not in WRITTEN_MAPS]
 # predict's maps: the ensemble and its spread (other rules read them) and the members' the run writes; a member's map
-# that no rule reads is not written (the member is predicted all the same: the ensemble needs it)
+# that nothing reads is not written (the member is predicted all the same, since the ensemble needs it)
 PREDICT_MAPS = [
     name
     for name in ENSEMBLE_MAPS
@@ -535,7 +535,7 @@ def api_start_of(wildcards):
 
 
 def chunk_days(wildcards):
-    """The days a written map of a time chunk keeps (rule merge_tiles): the chunk's own, its lead-in left out;
+    """The days a written map of a time chunk keeps, as merge_tiles writes it: the chunk's own, its lead-in left out;
     None (every day) for a run of one period."""
     return list(CHUNKS[wildcards.chunk].days) if in_chunk(wildcards) else None
 
