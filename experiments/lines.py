@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from smdown import io
 from smdown import resources as res
 from smdown.grid import tiles
 
-STATIC = {"dem", "sand", "clay", "slope", "northness", "eastness", "twi", "aspect"}
 
-
-def job_work(rule: str, parts: tuple[str, ...], region: res.Region, fine: float, tile_pixel_days: dict,
+def job_work(run: Path, rule: str, parts: tuple[str, ...], region: res.Region, fine: float, tile_pixel_days: dict,
              bags: int, tile_cells_of: dict) -> tuple[str, float] | None:
-    """(the MODELS line, the job's work) of one benchmark file, from its rule and the parts of its path."""
+    """(the MODELS line, the job's work) of one benchmark file of the finished run `run`, from its rule and the parts
+    of its path."""
     if rule == "refine":
         tile = tile_cells_of[parts[-1]]
         return rule, region.halo_pixel_days(fine, tile.row, tile.col, tile.rows, tile.cols, res.REFINE_HALO)
@@ -32,10 +32,10 @@ def job_work(rule: str, parts: tuple[str, ...], region: res.Region, fine: float,
         return ("predict_forest" if rule == "predict" else rule), tile_pixel_days[parts[-1]]
     if rule == "resample" and len(parts) == 3:  # resample_tile: resample/<finest>/<var>/<tile>
         return "resample", tile_pixel_days[parts[-1]]
-    if rule == "resample":
+    if rule == "resample":  # one variable at one scale, whole: its pixels times its bands (1 for a static one)
         scale, var = parts
         size = None if scale == "coarse" else float(scale)
-        return "resample", region.pixel_days(size, static=var in STATIC)
+        return "resample", region.pixels(size) * io.band_count(run / "scales" / scale / f"{var}.tif")
     if rule in ("merge_tiles", "merge_scale"):
         return "merge_tiles", region.pixel_days(fine)
     if rule == "samples":
@@ -50,7 +50,7 @@ def compare(run: Path, region: res.Region, tile_cells: int, fine: float, bags: i
     rows = []
     for path in sorted((run / "benchmarks").rglob("*.tsv")):
         parts = path.relative_to(run / "benchmarks").with_suffix("").parts
-        sized = job_work(parts[0], parts[1:], region, fine, tile_pixel_days, bags, tile_cells_of)
+        sized = job_work(run, parts[0], parts[1:], region, fine, tile_pixel_days, bags, tile_cells_of)
         if sized is None:
             continue
         line, work = sized

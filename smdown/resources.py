@@ -386,6 +386,12 @@ class Stage:
 MERGE_THREADS, MERGE_SPEEDUP = 2, 1.5
 
 
+def _merge_stage(name: str, jobs: int, pixel_days: float, written: float) -> Stage:
+    """`jobs` merges of one map of `pixel_days` each (merge_scale, merge_tiles), each writing `written` bytes."""
+    return Stage(name, jobs, MODELS["merge_tiles"].cpu_s(pixel_days), MERGE_THREADS, written=written,
+                 speedup=MERGE_SPEEDUP)
+
+
 def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = (100, 50, 30), dynamic: int = 3,
            static: int = 7, examples: int = 72000, epochs: int = 25, trials: int = 4, tune_epochs: int = 6,
            tiles: int = 1, test_share: float = 0.15 * 0.17, forest: bool = True, refine: bool = True,
@@ -421,10 +427,9 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     resample.append(Stage("resample coarse SM", layers * tiles, MODELS["resample"].cpu_s(pixels * days / tiles),
                           written=BYTES["resample_coarse"] * px_days / tiles, temporary=True))
     out += resample
-    out.append(Stage("merge_scale", dynamic + layers, MODELS["merge_tiles"].cpu_s(pixels * days), MERGE_THREADS,
-                     speedup=MERGE_SPEEDUP,
-                     written=(BYTES["resample_coarse"] * layers + (BYTES["resample"] * dynamic if tiles > 1 else 0))
-                     * px_days / (dynamic + layers)))
+    out.append(_merge_stage("merge_scale", dynamic + layers, px_days,
+                            (BYTES["resample_coarse"] * layers + (BYTES["resample"] * dynamic if tiles > 1 else 0))
+                            * px_days / (dynamic + layers)))
     predicted = BYTES["predict_product" if product else "predict"]  # predict's maps of a layer, a pixel-day
     baselines = [] if product else [Stage("cubic_baseline", layers * tiles,
                                           MODELS["cubic_baseline"].cpu_s(pixels * days / tiles),
@@ -448,21 +453,15 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
                 Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2,
                       written=BYTES["predict"] / 6 * px_days / tiles, temporary=True)]),
             *baselines,
-            Stage("merge_tiles", layers * merged, MODELS["merge_tiles"].cpu_s(pixels * days), MERGE_THREADS,
-                     speedup=MERGE_SPEEDUP,
-                  written=maps * px_days / merged),
+            _merge_stage("merge_tiles", layers * merged, px_days, maps * px_days / merged),
             *([Stage("fit_refinement", layers, MODELS["fit_refinement"].cpu_s(90_000 * days)),
                Stage("refine", layers * tiles, MODELS["refine"].cpu_s(refine_read),
                      written=BYTES["refine"] * px_days / tiles, temporary=True),
-               Stage("merge_refined", layers, MODELS["merge_tiles"].cpu_s(pixels * days), MERGE_THREADS,
-                     speedup=MERGE_SPEEDUP,
-                     written=BYTES["refine"] * px_days)] if refine else []),
+               _merge_stage("merge_refined", layers, px_days, BYTES["refine"] * px_days)] if refine else []),
             Stage("calibrate_uncertainty", layers, MODELS["calibrate_uncertainty"].cpu_s(90_000 * days)),
             Stage("uncertainty", layers * tiles, MODELS["uncertainty"].cpu_s(pixels * days / tiles),
                   written=BYTES["uncertainty"] * px_days / tiles, temporary=True),
-            Stage("merge_uncertainty", layers, MODELS["merge_tiles"].cpu_s(pixels * days), MERGE_THREADS,
-                     speedup=MERGE_SPEEDUP,
-                  written=BYTES["uncertainty"] * px_days),
+            _merge_stage("merge_uncertainty", layers, px_days, BYTES["uncertainty"] * px_days),
             Stage("evaluate_tile", layers * tiles, MODELS["evaluate_tile"].cpu_s(pixels * days / tiles)),
             Stage("evaluate", 1, MODELS["evaluate"].cpu_s(layers * pixels * days * test_share)),
             Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples))]

@@ -1,10 +1,14 @@
 """experiments.lines: a run's benchmark files sized as the workflow sizes their jobs, beside the projection's lines."""
 
+import numpy as np
 import pandas as pd
 import pytest
+from affine import Affine
 
 from experiments import lines
+from smdown import io
 from smdown import resources as res
+from smdown.grid import Grid
 
 
 def _benchmark(path, cpu):
@@ -18,7 +22,9 @@ def test_each_job_is_sized_as_the_workflow_sizes_it(tmp_path):
     _benchmark(bench / "predict" / "surface" / "r0c0.tsv", 10.0)
     _benchmark(bench / "predict" / "surface" / "r2c0.tsv", 5.0)
     _benchmark(bench / "resample" / "30" / "ndvi" / "r2c0.tsv", 1.0)  # resample_tile
-    _benchmark(bench / "resample" / "100" / "dem.tsv", 0.5)  # static, the whole region
+    _benchmark(bench / "resample" / "100" / "dem.tsv", 0.5)  # static (one band), the whole region
+    grid = Grid("EPSG:32610", Affine(100.0, 0.0, 500000.0, 0.0, -100.0, 4000000.0), 270, 180)
+    io.write_stack(tmp_path / "scales" / "100" / "dem.tif", io.Stack(np.zeros((1, 270, 180), np.float32), grid, None))
     _benchmark(bench / "samples" / "surface" / "30.tsv", 2.0)
     _benchmark(bench / "merge_tiles" / "surface" / "ensemble.tsv", 1.5)
     _benchmark(bench / "tune" / "surface" / "dnn.tsv", 9.0)  # not a raster step: left out
