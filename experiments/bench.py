@@ -8,6 +8,11 @@ process: wall time, pixel-days per second and peak resident memory (RSS); then t
 the run's region (reading with feature derivation, each member, the random forest, the coarse correction, the
 ensemble and spread, writing), wall and CPU, and the largest difference of each output from the run's own file.
 
+mosaic: after a completed run, one of its maps cut into tiles of one coarse cell (as predict writes them), then put
+together as outputs.mosaic cog does it (a merge into one COG) and as vrt does it (a VRT over the tiles): the time of
+each, and of reading the map through each, whole and in windows of 2 x 2 cells (a tiled step's read), with a check
+that every read is bitwise the same.
+
 samples: after a completed run, the training samples of one layer at one scale (30 m by default), on the run's
 region and on a region 2 x 2 times larger, each in its own process: wall time and peak RSS.
 
@@ -417,6 +422,42 @@ def bench_predict(config_path: str, layer: str, days: int, repeat: int, sizes: l
                   + ", ".join(f"{name} {diff:.2e}" for name, diff in row["max_diff"].items()), flush=True)
 
 
+def _read_windows(path: str, windows: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+    return [io.read_window(path, *window) for window in windows]
+
+
+def bench_mosaic(map_path: str, repeat: int) -> None:
+    """A map cut into one-cell tiles, merged into a COG and put under a VRT; reads through each (medians of `repeat`)."""
+    from smdown.grid import tiles as tiles_of
+
+    stack = io.read_stack(map_path)
+    cell = stack.grid.height // io.read_grid(smconfig.inputs_of(smconfig.load(DEFAULT_CONFIG)).coarse["surface"]).height
+    cells = (stack.grid.height // cell, stack.grid.width // cell)
+    with tempfile.TemporaryDirectory(prefix="smdown-bench-") as tmp:
+        parts = []
+        for tile in tiles_of(cells, 1):
+            row, col, height, width = tile.fine(cell)
+            parts.append(f"{tmp}/tiles/{tile.name}.tif")
+            io.write_stack(parts[-1], io.Stack(stack.data[:, row : row + height, col : col + width],
+                                               stack.grid.window(row, col, height, width), stack.dates))
+        made = {"cog": lambda: io.merge(parts, f"{tmp}/map.tif", cog=True, threads=2),
+                "vrt": lambda: io.write_mosaic_vrt(parts, f"{tmp}/map.vrt")}
+        windows = [t.fine(cell) for t in tiles_of(cells, 2)]
+        print(f"{map_path}: {stack.grid.height} x {stack.grid.width} pixels x {len(stack.dates)} days, "
+              f"{len(parts)} tiles of one cell; medians of {repeat}")
+        print("| mosaic | put together s | read whole s | read 2 x 2-cell windows s | bitwise equal |")
+        print("|---|---|---|---|---|")
+        for name, make in made.items():
+            path = f"{tmp}/map.{'tif' if name == 'cog' else 'vrt'}"
+            build = float(np.median([_timed(make)[0] for _ in range(repeat)]))
+            read_s, whole = zip(*[_timed(io.read_stack, path) for _ in range(repeat)], strict=True)
+            window_s, pieces = zip(*[_timed(_read_windows, path, windows) for _ in range(repeat)], strict=True)
+            same = np.array_equal(whole[0].data, stack.data, equal_nan=True) and all(
+                np.array_equal(piece, stack.data[:, r : r + h, c : c + w], equal_nan=True)
+                for piece, (r, c, h, w) in zip(pieces[0], windows, strict=True))
+            print(f"| {name} | {build:.2f} | {np.median(read_s):.2f} | {np.median(window_s):.2f} | {same} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
@@ -453,6 +494,10 @@ def main(argv: list[str] | None = None) -> None:
     samples_cmd.add_argument("--configfile", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
     samples_cmd.add_argument("--layer", default="surface", help="layer (default surface)")
     samples_cmd.add_argument("--scale", default="30", help="training scale in metres (default 30)")
+    mosaic_cmd = commands.add_parser("mosaic", help="a map's tiles merged into a COG or put under a VRT, and read")
+    mosaic_cmd.add_argument("--map", default="results/demo/downscaled/surface/ensemble.tif",
+                            help="a map of a completed run (default the demo's surface ensemble)")
+    mosaic_cmd.add_argument("--repeat", type=int, default=3, help="runs of each; medians shown (default 3)")
     skill_cmd = commands.add_parser("skill", help="skill panel: the workflow on demo worlds, scored against 30 m truth")
     panel.add_arguments(skill_cmd)
     args = parser.parse_args(argv)
@@ -464,6 +509,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "samples":
         bench_samples(args.configfile, args.layer, args.scale)
+        return
+    if args.command == "mosaic":
+        bench_mosaic(args.map, args.repeat)
         return
 
     path = Path(args.configfile)

@@ -598,7 +598,8 @@ def predictor_files(run: Path, config: dict, layer: str) -> dict[str, Path]:
     """The predictors on the run's finest grid (``scales/<finest>/``), the layer's own coarse field among them."""
     folder = run / "scales" / smconfig.scale_name(min(config["scales"]))
     other = {f"coarse_{name}" for name in smcontract.LAYERS if name != layer}
-    return {p.stem: p for p in sorted(folder.glob("*.tif")) if p.stem not in other}
+    files = sorted([*folder.glob("*.tif"), *folder.glob("*.vrt")])  # the daily ones: VRTs over their tiles
+    return {p.stem: p for p in files if p.stem not in other}
 
 
 def read_weights(path: Path) -> dict[str, float]:

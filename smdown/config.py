@@ -104,6 +104,11 @@ def _check_consistency(config: dict, static_given: bool = True) -> None:
     lo, hi = config["predict"]["valid_range"]
     if lo >= hi:
         raise ConfigError(f"config key 'predict.valid_range': lower bound {lo} must be below upper bound {hi}")
+    if config["outputs"]["mosaic"] == "vrt" and config["outputs"]["dtype"] != "float32":
+        raise ConfigError(
+            f"config key 'outputs.dtype': {config['outputs']['dtype']} needs outputs.mosaic cog (a merge stores the "
+            "values as int16); with mosaic vrt the maps are their float32 tiles"
+        )
     if config["source"] == "local" and "inputs" not in config:
         raise ConfigError("config key 'inputs': required when source is 'local'")
     if config["chunks"]["by"] != "none" and (not config["models"]["from"] or source_of(config) != "local"):

@@ -352,21 +352,13 @@ def merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel
         return _merge(parts, path, max_pixel_days, dtype, cog, days)
 
 
-def _merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel_days: int = 32_000_000,
-           dtype: str = "float32", cog: bool = False, days: Sequence[str] | None = None) -> Grid:
-    """Write rasters that tile one grid (same CRS, pixel size and dates; no gap, no overlap) as one raster on it, its
-    values stored as `dtype` (DTYPES: float32 as the tiles hold them, or int16 scaled, see encode); with `cog`, as a
-    Cloud-Optimized GeoTIFF (the maps a run writes), the values the same.
-
-    The tiles are written strip by strip of whole block rows and all its columns (and, within a strip, bands at most
-    `max_pixel_days` at a time), so every compressed block is written once and memory is bounded by a strip, whatever
-    the region's size; for a COG into a temporary raster then copied block by block into the COG layout. A single
-    float32 tile laid out as the output would be (the whole region, tiles.cells 0) is copied byte for byte, or into
-    the COG layout, its values the same bits. `days`: the dates to keep (a time chunk's own days, its lead-in days left out), all where None.
-    Returns the merged grid."""
+def _tile_layout(parts: Sequence[str | os.PathLike], path: str | os.PathLike):
+    """(grid, grids, offsets, dates) of rasters that tile one grid (same CRS, pixel size and dates; no gap, no
+    overlap): the region's grid, each part's grid and (row, col) offset in it, and the parts' dates; an error naming
+    `path` (the raster they make) or the part where they do not."""
     grids = {str(part): read_grid(part) for part in parts}
     if not grids:
-        raise ValueError(f"{path}: no tile to merge")
+        raise ValueError(f"{path}: no tile to put together")
     first = next(iter(grids.values()))
     dates = read_dates(next(iter(grids)))
     left = min(g.bounds[0] for g in grids.values())
@@ -383,6 +375,23 @@ def _merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixe
     if sum(g.height * g.width for g in grids.values()) != height * width:
         raise ValueError(f"{path}: the {len(grids)} tiles leave gaps or overlap in their {height} x {width} grid")
     grid = Grid(first.crs, Affine(first.transform.a, 0.0, left, 0.0, first.transform.e, top), height, width)
+    return grid, grids, offsets, dates
+
+
+def _merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixel_days: int = 32_000_000,
+           dtype: str = "float32", cog: bool = False, days: Sequence[str] | None = None) -> Grid:
+    """Write rasters that tile one grid (same CRS, pixel size and dates; no gap, no overlap) as one raster on it, its
+    values stored as `dtype` (DTYPES: float32 as the tiles hold them, or int16 scaled, see encode); with `cog`, as a
+    Cloud-Optimized GeoTIFF (the maps a run writes), the values the same.
+
+    The tiles are written strip by strip of whole block rows and all its columns (and, within a strip, bands at most
+    `max_pixel_days` at a time), so every compressed block is written once and memory is bounded by a strip, whatever
+    the region's size; for a COG into a temporary raster then copied block by block into the COG layout. A single
+    float32 tile laid out as the output would be (the whole region, tiles.cells 0) is copied byte for byte, or into
+    the COG layout, its values the same bits. `days`: the dates to keep (a time chunk's own days, its lead-in days left out), all where None.
+    Returns the merged grid."""
+    grid, grids, offsets, dates = _tile_layout(parts, path)
+    height, width = grid.height, grid.width
     source_bands = list(range(len(dates) if dates else 1))
     if days is not None and list(days) != dates:
         source_bands = bands_of_dates(next(iter(grids)), days)
@@ -456,6 +465,49 @@ def write_time_vrt(parts: Sequence[str | os.PathLike], path: str | os.PathLike) 
     with atomic_path(path) as tmp:
         ET.ElementTree(root).write(tmp, encoding="unicode")
     return dates
+
+
+def write_mosaic_vrt(parts: Sequence[str | os.PathLike], path: str | os.PathLike,
+                     days: Sequence[str] | None = None) -> Grid:
+    """A GDAL VRT at `path` over rasters that tile one grid (a map's or a predictor's tiles, as io.merge takes them),
+    so the region reads as one raster, the tiles' values and dates unchanged, without writing them again; sources
+    relative to the VRT. `days`: the dates to keep (a time chunk's own), all where None. Returns the region's grid."""
+    from xml.etree import ElementTree as ET
+
+    path = Path(path)
+    grid, grids, offsets, dates = _tile_layout(parts, path)
+    with _open(next(iter(grids))) as src:
+        profile, scale, offset = src.profile, src.scales[0], src.offsets[0]
+    root = ET.Element("VRTDataset", rasterXSize=str(grid.width), rasterYSize=str(grid.height))
+    ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = CRS.from_user_input(grid.crs).to_wkt()
+    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in grid.transform.to_gdal())
+    data_type = {"float32": "Float32", "int16": "Int16"}[profile["dtype"]]
+    nodata = profile["nodata"]
+    sources = {part: os.path.relpath(Path(part).resolve(), path.resolve().parent) for part in grids}
+    source_bands = list(range(1, len(dates) + 1)) if dates else [1]
+    if days is not None and list(days) != dates:
+        source_bands = [b + 1 for b in bands_of_dates(next(iter(grids)), days)]
+        dates = list(days)
+    for band, (source_band, date) in enumerate(zip(source_bands, dates or [None], strict=True), start=1):
+        element = ET.SubElement(root, "VRTRasterBand", dataType=data_type, band=str(band))
+        if date is not None:
+            ET.SubElement(element, "Description").text = date
+        if nodata is not None:
+            ET.SubElement(element, "NoDataValue").text = "nan" if np.isnan(nodata) else repr(nodata)
+        if (scale, offset) != (1.0, 0.0):
+            ET.SubElement(element, "Offset").text = repr(offset)
+            ET.SubElement(element, "Scale").text = repr(scale)
+        for part, (row, col) in offsets.items():
+            source = ET.SubElement(element, "SimpleSource")
+            ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = sources[part]
+            ET.SubElement(source, "SourceBand").text = str(source_band)
+            size = dict(xSize=str(grids[part].width), ySize=str(grids[part].height))
+            ET.SubElement(source, "SrcRect", xOff="0", yOff="0", **size)
+            ET.SubElement(source, "DstRect", xOff=str(col), yOff=str(row), **size)
+    ET.indent(root)
+    with atomic_path(path) as tmp:
+        ET.ElementTree(root).write(tmp, encoding="unicode")
+    return grid
 
 
 def band_digest(path: str | os.PathLike, first: str, last: str) -> str:

@@ -39,6 +39,13 @@ def factor_of(scale: str, coarse_path: str) -> int | None:
     return nest_factor(io.read_grid(coarse_path).res, float(scale))
 
 
+def mosaic(parts: list[str], output: str, days: list[str] | None = None) -> None:
+    """Step of rules mosaic and mosaic_scale: a VRT over a map's or a daily predictor's tiles (io.write_mosaic_vrt),
+    the region read as one raster without writing its values again. `days`: the dates to keep (a time chunk's own)."""
+    grid = io.write_mosaic_vrt(parts, output, days=days)
+    log.info("%s: a VRT over %d tiles, %d x %d pixels", output, len(parts), grid.height, grid.width)
+
+
 def merge_tiles(parts: list[str], output: str, dtype: str = "float32", cog: bool = False,
                 days: list[str] | None = None, threads: int = 1) -> None:
     """Step of rules merge_tiles, merge_needed and merge_scale: one raster of the region from its tiles' (predict,

@@ -334,7 +334,7 @@ WRITTEN: tuple[Written, ...] = (
     Written("samples", 72000, 269_368_648, _FILES + ", samples/surface/{100,50,30}.npz"),
 )
 # Bytes written per unit of work (the largest measurement's ratio: the files grow with the pixel-days); merge_tiles
-# and merge_scale write what their tiles hold.
+# writes what its tiles hold.
 BYTES: dict[str, float] = {w.rule: max(x.nbytes / x.work for x in WRITTEN if x.rule == w.rule) for w in WRITTEN}
 
 
@@ -387,7 +387,7 @@ MERGE_THREADS, MERGE_SPEEDUP = 2, 1.5
 
 
 def _merge_stage(name: str, jobs: int, pixel_days: float, written: float) -> Stage:
-    """`jobs` merges of one map of `pixel_days` each (merge_scale, merge_tiles), each writing `written` bytes."""
+    """`jobs` merges of one map of `pixel_days` each (merge_tiles), each writing `written` bytes."""
     return Stage(name, jobs, MODELS["merge_tiles"].cpu_s(pixel_days), MERGE_THREADS, written=written,
                  speedup=MERGE_SPEEDUP)
 
@@ -395,12 +395,12 @@ def _merge_stage(name: str, jobs: int, pixel_days: float, written: float) -> Sta
 def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = (100, 50, 30), dynamic: int = 3,
            static: int = 7, examples: int = 72000, epochs: int = 25, trials: int = 4, tune_epochs: int = 6,
            tiles: int = 1, test_share: float = 0.15 * 0.17, forest: bool = True, refine: bool = True,
-           product: bool = False, bags: int = 375) -> list[Stage]:
+           product: bool = False, bags: int = 375, mosaic: str = "cog") -> list[Stage]:
     """The run's heavy jobs, step by step in DAG order, for a region of `pixels` 30 m pixels a day over `days`, with
     the config's defaults (3 scales, precipitation/NDVI/NDWI, dem/sand/clay + 4 terrain rasters, 24000 examples per
     scale). `tiles`: the tiles a layer's prediction is split into (config tiles.cells): predict, predict_rf and
     cubic_baseline run one job per tile, and merge_tiles one per map (8 a layer); so do the 30 m resample jobs of the
-    daily variables (merged by merge_scale), the evaluation's reads of every map (evaluate_tile) and the uncertainty
+    daily variables (kept, read through a VRT), the evaluation's reads of every map (evaluate_tile) and the uncertainty
     (after its calibration, one job a layer that reads the stations' pixels, bounded here by one coarse cell's map;
     its map merged by merge_tiles, `merge_uncertainty` here); the evaluation's last job reads the test cells x test
     days (`test_share` of the pixel-days: samples.test_cells x samples.test_days). `bags`: samples.per_scale / samples.bag_size,
@@ -410,8 +410,10 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     tile, the raw ensemble merged too (9 maps a layer) and the refined one after (`merge_refined`). `product`: the run
     writes the product alone (outputs.maps auto on a region of your own): predict writes the ensemble and its spread
     (BYTES predict_product), merge_tiles merges those two a layer (the spread and the raw ensemble are temporary
-    files, counted here as kept: an upper bound) and no cubic baseline runs. CPU seconds from MODELS; the 2-thread
-    jobs (predict, predict_rf, train_rf) hold 2 cores."""
+    files, counted here as kept: an upper bound) and no cubic baseline runs. `mosaic`: outputs.mosaic, cog (the maps
+    merged, their tiles removed) or vrt (no merge: each map a VRT over its tiles, which are kept; a VRT takes
+    seconds, not counted). CPU seconds from MODELS; the 2-thread jobs (predict, predict_rf, train_rf) hold 2 cores."""
+    merges = mosaic == "cog"
     fine = min(scales)
     px_days = pixels * days
     out = [Stage("terrain", 1, MODELS["terrain"].cpu_s(1.25 * pixels), written=BYTES["terrain"] * pixels)]
@@ -421,19 +423,16 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
         split = tiles if scale == fine else 1
         resample.append(Stage(f"resample {scale} m", dynamic * split,
                               MODELS["resample"].cpu_s(pixels * share * days / split),
-                              written=BYTES["resample"] * pixels * share * days / split, temporary=split > 1))
+                              written=BYTES["resample"] * pixels * share * days / split))
         resample.append(Stage(f"resample {scale} m static", static, MODELS["resample"].cpu_s(pixels * share),
                               written=BYTES["resample_static"] * pixels * share))
     resample.append(Stage("resample coarse SM", layers * tiles, MODELS["resample"].cpu_s(pixels * days / tiles),
-                          written=BYTES["resample_coarse"] * px_days / tiles, temporary=True))
+                          written=BYTES["resample_coarse"] * px_days / tiles))
     out += resample
-    out.append(_merge_stage("merge_scale", dynamic + layers, px_days,
-                            (BYTES["resample_coarse"] * layers + (BYTES["resample"] * dynamic if tiles > 1 else 0))
-                            * px_days / (dynamic + layers)))
     predicted = BYTES["predict_product" if product else "predict"]  # predict's maps of a layer, a pixel-day
     baselines = [] if product else [Stage("cubic_baseline", layers * tiles,
                                           MODELS["cubic_baseline"].cpu_s(pixels * days / tiles),
-                                          written=BYTES["cubic_baseline"] * px_days / tiles, temporary=True)]
+                                          written=BYTES["cubic_baseline"] * px_days / tiles, temporary=merges)]
     merged = 2 if product else 9 if refine else 8  # merge_tiles' maps of a layer
     maps = predicted + (0 if product else BYTES["cubic_baseline"])  # the bytes merge_tiles writes, a pixel-day
     cell = (9000 / fine) ** 2  # a 9 km cell's pixels at the finest scale
@@ -448,20 +447,21 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
             Stage("train_rf", layers, MODELS["train_rf"].cpu_s(examples), 2),
             Stage("ensemble", layers, MODELS["ensemble"].cpu_s(examples)),
             Stage("predict", layers * tiles, MODELS["predict_forest" if forest else "predict"].cpu_s(pixels * days / tiles), 2,
-                  written=predicted * px_days / tiles, temporary=True),
+                  written=predicted * px_days / tiles, temporary=merges),
             *([] if forest or product else [
                 Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2,
-                      written=BYTES["predict"] / 6 * px_days / tiles, temporary=True)]),
+                      written=BYTES["predict"] / 6 * px_days / tiles, temporary=merges)]),
             *baselines,
-            _merge_stage("merge_tiles", layers * merged, px_days, maps * px_days / merged),
+            *([_merge_stage("merge_tiles", layers * merged, px_days, maps * px_days / merged)] if merges else []),
             *([Stage("fit_refinement", layers, MODELS["fit_refinement"].cpu_s(90_000 * days)),
                Stage("refine", layers * tiles, MODELS["refine"].cpu_s(refine_read),
-                     written=BYTES["refine"] * px_days / tiles, temporary=True),
-               _merge_stage("merge_refined", layers, px_days, BYTES["refine"] * px_days)] if refine else []),
+                     written=BYTES["refine"] * px_days / tiles, temporary=merges),
+               *([_merge_stage("merge_refined", layers, px_days, BYTES["refine"] * px_days)] if merges else [])]
+              if refine else []),
             Stage("calibrate_uncertainty", layers, MODELS["calibrate_uncertainty"].cpu_s(90_000 * days)),
             Stage("uncertainty", layers * tiles, MODELS["uncertainty"].cpu_s(pixels * days / tiles),
-                  written=BYTES["uncertainty"] * px_days / tiles, temporary=True),
-            _merge_stage("merge_uncertainty", layers, px_days, BYTES["uncertainty"] * px_days),
+                  written=BYTES["uncertainty"] * px_days / tiles, temporary=merges),
+            *([_merge_stage("merge_uncertainty", layers, px_days, BYTES["uncertainty"] * px_days)] if merges else []),
             Stage("evaluate_tile", layers * tiles, MODELS["evaluate_tile"].cpu_s(pixels * days / tiles)),
             Stage("evaluate", 1, MODELS["evaluate"].cpu_s(layers * pixels * days * test_share)),
             Stage("sensitivity", layers, MODELS["sensitivity"].cpu_s(examples))]
@@ -470,7 +470,7 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
 
 # The steps that wait for each other (a later group starts when the earlier ones end); within a group all jobs
 # may run at once. Wall time per job = its CPU time (predict's CPU/wall ratio on a quiet machine: 0.98).
-_GROUPS = (("terrain",), ("resample",), ("merge_scale",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
+_GROUPS = (("terrain",), ("resample",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
            ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("fit_refinement",), ("refine",),
            ("merge_refined",), ("calibrate_uncertainty",),
            ("uncertainty", "evaluate_tile"), ("merge_uncertainty",), ("evaluate",))
@@ -528,23 +528,26 @@ def summarise_dry_run(text: str) -> list[dict]:
 
 def main() -> None:
     """`snakemake -n ... | python -m smdown.resources`: the requests per rule, as a Markdown table.
-    `python -m smdown.resources project PIXELS DAYS [NODES ...] [--product]`: the projection on 10 and 100 (or NODES)
-    nodes of 32 cores: time, core-hours, bytes written and on disk, per step, and the largest jobs' requests;
-    `--product`: a run that writes the product alone (outputs.maps auto on a region of your own), else every map."""
+    `python -m smdown.resources project PIXELS DAYS [NODES ...] [--product] [--vrt]`: the projection on 10 and 100
+    (or NODES) nodes of 32 cores: time, core-hours, bytes written and on disk, per step, and the largest jobs'
+    requests; `--product`: a run that writes the product alone (outputs.maps auto on a region of your own), else
+    every map; `--vrt`: the maps as VRTs over their kept tiles (outputs.mosaic vrt), else merged COGs."""
     import sys
 
     if sys.argv[1:2] == ["project"]:
         product = "--product" in sys.argv
-        numbers = [a for a in sys.argv[2:] if a != "--product"]
+        mosaic = "vrt" if "--vrt" in sys.argv else "cog"
+        numbers = [a for a in sys.argv[2:] if not a.startswith("--")]
         pixels, days = float(numbers[0]), int(numbers[1])
         nodes_list = [int(n) for n in numbers[2:]] or [10, 100]
-        print(f"maps written: {'the product alone (outputs.maps: auto, a region of your own)' if product else 'all'}\n")
+        print(f"maps written: {'the product alone (outputs.maps: auto, a region of your own)' if product else 'all'}; "
+              f"{'VRTs over their kept tiles (outputs.mosaic: vrt)' if mosaic == 'vrt' else 'merged COGs'}\n")
         print("| jobs as | nodes | jobs | CPU core-hours | core-hours held | wall hours | written TB | peak on disk TB "
               "| kept TB |")
         print("|---|---|---|---|---|---|---|---|---|")
         for tiles, label in ((1, "one tile (tiles.cells: 0)"), (pixels / 90000 / 4, "tiles of 2 x 2 cells (default)"),
                              (pixels / 90000 / 16, "tiles of 4 x 4 cells")):
-            plan = stages(pixels, days, tiles=max(1, round(tiles)), product=product)
+            plan = stages(pixels, days, tiles=max(1, round(tiles)), product=product, mosaic=mosaic)
             for nodes in nodes_list:
                 p = project(plan, nodes)
                 print(f"| {label} | {nodes} | {p['jobs']} | {p['cpu_core_h']:.0f} | {p['held_core_h']:.0f} | "
@@ -552,7 +555,7 @@ def main() -> None:
                       f"{p['disk_gb'] / 1e3:.1f} |")
         tiles = max(1, round(pixels / 90000 / 4))
         for nodes in nodes_list:
-            p = project(stages(pixels, days, tiles=tiles, product=product), nodes)
+            p = project(stages(pixels, days, tiles=tiles, product=product, mosaic=mosaic), nodes)
             print(f"\nsteps on {nodes} nodes of 32 cores, tiles of 2 x 2 cells ({tiles} a layer):")
             print("| step | jobs | wall hours | written GB | on disk at its peak GB |")
             print("|---|---|---|---|---|")
@@ -561,7 +564,8 @@ def main() -> None:
                       f"{row['disk_peak_gb']:.0f} |")
         block = 90000 * days  # one coarse cell at 30 m, all days: predict's block
         largest = {"predict (a 2 x 2-cell tile)": request("predict_forest", 4 * block, block),
-                   "merge_tiles (a layer's map)": request("merge_tiles", pixels * days, min(32e6, pixels * days)),
+                   **({"merge_tiles (a layer's map)": request("merge_tiles", pixels * days, min(32e6, pixels * days))}
+                      if mosaic == "cog" else {}),
                    "resample (30 m, a 2 x 2-cell tile)": request("resample", 4 * block, 2**23),
                    "resample (50 m, a daily variable, the whole region)": request(
                        "resample", pixels * (30 / 50) ** 2 * days, 2**23),

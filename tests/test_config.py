@@ -120,6 +120,7 @@ def test_a_missing_required_key_is_named():
         ({"samples": {"patch": 9}}, r"'models.cnn_filters': needs .* = 4 layers"),
         ({"predict": {"valid_range": [0.5, 0.1]}}, "'predict.valid_range': lower bound 0.5"),
         ({"source": "local"}, "'inputs': required when source is 'local'"),
+        ({"outputs": {"mosaic": "vrt", "dtype": "int16"}}, "'outputs.dtype': int16 needs outputs.mosaic cog"),
         ({"inputs": {"coarse": {"surface": "s.tif"}, "predictors": {"sand": "a.tif"},
                      "layer_predictors": {"rootzone": {"sand": "b.tif"}}}},
          "'inputs.layer_predictors.rootzone': the run has no coarse 'rootzone' layer"),

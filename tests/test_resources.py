@@ -152,6 +152,21 @@ def test_a_product_run_writes_the_product_alone_and_merges_in_threads():
     assert merge.threads == res.MERGE_THREADS and merge.wall_s == pytest.approx(merge.cpu_s / res.MERGE_SPEEDUP)
 
 
+def test_maps_as_vrts_merge_nothing_keep_every_tile_and_take_the_merges_off_the_wall():
+    """outputs.mosaic vrt: no merge stage, every tile kept (written = kept = the peak), and the wall is the COG run's
+    less its three rounds of merges; the finest scale's daily variables are merged in neither."""
+    pixels, days, tiles = 58e6, 300, 161
+    cog, vrt = res.stages(pixels, days, tiles=tiles), res.stages(pixels, days, tiles=tiles, mosaic="vrt")
+    assert not any(s.name.startswith("merge") for s in vrt) and not any(s.temporary for s in vrt)
+    merges = [s for s in cog if s.name.startswith("merge")]
+    assert [s.name for s in merges] == ["merge_tiles", "merge_refined", "merge_uncertainty"]
+    on_cog, on_vrt = res.project(cog, 100), res.project(vrt, 100)
+    assert on_vrt["written_gb"] == pytest.approx(on_vrt["disk_gb"]) == pytest.approx(on_vrt["peak_gb"])
+    assert on_vrt["disk_gb"] == pytest.approx(on_cog["disk_gb"])  # the same maps kept, as tiles or merged
+    assert on_vrt["wall_h"] == pytest.approx(on_cog["wall_h"] - sum(s.wall_s for s in merges) / 3600)
+    assert on_vrt["wall_h"] < 1.0 < on_cog["wall_h"]
+
+
 def test_a_refine_tile_reads_the_cells_around_it():
     """refine reads its tile and the predictors' cell means of REFINE_HALO cells around it (the refinement's HALO),
     cut to the region."""

@@ -115,7 +115,8 @@ def evaluate(
     """metrics.csv (with bootstrap intervals), pairs.csv, station_series.csv, seams.csv, uncertainty.csv,
     reliability.csv and differences.csv of a run (``outputs`` under those names without the extension).
 
-    ``downscaled``: the run's ``downscaled/<layer>/<method>.tif`` files (all in one ``downscaled`` folder);
+    ``downscaled``: the run's ``downscaled/<layer>/<method>.tif`` files, or ``.vrt`` (all in one ``downscaled``
+    folder, of one kind);
     ``tiles``: the tile checks of rule evaluate_tile (``evaluation/tiles/<layer>/<tile>.json``), whose coarse check
     and seams are merged here (without them, both are computed here over the whole region).
     """
@@ -124,10 +125,13 @@ def evaluate(
     folders = {Path(p).parent.parent for p in downscaled}
     if len(folders) != 1:
         raise ValueError(f"downscaled files must share one downscaled/<layer>/ folder, got {sorted(folders)}")
+    suffixes = {Path(p).suffix for p in downscaled}
+    if len(suffixes) != 1:
+        raise ValueError(f"downscaled files must all be GeoTIFFs or all VRTs, got {sorted(suffixes)}")
     checks = tile_checks_by_layer(tiles, list(coarse))
     table = evaluate_run(folders.pop(), coarse, truth or None, stations or None, split_path,
                          outputs={name: outputs[name] for name in RUN_TABLES}, scoring=Scoring(seed=seed),
-                         tile_checks=checks or None)
+                         tile_checks=checks or None, suffix=suffixes.pop())
     log.info("metrics:\n%s", table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return table
 

@@ -94,11 +94,13 @@ PathLike = str | os.PathLike
 # ---------------------------------------------------------------- inputs
 
 
-def method_paths(downscaled_dir: PathLike, layer: str, methods: Sequence[str] = METHODS) -> dict[str, Path]:
-    """The existing ``downscaled/<layer>/<method>.tif`` files; missing ones are logged and left out."""
+def method_paths(downscaled_dir: PathLike, layer: str, methods: Sequence[str] = METHODS,
+                 suffix: str = ".tif") -> dict[str, Path]:
+    """The existing ``downscaled/<layer>/<method><suffix>`` files (``.tif``, or ``.vrt`` for maps as VRTs over their
+    tiles or time chunks); missing ones are logged and left out."""
     paths = {}
     for method in methods:
-        path = Path(downscaled_dir) / layer / f"{method}.tif"
+        path = Path(downscaled_dir) / layer / f"{method}{suffix}"
         if path.exists():
             paths[method] = path
         else:
@@ -555,10 +557,11 @@ def evaluate_run(
     outputs: Mapping[str, PathLike] | None = None,
     scoring: Scoring = Scoring(),  # noqa: B008 (frozen)
     tile_checks: Mapping[str, Sequence[PathLike | TileCheck]] | None = None,
+    suffix: str = ".tif",
 ) -> pd.DataFrame:
     """Metrics of every method against every available reference, for each layer in ``coarse``.
 
-    ``downscaled_dir`` holds ``<layer>/<method>.tif``; ``coarse`` maps layer -> coarse input;
+    ``downscaled_dir`` holds ``<layer>/<method><suffix>``; ``coarse`` maps layer -> coarse input;
     ``truth`` (optional) maps layer -> 30 m truth; ``stations`` is stations.csv or its frame;
     ``split`` is samples/split.json or its dict (truth uses its test cells x test dates; without a
     split, all cells and dates, with a warning). Returns the metrics (columns ``COLUMNS``, with the bootstrap
@@ -577,23 +580,23 @@ def evaluate_run(
     station_df = read_stations(stations) if stations is not None else None
     tables = _RunTables()
     for layer, coarse_path in coarse.items():
-        paths = method_paths(downscaled_dir, layer, methods)
+        paths = method_paths(downscaled_dir, layer, methods, suffix)
         if not paths:
             log.warning("%s: no downscaled output found in %s; layer skipped", layer, downscaled_dir)
             continue
         checks = (tile_checks or {}).get(layer)
-        _score_layer(layer, paths, _spread_paths(downscaled_dir, layer, paths, scoring.spreads), coarse_path,
+        _score_layer(layer, paths, _spread_paths(downscaled_dir, layer, paths, scoring.spreads, suffix), coarse_path,
                      (truth or {}).get(layer), station_df, split, checks, "seams" in outputs, scoring, tables)
     tables.write(outputs)
     return tables.frame("metrics")
 
 
 def _spread_paths(downscaled_dir: PathLike, layer: str, paths: Mapping[str, Path],
-                  spreads: Mapping[str, str]) -> dict[str, Path]:
+                  spreads: Mapping[str, str], suffix: str = ".tif") -> dict[str, Path]:
     """The standard deviations of the layer's methods that exist (a missing one is logged and not scored)."""
     found = {}
     for name, method in spreads.items():
-        path = Path(downscaled_dir) / layer / f"{name}.tif"
+        path = Path(downscaled_dir) / layer / f"{name}{suffix}"
         if method not in paths:
             continue
         if path.exists():

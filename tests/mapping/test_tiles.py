@@ -156,3 +156,33 @@ def test_merge_of_one_tile_copies_it_and_rewrites_a_stranger_layout(tmp_path):
 def _predict_layer(*args, **settings):
     """predict_layer with the schema's defaults of config predict where a test does not set them."""
     return predict_layer(*args, **{**PREDICT_SETTINGS, **settings})
+
+
+def test_a_mosaic_vrt_over_the_tiles_reads_as_their_merge_and_refuses_gaps(tmp_path):
+    """The tiled steps read a region's map or predictor through a VRT over its tiles (rules mosaic, mosaic_scale):
+    its values, dates, grid and windows across the tiles' edges equal the merged raster's, bitwise."""
+    fine = nested_grid(io.read_grid(_smooth_world(tmp_path)[1]), 100)  # 300 x 400 pixels
+    values = np.random.default_rng(5).random((3, 300, 400)).astype(np.float32)
+    values[1, 150, 250] = np.nan
+    parts = []
+    for t in tiles((3, 4), 2):
+        row, col, height, width = t.fine(100)
+        parts.append(str(tmp_path / "tiles" / f"{t.name}.tif"))
+        io.write_stack(parts[-1], io.Stack(values[:, row : row + height, col : col + width],
+                                           fine.window(row, col, height, width), DATES[:3]))
+    vrt = tmp_path / "mosaics" / "map.vrt"
+    assert io.write_mosaic_vrt(parts, vrt) == fine
+    read = io.read_stack(vrt)
+    assert read.grid == fine and read.dates == DATES[:3]
+    np.testing.assert_array_equal(read.data, values)
+    with rasterio.open(vrt) as src:
+        across = src.read(window=rasterio.windows.Window(150, 150, 150, 100))  # over four tiles' corners
+    np.testing.assert_array_equal(across, values[:, 150:250, 150:300])
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for folder in ("tiles", "mosaics"):
+        (tmp_path / folder).rename(moved / folder)
+    np.testing.assert_array_equal(io.read_stack(moved / "mosaics" / "map.vrt").data, values)  # sources relative
+    with pytest.raises(ValueError, match="gaps or overlap"):
+        io.write_mosaic_vrt([str(moved / "tiles" / Path(p).name) for p in parts[:-1]], tmp_path / "gap.vrt")
+    assert not (tmp_path / "gap.vrt").exists()

@@ -84,8 +84,8 @@ def test_a_changed_coarse_value_reruns_no_predictor_resampling(tiny_run):
         stack.data[-1, 0, 0] += 0.01
         io.write_stack(coarse, stack)
         jobs = scheduled_jobs(workdir)
-        # coarse_surface at 900 m (one tile, merged; the samples read the coarse input itself): no predictor
-        assert jobs["resample_tile"] == jobs["merge_scale"] == 1 and jobs.get("resample", 0) <= 1, jobs
+        # coarse_surface at 900 m (one tile under a VRT; the samples read the coarse input itself): no predictor
+        assert jobs["resample_tile"] == jobs["mosaic_scale"] == 1 and jobs.get("resample", 0) <= 1, jobs
         assert "terrain" not in jobs
         applied = scheduled_jobs(workdir, APPLIED)
         assert not TRAINING & set(applied), applied

@@ -4,9 +4,11 @@ which maps are written, a change of it rerunning only the writing."""
 
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest import TINY_LAYERS, run_workflow, scheduled_jobs
@@ -107,6 +109,35 @@ def test_outputs_decide_which_maps_a_run_writes(tiny_run, tmp_path):
     assert "cube" not in jobs and "catalog" not in jobs
     config["outputs"]["maps"] = ["product", "members"]
     assert predict_outputs(tmp_path, config) == {"dnn", "cnn", "lstm", "rf", "ensemble_raw", "ensemble_std"}
+
+
+@pytest.mark.workflow
+def test_maps_as_vrts_over_their_kept_tiles_equal_the_merged_maps(tiny_run, tmp_path):
+    """outputs.mosaic vrt (a region a cluster maps): every map a VRT over its tiles, which stay; no merge job and
+    nothing sampled or trained again; the maps equal the merged COGs bitwise, and a change of the refinement or the
+    uncertainty then reruns no prediction (the tiles are there)."""
+    workdir, results, _ = tiny_run
+    copy = tmp_path / "tiny"
+    shutil.copytree(workdir, copy, symlinks=True, ignore=shutil.ignore_patterns("report.html"))
+    vrt = {"outputs": {"mosaic": "vrt"}}
+    jobs = scheduled_jobs(copy, vrt)
+    assert jobs["mosaic"] == len(TINY_LAYERS) * (len(MAPS) + 1), jobs
+    assert not {"merge_tiles", "merge_needed", "samples", "train", "tune", "ensemble", "resample"} & set(jobs), jobs
+    run_workflow(copy, None, override=vrt)  # every output: the evaluation, cubes and catalogue read the VRTs
+    for layer in TINY_LAYERS:
+        for name in [*MAPS, AOA]:
+            mosaic = copy / "results" / "tiny" / "downscaled" / layer / f"{name}.vrt"
+            merged = io.read_stack(results / "downscaled" / layer / f"{name}.tif")
+            read = io.read_stack(mosaic)
+            assert read.grid == merged.grid and read.dates == merged.dates, (layer, name)
+            assert np.array_equal(read.data, merged.data, equal_nan=True), (layer, name)
+    assert sorted(p.name for p in (copy / "results" / "tiny" / "tiles" / "surface").glob("*/ensemble.tif"))
+    scores = pd.read_csv(copy / "results" / "tiny" / "evaluation" / "metrics.csv")
+    pd.testing.assert_frame_equal(scores, pd.read_csv(results / "evaluation" / "metrics.csv"))
+    assert validate(copy / "results" / "tiny" / "stac" / "collection.json") == len(TINY_LAYERS) * len(MAPS)
+    changed = {**vrt, "uncertainty": {"detail_window": 5}}
+    jobs = scheduled_jobs(copy, changed)
+    assert "uncertainty" in jobs and not {"predict", "merge_tiles"} & set(jobs), jobs
 
 
 def predict_outputs(workdir, config) -> set[str]:

@@ -93,7 +93,7 @@ def test_other_tiles_rerun_the_tiled_jobs_and_the_merges_only(tiny_run):
     assert jobs["predict"] == jobs["cubic_baseline"] == 2 * 4 and "predict_rf" not in jobs
     # and the area of applicability, mapped one job a tile too
     assert jobs["aoa"] == 2 * 4 and jobs["merge_tiles"] == 2 * (len(MAPS) + 1)
-    assert jobs["resample_tile"] == 4 * jobs["merge_scale"]
+    assert jobs["resample_tile"] == 4 * jobs["mosaic_scale"]
     assert jobs["evaluate_tile"] == 2 * 4 and jobs["evaluate"] == 1
 
 
@@ -107,8 +107,8 @@ def test_new_ndvi_content_reruns_ndvi_resampling_and_what_depends_on_it(tiny_run
         stack = io.read_stack(ndvi)
         io.write_stack(ndvi, io.Stack(np.clip(stack.data * 0.9, -1, 1), stack.grid, stack.dates))
         jobs = scheduled_jobs(workdir)
-        # ndvi at 3000 m, and at the finest scale (1000 m) one job per tile, merged; no other variable
-        assert jobs["resample"] == jobs["resample_tile"] == jobs["merge_scale"] == 1, jobs
+        # ndvi at 3000 m, and at the finest scale (1000 m) one job per tile under a VRT; no other variable
+        assert jobs["resample"] == jobs["resample_tile"] == jobs["mosaic_scale"] == 1, jobs
         assert {"samples", "train", "train_rf"} <= set(jobs) and "split" not in jobs and "cubic_baseline" not in jobs
     finally:
         shutil.copy2(saved, ndvi)

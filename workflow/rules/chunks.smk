@@ -52,7 +52,7 @@ if CHUNKED:
     rule record:
         input:
             lambda wildcards: [
-                f"{R}/chunks/{chunk}/downscaled/{wildcards.layer}/{wildcards.name}.tif"
+                region_map(f"{R}/chunks/{chunk}", wildcards.name, wildcards.layer)
                 for chunk in CHUNKS
             ],
         output:

@@ -83,12 +83,29 @@ MODELS_RUN = str(APPLIED).rstrip("/") if APPLIED else R
 # map of the whole period a VRT over its chunks (rule record); CHUNKS is set once the coarse dates are known, below.
 CHUNKED = config["chunks"]["by"] != "none"
 CR = f"{R}/chunks/{{chunk}}" if CHUNKED else R
-MAP_SUFFIX = ".vrt" if CHUNKED else ".tif"
+# How a map of the region is put together from its tiles (config outputs.mosaic): cog, merged into one
+# Cloud-Optimized GeoTIFF (rule merge_tiles), the tiles removed; vrt, a VRT over the tiles, which are kept (rule
+# mosaic): nothing is written twice, and no merge waits between the tiled steps.
+MOSAIC = config["outputs"]["mosaic"]
+REGION_SUFFIX = ".vrt" if MOSAIC == "vrt" else ".tif"
+MAP_SUFFIX = ".vrt" if CHUNKED else REGION_SUFFIX
 
 
 def map_file(layer, name):
-    """A map of the run's whole period: its GeoTIFF, or the VRT over its time chunks (rule record)."""
+    """A map of the run's whole period: its GeoTIFF, or the VRT over its tiles (outputs.mosaic vrt) or over its time
+    chunks (rule record)."""
     return f"{R}/downscaled/{layer}/{name}{MAP_SUFFIX}"
+
+
+def region_map(folder, name, layer="{layer}"):
+    """A map of the region for one period (the run's, or a time chunk's under `folder`), as the tiled steps after
+    predict read it: merged (outputs.mosaic cog) or a VRT over its tiles (vrt)."""
+    return f"{folder}/downscaled/{layer}/{name}{REGION_SUFFIX}"
+
+
+def fine_daily(folder, var):
+    """A daily variable on the finest grid: a VRT over its tiles (rule mosaic_scale), which are kept."""
+    return f"{folder}/scales/{FINE}/{var}.vrt"
 
 
 # the area of applicability (workflow/rules/applicability.smk)
@@ -171,7 +188,11 @@ def scale_rasters(scale, layer, daily_folder=R):
         for n in PREDICTOR_RASTERS
     }
     return {
-        name: f"{daily_folder if var in DAILY_VARIABLES else R}/scales/{scale}/{var}.tif"
+        name: (
+            fine_daily(daily_folder, var)
+            if var in DAILY_VARIABLES and str(scale) == str(FINE)
+            else f"{R}/scales/{scale}/{var}.tif"
+        )
         for name, var in variables.items()
     }
 
@@ -577,8 +598,10 @@ def coarse_params(wildcards):
 
 
 def tile_map(layer, name):
-    """A map of one tile (the tile a wildcard), kept until the layer's map is merged."""
-    return temp(f"{CR}/tiles/{layer}/{{tile}}/{name}.tif")
+    """A map of one tile (the tile a wildcard): kept until the layer's map is merged (outputs.mosaic cog), or kept as
+    the map's storage under its VRT (vrt)."""
+    path = f"{CR}/tiles/{layer}/{{tile}}/{name}.tif"
+    return temp(path) if MOSAIC == "cog" else path
 
 
 # the daily variables (predictors and the coarse layers), resampled onto the finest scale one tile a job
@@ -588,7 +611,7 @@ DAILY_VARIABLES = [
 
 
 def scale_tile_parts(wildcards):
-    """Every tile of a daily variable at the finest scale (rule merge_scale)."""
+    """Every tile of a daily variable at the finest scale (rule mosaic_scale)."""
     folder = chunk_folder(wildcards)
     return [
         f"{folder}/tiles/scales/{FINE}/{wildcards.var}/{tile}.tif" for tile in TILES
@@ -596,7 +619,7 @@ def scale_tile_parts(wildcards):
 
 
 def tile_parts(wildcards):
-    """Every tile's part of one map (rule merge_tiles)."""
+    """Every tile's part of one map (rules merge_tiles, mosaic)."""
     folder = chunk_folder(wildcards)
     return [
         f"{folder}/tiles/{wildcards.layer}/{tile}/{wildcards.name}.tif"

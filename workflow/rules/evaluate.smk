@@ -18,7 +18,7 @@ FIGURES = f"{R}/evaluation/figures"
 
 rule cubic_baseline:
     input:
-        cubic=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
+        cubic=fine_daily(CR, "coarse_{layer}"),
         coarse=coarse_input,
     output:
         cubic=tile_map("{layer}", "cubic"),

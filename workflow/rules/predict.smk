@@ -10,7 +10,7 @@ rule predict:
         models=ensemble_models,
         weights=f"{MODELS_RUN}/ensemble/{{layer}}/weights.csv",
         coarse=coarse_input,
-        anchor=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
+        anchor=fine_daily(CR, "coarse_{layer}"),
         api_state=api_start_file,
     output:
         **{name: tile_map("{layer}", predicted(name)) for name in PREDICT_MAPS},
@@ -44,7 +44,7 @@ if not FOREST_JOINS:
             unpack(fine_rasters),
             model=f"{MODELS_RUN}/models/{{layer}}/rf.joblib",
             coarse=coarse_input,
-            anchor=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
+            anchor=fine_daily(CR, "coarse_{layer}"),
             api_state=api_start_file,
         output:
             rf=tile_map("{layer}", "rf"),
@@ -69,34 +69,59 @@ if not FOREST_JOINS:
             "../scripts/predict_rf.py"
 
 
-# a layer's written map (config outputs.maps: a member, the ensemble, its spread, the forest, the cubic baselines)
-# from its tiles, strip by strip, as a Cloud-Optimized GeoTIFF stored as outputs.dtype
-rule merge_tiles:
-    input:
-        tile_parts,
-    output:
-        f"{CR}/downscaled/{{layer}}/{{name}}.tif",
-    log:
-        f"{CR}/logs/merge_tiles/{{layer}}/{{name}}.log",
-    benchmark:
-        f"{CR}/benchmarks/merge_tiles/{{layer}}/{{name}}.tsv"
-    wildcard_constraints:
-        name="|".join(WRITTEN_MAPS),
-    conda:
-        "../../envs/gdal.yaml"
-    threads: MERGE_THREADS
-    resources:
-        mem_mb=mem_mb_of("merge_tiles"),
-        runtime=runtime_of("merge_tiles"),
-    params:
-        dtype=map_dtype,
-        cog=True,
-        days=chunk_days,
-    script:
-        "../scripts/merge_tiles.py"
+if MOSAIC == "cog":
+
+    # a layer's written map (config outputs.maps: a member, the ensemble, its spread, the forest, the cubic
+    # baselines) from its tiles, strip by strip, as a Cloud-Optimized GeoTIFF stored as outputs.dtype
+    rule merge_tiles:
+        input:
+            tile_parts,
+        output:
+            f"{CR}/downscaled/{{layer}}/{{name}}.tif",
+        log:
+            f"{CR}/logs/merge_tiles/{{layer}}/{{name}}.log",
+        benchmark:
+            f"{CR}/benchmarks/merge_tiles/{{layer}}/{{name}}.tsv"
+        wildcard_constraints:
+            name="|".join(WRITTEN_MAPS),
+        conda:
+            "../../envs/gdal.yaml"
+        threads: MERGE_THREADS
+        resources:
+            mem_mb=mem_mb_of("merge_tiles"),
+            runtime=runtime_of("merge_tiles"),
+        params:
+            dtype=map_dtype,
+            cog=True,
+            days=chunk_days,
+        script:
+            "../scripts/merge_tiles.py"
+
+else:
+
+    # a layer's written map as a VRT over its tiles, which stay as the map's storage (outputs.mosaic vrt): seconds
+    # a map, so the steps that read the map (refine, uncertainty, the evaluation) do not wait for a merge
+    rule mosaic:
+        input:
+            tiles=tile_parts,
+        output:
+            f"{CR}/downscaled/{{layer}}/{{name}}.vrt",
+        log:
+            f"{CR}/logs/mosaic/{{layer}}/{{name}}.log",
+        wildcard_constraints:
+            name="|".join(WRITTEN_MAPS),
+        conda:
+            "../../envs/gdal.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            days=chunk_days,
+        script:
+            "../scripts/mosaic.py"
 
 
-if NEEDED_MAPS:
+if NEEDED_MAPS and MOSAIC == "cog":
 
     # a map other rules read that the run does not write (common.smk: NEEDED_MAPS), merged as float32 into a
     # temporary file, removed once its readers are done; its params are merge_tiles' at float32, so a map that
@@ -125,6 +150,29 @@ if NEEDED_MAPS:
         script:
             "../scripts/merge_tiles.py"
 
+elif NEEDED_MAPS:
+
+    # a map other rules read that the run does not write, as a temporary VRT over its kept tiles (outputs.mosaic
+    # vrt): made again in seconds when a reader runs again
+    rule mosaic_needed:
+        input:
+            tiles=tile_parts,
+        output:
+            temp(f"{CR}/downscaled/{{layer}}/{{name}}.vrt"),
+        log:
+            f"{CR}/logs/mosaic/{{layer}}/{{name}}.log",
+        wildcard_constraints:
+            name="|".join(NEEDED_MAPS),
+        conda:
+            "../../envs/gdal.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            days=chunk_days,
+        script:
+            "../scripts/mosaic.py"
+
 
 if REFINES:
 
@@ -133,7 +181,7 @@ if REFINES:
     rule fit_refinement:
         input:
             unpack(fine_rasters),
-            ensemble=f"{R}/downscaled/{{layer}}/ensemble_raw.tif",
+            ensemble=region_map(R, "ensemble_raw"),
             coarse=coarse_input,
             split=f"{R}/samples/split.json",
             stations=INPUTS.stations,
@@ -160,7 +208,7 @@ if REFINES:
     rule refine:
         input:
             unpack(fine_rasters),
-            ensemble=f"{CR}/downscaled/{{layer}}/ensemble_raw.tif",
+            ensemble=region_map(CR, "ensemble_raw"),
             refinement=f"{MODELS_RUN}/ensemble/{{layer}}/refinement.json",
             coarse=coarse_input,
         output:
@@ -187,9 +235,9 @@ if REFINES:
 rule calibrate_uncertainty:
     input:
         unpack(fine_rasters),
-        anchor=f"{R}/scales/{FINE}/coarse_{{layer}}.tif",
-        ensemble=f"{R}/downscaled/{{layer}}/ensemble.tif",
-        spread=f"{R}/downscaled/{{layer}}/ensemble_std.tif",
+        anchor=fine_daily(R, "coarse_{layer}"),
+        ensemble=region_map(R, "ensemble"),
+        spread=region_map(R, "ensemble_std"),
         weights=f"{MODELS_RUN}/ensemble/{{layer}}/weights.csv",
         coarse=coarse_input,
         split=f"{R}/samples/split.json",
@@ -219,9 +267,9 @@ rule calibrate_uncertainty:
 rule uncertainty:
     input:
         unpack(fine_rasters),
-        anchor=f"{CR}/scales/{FINE}/coarse_{{layer}}.tif",
-        ensemble=f"{CR}/downscaled/{{layer}}/ensemble.tif",
-        spread=f"{CR}/downscaled/{{layer}}/ensemble_std.tif",
+        anchor=fine_daily(CR, "coarse_{layer}"),
+        ensemble=region_map(CR, "ensemble"),
+        spread=region_map(CR, "ensemble_std"),
         model=f"{MODELS_RUN}/ensemble/{{layer}}/calibration.json",
         coarse=coarse_input,
     output:

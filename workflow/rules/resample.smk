@@ -43,12 +43,12 @@ rule resample:
         "../scripts/resample.py"
 
 
-# the daily variables at the finest scale (the largest of all resample jobs): one job per tile, merged
+# the daily variables at the finest scale (the largest of all resample jobs): one job per tile, kept under a VRT
 rule resample_tile:
     input:
         source=variable_source,
     output:
-        temp(f"{CR}/tiles/scales/{FINE}/{{var}}/{{tile}}.tif"),
+        f"{CR}/tiles/scales/{FINE}/{{var}}/{{tile}}.tif",
     log:
         f"{CR}/logs/resample/{FINE}/{{var}}/{{tile}}.log",
     benchmark:
@@ -72,25 +72,20 @@ rule resample_tile:
         "../scripts/resample.py"
 
 
-rule merge_scale:
+# a daily variable on the finest grid: a VRT over its tiles (kept), read by the 30 m steps as one raster; no merge
+rule mosaic_scale:
     input:
-        scale_tile_parts,
+        tiles=scale_tile_parts,
     output:
-        f"{CR}/scales/{FINE}/{{var}}.tif",
+        fine_daily(CR, "{var}"),
     log:
-        f"{CR}/logs/merge_scale/{{var}}.log",
-    benchmark:
-        f"{CR}/benchmarks/merge_scale/{{var}}.tsv"
+        f"{CR}/logs/mosaic_scale/{{var}}.log",
     wildcard_constraints:
         var="|".join(DAILY_VARIABLES),
     conda:
         "../../envs/gdal.yaml"
-    threads: MERGE_THREADS
     resources:
-        mem_mb=mem_mb_of("merge_tiles"),
-        runtime=runtime_of("merge_tiles"),
+        mem_mb=1000,
+        runtime=10,
     script:
-        "../scripts/merge_tiles.py"
-
-
-ruleorder: merge_scale > resample
+        "../scripts/mosaic.py"
