@@ -31,6 +31,7 @@ from smdown.grid import Tile, cell_blocks
 from smdown.learning.ensemble import combine
 from smdown.learning.models import Member
 from smdown.mapping.correction import CORRECTIONS, add_smooth_field, anchor_means, cell_residual, smooth_nodes
+from smdown.mapping.detail import borrow_detail
 from smdown.mapping.inference import predict_cube
 from smdown.preparing.features import FeatureSpec, cube, derive, missing_days
 
@@ -77,6 +78,7 @@ def predict_layer(
     tile: Tile | None = None,
     threads: int = 1,
     api_start: tuple[str, str] | None = None,
+    detail: tuple[str, float] | None = None,
 ) -> dict[str, int]:
     """Predict members, and where asked the ensemble mean and spread, at the fine scale; returns clip counts.
 
@@ -97,6 +99,8 @@ def predict_layer(
     The smooth correction is computed within the tile. `threads`: the job's threads, over which ONNX Runtime spreads
     each block's pieces. `api_start` (a raster of the antecedent precipitation indices of the day before a date,
     that date): a time chunk's indices carried from the chunks before it (rule api_state), from its first day on.
+    `detail` (a raster on the tile's grid and dates, a share): the ensemble takes that share of its within-cell
+    detail from the raster's (the root zone's from the surface ensemble, smdown.mapping.detail), its cell means kept.
     """
     if correction not in CORRECTIONS:
         raise ValueError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
@@ -106,7 +110,9 @@ def predict_layer(
         coarse, tile = _coarse_target(coarse_path, factor, anchor, tile)
     job = _Job(_active_members(members, member_weights, outputs), member_weights, spec, rasters, fine_grid.shape, tile,
                factor, coarse, "ensemble" in outputs or "ensemble_std" in outputs, valid_range, timings, overlap,
-               threads, api_start)
+               threads, api_start, detail if detail and detail[1] > 0 else None)
+    if job.detail and io.read_dates(job.detail[0]) != coarse.dates:
+        raise ValueError(f"{job.detail[0]}: its dates are not those of {coarse_path}, whose detail it would give")
     blocks = list(cell_blocks(coarse.data.shape[1:], block_cells))  # within the tile
     progress = _Progress(blocks, factor, len(coarse.dates), passes=2 if correction == "smooth" else 1)
     with ExitStack() as stack:
@@ -167,6 +173,7 @@ class _Job:
     overlap: bool
     threads: int
     api_start: tuple[str, str] | None = None  # the carried indices' raster, and the day they continue from
+    detail: tuple[str, float] | None = None  # the raster whose within-cell detail the ensemble borrows, and the share
     writers: dict = field(default_factory=dict)
     clipped: dict[str, int] = field(init=False)
     halo: int = field(init=False)
@@ -232,8 +239,8 @@ class _Job:
             self._free = [block_cube, *self._free][:2]
         return preds
 
-    def finish(self, preds: dict[str, np.ndarray], fix: Callable[[str, np.ndarray], None]) -> dict:
-        """Correct (in place), clip, combine: the fields to write."""
+    def finish(self, block: Block, preds: dict[str, np.ndarray], fix: Callable[[str, np.ndarray], None]) -> dict:
+        """Correct (in place), clip, combine (the ensemble borrowing its share of `detail`): the fields to write."""
         fields = {}
         for name, pred in preds.items():
             with _timed(self.timings, "correction"):
@@ -242,6 +249,10 @@ class _Job:
         if self.combined:
             with _timed(self.timings, "ensemble"):
                 mean, spread = combine(fields, self.member_weights)
+                if self.detail:
+                    path, share = self.detail
+                    donor = io.read_window(path, block[0] * self.factor, block[1] * self.factor, *mean.shape[1:])
+                    mean = borrow_detail(mean, donor, self.factor, share)
                 fields["ensemble"] = _clip(mean, self.valid_range, self.clipped, "ensemble")
                 fields["ensemble_std"] = spread
         return fields
@@ -260,7 +271,7 @@ def _predict_per_cell(job: _Job, blocks: list[Block], additive: bool, progress: 
             if additive:
                 coarse_correction(pred, job.coarse.data[job.cells(block)], job.factor, out=pred)
 
-        return job.finish(job.predict(*data), fix)
+        return job.finish(block, job.predict(*data), fix)
 
     _pipeline(blocks, job.read, single, job.write, job.overlap, job.timings, progress.step(""))
 
@@ -289,7 +300,7 @@ def _predict_smooth(job: _Job, blocks: list[Block], scratch: _Scratch, progress:
             add_smooth_field(pred, nodes[name], job.factor, block[:2], valid)
             coarse_correction(pred, job.coarse.data[job.cells(block)], job.factor, out=pred)
 
-        return job.finish(preds, fix)
+        return job.finish(block, preds, fix)
 
     _pipeline(blocks, lambda block: scratch.get(list(job.active), _shape(block, job.factor, len(job.dates))), second,
               job.write, job.overlap, job.timings, progress.step("pass 2 of 2:"))

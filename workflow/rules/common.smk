@@ -270,6 +270,27 @@ def predicted(name):
     return "ensemble_raw" if REFINES and name == "ensemble" else name
 
 
+# the share of the root zone ensemble's within-cell detail taken from the surface ensemble's (smdown.mapping.detail),
+# where the run maps both layers
+ROOTZONE_FROM_SURFACE = (
+    config["ensemble"]["rootzone_from_surface"]
+    if {"surface", "rootzone"} <= set(LAYERS)
+    else 0.0
+)
+
+
+def detail_share(wildcards):
+    """The share of the layer's within-cell detail its ensemble borrows (the root zone's, from the surface)."""
+    return ROOTZONE_FROM_SURFACE if wildcards.layer == "rootzone" else 0.0
+
+
+def detail_donor(wildcards):
+    """The surface ensemble's map of the tile (before any refinement), whose detail the root zone's borrows."""
+    if not detail_share(wildcards):
+        return []
+    return f"{chunk_folder(wildcards)}/tiles/surface/{wildcards.tile}/{predicted('ensemble')}.tif"
+
+
 def held_out_of(wildcards):
     """The layer's held-out shifts at the stations (fit_refinement's refinement_held_out.csv) where the stations
     refine the ensemble (the uncertainty is calibrated on the errors of the refinement fitted without each

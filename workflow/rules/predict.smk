@@ -12,6 +12,7 @@ rule predict:
         coarse=coarse_input,
         anchor=fine_daily(CR, "coarse_{layer}"),
         api_state=api_start_file,
+        detail=detail_donor,
     output:
         **{name: tile_map("{layer}", predicted(name)) for name in PREDICT_MAPS},
     log:
@@ -31,6 +32,7 @@ rule predict:
         model_inputs=MODEL_INPUTS,
         tile=tile_cells,
         api_start=api_start_of,
+        detail=detail_share,
     script:
         "../scripts/predict.py"
 

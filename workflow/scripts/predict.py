@@ -17,4 +17,5 @@ predict(
     tile=snakemake.params.tile,
     threads=snakemake.threads,
     api_start=snakemake.params.api_start,
+    detail=(snakemake.input.detail, snakemake.params.detail) if snakemake.params.detail else None,
 )
