@@ -422,6 +422,46 @@ def _merge(parts: Sequence[str | os.PathLike], path: str | os.PathLike, max_pixe
     return grid
 
 
+def _vrt_root(grid: Grid):
+    """A VRTDataset element of `grid` (its size, CRS and transform)."""
+    from xml.etree import ElementTree as ET
+
+    root = ET.Element("VRTDataset", rasterXSize=str(grid.width), rasterYSize=str(grid.height))
+    ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = CRS.from_user_input(grid.crs).to_wkt()
+    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in grid.transform.to_gdal())
+    return root
+
+
+def _vrt_band(root, band: int, date: str | None, profile: dict, scale: float, offset: float):
+    """A VRTRasterBand of `root`: its type, date, nodata and value scale as the sources' `profile` has them."""
+    from xml.etree import ElementTree as ET
+
+    data_type = {"float32": "Float32", "int16": "Int16"}[profile["dtype"]]
+    element = ET.SubElement(root, "VRTRasterBand", dataType=data_type, band=str(band))
+    if date is not None:
+        ET.SubElement(element, "Description").text = date
+    nodata = profile["nodata"]
+    if nodata is not None:
+        ET.SubElement(element, "NoDataValue").text = "nan" if np.isnan(nodata) else repr(nodata)
+    if (scale, offset) != (1.0, 0.0):
+        ET.SubElement(element, "Offset").text = repr(offset)
+        ET.SubElement(element, "Scale").text = repr(scale)
+    return element
+
+
+def _vrt_source(element, relative: str, band: int, width: int, height: int, row: int, col: int) -> None:
+    """A source of a VRT band: band `band` of the raster at `relative` (to the VRT), all its `width` x `height`
+    pixels placed at (`row`, `col`) of the VRT."""
+    from xml.etree import ElementTree as ET
+
+    source = ET.SubElement(element, "SimpleSource")
+    ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = relative
+    ET.SubElement(source, "SourceBand").text = str(band)
+    size = dict(xSize=str(width), ySize=str(height))
+    ET.SubElement(source, "SrcRect", xOff="0", yOff="0", **size)
+    ET.SubElement(source, "DstRect", xOff=str(col), yOff=str(row), **size)
+
+
 def write_time_vrt(parts: Sequence[str | os.PathLike], path: str | os.PathLike) -> list[str]:
     """A GDAL VRT at `path` whose bands are the bands of `parts` (dated rasters of one grid, type and encoding, in
     time order: a map's time chunks), so the whole record reads as one raster; sources relative to the VRT, so the
@@ -435,11 +475,7 @@ def write_time_vrt(parts: Sequence[str | os.PathLike], path: str | os.PathLike) 
         grid, profile = _grid_of(src), src.profile
         scale, offset = src.scales[0], src.offsets[0]
     dates: list[str] = []
-    root = ET.Element("VRTDataset", rasterXSize=str(grid.width), rasterYSize=str(grid.height))
-    ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = CRS.from_user_input(grid.crs).to_wkt()
-    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in grid.transform.to_gdal())
-    data_type = {"float32": "Float32", "int16": "Int16"}[profile["dtype"]]
-    nodata = profile["nodata"]
+    root = _vrt_root(grid)
     for part in parts:
         if read_grid(part) != grid:
             raise ValueError(f"{part}: not on the grid of {parts[0]}")
@@ -448,19 +484,8 @@ def write_time_vrt(parts: Sequence[str | os.PathLike], path: str | os.PathLike) 
             if dates and date <= dates[-1]:
                 raise ValueError(f"{part}: date {date} does not follow {dates[-1]} of the chunks before it")
             dates.append(date)
-            element = ET.SubElement(root, "VRTRasterBand", dataType=data_type, band=str(len(dates)))
-            ET.SubElement(element, "Description").text = date
-            if nodata is not None:
-                ET.SubElement(element, "NoDataValue").text = "nan" if np.isnan(nodata) else repr(nodata)
-            if (scale, offset) != (1.0, 0.0):
-                ET.SubElement(element, "Offset").text = repr(offset)
-                ET.SubElement(element, "Scale").text = repr(scale)
-            source = ET.SubElement(element, "SimpleSource")
-            ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = relative
-            ET.SubElement(source, "SourceBand").text = str(band)
-            rect = dict(xOff="0", yOff="0", xSize=str(grid.width), ySize=str(grid.height))
-            ET.SubElement(source, "SrcRect", **rect)
-            ET.SubElement(source, "DstRect", **rect)
+            element = _vrt_band(root, len(dates), date, profile, scale, offset)
+            _vrt_source(element, relative, band, grid.width, grid.height, 0, 0)
     ET.indent(root)
     with atomic_path(path) as tmp:
         ET.ElementTree(root).write(tmp, encoding="unicode")
@@ -478,32 +503,16 @@ def write_mosaic_vrt(parts: Sequence[str | os.PathLike], path: str | os.PathLike
     grid, grids, offsets, dates = _tile_layout(parts, path)
     with _open(next(iter(grids))) as src:
         profile, scale, offset = src.profile, src.scales[0], src.offsets[0]
-    root = ET.Element("VRTDataset", rasterXSize=str(grid.width), rasterYSize=str(grid.height))
-    ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = CRS.from_user_input(grid.crs).to_wkt()
-    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in grid.transform.to_gdal())
-    data_type = {"float32": "Float32", "int16": "Int16"}[profile["dtype"]]
-    nodata = profile["nodata"]
+    root = _vrt_root(grid)
     sources = {part: os.path.relpath(Path(part).resolve(), path.resolve().parent) for part in grids}
     source_bands = list(range(1, len(dates) + 1)) if dates else [1]
     if days is not None and list(days) != dates:
         source_bands = [b + 1 for b in bands_of_dates(next(iter(grids)), days)]
         dates = list(days)
     for band, (source_band, date) in enumerate(zip(source_bands, dates or [None], strict=True), start=1):
-        element = ET.SubElement(root, "VRTRasterBand", dataType=data_type, band=str(band))
-        if date is not None:
-            ET.SubElement(element, "Description").text = date
-        if nodata is not None:
-            ET.SubElement(element, "NoDataValue").text = "nan" if np.isnan(nodata) else repr(nodata)
-        if (scale, offset) != (1.0, 0.0):
-            ET.SubElement(element, "Offset").text = repr(offset)
-            ET.SubElement(element, "Scale").text = repr(scale)
+        element = _vrt_band(root, band, date, profile, scale, offset)
         for part, (row, col) in offsets.items():
-            source = ET.SubElement(element, "SimpleSource")
-            ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = sources[part]
-            ET.SubElement(source, "SourceBand").text = str(source_band)
-            size = dict(xSize=str(grids[part].width), ySize=str(grids[part].height))
-            ET.SubElement(source, "SrcRect", xOff="0", yOff="0", **size)
-            ET.SubElement(source, "DstRect", xOff=str(col), yOff=str(row), **size)
+            _vrt_source(element, sources[part], source_band, grids[part].width, grids[part].height, row, col)
     ET.indent(root)
     with atomic_path(path) as tmp:
         ET.ElementTree(root).write(tmp, encoding="unicode")
