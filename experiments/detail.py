@@ -70,9 +70,9 @@ def score_world(workdir: Path, shares: tuple[float, ...]) -> list[dict]:
     weights = read_weights(run / "ensemble" / "rootzone" / "weights.csv")
     members = {m: maps / "rootzone" / f"{m}.tif" for m in weights}
     scores = {key: _Score() for key in ("cubic", "written", *shares)}
-    height = io.read_grid(truth_path).height
-    for row in range(0, height, factor):
-        window = (row, 0, factor, io.read_grid(truth_path).width)
+    grid = io.read_grid(truth_path)
+    for row in range(0, grid.height, factor):
+        window = (row, 0, factor, grid.width)
         truth = io.read_window(truth_path, *window)
         fields = {m: io.read_window(path, *window) for m, path in members.items()}
         plain = np.clip(combine(fields, weights)[0], lo, hi)
