@@ -193,8 +193,9 @@ class _Job:
         cr, cc, ch, cw = block
         return slice(None), slice(cr, cr + ch), slice(cc, cc + cw)
 
-    def read(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
-        """The block's feature cube (with the halo) and its missing pixel-days (zeroed in the cube)."""
+    def read(self, block: Block, donor: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The block's feature cube (with the halo), its missing pixel-days (zeroed in the cube) and, with `donor`,
+        the window whose detail its ensemble borrows (None without one)."""
         cr, cc, ch, cw = block
         row, col = (self.tile.row + cr) * self.factor, (self.tile.col + cc) * self.factor  # first pixel in the rasters
         with _timed(self.timings, "read", thread=self.overlap):
@@ -209,7 +210,16 @@ class _Job:
             del features
             if missing.any():
                 block_cube[missing] = 0.0
-        return block_cube, missing
+        return block_cube, missing, self.donor(block) if donor else None
+
+    def donor(self, block: Block) -> np.ndarray | None:
+        """The block's window of the raster whose within-cell detail the ensemble borrows (None without one)."""
+        if not (self.detail and self.combined):
+            return None
+        _, _, ch, cw = block
+        with _timed(self.timings, "read", thread=self.overlap):
+            return io.read_window(self.detail[0], block[0] * self.factor, block[1] * self.factor, ch * self.factor,
+                                  cw * self.factor)
 
     def carried(self, row: int, col: int, ch: int, cw: int) -> tuple[int, np.ndarray] | None:
         """The block's carried antecedent precipitation indices (with the halo) and the day they continue from."""
@@ -239,8 +249,10 @@ class _Job:
             self._free = [block_cube, *self._free][:2]
         return preds
 
-    def finish(self, block: Block, preds: dict[str, np.ndarray], fix: Callable[[str, np.ndarray], None]) -> dict:
-        """Correct (in place), clip, combine (the ensemble borrowing its share of `detail`): the fields to write."""
+    def finish(self, block: Block, preds: dict[str, np.ndarray], fix: Callable[[str, np.ndarray], None],
+               donor: np.ndarray | None) -> dict:
+        """Correct (in place), clip, combine (the ensemble borrowing its share of the `donor`'s detail): the fields to
+        write."""
         fields = {}
         for name, pred in preds.items():
             with _timed(self.timings, "correction"):
@@ -249,10 +261,8 @@ class _Job:
         if self.combined:
             with _timed(self.timings, "ensemble"):
                 mean, spread = combine(fields, self.member_weights)
-                if self.detail:
-                    path, share = self.detail
-                    donor = io.read_window(path, block[0] * self.factor, block[1] * self.factor, *mean.shape[1:])
-                    mean = borrow_detail(mean, donor, self.factor, share)
+                if donor is not None:
+                    mean = borrow_detail(mean, donor, self.factor, self.detail[1])
                 fields["ensemble"] = _clip(mean, self.valid_range, self.clipped, "ensemble")
                 fields["ensemble_std"] = spread
         return fields
@@ -271,7 +281,8 @@ def _predict_per_cell(job: _Job, blocks: list[Block], additive: bool, progress: 
             if additive:
                 coarse_correction(pred, job.coarse.data[job.cells(block)], job.factor, out=pred)
 
-        return job.finish(block, job.predict(*data), fix)
+        block_cube, missing, donor = data
+        return job.finish(block, job.predict(block_cube, missing), fix, donor)
 
     _pipeline(blocks, job.read, single, job.write, job.overlap, job.timings, progress.step(""))
 
@@ -281,29 +292,32 @@ def _predict_smooth(job: _Job, blocks: list[Block], scratch: _Scratch, progress:
     `scratch`; the second adds the smooth field of the residuals (and the remaining per-cell shift) and writes."""
     residual = {name: np.full(job.coarse.data.shape, np.nan) for name in job.active}
 
-    def first(block: Block, data: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
-        preds = job.predict(*data)
+    def first(block: Block, data: tuple[np.ndarray, np.ndarray, None]) -> dict[str, np.ndarray]:
+        preds = job.predict(*data[:2])
         with _timed(job.timings, "correction"):
             for name, pred in preds.items():
                 residual[name][job.cells(block)] = cell_residual(pred, job.coarse.data[job.cells(block)], job.factor)
         return preds
 
-    _pipeline(blocks, job.read, first, lambda block, preds: scratch.put(preds), job.overlap, job.timings,
-              progress.step("pass 1 of 2:"))
+    _pipeline(blocks, lambda block: job.read(block, donor=False), first, lambda block, preds: scratch.put(preds),
+              job.overlap, job.timings, progress.step("pass 1 of 2:"))
     with _timed(job.timings, "correction"):
         nodes = {name: smooth_nodes(values, job.factor) for name, values in residual.items()}
     scratch.rewind()
 
-    def second(block: Block, preds: dict[str, np.ndarray]) -> dict:
+    def second(block: Block, data: tuple[dict[str, np.ndarray], np.ndarray | None]) -> dict:
         def fix(name: str, pred: np.ndarray) -> None:
             valid = np.isfinite(residual[name][job.cells(block)])
             add_smooth_field(pred, nodes[name], job.factor, block[:2], valid)
             coarse_correction(pred, job.coarse.data[job.cells(block)], job.factor, out=pred)
 
-        return job.finish(block, preds, fix)
+        preds, donor = data
+        return job.finish(block, preds, fix, donor)
 
-    _pipeline(blocks, lambda block: scratch.get(list(job.active), _shape(block, job.factor, len(job.dates))), second,
-              job.write, job.overlap, job.timings, progress.step("pass 2 of 2:"))
+    def reread(block: Block) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        return scratch.get(list(job.active), _shape(block, job.factor, len(job.dates))), job.donor(block)
+
+    _pipeline(blocks, reread, second, job.write, job.overlap, job.timings, progress.step("pass 2 of 2:"))
 
 
 def _pipeline(blocks: list[Block], read: Callable, compute: Callable, write: Callable, overlap: bool,
