@@ -395,7 +395,7 @@ def _merge_stage(name: str, jobs: int, pixel_days: float, written: float) -> Sta
 def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = (100, 50, 30), dynamic: int = 3,
            static: int = 7, examples: int = 72000, epochs: int = 25, trials: int = 4, tune_epochs: int = 6,
            tiles: int = 1, test_share: float = 0.15 * 0.17, forest: bool = True, refine: bool = True,
-           product: bool = False, bags: int = 375, mosaic: str = "cog") -> list[Stage]:
+           product: bool = False, bags: int = 375, mosaic: str = "cog", detail: bool = True) -> list[Stage]:
     """The run's heavy jobs, step by step in DAG order, for a region of `pixels` 30 m pixels a day over `days`, with
     the config's defaults (3 scales, precipitation/NDVI/NDWI, dem/sand/clay + 4 terrain rasters, 24000 examples per
     scale). `tiles`: the tiles a layer's prediction is split into (config tiles.cells): predict, predict_rf and
@@ -412,7 +412,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
     (BYTES predict_product), merge_tiles merges those two a layer (the spread and the raw ensemble are temporary
     files, counted here as kept: an upper bound) and no cubic baseline runs. `mosaic`: outputs.mosaic, cog (the maps
     merged, their tiles removed) or vrt (no merge: each map a VRT over its tiles, which are kept; a VRT takes
-    seconds, not counted). CPU seconds from MODELS; the 2-thread jobs (predict, predict_rf, train_rf) hold 2 cores."""
+    seconds, not counted). `detail`: the root zone borrows the surface's detail (ensemble.rootzone_from_surface > 0),
+    so its predict of a tile is a step after the surface's (`predict_rootzone`). CPU seconds from MODELS; the 2-thread jobs (predict, predict_rf, train_rf) hold 2 cores."""
     merges = mosaic == "cog"
     fine = min(scales)
     px_days = pixels * days
@@ -434,6 +435,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
                                           MODELS["cubic_baseline"].cpu_s(pixels * days / tiles),
                                           written=BYTES["cubic_baseline"] * px_days / tiles, temporary=merges)]
     merged = 2 if product else 9 if refine else 8  # merge_tiles' maps of a layer
+    # the root zone's predict of a tile waits for the surface's where it borrows the surface's detail
+    predict_jobs = [("predict", 1), ("predict_rootzone", 1)] if detail and layers == 2 else [("predict", layers)]
     maps = predicted + (0 if product else BYTES["cubic_baseline"])  # the bytes merge_tiles writes, a pixel-day
     cell = (9000 / fine) ** 2  # a 9 km cell's pixels at the finest scale
     # a refine tile reads its cells and REFINE_HALO cells around them (a square region of square tiles)
@@ -446,8 +449,8 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
             Stage("train", layers * 3, MODELS["train"].cpu_s(examples * epochs)),
             Stage("train_rf", layers, MODELS["train_rf"].cpu_s(examples), 2),
             Stage("ensemble", layers, MODELS["ensemble"].cpu_s(examples)),
-            Stage("predict", layers * tiles, MODELS["predict_forest" if forest else "predict"].cpu_s(pixels * days / tiles), 2,
-                  written=predicted * px_days / tiles, temporary=merges),
+            *[Stage(name, jobs * tiles, MODELS["predict_forest" if forest else "predict"].cpu_s(pixels * days / tiles), 2,
+                    written=predicted * px_days / tiles, temporary=merges) for name, jobs in predict_jobs],
             *([] if forest or product else [
                 Stage("predict_rf", layers * tiles, MODELS["predict_rf"].cpu_s(pixels * days / tiles), 2,
                       written=BYTES["predict"] / 6 * px_days / tiles, temporary=merges)]),
@@ -471,7 +474,7 @@ def stages(pixels: float, days: int, layers: int = 2, scales: tuple[int, ...] = 
 # The steps that wait for each other (a later group starts when the earlier ones end); within a group all jobs
 # may run at once. Wall time per job = its CPU time (predict's CPU/wall ratio on a quiet machine: 0.98).
 _GROUPS = (("terrain",), ("resample",), ("samples",), ("tune",), ("train", "train_rf"), ("ensemble",),
-           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("merge_tiles",), ("fit_refinement",), ("refine",),
+           ("predict", "predict_rf", "cubic_baseline", "sensitivity"), ("predict_rootzone",), ("merge_tiles",), ("fit_refinement",), ("refine",),
            ("merge_refined",), ("calibrate_uncertainty",),
            ("uncertainty", "evaluate_tile"), ("merge_uncertainty",), ("evaluate",))
 

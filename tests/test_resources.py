@@ -77,13 +77,14 @@ localrule all:
 
 def test_projection_today_is_bound_by_one_predict_job_per_layer():
     today = res.stages(58e6, 300)
-    predict = next(s for s in today if s.name == "predict")
-    assert predict.jobs == 2 and predict.cpu_s > 3 * 3600  # 17.4 G pixel-days at ~1.5 M per CPU-s (forest joined)
+    predict = next(s for s in today if s.name == "predict")  # the surface's; the root zone's waits for it
+    assert [(s.name, s.jobs) for s in today if s.name.startswith("predict")] == [("predict", 1), ("predict_rootzone", 1)]
+    assert predict.cpu_s > 3 * 3600  # 17.4 G pixel-days at ~1.5 M per CPU-s (forest joined)
     ten, hundred = res.project(today, 10), res.project(today, 100)
-    assert ten["wall_h"] == hundred["wall_h"] > predict.cpu_s / 3600  # more nodes do not help
+    assert ten["wall_h"] == hundred["wall_h"] > 2 * predict.cpu_s / 3600  # more nodes do not help
     tiled = res.stages(58e6, 300, tiles=40)  # tiles of 4 x 4 cells: predict, predict_rf, cubic_baseline per tile
     assert res.project(tiled, 10)["wall_h"] < ten["wall_h"] / 2
-    assert max(s.cpu_s for s in tiled if s.name in ("predict", "predict_rf", "cubic_baseline")) < 3600
+    assert max(s.cpu_s for s in tiled if s.name in ("predict", "predict_rootzone", "predict_rf", "cubic_baseline")) < 3600
 
     def cpu_h(plan, refine):  # tiles split the work, but each refine tile also reads the cells around it
         return sum(s.jobs * s.cpu_s for s in plan if (s.name == "refine") == refine) / 3600
@@ -178,3 +179,19 @@ def test_a_refine_tile_reads_the_cells_around_it():
     assert region.halo_pixel_days(30, 8, 8, 2, 2, HALO) == (2 + 2 * HALO) ** 2 * cell
     assert region.halo_pixel_days(30, 0, 0, 2, 2, HALO) == (2 + HALO) ** 2 * cell  # the region's corner
     assert region.halo_pixel_days(30, 0, 0, 20, 20, HALO) == region.pixel_days(30)
+
+
+def test_the_root_zones_predict_waits_for_the_surfaces_where_it_borrows_its_detail():
+    """ensemble.rootzone_from_surface > 0 (the default): the root zone's predict of a tile reads the surface's, so it is a step of
+    its own after the surface's; the jobs and the work are the same, and one wave of tiles takes two predict jobs of
+    wall time instead of one."""
+    pixels, days, tiles = 58e6, 300, 161
+    apart, after = res.stages(pixels, days, tiles=tiles, detail=False), res.stages(pixels, days, tiles=tiles)
+    assert {s.name: s.jobs for s in after if s.name.startswith("predict")} == {"predict": tiles,
+                                                                              "predict_rootzone": tiles}
+    on_apart, on_after = res.project(apart, 100), res.project(after, 100)
+    assert on_after["jobs"] == on_apart["jobs"] and on_after["cpu_core_h"] == pytest.approx(on_apart["cpu_core_h"])
+    predict = next(s for s in after if s.name == "predict")
+    assert on_after["wall_h"] == pytest.approx(on_apart["wall_h"] + predict.wall_s / 3600)
+    steps = [row["step"] for row in on_after["steps"]]
+    assert steps.index("predict_rootzone") == steps.index("predict/predict_rf/cubic_baseline/sensitivity") + 1
