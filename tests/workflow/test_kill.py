@@ -32,9 +32,10 @@ def snakemake_tree() -> list[psutil.Process]:
 def test_a_run_killed_in_predict_restarts_with_the_same_command_to_the_outputs_of_an_uninterrupted_run(
         tiny_run, tmp_path):
     source, uninterrupted, _ = tiny_run
-    # The complete tiny run, copied (inputs stay where its config names them), without one of the first layer's
+    # The complete tiny run, copied (inputs stay where its config names them), without one of the root zone's
     # predictions: the same command then runs that layer's predict and what follows it, as a run that had got that
-    # far (one layer only, to keep the test short).
+    # far (one layer only, to keep the test short; the surface's predict would rerun the root zone's too, which
+    # borrows its detail).
     workdir = tmp_path / "killed"
     workdir.mkdir()
     shutil.copy2(source / "config.yaml", workdir / "config.yaml")
@@ -43,8 +44,12 @@ def test_a_run_killed_in_predict_restarts_with_the_same_command_to_the_outputs_o
                         ignore=shutil.ignore_patterns("locks", "incomplete"))
     results = workdir / "results" / uninterrupted.name
     # predict's own ensemble (ensemble_raw: the tiny run has stations, which refine it into ensemble.tif)
-    (results / "downscaled" / TINY_LAYERS[0] / "ensemble_raw.tif").unlink()
-    tiles = results / "tiles" / TINY_LAYERS[0]  # predict writes one tile's maps a job (merged by merge_tiles)
+    # and its tiles, kept where the root zone borrows the surface's detail
+    layer = TINY_LAYERS[1]
+    (results / "downscaled" / layer / "ensemble_raw.tif").unlink()
+    tiles = results / "tiles" / layer  # predict writes one tile's maps a job (merged by merge_tiles)
+    for tile in tiles.glob("*/ensemble_raw.tif"):
+        tile.unlink()
 
     # the run, in a thread, until predict is writing a tile's outputs (their temporary files exist); then SIGKILL to
     # Snakemake and every process under it at once
