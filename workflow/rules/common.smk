@@ -621,7 +621,8 @@ def coarse_params(wildcards):
 def tile_map(layer, name):
     """A map of one tile (the tile a wildcard): kept until the layer's map is merged (outputs.mosaic cog), or kept as
     the map's storage under its VRT (vrt). The ensemble's tiles are kept where the root zone borrows the surface's
-    detail from them, so that a change of the root zone's settings reruns no surface prediction."""
+    detail from them, so that a change of the root zone's settings reruns no surface prediction.
+    """
     path = f"{CR}/tiles/{layer}/{{tile}}/{name}.tif"
     donor = ROOTZONE_FROM_SURFACE and name == predicted("ensemble")
     return temp(path) if MOSAIC == "cog" and not donor else path
