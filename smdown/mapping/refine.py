@@ -192,10 +192,18 @@ def fit(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndar
         out.reason = (f"leaving one station out, the anomalies' fit ({out.loso_rmse:.4f}) does not beat the stations' "
                       f"mean error alone ({out.base_rmse:.4f})")
         return out
-    _, slopes = _weighted_ridge(z, y, weight, out.alpha)
-    out.beta = (slopes / scale).tolist()
+    out.beta = fitted_beta(anomalies, error, station, out.alpha)
     out.applied = True
     return out
+
+
+def fitted_beta(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndarray,
+                alpha: float) -> list[float]:
+    """beta (per unit of each predictor's anomaly, in the order of `anomalies`) of the ridge at penalty `alpha` on
+    all the stations (the inputs are those of `fit`), whatever the left-one-station-out check would say."""
+    _, z, scale, y, _, _, weight, _ = _design(anomalies, error, station)
+    _, slopes = _weighted_ridge(z, y, weight, alpha)
+    return (slopes / scale).tolist()
 
 
 def left_out_shifts(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndarray,

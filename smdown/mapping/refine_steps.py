@@ -85,6 +85,18 @@ def station_anomalies(rasters: Mapping[str, str], series: pd.DataFrame, factor: 
     return out
 
 
+def station_errors(layer: str, ensemble: str, rasters: Mapping[str, str], coarse: str, split: str | None,
+                   stations: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """What the refinement is fitted on: the stations' series (fitting_series: days outside the split's test days,
+    with the `ensemble` at each station's pixel in column ``ensemble``) and each predictor's within-cell anomaly
+    (`rasters`: name -> 30 m raster) at those rows; no rows, no anomalies."""
+    series = fitting_series({"ensemble": ensemble}, stations, layer, split)
+    if not len(series):
+        return series, {}
+    factor = io.nest(io.read_grid(ensemble), io.read_grid(coarse))
+    return series, station_anomalies(rasters, series, factor, io.read_dates(ensemble))
+
+
 def fit_layer(layer: str, ensemble: str, rasters: Mapping[str, str], coarse: str, split: str | None,
               stations: str | None, settings: dict) -> tuple[refining.Refinement, pd.DataFrame]:
     """The layer's refinement from the stations' days outside the split's test days (`ensemble`: the merged
@@ -101,12 +113,10 @@ def fit_layer(layer: str, ensemble: str, rasters: Mapping[str, str], coarse: str
     if not stations or not names:
         return refining.Refinement(predictors=names, beta=[0.0] * len(names),
                                    reason="no stations" if not stations else "no predictor"), no_shifts
-    series = fitting_series({"ensemble": ensemble}, stations, layer, split)
+    series, anomalies = station_errors(layer, ensemble, {n: rasters[n] for n in names}, coarse, split, stations)
     if not len(series):
         return refining.Refinement(predictors=names, beta=[0.0] * len(names),
                                    reason="no station observation outside the test days"), no_shifts
-    factor = io.nest(io.read_grid(ensemble), io.read_grid(coarse))
-    anomalies = station_anomalies({n: rasters[n] for n in names}, series, factor, io.read_dates(ensemble))
     error = (series["observed"] - series["ensemble"]).to_numpy()
     station = series["station"].to_numpy()
     result = refining.fit(anomalies, error, station, int(settings["min_stations"]))

@@ -62,6 +62,10 @@ def test_the_fit_finds_a_known_response_and_nothing_in_noise():
     assert found.applied and found.stations == 12 and found.station_days == 240
     assert found.beta == pytest.approx([-0.2, 0.3], rel=0.15)
     assert found.gain > 0.5
+    assert refining.fitted_beta(anomalies, error, station, found.alpha) == pytest.approx(found.beta, rel=1e-12)
+    # a larger penalty draws beta towards 0, whatever the check
+    shrunk = refining.fitted_beta(anomalies, error, station, 1e4)
+    assert 0 < np.abs(shrunk).max() < 0.1 * np.abs(found.beta).max()
     # errors the anomalies do not explain: left one station out, the fit does not beat the mean error
     anomalies, error, station = _stations((0.0, 0.0), noise=0.02, seed=3)
     none = refining.fit(anomalies, error, station, MIN_STATIONS)
