@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from experiments.panel import DEFAULT_OUT, read_weights, select_worlds, world_dir
+from experiments.panel import DEFAULT_OUT, finished_worlds, read_weights
 from smdown import config as smconfig
 from smdown import io
 from smdown.grid import block_expand, block_mean, nest_factor
@@ -95,11 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shares", type=float, nargs="+", default=list(SHARES), help="shares to score")
     args = parser.parse_args(argv)
     rows = []
-    for world in select_worlds(args.worlds):
-        workdir = world_dir(Path(args.out), world, args.variant)
-        if not (workdir / "config.yaml").exists():
-            print(f"{world.name}: no run in {workdir}; skipped")
-            continue
+    for world, workdir in finished_worlds(args.out, args.worlds, args.variant):
         for row in score_world(workdir, tuple(args.shares)):
             rows.append({"world": world.name, "part": world.part, **row})
     table = pd.DataFrame(rows)

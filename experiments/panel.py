@@ -62,7 +62,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +188,17 @@ def sparse_station_count(coarse_rows: int, coarse_cols: int) -> int:
 
 
 # ---------------------------------------------------------------- configs
+
+
+def finished_worlds(out: Path, spec: str, variant: str = DEFAULT_VARIANT) -> Iterator[tuple[PanelWorld, Path]]:
+    """(world, its run's folder) for each world of `spec` with a run of `variant` in the panel folder `out`; the
+    others are named as skipped."""
+    for world in select_worlds(spec):
+        workdir = world_dir(Path(out), world, variant)
+        if (workdir / "config.yaml").exists():
+            yield world, workdir
+        else:
+            print(f"{world.name}: no run in {workdir}; skipped")
 
 
 def parse_set(items: Iterable[str]) -> dict[str, object]:

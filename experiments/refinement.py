@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from experiments.panel import DEFAULT_OUT, predictor_files, select_worlds, skill, world_dir
+from experiments.panel import DEFAULT_OUT, finished_worlds, predictor_files, skill
 from smdown import config as smconfig
 from smdown import io
 from smdown.mapping import refine as refining
@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--variant", default="default", help="the worlds' variant folder (default: their own stations)")
     args = parser.parse_args(argv)
     rows = []
-    for world in select_worlds(args.worlds):
-        workdir = world_dir(Path(args.out), world, args.variant)
-        if not (workdir / "config.yaml").exists():
-            print(f"{world.name}: no run in {workdir}; skipped")
-            continue
+    for world, workdir in finished_worlds(args.out, args.worlds, args.variant):
         config = smconfig.validate(yaml.safe_load((workdir / "config.yaml").read_text()))
         with tempfile.TemporaryDirectory() as scratch:
             for layer in smconfig.inputs_of(config).layers:
