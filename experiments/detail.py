@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         for row in score_world(workdir, tuple(args.shares)):
             rows.append({"world": world.name, "part": world.part, **row})
     table = pd.DataFrame(rows)
+    if table.empty:
+        print("no finished world")
+        return
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     medians = table.groupby(["part", "share"], sort=False)[["ratio_cubic", "anomaly_r"]].median()
     print("\nmedians over the worlds (root zone, all pixels and days):")
