@@ -166,7 +166,7 @@ def fit(anomalies: Mapping[str, np.ndarray], error: np.ndarray, station: np.ndar
         alphas: tuple[float, ...] = RIDGE_ALPHAS) -> Refinement:
     """The refinement of the stations' errors (`error`: observed - ensemble at each station-day) on the predictors'
     within-cell `anomalies` there (name -> value at each station-day), `station` the station of each row."""
-    names, z, scale, y, group, labels, weight, _ = _design(anomalies, error, station)
+    names, z, _, y, group, labels, weight, _ = _design(anomalies, error, station)
     out = Refinement(predictors=names, beta=[0.0] * len(names), stations=len(labels), station_days=int(len(y)))
     if len(labels) < max(min_stations, 3):
         out.reason = f"{len(labels)} station(s) with data outside the test days, fewer than {max(min_stations, 3)}"
