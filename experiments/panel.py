@@ -89,6 +89,7 @@ RF = "rf"  # the random-forest peer the ensemble must beat
 SCORES = ["ubrmse", "ratio_cubic", "anomaly_r", "std_ratio", "cell_rmse", "within_rmse", "rmse", "bias", "r"]
 COLUMNS = ["world", "part", "layer", "method", "split", "n", *SCORES, "truth_within_std", "weight", "collapsed"]
 SPREADS = ("ensemble_std", "uncertainty")  # standard-deviation maps of the ensemble beside the methods, not methods
+NOT_METHODS = (*SPREADS, "aoa")  # maps beside the methods that are no soil moisture (aoa: the area of applicability)
 UNCERTAINTY_SCORES = ["coverage_90", "spread_error_r", "mean_std", "rmse", "crps", "crps_constant", "crps_skill",
                       "interval_score_90", "interval_score_90_constant", "interval_skill"]
 UNCERTAINTY_COLUMNS = ["world", "part", "layer", "spread", "split", "n", *UNCERTAINTY_SCORES]
@@ -383,9 +384,9 @@ def skill(pred: np.ndarray, truth: np.ndarray, factor: int) -> dict[str, float]:
 
 
 def method_files(downscaled: Path) -> dict[str, Path]:
-    """The method rasters of a layer's downscaled folder (the spread maps left out), in METHOD_ORDER, then any
-    others, cubic last."""
-    found = {p.stem: p for p in sorted(Path(downscaled).glob("*.tif")) if p.stem not in SPREADS}
+    """The method rasters of a layer's downscaled folder (the spread and applicability maps left out), in
+    METHOD_ORDER, then any others, cubic last."""
+    found = {p.stem: p for p in sorted(Path(downscaled).glob("*.tif")) if p.stem not in NOT_METHODS}
     order = [m for m in METHOD_ORDER if m in found] + sorted(set(found) - {*METHOD_ORDER, "cubic"})
     return {m: found[m] for m in order + (["cubic"] if "cubic" in found else [])}
 

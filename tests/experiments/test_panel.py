@@ -98,14 +98,14 @@ def rasters(tmp_path):
     folder = tmp_path / "downscaled"
     folder.mkdir()
     fields = {"cnn": _flat(truth), "dnn": truth.copy(), "cubic": truth + 0.01 * np.random.default_rng(3).standard_normal(truth.shape),
-              "ensemble_std": np.zeros_like(truth), "uncertainty": np.zeros_like(truth), "xgb": 0.5 * truth + 0.5 * _flat(truth)}
+              "ensemble_std": np.zeros_like(truth), "uncertainty": np.zeros_like(truth), "aoa": np.zeros_like(truth), "xgb": 0.5 * truth + 0.5 * _flat(truth)}
     for name, data in fields.items():
         paths[name] = folder / f"{name}.tif"
         io.write_stack(paths[name], io.Stack(data.astype(np.float32), fine, dates))
     return paths, truth, dates, fine
 
 
-def test_method_files_order_and_spread_left_out(rasters):
+def test_method_files_order_and_spread_and_applicability_left_out(rasters):
     paths, *_ = rasters
     assert list(panel.method_files(paths["dnn"].parent)) == ["dnn", "cnn", "xgb", "cubic"]
 
