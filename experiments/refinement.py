@@ -77,21 +77,25 @@ def layer_rows(workdir: Path, config: dict, layer: str, scratch: Path) -> list[d
              "forced": refining.fitted_beta(at_stations, error, station, refining.RIDGE_ALPHAS[0]),
              "oracle": oracle_beta(ensemble, truth, anomalies)}
     del anomalies
-    rows = []
-    for way, beta in betas.items():
-        path = scratch / f"{layer}_{way}.tif"
-        refinement = refining.Refinement(predictors=names, beta=list(beta), applied=way != "raw")
-        refine_map(refinement, str(raw_path), rasters, factor, str(path), tuple(config["predict"]["valid_range"]))
-        scores = skill(io.read_stack(path).data, truth, factor)
-        rows.append({"layer": layer, "way": way, "applied_by_run": fitted.applied,
-                     "beta": " ".join(f"{name} {b:+.3f}" for name, b in zip(names, beta, strict=True)),
-                     "ubrmse": scores["ubrmse"], "anomaly_r": scores["anomaly_r"]})
-    base = rows[0]["ubrmse"]
-    oracle_gain = base - rows[-1]["ubrmse"]
-    for row in rows:
+    rows = {}
+    for way in WAYS:
+        if way == "raw":  # predict's map as it is (already clipped)
+            refined = raw.data
+        else:
+            path = scratch / f"{layer}_{way}.tif"
+            refinement = refining.Refinement(predictors=names, beta=list(betas[way]), applied=True)
+            refine_map(refinement, str(raw_path), rasters, factor, str(path), tuple(config["predict"]["valid_range"]))
+            refined = io.read_stack(path).data
+        scores = skill(refined, truth, factor)
+        rows[way] = {"layer": layer, "way": way, "applied_by_run": fitted.applied,
+                     "beta": " ".join(f"{name} {b:+.3f}" for name, b in zip(names, betas[way], strict=True)),
+                     "ubrmse": scores["ubrmse"], "anomaly_r": scores["anomaly_r"]}
+    base = rows["raw"]["ubrmse"]
+    oracle_gain = base - rows["oracle"]["ubrmse"]
+    for row in rows.values():
         row["ratio_raw"] = row["ubrmse"] / base
         row["share_of_oracle_gain"] = (base - row["ubrmse"]) / oracle_gain if oracle_gain > 0 else float("nan")
-    return rows
+    return list(rows.values())
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -103,6 +107,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     rows = []
     for world, workdir in finished_worlds(args.out, args.worlds, args.variant):
         config = smconfig.validate(yaml.safe_load((workdir / "config.yaml").read_text()))
+        if not smconfig.inputs_of(config).stations:
+            print(f"{world.name}: its run has no stations; skipped")
+            continue
         with tempfile.TemporaryDirectory() as scratch:
             for layer in smconfig.inputs_of(config).layers:
                 rows += [{"world": world.name, "part": world.part, **row}
